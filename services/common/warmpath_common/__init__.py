@@ -1,0 +1,1 @@
+"""What all three Warmpath services share: errors, gRPC plumbing, config loading."""

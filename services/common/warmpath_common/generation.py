@@ -1,0 +1,64 @@
+"""Plain domain objects for a generate request and its streamed answer.
+
+Servicers convert protobuf messages to these (see ``convert``) so that the
+domain modules never import grpc or protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What the caller asked for. `model` is the name as sent (may be an alias)."""
+
+    model: str
+    prompt: str = ""
+    messages: tuple[ChatTurn, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return bool(self.messages)
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """One piece of streamed text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """End of a stream: why it ended and what it cost."""
+
+    finish_reason: FinishReason
+    usage: Usage
+    trailing_text: str = field(default="")
+
+
+StreamEvent = TextDelta | Completion

@@ -1,0 +1,169 @@
+"""Server plumbing every service uses: error mapping, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from warmpath_common.errors import WarmpathError
+
+logger = logging.getLogger(__name__)
+
+# Large enough for long chat histories; the router still enforces its own,
+# clearer, limits on prompt size.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+# grpc.aio.ServicerContext; grpc ships no type information, so it is Any to mypy.
+ServicerContext: TypeAlias = Any
+
+
+async def _abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if isinstance(error, WarmpathError):
+        await context.abort(error.status_code, error.message)
+    logger.exception("unhandled error in RPC", exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Turns WarmpathError into its status, anything unexpected into INTERNAL.
+
+    Never lets a raw exception become UNKNOWN with a traceback in its details.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behaviour(request, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            await _abort_for(error, context)
+
+    return wrapped
+
+
+def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapped(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            await _abort_for(error, context)
+
+    return wrapped
+
+
+@dataclass
+class ServiceServer:
+    """A started gRPC server with its health servicer."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    service_names: tuple[str, ...]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Flip health to NOT_SERVING, refuse new calls, let in-flight ones finish."""
+        await self.set_serving(False)
+        await self.server.stop(grace_seconds)
+
+
+async def create_server(
+    listen: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Iterable[str],
+) -> ServiceServer:
+    """Builds and starts a server with error mapping, health and reflection.
+
+    `listen` is "host:port"; port 0 picks a free port (see `ServiceServer.port`).
+    """
+    names = tuple(service_names)
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}: address in use or invalid")
+    await server.start()
+    started = ServiceServer(server, health_servicer, port, names)
+    await started.set_serving(True)
+    logger.info("serving %s on %s (port %d)", ", ".join(names), listen, port)
+    return started
+
+
+async def serve_until_signalled(
+    server: ServiceServer,
+    grace_seconds: float,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    waiter = asyncio.ensure_future(server.server.wait_for_termination())
+    signalled = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    logger.info("shutting down (grace %.1f s)", grace_seconds)
+    await server.stop(grace_seconds)
+    if on_stop is not None:
+        await on_stop()
+    for task in (waiter, signalled):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,14 @@
+"""Logging set-up shared by the services' entry points."""
+
+from __future__ import annotations
+
+import logging
+
+
+def configure_logging(service: str, level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request at INFO: far too much for a relay on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
