@@ -1,0 +1,1 @@
+"""backend-adapter: turns Warmpath Generate calls into inference-server API calls."""

@@ -1,0 +1,69 @@
+"""backend-adapter entry point: parse config, build backends, serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc
+from warmpath_common.config import AdapterSettings, BackendKindName, load_config, with_overrides
+from warmpath_common.entrypoint import run_service
+from warmpath_common.grpc_server import create_server, serve_until_signalled
+
+from warmpath_adapter.backends import BackendDispatcher
+from warmpath_adapter.ollama_backend import OllamaBackend
+from warmpath_adapter.openai_backend import OpenAICompatibleBackend
+from warmpath_adapter.servicer import BackendAdapterServicer
+
+SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
+
+
+async def serve(settings: AdapterSettings) -> None:
+    async with httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+    ) as client:
+        openai = OpenAICompatibleBackend(client, settings.idle_timeout_seconds)
+        dispatcher = BackendDispatcher(
+            {
+                BackendKindName.LLAMA_CPP: openai,
+                BackendKindName.VLLM: openai,
+                BackendKindName.SGLANG: openai,
+                BackendKindName.OLLAMA: OllamaBackend(client, settings.idle_timeout_seconds),
+            }
+        )
+        server = await create_server(
+            settings.listen,
+            lambda s: backend_adapter_pb2_grpc.add_BackendAdapterServicer_to_server(
+                BackendAdapterServicer(dispatcher), s
+            ),
+            [SERVICE_NAME],
+        )
+        await serve_until_signalled(server, settings.shutdown_grace_seconds)
+
+
+def cli(
+    config: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(envvar="WARMPATH_ADAPTER_LISTEN", help="host:port to listen on.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the Warmpath backend-adapter."""
+    run_service("backend-adapter", log_level, lambda: _start(config, listen))
+
+
+async def _start(config: Path | None, listen: str | None) -> None:
+    settings = with_overrides(load_config(config).adapter, listen=listen)
+    await serve(settings)
+
+
+def main() -> None:
+    typer.run(cli)
+
+
+if __name__ == "__main__":
+    main()

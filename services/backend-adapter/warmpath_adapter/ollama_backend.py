@@ -1,0 +1,100 @@
+"""Ollama's native streaming API (/api/chat, /api/generate), newline-delimited JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from warmpath_common.errors import Unavailable
+from warmpath_common.generation import (
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+
+from warmpath_adapter.backends import BackendTarget
+from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
+
+
+def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.seed is not None:
+        options["seed"] = request.seed
+    if request.stop:
+        options["stop"] = list(request.stop)
+    body: dict[str, Any] = {"model": target.served_model_id, "stream": True, "options": options}
+    if request.is_chat:
+        body["messages"] = [{"role": t.role, "content": t.content} for t in request.messages]
+    else:
+        body["prompt"] = request.prompt
+    return body
+
+
+class OllamaBackend:
+    """Streams from an existing Ollama server."""
+
+    def __init__(self, client: httpx.AsyncClient, idle_timeout_seconds: float) -> None:
+        self._client = client
+        self._idle_timeout = idle_timeout_seconds
+
+    async def stream(
+        self, request: GenerationRequest, target: BackendTarget
+    ) -> AsyncIterator[StreamEvent]:
+        url = target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
+        with translate_transport_errors(url, self._idle_timeout):
+            async with self._client.stream(
+                "POST",
+                url,
+                json=request_body(request, target),
+                timeout=httpx.Timeout(self._idle_timeout),
+            ) as response:
+                if response.status_code >= 400:
+                    raise error_for_response(response.status_code, url)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    chunk = _parse_line(line, url)
+                    text = (
+                        (chunk.get("message") or {}).get("content")
+                        if request.is_chat
+                        else chunk.get("response")
+                    )
+                    if isinstance(text, str) and text:
+                        yield TextDelta(text)
+                    if chunk.get("done"):
+                        yield Completion(
+                            finish_reason=(
+                                FinishReason.LENGTH
+                                if chunk.get("done_reason") == "length"
+                                else FinishReason.STOP
+                            ),
+                            usage=Usage(
+                                input_tokens=int(chunk.get("prompt_eval_count") or 0),
+                                output_tokens=int(chunk.get("eval_count") or 0),
+                            ),
+                        )
+                        return
+        raise Unavailable(f"backend {url} ended the stream before it was done")
+
+
+def _parse_line(line: str, url: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise Unavailable(f"backend {url} sent a malformed stream line") from error
+    if not isinstance(chunk, dict):
+        raise Unavailable(f"backend {url} sent a stream line that is not an object")
+    if "error" in chunk:
+        raise Unavailable(f"backend {url} reported an error mid-stream")
+    return chunk

@@ -1,0 +1,167 @@
+"""OpenAI-compatible streaming (vLLM, SGLang, llama.cpp servers) over HTTP + SSE."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+from warmpath_common.config import BackendKindName
+from warmpath_common.errors import Unavailable
+from warmpath_common.generation import (
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+
+from warmpath_adapter.backends import BackendTarget
+from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
+
+logger = logging.getLogger(__name__)
+
+_FINISH_REASONS = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "eos": FinishReason.STOP,
+}
+
+
+def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": target.served_model_id,
+        "stream": True,
+        # Servers that support it (vLLM, SGLang, llama.cpp's own server) then
+        # report exact token usage in a last chunk.
+        "stream_options": {"include_usage": True},
+    }
+    if request.is_chat:
+        body["messages"] = [{"role": t.role, "content": t.content} for t in request.messages]
+    else:
+        body["prompt"] = request.prompt
+    optional = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if request.stop:
+        body["stop"] = list(request.stop)
+    return body
+
+
+class OpenAICompatibleBackend:
+    """Streams /v1/chat/completions or /v1/completions with Server-Sent Events."""
+
+    def __init__(self, client: httpx.AsyncClient, idle_timeout_seconds: float) -> None:
+        self._client = client
+        self._idle_timeout = idle_timeout_seconds
+
+    async def stream(
+        self, request: GenerationRequest, target: BackendTarget
+    ) -> AsyncIterator[StreamEvent]:
+        path = "/v1/chat/completions" if request.is_chat else "/v1/completions"
+        url = target.base_url.rstrip("/") + path
+        body = request_body(request, target)
+        text_pieces: list[str] = []
+        pieces_counted = 0
+        finish: FinishReason | None = None
+        usage: Usage | None = None
+        with translate_transport_errors(url, self._idle_timeout):
+            async with aconnect_sse(
+                self._client,
+                "POST",
+                url,
+                json=body,
+                timeout=httpx.Timeout(self._idle_timeout, connect=self._idle_timeout),
+            ) as source:
+                response = source.response
+                if response.status_code >= 400:
+                    raise error_for_response(response.status_code, url)
+                async for event in source.aiter_sse():
+                    if event.data.strip() == "[DONE]":
+                        break
+                    chunk = _parse_chunk(event.data, url)
+                    if chunk.get("usage"):
+                        usage = Usage(
+                            input_tokens=int(chunk["usage"].get("prompt_tokens", 0)),
+                            output_tokens=int(chunk["usage"].get("completion_tokens", 0)),
+                        )
+                    for choice in chunk.get("choices") or ():
+                        text = _choice_text(choice, request.is_chat)
+                        if text is not None:
+                            pieces_counted += 1
+                            if text:
+                                text_pieces.append(text)
+                                yield TextDelta(text)
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            finish = _FINISH_REASONS.get(reason, FinishReason.STOP)
+        if finish is None:
+            raise Unavailable(f"backend {url} ended the stream without a finish reason")
+        if usage is None:
+            usage = await self._count_usage(request, target, text_pieces, pieces_counted)
+        yield Completion(finish_reason=finish, usage=usage)
+
+    async def _count_usage(
+        self,
+        request: GenerationRequest,
+        target: BackendTarget,
+        text_pieces: list[str],
+        pieces_counted: int,
+    ) -> Usage:
+        """Usage for servers that do not report it when streaming.
+
+        llama-cpp-python's server streams one chunk per generated token, so the
+        chunk count is the output token count; the prompt is counted with the
+        server's own tokenizer. Other servers report usage themselves.
+        """
+        if target.kind is not BackendKindName.LLAMA_CPP:
+            return Usage(input_tokens=0, output_tokens=pieces_counted)
+        prompt_text = (
+            "".join(turn.content for turn in request.messages)
+            if request.is_chat
+            else request.prompt
+        )
+        url = target.base_url.rstrip("/") + "/extras/tokenize/count"
+        try:
+            with translate_transport_errors(url, self._idle_timeout):
+                response = await self._client.post(
+                    url, json={"input": prompt_text}, timeout=self._idle_timeout
+                )
+            response.raise_for_status()
+            input_tokens = int(response.json()["count"])
+        except (Unavailable, httpx.HTTPStatusError, KeyError, ValueError) as error:
+            logger.warning("could not count prompt tokens at %s: %s", url, type(error).__name__)
+            input_tokens = 0
+        return Usage(input_tokens=input_tokens, output_tokens=pieces_counted)
+
+
+def _parse_chunk(data: str, url: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise Unavailable(f"backend {url} sent a malformed stream chunk") from error
+    if not isinstance(chunk, dict):
+        raise Unavailable(f"backend {url} sent a stream chunk that is not an object")
+    if "error" in chunk:
+        raise Unavailable(f"backend {url} reported an error mid-stream")
+    return chunk
+
+
+def _choice_text(choice: dict[str, Any], is_chat: bool) -> str | None:
+    """The generated text in a choice, or None when the choice carries no token."""
+    if is_chat:
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+    else:
+        content = choice.get("text")
+        if content == "" and choice.get("finish_reason"):
+            return None
+    return content if isinstance(content, str) else None
