@@ -1,0 +1,142 @@
+"""gpu-agent entry point: read config, open NVML or the simulated inventory, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import pynvml
+import typer
+from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
+from warmpath_common.config import (
+    AgentSettings,
+    ConfigError,
+    ModelSpec,
+    WarmpathConfig,
+    load_config,
+    with_overrides,
+)
+from warmpath_common.entrypoint import run_service
+from warmpath_common.grpc_server import create_server, serve_until_signalled
+
+from warmpath_agent.inventory import GpuInventory, MemoryBook
+from warmpath_agent.nvml import NvmlInventory
+from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.servicer import GpuAgentServicer
+from warmpath_agent.simulated_inventory import SimulatedInventory
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = gpu_agent_pb2.DESCRIPTOR.services_by_name["GpuAgent"].full_name
+_EXPIRY_CHECK_SECONDS = 5.0
+# Crude until the GGUF-metadata estimator lands: weights plus a fifth for
+# KV cache and scratch buffers.
+_FILE_SIZE_OVERHEAD = 1.2
+
+
+def open_inventory(settings: AgentSettings, book: MemoryBook) -> GpuInventory:
+    if settings.inventory.simulated:
+        logger.warning(
+            "using a SIMULATED GPU inventory declared in config (%d GPU(s)); "
+            "every state message says simulated",
+            len(settings.inventory.gpus),
+        )
+        return SimulatedInventory(settings.inventory.gpus, book)
+    try:
+        pynvml.nvmlInit()
+    except Exception as error:
+        raise ConfigError(
+            f"agent.inventory: NVML is not available on this host ({error}). "
+            "On a host without NVIDIA GPUs declare a simulated inventory: "
+            "agent.inventory.simulated: true with a gpus list."
+        ) from error
+    return NvmlInventory(pynvml)
+
+
+def estimate_bytes(spec: ModelSpec) -> int:
+    if spec.memory is not None:
+        return int(spec.memory)
+    return int(resolve_model_file(spec.source).stat().st_size * _FILE_SIZE_OVERHEAD)
+
+
+async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
+    served = settings.models or tuple(spec.name for spec in config.models)
+    specs = {name: config.model(name) for name in served}
+    book = MemoryBook()
+    async with httpx.AsyncClient() as client:
+        manager = ResidencyManager(
+            settings.host,
+            specs,
+            open_inventory(settings, book),
+            LlamaCppProcessDriver(settings.process, client),
+            book=book,
+            estimate_bytes=estimate_bytes,
+        )
+        servicer = GpuAgentServicer(
+            manager,
+            {name: spec.backend for name, spec in specs.items()},
+            settings.heartbeat_seconds,
+        )
+        server = await create_server(
+            settings.listen,
+            lambda s: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(servicer, s),
+            [SERVICE_NAME],
+        )
+        pinned = asyncio.create_task(manager.load_pinned())
+        expiry = asyncio.create_task(_expire_forever(manager))
+        try:
+            await serve_until_signalled(server, settings.shutdown_grace_seconds)
+        finally:
+            for task in (pinned, expiry):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await manager.close()
+
+
+async def _expire_forever(manager: ResidencyManager) -> None:
+    while True:
+        await asyncio.sleep(_EXPIRY_CHECK_SECONDS)
+        await manager.expire_idle()
+
+
+def cli(
+    config: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(envvar="WARMPATH_AGENT_LISTEN", help="host:port to listen on.")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(envvar="WARMPATH_AGENT_HOST", help="This host's name.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_AGENT_LOG_DIR", help="Model server logs.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the Warmpath gpu-agent."""
+
+    async def start() -> None:
+        loaded = load_config(config)
+        settings = with_overrides(loaded.agent, listen=listen, host=host)
+        if log_dir is not None:
+            settings = with_overrides(
+                settings, process={**settings.process.model_dump(), "log_dir": log_dir}
+            )
+        await serve(loaded, settings)
+
+    run_service("gpu-agent", log_level, start)
+
+
+def main() -> None:
+    typer.run(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The port every model driver implements: start, stop and watch one model server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from warmpath_common.config import ModelSpec
+
+from warmpath_agent.inventory import GpuReading
+
+
+@dataclass(frozen=True, slots=True)
+class RunningModel:
+    """A model server the driver started (or adopted)."""
+
+    model: str
+    base_url: str
+    served_model_id: str
+    pid: int | None
+    """Host process id, where the driver knows it (for per-process GPU memory)."""
+
+
+class ModelDriver(Protocol):
+    """Starts and stops model servers. Readiness never involves generating text."""
+
+    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+        """Starts the server and returns once its readiness endpoint answers.
+
+        Raises ModelLoadFailed with the reason when it cannot.
+        """
+        ...
+
+    async def stop(self, running: RunningModel) -> None:
+        """Stops the server and frees its memory. Idempotent."""
+        ...
+
+    async def wait_exited(self, running: RunningModel) -> str:
+        """Returns (with the reason) when the server stops without being asked to."""
+        ...
+
+    async def close(self) -> None:
+        """Stops everything this driver started."""
+        ...
+
+
+class ModelLoadFailed(Exception):
+    """A model server could not be started or never became ready."""

@@ -1,0 +1,366 @@
+"""Which models are resident on this host's GPUs, and the rules for changing that.
+
+The ResidencyManager is the only writer of residency. Its invariants:
+
+* one load per model at a time: concurrent `ensure_loaded` calls share it
+  (single flight), and a caller that gives up does not abort the load;
+* a load never blocks requests for other models: only placement (choosing a
+  GPU and booking memory) is serialised, the slow start is not;
+* free memory comes from the live GPU reading; memory booked for loads still
+  in progress is subtracted because the reading cannot see it yet;
+* pinned models are never evicted; eviction is least-recently-used among the
+  idle, unpinned, ready models on the GPU that needs room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from warmpath_common.config import ModelSpec
+from warmpath_common.errors import (
+    FailedPrecondition,
+    ModelNotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+
+from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
+from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
+
+logger = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
+
+
+class ResidencyState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Residency:
+    """One model's residency on this host, as of one moment."""
+
+    model: str
+    state: ResidencyState
+    gpu_index: int
+    gpu_uuid: str
+    estimated_bytes: int
+    pinned: bool
+    measured_bytes: int = 0
+    running: RunningModel | None = None
+    load_seconds: float = 0.0
+    ready_since: float | None = None
+    last_used: float = 0.0
+    failure_reason: str = ""
+
+    @property
+    def footprint_bytes(self) -> int:
+        return self.measured_bytes or self.estimated_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOutcome:
+    residency: Residency
+    cold_start: bool
+    waited_seconds: float
+    evicted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    host: str
+    simulated: bool
+    gpus: tuple[GpuReading, ...]
+    models: tuple[Residency, ...]
+    servable_models: tuple[str, ...]
+    observed_at: float
+
+
+class ChangeFeed:
+    """Numbered descriptions of state changes, for WatchState subscribers."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self._version = 0
+        self._recent: deque[tuple[int, str]] = deque(maxlen=keep)
+        self._changed = asyncio.Condition()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def publish(self, description: str) -> None:
+        async with self._changed:
+            self._version += 1
+            self._recent.append((self._version, description))
+            self._changed.notify_all()
+        logger.info("%s", description)
+
+    async def wait_after(self, version: int, timeout: float) -> tuple[int, list[str]]:
+        """Descriptions newer than `version`; empty after `timeout` with no change."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._version > version), timeout
+                )
+            return self._version, [text for number, text in self._recent if number > version]
+
+
+class ResidencyManager:
+    def __init__(
+        self,
+        host: str,
+        specs: Mapping[str, ModelSpec],
+        inventory: GpuInventory,
+        driver: ModelDriver,
+        *,
+        book: MemoryBook,
+        estimate_bytes: Callable[[ModelSpec], int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.feed = ChangeFeed()
+        self._specs = dict(specs)
+        self._inventory = inventory
+        self._driver = driver
+        self._book = book
+        self._estimate_bytes = estimate_bytes
+        self._clock = clock
+        self._residents: dict[str, Residency] = {}
+        self._loads: dict[str, asyncio.Task[tuple[Residency, tuple[str, ...]]]] = {}
+        self._placement = asyncio.Lock()
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._measured: dict[str, int] = {}
+
+    # -- queries ---------------------------------------------------------
+
+    async def state(self) -> HostState:
+        gpus = tuple(await self._inventory.read())
+        return HostState(
+            host=self.host,
+            simulated=self._inventory.simulated,
+            gpus=gpus,
+            models=tuple(sorted(self._residents.values(), key=lambda r: r.model)),
+            servable_models=tuple(sorted(self._specs)),
+            observed_at=self._clock(),
+        )
+
+    # -- commands --------------------------------------------------------
+
+    async def ensure_loaded(self, model: str) -> LoadOutcome:
+        spec = self._spec(model)
+        current = self._residents.get(model)
+        if current is not None and current.state is ResidencyState.READY:
+            touched = replace(current, last_used=self._clock())
+            self._residents[model] = touched
+            return LoadOutcome(touched, cold_start=False, waited_seconds=0.0, evicted=())
+        started = time.monotonic()
+        task = self._loads.get(model)
+        if task is None:
+            task = asyncio.create_task(self._load(spec), name=f"load {model}")
+            self._loads[model] = task
+            task.add_done_callback(lambda _: self._loads.pop(model, None))
+        # Shielded: a caller that gives up must not abort a load others wait on.
+        residency, evicted = await asyncio.shield(task)
+        return LoadOutcome(
+            residency, cold_start=True, waited_seconds=time.monotonic() - started, evicted=evicted
+        )
+
+    async def unload(self, model: str, *, force: bool) -> bool:
+        self._spec(model)
+        current = self._residents.get(model)
+        if current is None:
+            return False
+        if current.pinned and not force:
+            raise FailedPrecondition(f"{model} is pinned; pass force to unload it anyway")
+        if current.state is ResidencyState.LOADING:
+            raise FailedPrecondition(f"{model} is still loading; unload it once it is ready")
+        await self._stop(current, reason="unloaded on request")
+        return True
+
+    async def load_pinned(self) -> None:
+        for spec in self._specs.values():
+            if spec.pinned:
+                try:
+                    await self.ensure_loaded(spec.name)
+                except (Unavailable, ResourceExhausted) as error:
+                    logger.error("could not load pinned model %s: %s", spec.name, error.message)
+
+    async def expire_idle(self) -> None:
+        """Unloads ready, unpinned models idle for longer than their keep-alive."""
+        now = self._clock()
+        for residency in list(self._residents.values()):
+            spec = self._specs[residency.model]
+            idle = now - residency.last_used
+            if (
+                residency.state is ResidencyState.READY
+                and not residency.pinned
+                and idle > spec.keep_alive_seconds
+            ):
+                await self._stop(residency, reason=f"keep-alive expired after {idle:.0f} s idle")
+
+    async def close(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        for load in list(self._loads.values()):
+            load.cancel()
+        await self._driver.close()
+
+    # -- internals -------------------------------------------------------
+
+    def _spec(self, model: str) -> ModelSpec:
+        spec = self._specs.get(model)
+        if spec is None:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise ModelNotFound(f"host {self.host} does not serve {model!r}; it serves: {known}")
+        return spec
+
+    async def _load(self, spec: ModelSpec) -> tuple[Residency, tuple[str, ...]]:
+        need = self._measured.get(spec.name)
+        if not need:
+            need = await asyncio.to_thread(self._estimate_bytes, spec)
+        async with self._placement:
+            gpu, evicted = await self._place(spec.name, need)
+            loading = Residency(
+                model=spec.name,
+                state=ResidencyState.LOADING,
+                gpu_index=gpu.index,
+                gpu_uuid=gpu.uuid,
+                estimated_bytes=need,
+                pinned=spec.pinned,
+                last_used=self._clock(),
+            )
+            self._residents[spec.name] = loading
+            self._book.book(spec.name, gpu.index, need, loading=True)
+        await self.feed.publish(
+            f"{spec.name} loading on GPU {gpu.index} ({need / _MIB:.0f} MiB estimated)"
+        )
+        started = time.monotonic()
+        try:
+            running = await self._driver.start(spec, gpu)
+        except ModelLoadFailed as error:
+            self._book.release(spec.name)
+            self._residents[spec.name] = replace(
+                loading, state=ResidencyState.FAILED, failure_reason=str(error)
+            )
+            await self.feed.publish(f"{spec.name} failed to load: {error}")
+            raise Unavailable(f"could not load {spec.name}: {error}") from error
+        except BaseException:
+            self._book.release(spec.name)
+            self._residents.pop(spec.name, None)
+            raise
+        load_seconds = time.monotonic() - started
+        measured = await self._measure(running)
+        ready = replace(
+            loading,
+            state=ResidencyState.READY,
+            running=running,
+            measured_bytes=measured,
+            load_seconds=load_seconds,
+            ready_since=self._clock(),
+            last_used=self._clock(),
+        )
+        self._residents[spec.name] = ready
+        self._book.book(spec.name, gpu.index, ready.footprint_bytes, loading=False)
+        self._watch_for_exit(ready)
+        await self.feed.publish(
+            f"{spec.name} ready on GPU {gpu.index} after {load_seconds:.1f} s"
+            + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
+        )
+        return ready, evicted
+
+    async def _measure(self, running: RunningModel) -> int:
+        """Memory the model's process really holds; remembered for its next placement."""
+        if running.pid is None or self._inventory.simulated:
+            return 0
+        measured = sum((await self._inventory.process_memory(running.pid)).values())
+        if measured:
+            self._measured[running.model] = measured
+        return measured
+
+    async def _place(self, model: str, need: int) -> tuple[GpuReading, tuple[str, ...]]:
+        readings = [gpu for gpu in await self._inventory.read() if gpu.healthy]
+        if not readings:
+            raise Unavailable(f"host {self.host} has no healthy GPU to load {model} on")
+
+        def available(gpu: GpuReading) -> int:
+            # A live reading cannot see loads still in progress; a simulated one
+            # is computed from the book and already includes them.
+            pending = 0 if gpu.simulated else self._book.loading_bytes(gpu.index)
+            return gpu.memory_free_bytes - pending
+
+        fitting = [gpu for gpu in readings if available(gpu) >= need]
+        if fitting:
+            return max(fitting, key=available), ()
+        best: tuple[GpuReading, list[Residency]] | None = None
+        for gpu in readings:
+            victims = self._victims_on(gpu.index, need - available(gpu))
+            if victims is not None and (best is None or len(victims) < len(best[1])):
+                best = (gpu, victims)
+        if best is None:
+            top = max(readings, key=available)
+            freeable = sum(r.footprint_bytes for r in self._evictable_on(top.index))
+            raise ResourceExhausted(
+                f"{model} needs {need / _MIB:.0f} MiB; the roomiest GPU ({top.index}) has "
+                f"{max(0, available(top)) / _MIB:.0f} MiB free and {freeable / _MIB:.0f} MiB "
+                "freeable by evicting idle unpinned models"
+            )
+        gpu, victims = best
+        for victim in victims:
+            await self._stop(victim, reason=f"evicted to make room for {model}")
+        return gpu, tuple(v.model for v in victims)
+
+    def _evictable_on(self, gpu_index: int) -> list[Residency]:
+        return sorted(
+            (
+                r
+                for r in self._residents.values()
+                if r.gpu_index == gpu_index and r.state is ResidencyState.READY and not r.pinned
+            ),
+            key=lambda r: r.last_used,
+        )
+
+    def _victims_on(self, gpu_index: int, shortfall: int) -> list[Residency] | None:
+        victims: list[Residency] = []
+        freed = 0
+        for candidate in self._evictable_on(gpu_index):
+            if freed >= shortfall:
+                break
+            victims.append(candidate)
+            freed += candidate.footprint_bytes
+        return victims if freed >= shortfall else None
+
+    async def _stop(self, residency: Residency, *, reason: str) -> None:
+        self._residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)
+        if residency.running is not None:
+            await self._driver.stop(residency.running)
+        self._book.release(residency.model)
+        self._residents.pop(residency.model, None)
+        await self.feed.publish(
+            f"{residency.model} unloaded from GPU {residency.gpu_index}: {reason}"
+        )
+
+    def _watch_for_exit(self, ready: Residency) -> None:
+        async def watch() -> None:
+            assert ready.running is not None
+            reason = await self._driver.wait_exited(ready.running)
+            current = self._residents.get(ready.model)
+            if current is not None and current.state is ResidencyState.READY:
+                self._book.release(ready.model)
+                self._residents[ready.model] = replace(
+                    current, state=ResidencyState.FAILED, running=None, failure_reason=reason
+                )
+                await self.feed.publish(f"{ready.model} failed: {reason}")
+
+        task = asyncio.create_task(watch(), name=f"watch {ready.model}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
