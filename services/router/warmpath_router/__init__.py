@@ -1,0 +1,1 @@
+"""router: decides where each request goes, explains why, and relays the answer."""

@@ -1,0 +1,93 @@
+"""router entry point: read config, connect to every host's agent, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from warmpath.v1 import router_pb2, router_pb2_grpc
+from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, with_overrides
+from warmpath_common.entrypoint import run_service
+from warmpath_common.grpc_server import create_server, serve_until_signalled
+
+from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
+from warmpath_router.cluster import ClusterView
+from warmpath_router.registry import ModelRegistry
+from warmpath_router.relay import Relay
+from warmpath_router.servicer import RouterServicer
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+# How long start-up waits for every agent's first state before serving anyway
+# (unreachable hosts are then reported as such by Route and Generate).
+_FIRST_STATE_WAIT_SECONDS = 10.0
+
+
+async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
+    registry = ModelRegistry(config.models, settings.auto)
+    cluster = ClusterView.of(host.name for host in settings.hosts)
+    channels = HostChannels(settings.hosts)
+    relay = Relay(registry, cluster, AgentClient(channels), AdapterClient(channels), settings)
+    stop_watching = asyncio.Event()
+    watcher = asyncio.create_task(watch_cluster(channels, cluster, stop_watching))
+    await _wait_for_hosts(cluster)
+    server = await create_server(
+        settings.listen,
+        lambda s: router_pb2_grpc.add_RouterServicer_to_server(
+            RouterServicer(relay, registry, cluster), s
+        ),
+        [SERVICE_NAME],
+    )
+    try:
+        await serve_until_signalled(server, settings.shutdown_grace_seconds)
+    finally:
+        stop_watching.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await relay.close()
+        await channels.close()
+
+
+async def _wait_for_hosts(cluster: ClusterView) -> None:
+    deadline = time.monotonic() + _FIRST_STATE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if all(view.reachable for view in cluster.hosts.values()):
+            return
+        await asyncio.sleep(0.05)
+    for view in cluster.hosts.values():
+        if not view.reachable:
+            logger.warning(
+                "gpu-agent %s not reachable yet (%s); serving anyway", view.name, view.problem
+            )
+
+
+def cli(
+    config: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(envvar="WARMPATH_ROUTER_LISTEN", help="host:port to listen on.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the Warmpath router."""
+
+    async def start() -> None:
+        loaded = load_config(config)
+        await serve(loaded, with_overrides(loaded.router, listen=listen))
+
+    run_service("router", log_level, start)
+
+
+def main() -> None:
+    typer.run(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""gRPC clients for the gpu-agents and backend-adapters.
+
+The one place where a peer's status becomes a WarmpathError again, and where
+each agent's WatchState stream feeds the cluster view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+from warmpath.v1 import (
+    backend_adapter_pb2,
+    backend_adapter_pb2_grpc,
+    gpu_agent_pb2,
+    gpu_agent_pb2_grpc,
+)
+from warmpath_common.config import HostSpec
+from warmpath_common.convert import (
+    BACKEND_FROM_PROTO,
+    BACKEND_TO_PROTO,
+    event_from_proto,
+    request_to_proto,
+)
+from warmpath_common.errors import ModelNotFound, Unavailable, error_for_status
+from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+
+from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.relay import LoadResult
+
+logger = logging.getLogger(__name__)
+
+_RECONNECT_MIN_SECONDS = 0.5
+_RECONNECT_MAX_SECONDS = 10.0
+
+_REPLICA_STATE = {
+    gpu_agent_pb2.RESIDENCY_STATE_LOADING: ReplicaState.LOADING,
+    gpu_agent_pb2.RESIDENCY_STATE_READY: ReplicaState.READY,
+    gpu_agent_pb2.RESIDENCY_STATE_UNLOADING: ReplicaState.UNLOADING,
+    gpu_agent_pb2.RESIDENCY_STATE_FAILED: ReplicaState.FAILED,
+}
+
+
+@contextlib.contextmanager
+def translate_rpc_errors(peer: str) -> Iterator[None]:
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        code = error.code()
+        details = error.details() or code.name
+        if code is grpc.StatusCode.UNAVAILABLE:
+            details = f"{peer} is unavailable: {details}"
+        raise error_for_status(code, details) from error
+
+
+def _endpoint(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:
+    return Endpoint(BACKEND_FROM_PROTO[message.kind], message.base_url, message.served_model_id)
+
+
+def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
+    return HostView(
+        name=name,
+        reachable=True,
+        simulated=state.simulated,
+        servable=frozenset(state.servable_models),
+        replicas=tuple(
+            Replica(
+                model=m.model,
+                host=name,
+                state=_REPLICA_STATE.get(m.state, ReplicaState.FAILED),
+                gpu_index=m.gpu_index,
+                gpu_uuid=m.gpu_uuid,
+                load_seconds=m.load_seconds,
+                endpoint=_endpoint(m.endpoint) if m.HasField("endpoint") else None,
+            )
+            for m in state.models
+        ),
+    )
+
+
+class HostChannels:
+    """One channel per agent and per adapter, reused for every call."""
+
+    def __init__(self, hosts: tuple[HostSpec, ...]) -> None:
+        self.specs = {host.name: host for host in hosts}
+        self._agent_channels = {h.name: grpc.aio.insecure_channel(h.agent) for h in hosts}
+        self._adapter_channels = {h.name: grpc.aio.insecure_channel(h.adapter) for h in hosts}
+        self.agents = {
+            name: gpu_agent_pb2_grpc.GpuAgentStub(channel)
+            for name, channel in self._agent_channels.items()
+        }
+        self.adapters = {
+            name: backend_adapter_pb2_grpc.BackendAdapterStub(channel)
+            for name, channel in self._adapter_channels.items()
+        }
+
+    async def close(self) -> None:
+        for channel in (*self._agent_channels.values(), *self._adapter_channels.values()):
+            await channel.close()
+
+
+class AgentClient:
+    def __init__(self, channels: HostChannels) -> None:
+        self._channels = channels
+
+    async def ensure_loaded(self, host: str, model: str, timeout_seconds: float) -> LoadResult:
+        with translate_rpc_errors(f"gpu-agent {host}"):
+            response = await self._channels.agents[host].EnsureLoaded(
+                gpu_agent_pb2.EnsureLoadedRequest(model=model), timeout=timeout_seconds
+            )
+        residency = response.residency
+        if not residency.HasField("endpoint"):
+            raise Unavailable(f"gpu-agent {host} reported {model} loaded but gave no endpoint")
+        return LoadResult(
+            endpoint=_endpoint(residency.endpoint),
+            gpu_index=residency.gpu_index,
+            gpu_uuid=residency.gpu_uuid,
+            cold_start=response.cold_start,
+            load_seconds=response.load_seconds,
+        )
+
+    async def state(self, host: str, timeout_seconds: float) -> gpu_agent_pb2.AgentState:
+        with translate_rpc_errors(f"gpu-agent {host}"):
+            state: gpu_agent_pb2.AgentState = await self._channels.agents[host].GetState(
+                gpu_agent_pb2.GetStateRequest(), timeout=timeout_seconds
+            )
+        return state
+
+
+class AdapterClient:
+    def __init__(self, channels: HostChannels) -> None:
+        self._channels = channels
+
+    async def generate(
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
+    ) -> AsyncIterator[TextDelta | Completion]:
+        stub = self._channels.adapters.get(host)
+        if stub is None:
+            raise ModelNotFound(f"no backend-adapter configured for host {host!r}")
+        call = stub.Generate(
+            backend_adapter_pb2.BackendGenerateRequest(
+                request=request_to_proto(request),
+                endpoint=gpu_agent_pb2.BackendEndpoint(
+                    kind=BACKEND_TO_PROTO[endpoint.kind],
+                    base_url=endpoint.base_url,
+                    served_model_id=endpoint.served_model_id,
+                ),
+            ),
+            timeout=timeout_seconds,
+        )
+        try:
+            with translate_rpc_errors(f"backend-adapter {host}"):
+                async for message in call:
+                    yield event_from_proto(message)
+        finally:
+            # The caller went away or failed: stop the backend generating too.
+            call.cancel()
+
+
+async def watch_cluster(channels: HostChannels, cluster: ClusterView, stop: asyncio.Event) -> None:
+    """Keeps `cluster` current from every agent's WatchState until `stop` is set."""
+    watchers = [
+        asyncio.create_task(_watch_host(name, stub, cluster, stop), name=f"watch {name}")
+        for name, stub in channels.agents.items()
+    ]
+    try:
+        await stop.wait()
+    finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+
+async def _watch_host(
+    name: str, stub: gpu_agent_pb2_grpc.GpuAgentStub, cluster: ClusterView, stop: asyncio.Event
+) -> None:
+    backoff = _RECONNECT_MIN_SECONDS
+    while not stop.is_set():
+        try:
+            async for event in stub.WatchState(gpu_agent_pb2.WatchStateRequest()):
+                if not cluster.hosts.get(name, HostView(name, False)).reachable:
+                    logger.info("gpu-agent %s connected", name)
+                cluster.update(host_view(event.state, name))
+                backoff = _RECONNECT_MIN_SECONDS
+        except grpc.aio.AioRpcError as error:
+            if cluster.hosts.get(name, HostView(name, False)).reachable:
+                logger.warning("lost gpu-agent %s: %s", name, error.code().name)
+            cluster.mark_unreachable(name, f"{error.code().name}: {error.details()}")
+        else:
+            cluster.mark_unreachable(name, "state stream ended")
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, _RECONNECT_MAX_SECONDS)

@@ -1,0 +1,89 @@
+"""The router's view of every host, fed by each gpu-agent's WatchState stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from warmpath_common.config import BackendKindName
+
+
+class ReplicaState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    kind: BackendKindName
+    base_url: str
+    served_model_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A model resident (or loading) on one host."""
+
+    model: str
+    host: str
+    state: ReplicaState
+    gpu_index: int
+    gpu_uuid: str
+    load_seconds: float
+    endpoint: Endpoint | None
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """The last state a host's agent reported."""
+
+    name: str
+    reachable: bool
+    simulated: bool = False
+    servable: frozenset[str] = frozenset()
+    replicas: tuple[Replica, ...] = ()
+    problem: str = ""
+
+    def replica(self, model: str) -> Replica | None:
+        return next((r for r in self.replicas if r.model == model), None)
+
+
+@dataclass
+class ClusterView:
+    """Latest view of each configured host; hosts never heard from are unreachable."""
+
+    hosts: dict[str, HostView] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, host_names: Iterable[str]) -> ClusterView:
+        return cls(
+            {
+                name: HostView(name, reachable=False, problem="not yet connected")
+                for name in host_names
+            }
+        )
+
+    def update(self, view: HostView) -> None:
+        self.hosts[view.name] = view
+
+    def mark_unreachable(self, host: str, problem: str) -> None:
+        previous = self.hosts.get(host)
+        self.hosts[host] = HostView(
+            host,
+            reachable=False,
+            simulated=previous.simulated if previous else False,
+            servable=previous.servable if previous else frozenset(),
+            problem=problem,
+        )
+
+    def replicas_of(self, model: str) -> list[Replica]:
+        return [
+            replica
+            for view in self.hosts.values()
+            if view.reachable
+            for replica in view.replicas
+            if replica.model == model
+        ]

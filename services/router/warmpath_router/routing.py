@@ -1,0 +1,127 @@
+"""Placement: which host serves a resolved model, and why. Pure functions of the cluster view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from warmpath_common.errors import Unavailable
+
+from warmpath_router.cluster import ClusterView, Replica, ReplicaState
+from warmpath_router.registry import ResolvedModel
+
+# Lower is better. A ready replica beats one still loading, which beats a host
+# that would have to start a load, which beats retrying a failed one.
+_SCORE = {
+    ReplicaState.READY: 0.0,
+    ReplicaState.LOADING: 1.0,
+    None: 2.0,
+    ReplicaState.FAILED: 3.0,
+}
+
+
+class RouteReason(StrEnum):
+    RESIDENT = "resident"
+    LOADING = "loading"
+    LOAD_REQUIRED = "load_required"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    model: str
+    host: str
+    gpu_index: int
+    resident: bool
+    score: float
+    rejected_because: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one model would be served."""
+
+    model: str
+    host: str
+    replica: Replica | None
+    reason: RouteReason
+    explanation: str
+    expected_load_seconds: float
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def load_required(self) -> bool:
+        return self.reason is not RouteReason.RESIDENT
+
+
+def place(resolved: ResolvedModel, cluster: ClusterView) -> Placement:
+    """Chooses the best host for `resolved`, or raises UNAVAILABLE saying why none will do."""
+    model = resolved.spec.name
+    viable: list[tuple[float, int, str, Replica | None]] = []
+    rejected: list[Candidate] = []
+    for order, view in enumerate(cluster.hosts.values()):
+        if not view.reachable:
+            rejected.append(
+                Candidate(
+                    model, view.name, -1, False, float("inf"), f"host unreachable: {view.problem}"
+                )
+            )
+            continue
+        if model not in view.servable:
+            rejected.append(
+                Candidate(
+                    model, view.name, -1, False, float("inf"), "host does not serve this model"
+                )
+            )
+            continue
+        replica = view.replica(model)
+        state = replica.state if replica else None
+        if state is ReplicaState.UNLOADING:
+            state = None
+        viable.append((_SCORE[state], order, view.name, replica))
+    if not viable:
+        reasons = (
+            "; ".join(f"{c.host}: {c.rejected_because}" for c in rejected) or "no hosts configured"
+        )
+        raise Unavailable(f"no host can serve {model} right now ({reasons})")
+    viable.sort(key=lambda item: (item[0], item[1]))
+    score, _, host, replica = viable[0]
+    chosen = Candidate(
+        model,
+        host,
+        replica.gpu_index if replica else -1,
+        bool(replica and replica.state is ReplicaState.READY),
+        score,
+    )
+    others = [
+        Candidate(
+            model,
+            other_host,
+            other.gpu_index if other else -1,
+            bool(other and other.state is ReplicaState.READY),
+            other_score,
+            "a better-scored host was chosen",
+        )
+        for other_score, _, other_host, other in viable[1:]
+    ]
+    reason, explanation = _explain(model, host, replica)
+    expected = 0.0 if reason is RouteReason.RESIDENT else _expected_load_seconds(model, cluster)
+    return Placement(
+        model, host, replica, reason, explanation, expected, (chosen, *others, *rejected)
+    )
+
+
+def _explain(model: str, host: str, replica: Replica | None) -> tuple[RouteReason, str]:
+    if replica is not None and replica.state is ReplicaState.READY:
+        return (
+            RouteReason.RESIDENT,
+            f"{model} is resident and ready on {host} GPU {replica.gpu_index}",
+        )
+    if replica is not None and replica.state is ReplicaState.LOADING:
+        return RouteReason.LOADING, f"{model} is loading on {host}; the request would wait for it"
+    return RouteReason.LOAD_REQUIRED, f"{model} is resident nowhere; {host} would load it"
+
+
+def _expected_load_seconds(model: str, cluster: ClusterView) -> float:
+    """The last measured load time of the model anywhere, 0 if never loaded."""
+    times = [r.load_seconds for r in cluster.replicas_of(model) if r.load_seconds > 0]
+    return max(times, default=0.0)
