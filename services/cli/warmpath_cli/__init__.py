@@ -1,0 +1,1 @@
+"""The `warmpath` command line: generate, route, models, and a local mesh launcher."""

@@ -1,0 +1,152 @@
+"""Starts the three services as local child processes and stops them cleanly.
+
+Used by `warmpath up` (and so `make run`) and by the integration tests, so
+the tests exercise exactly what a newcomer runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+_STOP_ORDER = ("router", "backend-adapter", "gpu-agent")
+_MODULES = {
+    "gpu-agent": "warmpath_agent",
+    "backend-adapter": "warmpath_adapter",
+    "router": "warmpath_router",
+}
+
+
+class MeshError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class MeshPorts:
+    router: int = 50051
+    agent: int = 50052
+    adapter: int = 50053
+
+    @classmethod
+    def free(cls) -> MeshPorts:
+        return cls(free_port(), free_port(), free_port())
+
+    def address(self, service: str) -> str:
+        port = {"router": self.router, "gpu-agent": self.agent, "backend-adapter": self.adapter}
+        return f"127.0.0.1:{port[service]}"
+
+
+@dataclass
+class LocalMesh:
+    """The three services on loopback, with their logs in `log_dir`."""
+
+    config: Path | None
+    log_dir: Path
+    ports: MeshPorts = field(default_factory=MeshPorts)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def start(self, timeout_seconds: float = 60.0) -> None:
+        """Starts agent and adapter, then the router, each once the previous is healthy."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for service in ("gpu-agent", "backend-adapter", "router"):
+                self._spawn(service)
+                wait_serving(
+                    self.ports.address(service),
+                    timeout_seconds,
+                    alive=functools.partial(self._check_alive, service),
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, grace_seconds: float = 15.0) -> dict[str, int | None]:
+        """SIGTERM in reverse dependency order; returns each exit code."""
+        codes: dict[str, int | None] = {}
+        for service in _STOP_ORDER:
+            process = self.processes.pop(service, None)
+            if process is None:
+                continue
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(grace_seconds)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            codes[service] = process.returncode
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        return codes
+
+    def log_path(self, service: str) -> Path:
+        return self.log_dir / f"{service}.log"
+
+    def _spawn(self, service: str) -> None:
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env.pop("WARMPATH_CONFIG", None)
+        args = [sys.executable, "-m", _MODULES[service], "--listen", self.ports.address(service)]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        if service == "gpu-agent":
+            args += ["--log-dir", str(self.log_dir / "models")]
+        log = self.log_path(service).open("ab")
+        self._logs.append(log)
+        # A session of its own: Ctrl-C in the terminal reaches only the
+        # launcher, which then stops the services in order.
+        self.processes[service] = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def _check_alive(self, service: str) -> None:
+        process = self.processes[service]
+        if process.poll() is not None:
+            tail = self.log_path(service).read_text(errors="replace").strip().splitlines()[-5:]
+            raise MeshError(
+                f"{service} exited with code {process.returncode}:\n  " + "\n  ".join(tail)
+            )
+
+
+def wait_serving(
+    address: str, timeout_seconds: float, alive: Callable[[], None] | None = None
+) -> None:
+    """Polls the gRPC health service at `address` until it says SERVING."""
+
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout_seconds
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if alive is not None:
+                    alive()
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                await asyncio.sleep(0.1)
+        raise MeshError(f"{address} did not become healthy within {timeout_seconds:g} s")
+
+    asyncio.run(poll())
