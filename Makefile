@@ -33,12 +33,12 @@ proto: $(STAMP)
 	touch gen/.stamp
 
 fmt: gen/.stamp
-	$(BIN)/ruff format services tests bench
-	$(BIN)/ruff check --fix services tests bench
+	$(BIN)/ruff format services tests bench scripts
+	$(BIN)/ruff check --fix services tests bench scripts
 
 lint: gen/.stamp
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services tests bench scripts
+	$(BIN)/ruff format --check services tests bench scripts
 	$(BIN)/mypy
 
 test: lint

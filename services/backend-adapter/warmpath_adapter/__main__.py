@@ -7,15 +7,15 @@ from typing import Annotated
 
 import httpx
 import typer
-from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc
-from warmpath_common.config import AdapterSettings, BackendKindName, load_config, with_overrides
-from warmpath_common.entrypoint import run_service
-from warmpath_common.grpc_server import create_server, serve_until_signalled
 
+from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc
 from warmpath_adapter.backends import BackendDispatcher
 from warmpath_adapter.ollama_backend import OllamaBackend
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_adapter.servicer import BackendAdapterServicer
+from warmpath_common.config import AdapterSettings, BackendKindName, load_config, with_overrides
+from warmpath_common.entrypoint import run_service
+from warmpath_common.grpc_server import create_server, serve_until_signalled
 
 SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
 
@@ -24,13 +24,14 @@ async def serve(settings: AdapterSettings) -> None:
     async with httpx.AsyncClient(
         limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
     ) as client:
-        openai = OpenAICompatibleBackend(client, settings.idle_timeout_seconds)
+        timeouts = (settings.idle_timeout_seconds, settings.connect_timeout_seconds)
+        openai = OpenAICompatibleBackend(client, *timeouts)
         dispatcher = BackendDispatcher(
             {
                 BackendKindName.LLAMA_CPP: openai,
                 BackendKindName.VLLM: openai,
                 BackendKindName.SGLANG: openai,
-                BackendKindName.OLLAMA: OllamaBackend(client, settings.idle_timeout_seconds),
+                BackendKindName.OLLAMA: OllamaBackend(client, *timeouts),
             }
         )
         server = await create_server(

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import httpx
+
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,

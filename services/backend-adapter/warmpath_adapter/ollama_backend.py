@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+
+from warmpath_adapter.backends import BackendTarget
+from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
     Completion,
@@ -16,9 +19,6 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
-
-from warmpath_adapter.backends import BackendTarget
-from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
 
 
 def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
@@ -44,9 +44,15 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
 class OllamaBackend:
     """Streams from an existing Ollama server."""
 
-    def __init__(self, client: httpx.AsyncClient, idle_timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        idle_timeout_seconds: float,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
         self._client = client
         self._idle_timeout = idle_timeout_seconds
+        self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
 
     async def stream(
         self, request: GenerationRequest, target: BackendTarget
@@ -57,7 +63,7 @@ class OllamaBackend:
                 "POST",
                 url,
                 json=request_body(request, target),
-                timeout=httpx.Timeout(self._idle_timeout),
+                timeout=self._timeout,
             ) as response:
                 if response.status_code >= 400:
                     raise error_for_response(response.status_code, url)

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse
+
+from warmpath_adapter.backends import BackendTarget
+from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
@@ -19,9 +22,6 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
-
-from warmpath_adapter.backends import BackendTarget
-from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,15 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
 class OpenAICompatibleBackend:
     """Streams /v1/chat/completions or /v1/completions with Server-Sent Events."""
 
-    def __init__(self, client: httpx.AsyncClient, idle_timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        idle_timeout_seconds: float,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
         self._client = client
         self._idle_timeout = idle_timeout_seconds
+        self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
 
     async def stream(
         self, request: GenerationRequest, target: BackendTarget
@@ -79,7 +85,7 @@ class OpenAICompatibleBackend:
                 "POST",
                 url,
                 json=body,
-                timeout=httpx.Timeout(self._idle_timeout, connect=self._idle_timeout),
+                timeout=self._timeout,
             ) as source:
                 response = source.response
                 if response.status_code >= 400:
@@ -133,7 +139,7 @@ class OpenAICompatibleBackend:
         try:
             with translate_transport_errors(url, self._idle_timeout):
                 response = await self._client.post(
-                    url, json={"input": prompt_text}, timeout=self._idle_timeout
+                    url, json={"input": prompt_text}, timeout=self._timeout
                 )
             response.raise_for_status()
             input_tokens = int(response.json()["count"])

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc, generate_pb2
+from warmpath_adapter.backends import BackendDispatcher, BackendTarget
 from warmpath_common.convert import BACKEND_FROM_PROTO, event_to_proto, request_from_proto
 from warmpath_common.errors import InvalidRequest
 from warmpath_common.grpc_server import ServicerContext
-
-from warmpath_adapter.backends import BackendDispatcher, BackendTarget
 
 
 class BackendAdapterServicer(backend_adapter_pb2_grpc.BackendAdapterServicer):

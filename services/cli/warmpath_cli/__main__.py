@@ -17,8 +17,8 @@ import grpc
 import typer
 from rich.console import Console
 from rich.table import Table
-from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 
+from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh, MeshError, MeshPorts
 
 app = typer.Typer(

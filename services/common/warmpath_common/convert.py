@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from warmpath.v1 import generate_pb2
-
 from warmpath_common.config import BackendKindName
 from warmpath_common.generation import (
     ChatTurn,

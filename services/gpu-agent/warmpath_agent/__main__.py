@@ -11,7 +11,14 @@ from typing import Annotated
 import httpx
 import pynvml
 import typer
+
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
+from warmpath_agent.inventory import GpuInventory, MemoryBook
+from warmpath_agent.nvml import NvmlInventory
+from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.servicer import GpuAgentServicer
+from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import (
     AgentSettings,
     ConfigError,
@@ -22,13 +29,6 @@ from warmpath_common.config import (
 )
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
-
-from warmpath_agent.inventory import GpuInventory, MemoryBook
-from warmpath_agent.nvml import NvmlInventory
-from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
-from warmpath_agent.residency import ResidencyManager
-from warmpath_agent.servicer import GpuAgentServicer
-from warmpath_agent.simulated_inventory import SimulatedInventory
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from warmpath_common.config import ModelSpec
-
 from warmpath_agent.inventory import GpuReading
+from warmpath_common.config import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings
 
 from warmpath_agent.drivers import ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuReading
+from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
+from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import (
     FailedPrecondition,
@@ -30,9 +32,6 @@ from warmpath_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
-
-from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
-from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from warmpath_common.config import SimulatedGpu
-
 from warmpath_agent.inventory import GpuReading, MemoryBook
+from warmpath_common.config import SimulatedGpu
 
 
 class SimulatedInventory:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from warmpath.v1 import router_pb2, router_pb2_grpc
 from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, with_overrides
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
-
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
 from warmpath_router.registry import ModelRegistry

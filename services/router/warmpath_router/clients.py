@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+
 from warmpath.v1 import (
     backend_adapter_pb2,
     backend_adapter_pb2_grpc,
@@ -27,7 +28,6 @@ from warmpath_common.convert import (
 )
 from warmpath_common.errors import ModelNotFound, Unavailable, error_for_status
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
-
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.relay import LoadResult
 

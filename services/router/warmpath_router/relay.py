@@ -25,7 +25,6 @@ from warmpath_common.errors import (
     WarmpathError,
 )
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
-
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.routing import Placement, place

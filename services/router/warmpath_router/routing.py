@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from warmpath_common.errors import Unavailable
-
 from warmpath_router.cluster import ClusterView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
 

@@ -1,0 +1,120 @@
+"""The SSE parser against httpx's MockTransport (the real server is in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from warmpath_adapter.backends import BackendDispatcher, BackendTarget
+from warmpath_adapter.openai_backend import OpenAICompatibleBackend
+from warmpath_common.config import BackendKindName
+from warmpath_common.errors import DeadlineExceeded, InvalidRequest, ResourceExhausted, Unavailable
+from warmpath_common.generation import (
+    ChatTurn,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    TextDelta,
+)
+
+TARGET = BackendTarget(BackendKindName.VLLM, "http://backend", "served-id")
+CHAT = GenerationRequest(model="m", messages=(ChatTurn("user", "hi"),), max_tokens=5)
+
+
+def sse(*chunks: object, done: bool = True) -> bytes:
+    lines = [f"data: {json.dumps(c) if not isinstance(c, str) else c}\n\n" for c in chunks]
+    if done:
+        lines.append("data: [DONE]\n\n")
+    return "".join(lines).encode()
+
+
+def delta(text: str | None = None, finish: str | None = None) -> dict[str, object]:
+    body = {} if text is None else {"content": text}
+    return {"choices": [{"index": 0, "delta": body, "finish_reason": finish}]}
+
+
+def backend(handler: httpx.MockTransport) -> OpenAICompatibleBackend:
+    return OpenAICompatibleBackend(httpx.AsyncClient(transport=handler), idle_timeout_seconds=5)
+
+
+async def run(handler: httpx.MockTransport, request: GenerationRequest = CHAT) -> list[object]:
+    return [event async for event in backend(handler).stream(request, TARGET)]
+
+
+def responder(
+    body: bytes, status: int = 200, seen: list[httpx.Request] | None = None
+) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        return httpx.Response(status, content=body, headers={"content-type": "text/event-stream"})
+
+    return httpx.MockTransport(handle)
+
+
+async def test_deltas_then_completion_with_reported_usage() -> None:
+    seen: list[httpx.Request] = []
+    usage = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}
+    events = await run(
+        responder(sse(delta("He"), delta("llo"), delta(finish="length"), usage), seen=seen)
+    )
+    assert events == [
+        TextDelta("He"),
+        TextDelta("llo"),
+        Completion(FinishReason.LENGTH, usage=events[-1].usage),  # type: ignore[attr-defined]
+    ]
+    assert events[-1].usage.input_tokens == 4  # type: ignore[attr-defined]
+    body = json.loads(seen[0].content)
+    assert seen[0].url.path == "/v1/chat/completions"
+    assert body["model"] == "served-id" and body["max_tokens"] == 5 and body["stream"] is True
+
+
+async def test_stream_cut_before_finish_is_unavailable_not_success() -> None:
+    with pytest.raises(Unavailable, match="without a finish reason"):
+        await run(responder(sse(delta("He"), done=False)))
+
+
+async def test_malformed_chunk_is_unavailable() -> None:
+    with pytest.raises(Unavailable, match="malformed"):
+        await run(responder(sse(delta("He"), "{not json")))
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(429, ResourceExhausted), (400, InvalidRequest), (503, Unavailable), (404, Unavailable)],
+)
+async def test_http_errors_map_to_statuses(status: int, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        await run(responder(b'{"error": "echo of the prompt"}', status=status))
+
+
+async def test_http_error_message_does_not_quote_the_body() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await run(responder(b'{"error": "SECRET-PROMPT"}', status=400))
+    assert "SECRET-PROMPT" not in str(caught.value)
+
+
+async def test_stall_is_deadline_exceeded() -> None:
+    def stall(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no data", request=request)
+
+    with pytest.raises(DeadlineExceeded, match="stalled"):
+        await run(httpx.MockTransport(stall))
+
+
+async def test_unreachable_backend_is_unavailable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(Unavailable, match="cannot connect"):
+        await run(httpx.MockTransport(refuse))
+
+
+async def test_dispatcher_rejects_bad_urls_and_unknown_kinds() -> None:
+    dispatcher = BackendDispatcher({})
+    with pytest.raises(InvalidRequest, match="http"):
+        dispatcher.stream(CHAT, BackendTarget(BackendKindName.VLLM, "file:///etc", "x"))
+    with pytest.raises(InvalidRequest, match="not supported"):
+        dispatcher.stream(CHAT, TARGET)

@@ -1,0 +1,49 @@
+"""A model driver that starts nothing, with controllable load time and failures."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.inventory import GpuReading
+from warmpath_common.config import ModelSpec
+
+
+@dataclass
+class FakeDriver:
+    load_seconds: float = 0.0
+    fail_models: set[str] = field(default_factory=set)
+    starts: list[str] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)
+    release: asyncio.Event | None = None
+    """When set, every start waits for this event (to hold loads open in a test)."""
+    _exits: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+        self.starts.append(spec.name)
+        if self.release is not None:
+            await self.release.wait()
+        await asyncio.sleep(self.load_seconds)
+        if spec.name in self.fail_models:
+            raise ModelLoadFailed(f"{spec.name} refused to start (injected)")
+        self._exits[spec.name] = asyncio.Event()
+        return RunningModel(spec.name, f"http://fake/{spec.name}", spec.name, pid=None)
+
+    async def stop(self, running: RunningModel) -> None:
+        self.stops.append(running.model)
+        self._exits.pop(running.model, asyncio.Event()).set()
+
+    async def wait_exited(self, running: RunningModel) -> str:
+        exited = self._exits.get(running.model)
+        if exited is None:
+            return "not running"
+        await exited.wait()
+        return "stopped"
+
+    def crash(self, model: str) -> None:
+        self._exits[model].set()
+
+    async def close(self) -> None:
+        for event in self._exits.values():
+            event.set()

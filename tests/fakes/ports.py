@@ -1,0 +1,52 @@
+"""Fakes for the router's ports to the agents and adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from warmpath_common.config import BackendKindName
+from warmpath_common.errors import WarmpathError
+from warmpath_common.generation import Completion, FinishReason, GenerationRequest, TextDelta, Usage
+from warmpath_router.cluster import Endpoint
+from warmpath_router.relay import LoadResult
+
+
+@dataclass
+class FakeAgents:
+    fail: dict[str, WarmpathError] = field(default_factory=dict)
+    loads: list[tuple[str, str]] = field(default_factory=list)
+
+    async def ensure_loaded(self, host: str, model: str, timeout_seconds: float) -> LoadResult:
+        self.loads.append((host, model))
+        if model in self.fail:
+            raise self.fail[model]
+        return LoadResult(
+            Endpoint(BackendKindName.LLAMA_CPP, f"http://{host}/{model}", model),
+            gpu_index=0,
+            gpu_uuid="SIM-0",
+            cold_start=True,
+            load_seconds=1.5,
+        )
+
+
+@dataclass
+class FakeAdapters:
+    """Streams `tokens`; `fail_after` chunks of a model's stream, raises its error."""
+
+    tokens: tuple[str, ...] = ("Hello", " world")
+    fail: dict[str, tuple[int, WarmpathError]] = field(default_factory=dict)
+    requests: list[tuple[str, GenerationRequest]] = field(default_factory=list)
+
+    async def generate(
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
+    ) -> AsyncIterator[TextDelta | Completion]:
+        self.requests.append((endpoint.served_model_id, request))
+        failure = self.fail.get(endpoint.served_model_id)
+        for position, token in enumerate(self.tokens):
+            if failure is not None and failure[0] == position:
+                raise failure[1]
+            yield TextDelta(token)
+        if failure is not None:
+            raise failure[1]
+        yield Completion(FinishReason.STOP, Usage(3, len(self.tokens)))

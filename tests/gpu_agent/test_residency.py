@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import GEMMA
+from tests.fakes.drivers import FakeDriver
+from warmpath_agent.inventory import MemoryBook
+from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.simulated_inventory import SimulatedInventory
+from warmpath_common.config import ModelSpec, SimulatedGpu
+from warmpath_common.errors import FailedPrecondition, ModelNotFound, ResourceExhausted, Unavailable
+
+MIB = 1024 * 1024
+
+
+def spec(name: str, memory_mib: int, **extra: object) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {**GEMMA, "name": name, "aliases": [], "memory": memory_mib * MIB, **extra}
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manager(
+    driver: FakeDriver, *specs: ModelSpec, gpu_mib: int = 1000, clock: Clock | None = None
+) -> ResidencyManager:
+    book = MemoryBook()
+    return ResidencyManager(
+        "host-a",
+        {s.name: s for s in specs},
+        SimulatedInventory((SimulatedGpu(memory=gpu_mib * MIB),), book),
+        driver,
+        book=book,
+        estimate_bytes=lambda s: int(s.memory or 0),
+        clock=clock or Clock(),
+    )
+
+
+async def test_concurrent_ensure_loaded_share_one_load() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(driver, spec("a", 100))
+    outcomes = await asyncio.gather(*(agent.ensure_loaded("a") for _ in range(10)))
+    assert driver.starts == ["a"]
+    assert all(o.cold_start and o.residency.state is ResidencyState.READY for o in outcomes)
+    warm = await agent.ensure_loaded("a")
+    assert not warm.cold_start and driver.starts == ["a"]
+
+
+async def test_a_cancelled_caller_does_not_abort_the_load() -> None:
+    driver = FakeDriver(release=asyncio.Event())
+    agent = manager(driver, spec("a", 100))
+    impatient = asyncio.create_task(agent.ensure_loaded("a"))
+    patient = asyncio.create_task(agent.ensure_loaded("a"))
+    await asyncio.sleep(0.01)
+    impatient.cancel()
+    driver.release.set()  # type: ignore[union-attr]
+    outcome = await patient
+    assert outcome.residency.state is ResidencyState.READY
+    assert driver.starts == ["a"]
+
+
+async def test_a_slow_load_does_not_block_other_models() -> None:
+    gate = asyncio.Event()
+    driver = FakeDriver()
+    agent = manager(driver, spec("slow", 100), spec("fast", 100))
+    driver.release = gate
+    slow = asyncio.create_task(agent.ensure_loaded("slow"))
+    await asyncio.sleep(0.01)
+    driver.release = None
+    fast = await asyncio.wait_for(agent.ensure_loaded("fast"), 1.0)
+    assert fast.residency.state is ResidencyState.READY
+    gate.set()
+    await slow
+
+
+async def test_eviction_is_least_recently_used_and_never_pinned() -> None:
+    clock = Clock()
+    driver = FakeDriver()
+    agent = manager(
+        driver,
+        spec("pinned", 400, pinned=True),
+        spec("old", 300),
+        spec("recent", 300),
+        spec("new", 300),
+        clock=clock,
+    )
+    for name in ("pinned", "old", "recent"):
+        await agent.ensure_loaded(name)
+        clock.now += 10
+    await agent.ensure_loaded("recent")  # touched: now the most recently used
+    outcome = await agent.ensure_loaded("new")
+    assert outcome.evicted == ("old",)
+    resident = {r.model for r in (await agent.state()).models}
+    assert resident == {"pinned", "recent", "new"}
+
+
+async def test_no_room_is_resource_exhausted_with_the_figures() -> None:
+    agent = manager(FakeDriver(), spec("pinned", 800, pinned=True), spec("big", 500))
+    await agent.ensure_loaded("pinned")
+    with pytest.raises(ResourceExhausted) as caught:
+        await agent.ensure_loaded("big")
+    assert "needs 500 MiB" in caught.value.message
+    assert "200 MiB free and 0 MiB freeable" in caught.value.message
+
+
+async def test_failed_load_is_reported_and_retried_next_time() -> None:
+    driver = FakeDriver(fail_models={"a"})
+    agent = manager(driver, spec("a", 100))
+    with pytest.raises(Unavailable, match="refused to start"):
+        await agent.ensure_loaded("a")
+    (failed,) = (await agent.state()).models
+    assert failed.state is ResidencyState.FAILED and "refused" in failed.failure_reason
+    assert (await agent.state()).gpus[0].memory_used_bytes == 0
+    driver.fail_models.clear()
+    assert (await agent.ensure_loaded("a")).residency.state is ResidencyState.READY
+
+
+async def test_a_crash_marks_the_model_failed_and_frees_memory() -> None:
+    driver = FakeDriver()
+    agent = manager(driver, spec("a", 100))
+    await agent.ensure_loaded("a")
+    driver.crash("a")
+    for _ in range(100):
+        state = await agent.state()
+        if state.models and state.models[0].state is ResidencyState.FAILED:
+            break
+        await asyncio.sleep(0.01)
+    assert state.models[0].state is ResidencyState.FAILED
+    assert state.gpus[0].memory_used_bytes == 0
+
+
+async def test_unload_refuses_pinned_unless_forced_and_unknown_models() -> None:
+    agent = manager(FakeDriver(), spec("p", 100, pinned=True))
+    await agent.load_pinned()
+    with pytest.raises(FailedPrecondition, match="pinned"):
+        await agent.unload("p", force=False)
+    assert await agent.unload("p", force=True)
+    assert not await agent.unload("p", force=False)
+    with pytest.raises(ModelNotFound, match="serves: p"):
+        await agent.ensure_loaded("other")
+
+
+async def test_keep_alive_expires_idle_models_only() -> None:
+    clock = Clock()
+    agent = manager(
+        FakeDriver(), spec("a", 100, keep_alive_seconds=60), spec("b", 100), clock=clock
+    )
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    clock.now += 61
+    await agent.expire_idle()
+    assert [r.model for r in (await agent.state()).models] == ["b"]
+
+
+async def test_simulated_state_is_labelled_and_counts_booked_memory() -> None:
+    agent = manager(FakeDriver(), spec("a", 250))
+    await agent.ensure_loaded("a")
+    state = await agent.state()
+    assert state.simulated
+    assert state.gpus[0].uuid.startswith("SIM-")
+    assert state.gpus[0].memory_used_bytes == 250 * MIB

@@ -1,0 +1,76 @@
+"""A real mesh: router, gpu-agent and backend-adapter processes on loopback, with the
+real llama.cpp server serving the real Gemma 3 270M GGUF."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from tests.conftest import GEMMA
+from warmpath_cli.mesh import LocalMesh, MeshPorts
+
+# Never loaded by any test: requests for it must be refused before backend work.
+UNTOUCHED = {**GEMMA, "name": "gemma-untouched", "aliases": ["untouched"]}
+# Its weights do not exist, so its load fails and it falls back to Gemma.
+BROKEN = {
+    **GEMMA,
+    "name": "broken-model",
+    "aliases": [],
+    "source": {"path": "/nonexistent/broken.gguf"},
+    "fallbacks": ["gemma3-270m"],
+}
+
+
+def mesh_config(ports: MeshPorts) -> dict[str, object]:
+    return {
+        "models": [GEMMA, UNTOUCHED, BROKEN],
+        "router": {
+            "hosts": [
+                {
+                    "name": "local",
+                    "agent": ports.address("gpu-agent"),
+                    "adapter": ports.address("backend-adapter"),
+                }
+            ],
+            "auto": {"default_model": "gemma3-270m"},
+        },
+        "agent": {
+            "host": "local",
+            "inventory": {"simulated": True, "gpus": [{"name": "Test GPU", "memory": "4GiB"}]},
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    root = tmp_path_factory.mktemp("mesh")
+    ports = MeshPorts.free()
+    config = root / "warmpath.yaml"
+    config.write_text(yaml.safe_dump(mesh_config(ports)))
+    started = LocalMesh(config=config, log_dir=root / "logs", ports=ports)
+    started.start()
+    yield started
+    codes = started.stop()
+    assert codes == {"router": 0, "backend-adapter": 0, "gpu-agent": 0}, codes
+
+
+@pytest.fixture
+async def router_channel(mesh: LocalMesh) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(mesh.ports.address("router")) as channel:
+        yield channel
+
+
+@pytest.fixture
+async def agent_channel(mesh: LocalMesh) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(mesh.ports.address("gpu-agent")) as channel:
+        yield channel
+
+
+@pytest.fixture
+def config_path(mesh: LocalMesh) -> Path:
+    assert mesh.config is not None
+    return mesh.config

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import GEMMA
+from tests.fakes.ports import FakeAdapters, FakeAgents
+from warmpath_common.config import AutoRouting, ModelSpec, RouterSettings
+from warmpath_common.errors import InvalidRequest, ModelNotFound, Unavailable
+from warmpath_common.generation import GenerationRequest, TextDelta
+from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.registry import ModelRegistry
+from warmpath_router.relay import Relay, RoutedCompletion
+from warmpath_router.routing import RouteReason
+
+PRIMARY = ModelSpec.model_validate(
+    {**GEMMA, "name": "primary", "aliases": ["p"], "fallbacks": ["backup"]}
+)
+BACKUP = ModelSpec.model_validate({**GEMMA, "name": "backup", "aliases": []})
+
+
+def make_relay(
+    agents: FakeAgents, adapters: FakeAdapters, cluster: ClusterView | None = None
+) -> Relay:
+    if cluster is None:
+        cluster = ClusterView()
+        cluster.update(HostView("h1", reachable=True, servable=frozenset({"primary", "backup"})))
+    registry = ModelRegistry([PRIMARY, BACKUP], AutoRouting(default_model="primary"))
+    return Relay(registry, cluster, agents, adapters, RouterSettings())
+
+
+async def collect(relay: Relay, request: GenerationRequest) -> tuple[str, RoutedCompletion]:
+    text = ""
+    final = None
+    async for event in relay.generate(request, timeout_seconds=30):
+        if isinstance(event, TextDelta):
+            text += event.text
+        else:
+            final = event
+    assert final is not None
+    return text, final
+
+
+async def test_generate_reports_the_route_taken() -> None:
+    text, final = await collect(
+        make_relay(FakeAgents(), FakeAdapters()), GenerationRequest(model="p", prompt="hi")
+    )
+    assert text == "Hello world"
+    assert final.route.served_model == "primary"
+    assert final.route.alias == "p"
+    assert final.route.cold_start
+    assert final.route.fallback_hops == ()
+
+
+async def test_unavailable_before_first_token_falls_back_and_says_why() -> None:
+    agents = FakeAgents(fail={"primary": Unavailable("GPU on fire")})
+    _text, final = await collect(
+        make_relay(agents, FakeAdapters()), GenerationRequest(model="primary", prompt="hi")
+    )
+    assert final.route.served_model == "backup"
+    (hop,) = final.route.fallback_hops
+    assert (hop.from_model, hop.to_model) == ("primary", "backup")
+    assert "GPU on fire" in hop.reason
+
+
+async def test_no_fallback_after_the_first_chunk() -> None:
+    adapters = FakeAdapters(fail={"primary": (1, Unavailable("cut"))})
+    relay = make_relay(FakeAgents(), adapters)
+    received = []
+    with pytest.raises(Unavailable, match="cut"):
+        async for event in relay.generate(GenerationRequest(model="primary", prompt="hi"), 30):
+            received.append(event)
+    assert received == [TextDelta("Hello")]
+    assert [model for model, _ in adapters.requests] == ["primary"]
+
+
+async def test_deterministic_errors_are_not_retried() -> None:
+    adapters = FakeAdapters(fail={"primary": (0, InvalidRequest("bad seed"))})
+    with pytest.raises(InvalidRequest):
+        await collect(
+            make_relay(FakeAgents(), adapters), GenerationRequest(model="primary", prompt="hi")
+        )
+    assert [model for model, _ in adapters.requests] == ["primary"]
+
+
+async def test_invalid_and_unknown_requests_do_no_backend_work() -> None:
+    agents, adapters = FakeAgents(), FakeAdapters()
+    relay = make_relay(agents, adapters)
+    with pytest.raises(ModelNotFound):
+        await collect(relay, GenerationRequest(model="nope", prompt="hi"))
+    with pytest.raises(InvalidRequest):
+        await collect(relay, GenerationRequest(model="primary", prompt="hi", max_tokens=0))
+    assert agents.loads == [] and adapters.requests == []
+
+
+async def test_whole_chain_failing_lists_every_reason() -> None:
+    agents = FakeAgents(fail={"primary": Unavailable("one"), "backup": Unavailable("two")})
+    with pytest.raises(Unavailable) as caught:
+        await collect(
+            make_relay(agents, FakeAdapters()), GenerationRequest(model="primary", prompt="hi")
+        )
+    assert "one" in caught.value.message and "two" in caught.value.message
+
+
+async def test_warm_replica_skips_the_load_and_route_loads_nothing() -> None:
+    cluster = ClusterView()
+    endpoint = Endpoint(GEMMA_BACKEND, "http://warm", "primary")
+    cluster.update(
+        HostView(
+            "h1",
+            reachable=True,
+            servable=frozenset({"primary", "backup"}),
+            replicas=(Replica("primary", "h1", ReplicaState.READY, 0, "SIM-0", 2.0, endpoint),),
+        )
+    )
+    agents = FakeAgents()
+    relay = make_relay(agents, FakeAdapters(), cluster)
+    decision = relay.decide(GenerationRequest(model="primary", prompt="hi"))
+    assert decision.placement.reason is RouteReason.RESIDENT
+    assert agents.loads == []
+    _, final = await collect(relay, GenerationRequest(model="primary", prompt="hi"))
+    assert not final.route.cold_start
+
+
+GEMMA_BACKEND = PRIMARY.backend
