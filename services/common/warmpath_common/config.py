@@ -212,6 +212,9 @@ class ProcessDriverSettings(_Strict):
 
     bind_host: str = "127.0.0.1"
     """Address the child servers listen on."""
+    advertise_host: str | None = None
+    """Host name the backend-adapter uses to reach the child servers (e.g. the agent's
+    container name when they run in separate containers). Unset: `bind_host`."""
     port_range: tuple[int, int] = (41000, 41999)
     """[low, high] ports for model servers."""
     startup_timeout_seconds: float = Field(default=120.0, gt=0)

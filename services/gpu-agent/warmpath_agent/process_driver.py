@@ -100,7 +100,7 @@ class LlamaCppProcessDriver:
         self._children[spec.name] = _Child(process, port, log)
         running = RunningModel(
             model=spec.name,
-            base_url=f"http://{self._settings.bind_host}:{port}",
+            base_url=f"http://{self._settings.advertise_host or self._settings.bind_host}:{port}",
             served_model_id=spec.name,
             pid=process.pid,
         )
@@ -146,7 +146,8 @@ class LlamaCppProcessDriver:
 
     async def _wait_ready(self, running: RunningModel, process: asyncio.subprocess.Process) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
-        url = running.base_url + "/v1/models"
+        # Probe on the bind address: the advertised name may not resolve here.
+        url = f"http://{_probe_host(self._settings.bind_host)}:{_port(running.base_url)}/v1/models"
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 raise ModelLoadFailed(
@@ -191,3 +192,12 @@ class LlamaCppProcessDriver:
 
 def _safe_file_name(model: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+
+
+def _probe_host(bind_host: str) -> str:
+    """Where to reach a server bound to `bind_host` from this host."""
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "") else bind_host
+
+
+def _port(base_url: str) -> int:
+    return int(base_url.rsplit(":", 1)[1])
