@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/warmpath/v1/*.proto)
+PY_DIRS := $(wildcard services tests bench scripts)
 
 .DEFAULT_GOAL := help
 .PHONY: help install proto fmt lint test test-unit test-integration run bench up down clean
@@ -33,12 +34,12 @@ proto: $(STAMP)
 	touch gen/.stamp
 
 fmt: gen/.stamp
-	$(BIN)/ruff format services tests bench scripts
-	$(BIN)/ruff check --fix services tests bench scripts
+	$(BIN)/ruff format $(PY_DIRS)
+	$(BIN)/ruff check --fix $(PY_DIRS)
 
 lint: gen/.stamp
-	$(BIN)/ruff check services tests bench scripts
-	$(BIN)/ruff format --check services tests bench scripts
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
 
 test: lint
