@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,22 +17,23 @@ from warmpath_adapter.servicer import BackendAdapterServicer
 from warmpath_common.config import AdapterSettings, BackendKindName, load_config, with_overrides
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
+from warmpath_common.telemetry import TraceContentPolicy
 
 SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
 
 
-async def serve(settings: AdapterSettings) -> None:
+async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
     async with httpx.AsyncClient(
         limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
     ) as client:
         timeouts = (settings.idle_timeout_seconds, settings.connect_timeout_seconds)
-        openai = OpenAICompatibleBackend(client, *timeouts)
+        openai = OpenAICompatibleBackend(client, *timeouts, content_policy=content)
         dispatcher = BackendDispatcher(
             {
                 BackendKindName.LLAMA_CPP: openai,
                 BackendKindName.VLLM: openai,
                 BackendKindName.SGLANG: openai,
-                BackendKindName.OLLAMA: OllamaBackend(client, *timeouts),
+                BackendKindName.OLLAMA: OllamaBackend(client, *timeouts, content_policy=content),
             }
         )
         server = await create_server(
@@ -54,12 +56,13 @@ def cli(
     log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the Warmpath backend-adapter."""
-    run_service("backend-adapter", log_level, lambda: _start(config, listen))
+    run_service("backend-adapter", log_level, lambda: _start(config, listen), os.environ)
 
 
 async def _start(config: Path | None, listen: str | None) -> None:
     settings = with_overrides(load_config(config).adapter, listen=listen)
-    await serve(settings)
+    record = os.environ.get("WARMPATH_TRACE_CONTENT", "").strip().lower() in ("1", "true", "yes")
+    await serve(settings, TraceContentPolicy(record_content=record))
 
 
 def main() -> None:

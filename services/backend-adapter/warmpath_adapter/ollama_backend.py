@@ -10,6 +10,7 @@ import httpx
 
 from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
+from warmpath_adapter.tracing import BackendCallSpan, traced
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
     Completion,
@@ -19,6 +20,7 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
+from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 
 
 def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
@@ -49,22 +51,32 @@ class OllamaBackend:
         client: httpx.AsyncClient,
         idle_timeout_seconds: float,
         connect_timeout_seconds: float = 5.0,
+        content_policy: TraceContentPolicy = PROMPTS_NOT_RECORDED,
     ) -> None:
+        self._content = content_policy
         self._client = client
         self._idle_timeout = idle_timeout_seconds
         self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
 
-    async def stream(
+    def stream(
         self, request: GenerationRequest, target: BackendTarget
     ) -> AsyncIterator[StreamEvent]:
         url = target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
+        call = BackendCallSpan(request, target, url, self._content)
+        return traced(self._stream(request, target, url, call), call, target.served_model_id)
+
+    async def _stream(
+        self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
+    ) -> AsyncIterator[StreamEvent]:
         with translate_transport_errors(url, self._idle_timeout):
             async with self._client.stream(
                 "POST",
                 url,
                 json=request_body(request, target),
+                headers=call.headers,
                 timeout=self._timeout,
             ) as response:
+                call.http_status(response.status_code)
                 if response.status_code >= 400:
                     raise error_for_response(response.status_code, url)
                 async for line in response.aiter_lines():

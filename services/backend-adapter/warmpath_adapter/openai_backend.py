@@ -12,6 +12,7 @@ from httpx_sse import aconnect_sse
 
 from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
+from warmpath_adapter.tracing import BackendCallSpan, traced
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
@@ -22,6 +23,7 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
+from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +66,25 @@ class OpenAICompatibleBackend:
         client: httpx.AsyncClient,
         idle_timeout_seconds: float,
         connect_timeout_seconds: float = 5.0,
+        content_policy: TraceContentPolicy = PROMPTS_NOT_RECORDED,
     ) -> None:
+        self._content = content_policy
         self._client = client
         self._idle_timeout = idle_timeout_seconds
         self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
 
-    async def stream(
+    def stream(
         self, request: GenerationRequest, target: BackendTarget
     ) -> AsyncIterator[StreamEvent]:
         path = "/v1/chat/completions" if request.is_chat else "/v1/completions"
         url = target.base_url.rstrip("/") + path
+        call = BackendCallSpan(request, target, url, self._content)
+        return traced(self._stream(request, target, url, call), call, target.served_model_id)
+
+    async def _stream(
+        self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
+    ) -> AsyncIterator[StreamEvent]:
         body = request_body(request, target)
-        text_pieces: list[str] = []
         pieces_counted = 0
         finish: FinishReason | None = None
         usage: Usage | None = None
@@ -85,9 +94,11 @@ class OpenAICompatibleBackend:
                 "POST",
                 url,
                 json=body,
+                headers=call.headers,
                 timeout=self._timeout,
             ) as source:
                 response = source.response
+                call.http_status(response.status_code)
                 if response.status_code >= 400:
                     raise error_for_response(response.status_code, url)
                 async for event in source.aiter_sse():
@@ -104,7 +115,6 @@ class OpenAICompatibleBackend:
                         if text is not None:
                             pieces_counted += 1
                             if text:
-                                text_pieces.append(text)
                                 yield TextDelta(text)
                         reason = choice.get("finish_reason")
                         if reason:
@@ -112,14 +122,13 @@ class OpenAICompatibleBackend:
         if finish is None:
             raise Unavailable(f"backend {url} ended the stream without a finish reason")
         if usage is None:
-            usage = await self._count_usage(request, target, text_pieces, pieces_counted)
+            usage = await self._count_usage(request, target, pieces_counted)
         yield Completion(finish_reason=finish, usage=usage)
 
     async def _count_usage(
         self,
         request: GenerationRequest,
         target: BackendTarget,
-        text_pieces: list[str],
         pieces_counted: int,
     ) -> Usage:
         """Usage for servers that do not report it when streaming.

@@ -37,6 +37,12 @@ DEFAULT_PROMPT = "Q: What is the capital of France?\nA:"
 RouterOption = Annotated[
     str, typer.Option("--router", envvar="WARMPATH_ROUTER", help="Router address host:port.")
 ]
+JaegerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--jaeger-url", envvar="WARMPATH_JAEGER_URL", help="Jaeger UI URL, to print trace links."
+    ),
+]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, alias, or 'auto'.")]
 
 
@@ -76,7 +82,21 @@ def _request(
     return request
 
 
-def _route_summary(route: generate_pb2.RouteTaken, usage: generate_pb2.Usage, finish: str) -> str:
+def trace_link(trace_id: str, jaeger_url: str | None) -> str:
+    """The trace id, with a Jaeger UI link when its URL is configured."""
+    if not trace_id:
+        return ""
+    if jaeger_url:
+        return f"trace {jaeger_url.rstrip('/')}/trace/{trace_id}"
+    return f"trace {trace_id}"
+
+
+def _route_summary(
+    route: generate_pb2.RouteTaken,
+    usage: generate_pb2.Usage,
+    finish: str,
+    jaeger_url: str | None = None,
+) -> str:
     how = generate_pb2.Resolution.Name(route.resolution).removeprefix("RESOLUTION_").lower()
     if route.resolved_from_alias:
         how += f" {route.resolved_from_alias!r}"
@@ -93,11 +113,16 @@ def _route_summary(route: generate_pb2.RouteTaken, usage: generate_pb2.Usage, fi
     for hop in route.fallback_hops:
         parts.append(f"fell back {hop.from_model} -> {hop.to_model} ({hop.reason})")
     if route.trace_id:
-        parts.append(f"trace {route.trace_id}")
+        parts.append(trace_link(route.trace_id, jaeger_url))
     return "route: " + " | ".join(parts)
 
 
-async def _generate(router: str, request: generate_pb2.GenerateRequest, timeout: float) -> None:
+async def _generate(
+    router: str,
+    request: generate_pb2.GenerateRequest,
+    timeout: float,
+    jaeger_url: str | None = None,
+) -> None:
     async with grpc.aio.insecure_channel(router) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         async for chunk in stub.Generate(request, timeout=timeout):
@@ -106,10 +131,9 @@ async def _generate(router: str, request: generate_pb2.GenerateRequest, timeout:
             if chunk.finish_reason != generate_pb2.FINISH_REASON_UNSPECIFIED:
                 out.out("")
                 finish = generate_pb2.FinishReason.Name(chunk.finish_reason)
+                finish = finish.removeprefix("FINISH_REASON_").lower()
                 err.print(
-                    _route_summary(
-                        chunk.route, chunk.usage, finish.removeprefix("FINISH_REASON_").lower()
-                    ),
+                    _route_summary(chunk.route, chunk.usage, finish, jaeger_url),
                     style="dim",
                     highlight=False,
                 )
@@ -127,10 +151,11 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
     chat: Annotated[bool, typer.Option(help="Send the prompt as a chat user turn.")] = False,
     timeout: Annotated[float, typer.Option(help="Deadline in seconds.")] = 300.0,
+    jaeger_url: JaegerOption = None,
 ) -> None:
     """Stream an answer, then print the route it took."""
     request = _request(prompt, model, max_tokens, temperature, top_p, stop, seed, chat)
-    _run(_generate(router, request, timeout))
+    _run(_generate(router, request, timeout, jaeger_url))
 
 
 @app.command()
@@ -139,6 +164,7 @@ def route(
     router: RouterOption = "127.0.0.1:50051",
     model: ModelOption = "auto",
     max_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate.")] = None,
+    jaeger_url: JaegerOption = None,
 ) -> None:
     """Explain where a request would go, without loading or generating anything."""
 
@@ -170,6 +196,8 @@ def route(
             c.rejected_because or "chosen",
         )
     out.print(table)
+    if decision.trace_id:
+        out.print(trace_link(decision.trace_id, jaeger_url), highlight=False)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from warmpath_common.errors import WarmpathError
+from warmpath_common.telemetry import server_interceptors
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ async def create_server(
     """
     names = tuple(service_names)
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        # Tracing outermost, so its span sees the status the error mapper sets.
+        interceptors=[*server_interceptors(), ErrorMappingInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -131,7 +132,7 @@ def cli(
             )
         await serve(loaded, settings)
 
-    run_service("gpu-agent", log_level, start)
+    run_service("gpu-agent", log_level, start, os.environ)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from opentelemetry import trace
+
 from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
 from warmpath_common.config import ModelSpec
@@ -34,6 +36,7 @@ from warmpath_common.errors import (
 )
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 _MIB = 1024 * 1024
 
@@ -156,12 +159,31 @@ class ResidencyManager:
     # -- commands --------------------------------------------------------
 
     async def ensure_loaded(self, model: str) -> LoadOutcome:
+        with _tracer.start_as_current_span(f"ensure_loaded {model}") as span:
+            span.set_attribute("warmpath.model", model)
+            outcome = await self._ensure_loaded(model, span)
+            residency = outcome.residency
+            span.set_attributes(
+                {
+                    "warmpath.cold_start": outcome.cold_start,
+                    "warmpath.load_seconds": outcome.waited_seconds,
+                    "warmpath.evicted": list(outcome.evicted),
+                    "warmpath.gpu.index": residency.gpu_index,
+                    "warmpath.gpu.uuid": residency.gpu_uuid,
+                    "warmpath.memory.estimated_bytes": residency.estimated_bytes,
+                    "warmpath.memory.measured_bytes": residency.measured_bytes,
+                }
+            )
+            return outcome
+
+    async def _ensure_loaded(self, model: str, span: trace.Span) -> LoadOutcome:
         spec = self._spec(model)
         current = self._residents.get(model)
         if current is not None and current.state is ResidencyState.READY:
             touched = replace(current, last_used=self._clock())
             self._residents[model] = touched
             return LoadOutcome(touched, cold_start=False, waited_seconds=0.0, evicted=())
+        span.set_attribute("warmpath.memory.free_before_bytes", await self._total_free())
         started = time.monotonic()
         task = self._loads.get(model)
         if task is None:
@@ -170,6 +192,7 @@ class ResidencyManager:
             task.add_done_callback(lambda _: self._loads.pop(model, None))
         # Shielded: a caller that gives up must not abort a load others wait on.
         residency, evicted = await asyncio.shield(task)
+        span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
         return LoadOutcome(
             residency, cold_start=True, waited_seconds=time.monotonic() - started, evicted=evicted
         )
@@ -215,6 +238,9 @@ class ResidencyManager:
         await self._driver.close()
 
     # -- internals -------------------------------------------------------
+
+    async def _total_free(self) -> int:
+        return sum(gpu.memory_free_bytes for gpu in await self._inventory.read() if gpu.healthy)
 
     def _spec(self, model: str) -> ModelSpec:
         spec = self._specs.get(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -82,7 +83,7 @@ def cli(
         loaded = load_config(config)
         await serve(loaded, with_overrides(loaded.router, listen=listen))
 
-    run_service("router", log_level, start)
+    run_service("router", log_level, start, os.environ)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from warmpath_common.convert import (
 )
 from warmpath_common.errors import ModelNotFound, Unavailable, error_for_status
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.telemetry import client_interceptors
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.relay import LoadResult
 
@@ -86,8 +87,14 @@ class HostChannels:
 
     def __init__(self, hosts: tuple[HostSpec, ...]) -> None:
         self.specs = {host.name: host for host in hosts}
-        self._agent_channels = {h.name: grpc.aio.insecure_channel(h.agent) for h in hosts}
-        self._adapter_channels = {h.name: grpc.aio.insecure_channel(h.adapter) for h in hosts}
+        self._agent_channels = {
+            h.name: grpc.aio.insecure_channel(h.agent, interceptors=client_interceptors())
+            for h in hosts
+        }
+        self._adapter_channels = {
+            h.name: grpc.aio.insecure_channel(h.adapter, interceptors=client_interceptors())
+            for h in hosts
+        }
         self.agents = {
             name: gpu_agent_pb2_grpc.GpuAgentStub(channel)
             for name, channel in self._agent_channels.items()
@@ -152,9 +159,19 @@ class AdapterClient:
             timeout=timeout_seconds,
         )
         try:
+            completion: Completion | None = None
             with translate_rpc_errors(f"backend-adapter {host}"):
                 async for message in call:
-                    yield event_from_proto(message)
+                    event = event_from_proto(message)
+                    if isinstance(event, Completion):
+                        # Read on to the end of the stream before handing the
+                        # completion over, so the call ends with its OK status
+                        # (and its trace span ends) rather than being cut off.
+                        completion = event
+                        continue
+                    yield event
+            if completion is not None:
+                yield completion
         finally:
             # The caller went away or failed: stop the backend generating too.
             call.cancel()

@@ -16,6 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
 from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.errors import (
     DeadlineExceeded,
@@ -25,12 +29,26 @@ from warmpath_common.errors import (
     WarmpathError,
 )
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.telemetry import (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_SEED,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    current_trace_id,
+)
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.routing import Placement, place
 from warmpath_router.validation import check_against_model, check_shape
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 # Failures before the first chunk that another model may succeed at.
 _FALLBACK_ON = (Unavailable, ResourceExhausted)
@@ -75,6 +93,7 @@ class Decision:
     gpu_uuid: str
     fallback_chain: tuple[str, ...]
     fallback_hops: tuple[FallbackHop, ...]
+    trace_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +111,7 @@ class RouteTaken:
     fallback_hops: tuple[FallbackHop, ...]
     auto_class: str
     auto_confidence: float
+    trace_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +147,18 @@ class Relay:
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
         for spec in self._chain(resolved.spec):
-            try:
-                check_against_model(request, spec)
-                placement = place(self._as_resolved(resolved, spec), self._cluster)
-            except (InvalidRequest, *_FALLBACK_ON) as error:
-                last_error = error
-                hops.append(FallbackHop(spec.name, "", error.message))
-                continue
+            with _tracer.start_as_current_span(f"route {spec.name}") as span:
+                try:
+                    check_against_model(request, spec)
+                    placement = place(self._as_resolved(resolved, spec), self._cluster)
+                except (InvalidRequest, *_FALLBACK_ON) as error:
+                    last_error = error
+                    hops.append(FallbackHop(spec.name, "", error.message))
+                    span.set_status(Status(StatusCode.ERROR, error.status_code.name))
+                    continue
+                span.set_attributes(
+                    _placement_attributes(self._as_resolved(resolved, spec), placement)
+                )
             replica = placement.replica
             return Decision(
                 resolved=self._as_resolved(resolved, spec),
@@ -142,6 +167,7 @@ class Relay:
                 gpu_uuid=replica.gpu_uuid if replica else "",
                 fallback_chain=tuple(s.name for s in self._chain(resolved.spec))[1:],
                 fallback_hops=_link(hops, spec.name),
+                trace_id=current_trace_id(),
             )
         assert last_error is not None
         raise _exhausted(last_error, hops)
@@ -149,6 +175,8 @@ class Relay:
     async def generate(
         self, request: GenerationRequest, timeout_seconds: float | None
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
+        server_span = trace.get_current_span()
+        server_span.set_attributes(_request_attributes(request))
         check_shape(request, self._settings)
         resolved = self._registry.resolve(request.model)
         check_against_model(request, resolved.spec)
@@ -164,9 +192,17 @@ class Relay:
             attempt_resolved = self._as_resolved(resolved, spec)
             committed = False
             try:
-                check_against_model(request, spec)
-                placement = place(attempt_resolved, self._cluster)
-                load = await self._ensure_loaded(placement, deadline)
+                with _tracer.start_as_current_span(f"route {spec.name}") as route_span:
+                    check_against_model(request, spec)
+                    placement = place(attempt_resolved, self._cluster)
+                    route_span.set_attributes(_placement_attributes(attempt_resolved, placement))
+                    load = await self._ensure_loaded(placement, deadline)
+                    route_span.set_attributes(
+                        {
+                            "warmpath.cold_start": load.cold_start,
+                            "warmpath.load_seconds": load.load_seconds,
+                        }
+                    )
                 outbound = dataclasses.replace(
                     request,
                     model=spec.name,
@@ -180,24 +216,24 @@ class Relay:
                     if isinstance(event, TextDelta):
                         yield event
                         continue
-                    yield RoutedCompletion(
-                        event,
-                        RouteTaken(
-                            requested_model=request.model,
-                            served_model=spec.name,
-                            resolution=attempt_resolved.resolution,
-                            alias=attempt_resolved.alias,
-                            host=placement.host,
-                            gpu_index=load.gpu_index,
-                            gpu_uuid=load.gpu_uuid,
-                            backend=spec.backend,
-                            cold_start=load.cold_start,
-                            load_seconds=load.load_seconds,
-                            fallback_hops=_link(hops, spec.name),
-                            auto_class=attempt_resolved.auto_class,
-                            auto_confidence=attempt_resolved.auto_confidence,
-                        ),
+                    route_taken = RouteTaken(
+                        requested_model=request.model,
+                        served_model=spec.name,
+                        resolution=attempt_resolved.resolution,
+                        alias=attempt_resolved.alias,
+                        host=placement.host,
+                        gpu_index=load.gpu_index,
+                        gpu_uuid=load.gpu_uuid,
+                        backend=spec.backend,
+                        cold_start=load.cold_start,
+                        load_seconds=load.load_seconds,
+                        fallback_hops=_link(hops, spec.name),
+                        auto_class=attempt_resolved.auto_class,
+                        auto_confidence=attempt_resolved.auto_confidence,
+                        trace_id=current_trace_id(),
                     )
+                    server_span.set_attributes(_response_attributes(event, route_taken))
+                    yield RoutedCompletion(event, route_taken)
                     return
                 raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
             except (InvalidRequest, *_FALLBACK_ON) as error:
@@ -205,8 +241,11 @@ class Relay:
                     raise
                 logger.info("falling back from %s: %s", spec.name, error.message)
                 last_error = error
-                hops.append(
-                    FallbackHop(spec.name, "", f"{error.status_code.name}: {error.message}")
+                reason = f"{error.status_code.name}: {error.message}"
+                hops.append(FallbackHop(spec.name, "", reason))
+                server_span.add_event(
+                    "warmpath.fallback",
+                    {"warmpath.from_model": spec.name, "warmpath.reason": reason},
                 )
         assert last_error is not None
         raise _exhausted(last_error, hops)
@@ -272,3 +311,59 @@ def _exhausted(last_error: WarmpathError, hops: list[FallbackHop]) -> WarmpathEr
         return last_error
     tried = "; ".join(f"{hop.from_model}: {hop.reason}" for hop in hops)
     return type(last_error)(f"every model in the fallback chain failed ({tried})")
+
+
+def _request_attributes(request: GenerationRequest) -> dict[str, AttributeValue]:
+    """What was asked, never the text of the prompt."""
+    attributes: dict[str, AttributeValue] = {
+        GEN_AI_OPERATION_NAME: "chat" if request.is_chat else "text_completion",
+        GEN_AI_REQUEST_MODEL: request.model,
+    }
+    optional = {
+        GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
+        GEN_AI_REQUEST_TEMPERATURE: request.temperature,
+        GEN_AI_REQUEST_TOP_P: request.top_p,
+        GEN_AI_REQUEST_SEED: request.seed,
+    }
+    attributes.update({key: value for key, value in optional.items() if value is not None})
+    return attributes
+
+
+def _placement_attributes(
+    resolved: ResolvedModel, placement: Placement
+) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {
+        "warmpath.model": placement.model,
+        "warmpath.resolution": resolved.resolution.value,
+        "warmpath.host": placement.host,
+        "warmpath.route.reason": placement.reason.value,
+        "warmpath.route.explanation": placement.explanation,
+        "warmpath.load_required": placement.load_required,
+        "warmpath.route.candidates": [
+            f"{c.host} score={c.score:g}"
+            + (f" ({c.rejected_because})" if c.rejected_because else "")
+            for c in placement.candidates
+        ],
+    }
+    if resolved.alias:
+        attributes["warmpath.alias"] = resolved.alias
+    if resolved.auto_class:
+        attributes["warmpath.auto.class"] = resolved.auto_class
+        attributes["warmpath.auto.confidence"] = resolved.auto_confidence
+    if placement.replica is not None:
+        attributes["warmpath.gpu.index"] = placement.replica.gpu_index
+        attributes["warmpath.gpu.uuid"] = placement.replica.gpu_uuid
+    return attributes
+
+
+def _response_attributes(completion: Completion, route: RouteTaken) -> dict[str, AttributeValue]:
+    return {
+        GEN_AI_RESPONSE_MODEL: route.served_model,
+        GEN_AI_RESPONSE_FINISH_REASONS: [completion.finish_reason.value],
+        GEN_AI_USAGE_INPUT_TOKENS: completion.usage.input_tokens,
+        GEN_AI_USAGE_OUTPUT_TOKENS: completion.usage.output_tokens,
+        "warmpath.host": route.host,
+        "warmpath.gpu.uuid": route.gpu_uuid,
+        "warmpath.cold_start": route.cold_start,
+        "warmpath.fallback_hops": len(route.fallback_hops),
+    }

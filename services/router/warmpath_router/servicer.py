@@ -97,6 +97,7 @@ def _route_to_proto(route: RouteTaken) -> generate_pb2.RouteTaken:
         fallback_hops=_hops_to_proto(route.fallback_hops),
         auto_class=route.auto_class,
         auto_confidence=route.auto_confidence,
+        trace_id=route.trace_id,
     )
 
 
@@ -130,4 +131,5 @@ def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
         fallback_chain=list(decision.fallback_chain),
         auto_class=resolved.auto_class,
         auto_confidence=resolved.auto_confidence,
+        trace_id=decision.trace_id,
     )

@@ -23,9 +23,9 @@ def check_shape(request: GenerationRequest, settings: RouterSettings) -> None:
         )
     for position, turn in enumerate(request.messages):
         if turn.role not in CHAT_ROLES:
+            # The bad value is not quoted: it is caller text and may be prompt text.
             raise InvalidRequest(
-                f"messages[{position}].role is {turn.role!r}; use one of "
-                + ", ".join(sorted(CHAT_ROLES))
+                f"messages[{position}].role must be one of " + ", ".join(sorted(CHAT_ROLES))
             )
     if request.messages and not any(turn.content.strip() for turn in request.messages):
         raise InvalidRequest("every message is empty: give at least one turn some content")

@@ -1,0 +1,151 @@
+"""The client span around one HTTP call to an inference server (GenAI conventions)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from warmpath_adapter.backends import BackendTarget
+from warmpath_common.errors import WarmpathError
+from warmpath_common.generation import Completion, GenerationRequest, StreamEvent, TextDelta
+from warmpath_common.telemetry import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_SEED,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    TraceContentPolicy,
+)
+
+_tracer = trace.get_tracer(__name__)
+
+
+class BackendCallSpan:
+    """One span per backend request; no span per token.
+
+    Started without becoming current, because the stream it covers yields to
+    the caller between chunks. Its context is injected into the HTTP headers
+    so an instrumented inference server continues the trace.
+    """
+
+    def __init__(
+        self,
+        request: GenerationRequest,
+        target: BackendTarget,
+        url: str,
+        policy: TraceContentPolicy,
+    ) -> None:
+        operation = "chat" if request.is_chat else "text_completion"
+        parts = urlsplit(url)
+        self._policy = policy
+        self._request = request
+        self._started = time.monotonic()
+        self._first_token_seen = False
+        self._output: list[str] = []
+        self._span = _tracer.start_span(
+            f"{operation} {target.served_model_id}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                GEN_AI_OPERATION_NAME: operation,
+                GEN_AI_PROVIDER_NAME: target.kind.value,
+                GEN_AI_REQUEST_MODEL: target.served_model_id,
+                "server.address": parts.hostname or "",
+                "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+                "url.path": parts.path,
+                "http.request.method": "POST",
+            },
+        )
+        for key, value in {
+            GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
+            GEN_AI_REQUEST_TEMPERATURE: request.temperature,
+            GEN_AI_REQUEST_TOP_P: request.top_p,
+            GEN_AI_REQUEST_SEED: request.seed,
+        }.items():
+            if value is not None:
+                self._span.set_attribute(key, value)
+        self.headers: dict[str, str] = {}
+        propagate.inject(self.headers, context=trace.set_span_in_context(self._span))
+
+    def text(self, piece: str) -> None:
+        if not self._first_token_seen:
+            self._first_token_seen = True
+            self._span.set_attribute(
+                "warmpath.time_to_first_token_seconds", time.monotonic() - self._started
+            )
+        if self._policy.record_content:
+            self._output.append(piece)
+
+    def http_status(self, status: int) -> None:
+        self._span.set_attribute("http.response.status_code", status)
+
+    def finish(self, completion: Completion, served_model: str) -> None:
+        self._span.set_attributes(
+            {
+                GEN_AI_RESPONSE_MODEL: served_model,
+                GEN_AI_RESPONSE_FINISH_REASONS: [completion.finish_reason.value],
+                GEN_AI_USAGE_INPUT_TOKENS: completion.usage.input_tokens,
+                GEN_AI_USAGE_OUTPUT_TOKENS: completion.usage.output_tokens,
+            }
+        )
+        if self._policy.record_content:
+            self._span.set_attribute(GEN_AI_INPUT_MESSAGES, _input_messages(self._request))
+            self._span.set_attribute(
+                GEN_AI_OUTPUT_MESSAGES,
+                json.dumps([{"role": "assistant", "content": "".join(self._output)}]),
+            )
+
+    def fail(self, error: BaseException) -> None:
+        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+            # The caller went away; the HTTP request is closed with the stream.
+            self._span.set_attribute("error.type", "CANCELLED")
+            self._span.set_status(Status(StatusCode.ERROR, "cancelled by the caller"))
+        elif isinstance(error, WarmpathError):
+            # The message is ours and carries no prompt text.
+            self._span.set_status(
+                Status(StatusCode.ERROR, f"{error.status_code.name}: {error.message}")
+            )
+            self._span.set_attribute("error.type", error.status_code.name)
+        else:
+            self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            self._span.set_attribute("error.type", type(error).__name__)
+
+    def end(self) -> None:
+        self._span.end()
+
+
+def _input_messages(request: GenerationRequest) -> str:
+    if request.is_chat:
+        return json.dumps([{"role": t.role, "content": t.content} for t in request.messages])
+    return json.dumps([{"role": "user", "content": request.prompt}])
+
+
+async def traced(
+    events: AsyncIterator[StreamEvent], call: BackendCallSpan, served_model: str
+) -> AsyncIterator[StreamEvent]:
+    """Passes `events` through, recording them on `call`, and ends the span."""
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                call.text(event.text)
+            else:
+                call.finish(event, served_model)
+            yield event
+    except BaseException as error:
+        call.fail(error)
+        raise
+    finally:
+        call.end()
