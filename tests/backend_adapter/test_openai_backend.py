@@ -6,8 +6,10 @@ import json
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from warmpath_adapter.backends import BackendDispatcher, BackendTarget
+from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import DeadlineExceeded, InvalidRequest, ResourceExhausted, Unavailable
@@ -113,7 +115,7 @@ async def test_unreachable_backend_is_unavailable() -> None:
 
 
 async def test_dispatcher_rejects_bad_urls_and_unknown_kinds() -> None:
-    dispatcher = BackendDispatcher({})
+    dispatcher = BackendDispatcher({}, AdapterMetrics(CollectorRegistry()))
     with pytest.raises(InvalidRequest, match="http"):
         dispatcher.stream(CHAT, BackendTarget(BackendKindName.VLLM, "file:///etc", "x"))
     with pytest.raises(InvalidRequest, match="not supported"):

@@ -3,10 +3,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.drivers import FakeDriver
 from warmpath_agent.inventory import MemoryBook
+from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import ModelSpec, SimulatedGpu
@@ -40,6 +42,7 @@ def manager(
         driver,
         book=book,
         estimate_bytes=lambda s: int(s.memory or 0),
+        metrics=AgentMetrics(CollectorRegistry()),
         clock=clock or Clock(),
     )
 

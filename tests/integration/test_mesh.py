@@ -9,6 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh
@@ -219,3 +220,60 @@ def test_reflection_lists_the_services(mesh: LocalMesh) -> None:
         with grpc.insecure_channel(mesh.ports.address(service)) as channel:
             services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
         assert {name, "grpc.health.v1.Health"} <= services
+
+
+def scrape(mesh: LocalMesh, service: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    assert mesh.ports.metrics is not None
+    text = httpx.get(f"http://127.0.0.1:{mesh.ports.metrics[service]}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_are_exposed_for_prometheus(
+    mesh: LocalMesh, router_channel: grpc.aio.Channel
+) -> None:
+    await generate(
+        router_channel, generate_pb2.GenerateRequest(model="gemma", prompt="Hi", max_tokens=3)
+    )
+    with pytest.raises(grpc.aio.AioRpcError):
+        await generate(router_channel, generate_pb2.GenerateRequest(model="nope", prompt="Hi"))
+
+    router = scrape(mesh, "router")
+    assert (
+        router[("warmpath_router_requests_total", (("model", "gemma3-270m"), ("outcome", "OK")))]
+        >= 1
+    )
+    assert (
+        router[("warmpath_router_requests_total", (("model", "none"), ("outcome", "NOT_FOUND")))]
+        >= 1
+    )
+    assert router[("warmpath_router_output_tokens_total", (("model", "gemma3-270m"),))] >= 3
+    assert router[("warmpath_router_in_flight_requests", ())] == 0
+    assert (
+        router[("warmpath_router_time_to_first_token_seconds_count", (("model", "gemma3-270m"),))]
+        >= 1
+    )
+
+    agent = scrape(mesh, "gpu-agent")
+    assert agent[("warmpath_agent_loads_total", (("model", "gemma3-270m"), ("outcome", "ok")))] >= 1
+    gpu = (
+        ("gpu", "0"),
+        ("simulated", "true"),
+        ("uuid", "SIM-00000000-0000-0000-0000-000000000000"),
+    )
+    assert agent[("warmpath_agent_gpu_memory_total_bytes", gpu)] == 4 * 1024**3
+    assert agent[("warmpath_agent_gpu_memory_used_bytes", gpu)] > 0
+
+    adapter = scrape(mesh, "backend-adapter")
+    assert (
+        adapter[("warmpath_adapter_requests_total", (("backend", "llama_cpp"), ("outcome", "OK")))]
+        >= 1
+    )
+    assert adapter[("warmpath_adapter_in_flight_requests", ())] == 0
+
+    async with grpc.aio.insecure_channel(mesh.ports.address("gpu-agent")) as channel:
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert scrape(mesh, "gpu-agent")[("warmpath_health_probes_total", (("method", "Check"),))] >= 1

@@ -273,3 +273,29 @@ def test_prompt_text_is_recorded_when_the_operator_opts_in(
         and CANARY in str(s.attributes.get("gen_ai.input.messages"))
     ]
     assert recorded, "with WARMPATH_TRACE_CONTENT=true the prompt is on the model call span"
+
+
+def test_a_dead_collector_never_blocks_requests(tmp_path: Path) -> None:
+    """Export runs in a background thread with a bounded queue: spans drop, requests do not."""
+    ports = MeshPorts.free()
+    config = tmp_path / "warmpath.yaml"
+    config.write_text(yaml.safe_dump(mesh_config(ports)))
+    dead = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_BSP_EXPORT_TIMEOUT": "1000",
+    }
+    mesh = LocalMesh(config=config, log_dir=tmp_path / "logs", ports=ports, extra_env=dead)
+    mesh.start()
+    try:
+        for _ in range(10):
+            final = generate(
+                mesh, generate_pb2.GenerateRequest(model="gemma", prompt="Hi", max_tokens=2)
+            )
+            assert final.usage.output_tokens == 2
+            assert len(final.route.trace_id) == 32
+    finally:
+        codes = mesh.stop()
+    assert codes == {"router": 0, "backend-adapter": 0, "gpu-agent": 0}

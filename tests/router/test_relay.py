@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
@@ -8,6 +9,7 @@ from warmpath_common.config import AutoRouting, ModelSpec, RouterSettings
 from warmpath_common.errors import InvalidRequest, ModelNotFound, Unavailable
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay, RoutedCompletion
 from warmpath_router.routing import RouteReason
@@ -25,7 +27,9 @@ def make_relay(
         cluster = ClusterView()
         cluster.update(HostView("h1", reachable=True, servable=frozenset({"primary", "backup"})))
     registry = ModelRegistry([PRIMARY, BACKUP], AutoRouting(default_model="primary"))
-    return Relay(registry, cluster, agents, adapters, RouterSettings())
+    return Relay(
+        registry, cluster, agents, adapters, RouterSettings(), RouterMetrics(CollectorRegistry())
+    )
 
 
 async def collect(relay: Relay, request: GenerationRequest) -> tuple[str, RoutedCompletion]:

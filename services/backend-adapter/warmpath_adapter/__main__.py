@@ -8,15 +8,18 @@ from typing import Annotated
 
 import httpx
 import typer
+from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc
 from warmpath_adapter.backends import BackendDispatcher
+from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.ollama_backend import OllamaBackend
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_adapter.servicer import BackendAdapterServicer
 from warmpath_common.config import AdapterSettings, BackendKindName, load_config, with_overrides
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
+from warmpath_common.metrics import serve_metrics
 from warmpath_common.telemetry import TraceContentPolicy
 
 SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
@@ -26,6 +29,7 @@ async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
     async with httpx.AsyncClient(
         limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
     ) as client:
+        metrics = CollectorRegistry()
         timeouts = (settings.idle_timeout_seconds, settings.connect_timeout_seconds)
         openai = OpenAICompatibleBackend(client, *timeouts, content_policy=content)
         dispatcher = BackendDispatcher(
@@ -34,7 +38,8 @@ async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
                 BackendKindName.VLLM: openai,
                 BackendKindName.SGLANG: openai,
                 BackendKindName.OLLAMA: OllamaBackend(client, *timeouts, content_policy=content),
-            }
+            },
+            AdapterMetrics(metrics),
         )
         server = await create_server(
             settings.listen,
@@ -42,7 +47,10 @@ async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
                 BackendAdapterServicer(dispatcher), s
             ),
             [SERVICE_NAME],
+            metrics,
         )
+        if settings.metrics_listen:
+            serve_metrics(settings.metrics_listen, metrics)
         await serve_until_signalled(server, settings.shutdown_grace_seconds)
 
 
@@ -53,16 +61,27 @@ def cli(
     listen: Annotated[
         str | None, typer.Option(envvar="WARMPATH_ADAPTER_LISTEN", help="host:port to listen on.")
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(envvar="WARMPATH_ADAPTER_METRICS_LISTEN", help="host:port for /metrics."),
+    ] = None,
+    trace_content: Annotated[
+        bool,
+        typer.Option(
+            envvar="WARMPATH_TRACE_CONTENT",
+            help="Record prompt and completion text in traces (off: never recorded).",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the Warmpath backend-adapter."""
-    run_service("backend-adapter", log_level, lambda: _start(config, listen), os.environ)
 
+    async def start() -> None:
+        loaded = load_config(config).adapter
+        settings = with_overrides(loaded, listen=listen, metrics_listen=metrics_listen)
+        await serve(settings, TraceContentPolicy(record_content=trace_content))
 
-async def _start(config: Path | None, listen: str | None) -> None:
-    settings = with_overrides(load_config(config).adapter, listen=listen)
-    record = os.environ.get("WARMPATH_TRACE_CONTENT", "").strip().lower() in ("1", "true", "yes")
-    await serve(settings, TraceContentPolicy(record_content=record))
+    run_service("backend-adapter", log_level, start, os.environ)
 
 
 def main() -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_common.config import BackendKindName
-from warmpath_common.errors import InvalidRequest
-from warmpath_common.generation import GenerationRequest, StreamEvent
+from warmpath_common.errors import InvalidRequest, WarmpathError
+from warmpath_common.generation import (
+    Completion,
+    GenerationRequest,
+    StreamEvent,
+    TextDelta,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +44,11 @@ class InferenceBackend(Protocol):
 class BackendDispatcher:
     """Sends each request to the backend implementation for its server kind."""
 
-    def __init__(self, backends: Mapping[BackendKindName, InferenceBackend]) -> None:
+    def __init__(
+        self, backends: Mapping[BackendKindName, InferenceBackend], metrics: AdapterMetrics
+    ) -> None:
         self._backends = dict(backends)
+        self._metrics = metrics
 
     def stream(
         self, request: GenerationRequest, target: BackendTarget
@@ -52,4 +63,30 @@ class BackendDispatcher:
         if backend is None:
             supported = ", ".join(sorted(self._backends))
             raise InvalidRequest(f"backend kind {target.kind} is not supported (have {supported})")
-        return backend.stream(request, target)
+        return self._measured(backend.stream(request, target), target.kind.value)
+
+    async def _measured(
+        self, events: AsyncIterator[StreamEvent], backend: str
+    ) -> AsyncIterator[StreamEvent]:
+        metrics = self._metrics
+        started = time.monotonic()
+        first_token_seen = False
+        outcome = "OK"
+        metrics.in_flight.inc()
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta) and not first_token_seen:
+                    first_token_seen = True
+                    metrics.time_to_first_token.labels(backend).observe(time.monotonic() - started)
+                elif isinstance(event, Completion):
+                    metrics.output_tokens.labels(backend).inc(event.usage.output_tokens)
+                yield event
+        except WarmpathError as error:
+            outcome = error.status_code.name
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "CANCELLED"
+            raise
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.labels(backend, outcome).inc()

@@ -46,10 +46,13 @@ class MeshPorts:
     router: int = 50051
     agent: int = 50052
     adapter: int = 50053
+    metrics: dict[str, int] | None = None
+    """Metrics port per service; None: as the config says."""
 
     @classmethod
     def free(cls) -> MeshPorts:
-        return cls(free_port(), free_port(), free_port())
+        metrics = {name: free_port() for name in _MODULES}
+        return cls(free_port(), free_port(), free_port(), metrics)
 
     def address(self, service: str) -> str:
         port = {"router": self.router, "gpu-agent": self.agent, "backend-adapter": self.adapter}
@@ -111,6 +114,8 @@ class LocalMesh:
         args = [sys.executable, "-m", _MODULES[service], "--listen", self.ports.address(service)]
         if self.config is not None:
             args += ["--config", str(self.config)]
+        if self.ports.metrics is not None:
+            args += ["--metrics-listen", f"127.0.0.1:{self.ports.metrics[service]}"]
         if service == "gpu-agent":
             args += ["--log-dir", str(self.log_dir / "models")]
         log = self.log_path(service).open("ab")

@@ -61,6 +61,10 @@ def _check_address(value: str) -> str:
     return value
 
 
+def _check_optional_address(value: str | None) -> str | None:
+    return None if value is None else _check_address(value)
+
+
 class BackendKindName(StrEnum):
     LLAMA_CPP = "llama_cpp"
     VLLM = "vllm"
@@ -174,8 +178,11 @@ class RouterSettings(_Strict):
     """Most chat messages accepted in one request."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight requests may take to finish."""
+    metrics_listen: str | None = None
+    """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
 
     _listen = field_validator("listen")(_check_address)
+    _metrics = field_validator("metrics_listen")(_check_optional_address)
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Self:
@@ -248,8 +255,11 @@ class AgentSettings(_Strict):
     """WatchState sends a heartbeat after this long without a change."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight calls may take to finish."""
+    metrics_listen: str | None = None
+    """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
 
     _listen = field_validator("listen")(_check_address)
+    _metrics = field_validator("metrics_listen")(_check_optional_address)
 
 
 class AdapterSettings(_Strict):
@@ -261,8 +271,11 @@ class AdapterSettings(_Strict):
     """A backend silent for this long mid-stream is treated as stalled."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight streams may take to finish."""
+    metrics_listen: str | None = None
+    """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
 
     _listen = field_validator("listen")(_check_address)
+    _metrics = field_validator("metrics_listen")(_check_optional_address)
 
 
 class WarmpathConfig(_Strict):

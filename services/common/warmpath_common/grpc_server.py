@@ -13,8 +13,10 @@ from typing import Any, TypeAlias
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from warmpath_common.errors import WarmpathError
+from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.telemetry import server_interceptors
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ async def create_server(
     listen: str,
     register: Callable[[grpc.aio.Server], None],
     service_names: Iterable[str],
+    metrics: CollectorRegistry | None = None,
 ) -> ServiceServer:
     """Builds and starts a server with error mapping, health and reflection.
 
@@ -126,7 +129,11 @@ async def create_server(
     names = tuple(service_names)
     server = grpc.aio.server(
         # Tracing outermost, so its span sees the status the error mapper sets.
-        interceptors=[*server_interceptors(), ErrorMappingInterceptor()],
+        interceptors=[
+            *server_interceptors(),
+            *([HealthProbeCounter(metrics)] if metrics is not None else []),
+            ErrorMappingInterceptor(),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -12,9 +12,11 @@ from typing import Annotated
 import httpx
 import pynvml
 import typer
+from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.inventory import GpuInventory, MemoryBook
+from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
 from warmpath_agent.residency import ResidencyManager
@@ -30,6 +32,7 @@ from warmpath_common.config import (
 )
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
+from warmpath_common.metrics import serve_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
     served = settings.models or tuple(spec.name for spec in config.models)
     specs = {name: config.model(name) for name in served}
     book = MemoryBook()
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
     async with httpx.AsyncClient() as client:
         manager = ResidencyManager(
             settings.host,
@@ -77,6 +82,7 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             LlamaCppProcessDriver(settings.process, client),
             book=book,
             estimate_bytes=estimate_bytes,
+            metrics=metrics,
         )
         servicer = GpuAgentServicer(
             manager,
@@ -87,9 +93,12 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             settings.listen,
             lambda s: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(servicer, s),
             [SERVICE_NAME],
+            registry,
         )
+        if settings.metrics_listen:
+            serve_metrics(settings.metrics_listen, registry)
         pinned = asyncio.create_task(manager.load_pinned())
-        expiry = asyncio.create_task(_expire_forever(manager))
+        expiry = asyncio.create_task(_housekeeping(manager, metrics))
         try:
             await serve_until_signalled(server, settings.shutdown_grace_seconds)
         finally:
@@ -100,8 +109,10 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             await manager.close()
 
 
-async def _expire_forever(manager: ResidencyManager) -> None:
+async def _housekeeping(manager: ResidencyManager, metrics: AgentMetrics) -> None:
+    """Keep-alive expiry and GPU gauges, every few seconds."""
     while True:
+        metrics.observe_gpus((await manager.state()).gpus)
         await asyncio.sleep(_EXPIRY_CHECK_SECONDS)
         await manager.expire_idle()
 
@@ -119,13 +130,19 @@ def cli(
     log_dir: Annotated[
         Path | None, typer.Option(envvar="WARMPATH_AGENT_LOG_DIR", help="Model server logs.")
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(envvar="WARMPATH_AGENT_METRICS_LISTEN", help="host:port for /metrics."),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the Warmpath gpu-agent."""
 
     async def start() -> None:
         loaded = load_config(config)
-        settings = with_overrides(loaded.agent, listen=listen, host=host)
+        settings = with_overrides(
+            loaded.agent, listen=listen, host=host, metrics_listen=metrics_listen
+        )
         if log_dir is not None:
             settings = with_overrides(
                 settings, process={**settings.process.model_dump(), "log_dir": log_dir}

@@ -27,6 +27,7 @@ from opentelemetry import trace
 
 from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
+from warmpath_agent.metrics import AgentMetrics
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import (
     FailedPrecondition,
@@ -127,8 +128,10 @@ class ResidencyManager:
         *,
         book: MemoryBook,
         estimate_bytes: Callable[[ModelSpec], int],
+        metrics: AgentMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._metrics = metrics
         self.host = host
         self.feed = ChangeFeed()
         self._specs = dict(specs)
@@ -206,7 +209,7 @@ class ResidencyManager:
             raise FailedPrecondition(f"{model} is pinned; pass force to unload it anyway")
         if current.state is ResidencyState.LOADING:
             raise FailedPrecondition(f"{model} is still loading; unload it once it is ready")
-        await self._stop(current, reason="unloaded on request")
+        await self._stop(current, reason="unloaded on request", kind="request")
         return True
 
     async def load_pinned(self) -> None:
@@ -228,7 +231,11 @@ class ResidencyManager:
                 and not residency.pinned
                 and idle > spec.keep_alive_seconds
             ):
-                await self._stop(residency, reason=f"keep-alive expired after {idle:.0f} s idle")
+                await self._stop(
+                    residency,
+                    reason=f"keep-alive expired after {idle:.0f} s idle",
+                    kind="keep_alive",
+                )
 
     async def close(self) -> None:
         for watcher in list(self._watchers):
@@ -273,6 +280,7 @@ class ResidencyManager:
         try:
             running = await self._driver.start(spec, gpu)
         except ModelLoadFailed as error:
+            self._metrics.loads.labels(spec.name, "failed").inc()
             self._book.release(spec.name)
             self._residents[spec.name] = replace(
                 loading, state=ResidencyState.FAILED, failure_reason=str(error)
@@ -284,6 +292,8 @@ class ResidencyManager:
             self._residents.pop(spec.name, None)
             raise
         load_seconds = time.monotonic() - started
+        self._metrics.loads.labels(spec.name, "ok").inc()
+        self._metrics.load_seconds.labels(spec.name).observe(load_seconds)
         measured = await self._measure(running)
         ready = replace(
             loading,
@@ -341,7 +351,7 @@ class ResidencyManager:
             )
         gpu, victims = best
         for victim in victims:
-            await self._stop(victim, reason=f"evicted to make room for {model}")
+            await self._stop(victim, reason=f"evicted to make room for {model}", kind="evicted")
         return gpu, tuple(v.model for v in victims)
 
     def _evictable_on(self, gpu_index: int) -> list[Residency]:
@@ -364,7 +374,7 @@ class ResidencyManager:
             freed += candidate.footprint_bytes
         return victims if freed >= shortfall else None
 
-    async def _stop(self, residency: Residency, *, reason: str) -> None:
+    async def _stop(self, residency: Residency, *, reason: str, kind: str) -> None:
         self._residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)
         if residency.running is not None:
             await self._driver.stop(residency.running)
@@ -384,6 +394,7 @@ class ResidencyManager:
                 self._residents[ready.model] = replace(
                     current, state=ResidencyState.FAILED, running=None, failure_reason=reason
                 )
+                self._metrics.unloads.labels(ready.model, "crashed").inc()
                 await self.feed.publish(f"{ready.model} failed: {reason}")
 
         task = asyncio.create_task(watch(), name=f"watch {ready.model}")

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import router_pb2, router_pb2_grpc
 from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, with_overrides
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
+from warmpath_common.metrics import serve_metrics
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
+from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
 from warmpath_router.servicer import RouterServicer
@@ -34,7 +37,15 @@ async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
     registry = ModelRegistry(config.models, settings.auto)
     cluster = ClusterView.of(host.name for host in settings.hosts)
     channels = HostChannels(settings.hosts)
-    relay = Relay(registry, cluster, AgentClient(channels), AdapterClient(channels), settings)
+    metrics = CollectorRegistry()
+    relay = Relay(
+        registry,
+        cluster,
+        AgentClient(channels),
+        AdapterClient(channels),
+        settings,
+        RouterMetrics(metrics),
+    )
     stop_watching = asyncio.Event()
     watcher = asyncio.create_task(watch_cluster(channels, cluster, stop_watching))
     await _wait_for_hosts(cluster)
@@ -44,7 +55,10 @@ async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
             RouterServicer(relay, registry, cluster), s
         ),
         [SERVICE_NAME],
+        metrics,
     )
+    if settings.metrics_listen:
+        serve_metrics(settings.metrics_listen, metrics)
     try:
         await serve_until_signalled(server, settings.shutdown_grace_seconds)
     finally:
@@ -75,13 +89,18 @@ def cli(
     listen: Annotated[
         str | None, typer.Option(envvar="WARMPATH_ROUTER_LISTEN", help="host:port to listen on.")
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(envvar="WARMPATH_ROUTER_METRICS_LISTEN", help="host:port for /metrics."),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the Warmpath router."""
 
     async def start() -> None:
         loaded = load_config(config)
-        await serve(loaded, with_overrides(loaded.router, listen=listen))
+        settings = with_overrides(loaded.router, listen=listen, metrics_listen=metrics_listen)
+        await serve(loaded, settings)
 
     run_service("router", log_level, start, os.environ)
 

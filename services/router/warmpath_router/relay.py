@@ -43,6 +43,7 @@ from warmpath_common.telemetry import (
     current_trace_id,
 )
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
+from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.routing import Placement, place
 from warmpath_router.validation import check_against_model, check_shape
@@ -128,8 +129,10 @@ class Relay:
         agents: AgentPort,
         adapters: AdapterPort,
         settings: RouterSettings,
+        metrics: RouterMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._metrics = metrics
         self._registry = registry
         self._cluster = cluster
         self._agents = agents
@@ -173,6 +176,44 @@ class Relay:
         raise _exhausted(last_error, hops)
 
     async def generate(
+        self, request: GenerationRequest, timeout_seconds: float | None
+    ) -> AsyncIterator[TextDelta | RoutedCompletion]:
+        """Streams the answer; see the module docstring for the fallback rules."""
+        metrics = self._metrics
+        started = self._clock()
+        first_token_after: float | None = None
+        served = "none"
+        outcome = "OK"
+        metrics.in_flight.inc()
+        try:
+            async for event in self._generate(request, timeout_seconds):
+                if isinstance(event, TextDelta):
+                    if first_token_after is None:
+                        first_token_after = self._clock() - started
+                else:
+                    served = event.route.served_model
+                    metrics.output_tokens.labels(served).inc(event.completion.usage.output_tokens)
+                    for hop in event.route.fallback_hops:
+                        metrics.fallbacks.labels(hop.from_model, hop.to_model).inc()
+                yield event
+        except WarmpathError as error:
+            outcome = error.status_code.name
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "CANCELLED"
+            raise
+        except Exception:
+            outcome = "INTERNAL"
+            raise
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.labels(served, outcome).inc()
+            if served != "none":
+                metrics.duration.labels(served).observe(self._clock() - started)
+                if first_token_after is not None:
+                    metrics.time_to_first_token.labels(served).observe(first_token_after)
+
+    async def _generate(
         self, request: GenerationRequest, timeout_seconds: float | None
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         server_span = trace.get_current_span()

@@ -1,0 +1,46 @@
+"""Prometheus exposition shared by the services: one registry per service, no globals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+logger = logging.getLogger(__name__)
+
+# Seconds; wide enough for a cold load and for a sub-millisecond hop.
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+_HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+
+
+def serve_metrics(listen: str, registry: CollectorRegistry) -> None:
+    """Serves /metrics from a background thread (never on the request path)."""
+    host, port = listen.rsplit(":", 1)
+    start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    logger.info("metrics on http://%s/metrics", listen)
+
+
+class HealthProbeCounter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts health probes, so an operator can see who probes how often."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._probes = Counter(
+            "warmpath_health_probes",
+            "gRPC health-check calls received.",
+            ["method"],
+            registry=registry,
+        )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        method = handler_call_details.method
+        if method in _HEALTH_METHODS:
+            self._probes.labels(method.rsplit("/", 1)[1]).inc()
+        return await continuation(handler_call_details)

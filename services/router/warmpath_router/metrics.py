@@ -1,0 +1,48 @@
+"""The router's Prometheus metrics. Labels are registry names only, never caller text."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from warmpath_common.metrics import LATENCY_BUCKETS
+
+
+class RouterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "warmpath_router_requests",
+            "Generate requests by served model (or 'none') and outcome status.",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "warmpath_router_request_duration_seconds",
+            "Generate latency, first byte in to last chunk out.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_first_token = Histogram(
+            "warmpath_router_time_to_first_token_seconds",
+            "From request arrival to the first text chunk (includes any cold load).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.output_tokens = Counter(
+            "warmpath_router_output_tokens",
+            "Tokens generated, by served model.",
+            ["model"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "warmpath_router_in_flight_requests",
+            "Generate requests in progress.",
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "warmpath_router_fallbacks",
+            "Fallback hops taken before the first token.",
+            ["from_model", "to_model"],
+            registry=registry,
+        )
