@@ -7,7 +7,8 @@ PROTOS := $(wildcard protos/warmpath/v1/*.proto)
 PY_DIRS := $(wildcard services tests bench scripts)
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto fmt lint test test-unit test-integration run bench up down clean
+.PHONY: help install proto fmt lint test test-unit test-integration run bench up down clean \
+	images test-compose
 
 help:
 	@echo "make run        set up, start the local mesh, send a sample request, serve until Ctrl-C"
@@ -15,6 +16,9 @@ help:
 	@echo "make install    create .venv and install Warmpath with dev tools and the default model"
 	@echo "make proto      regenerate gen/ from protos/"
 	@echo "make fmt|lint   format / check (ruff, mypy)"
+	@echo "make images     build the router, gpu-agent and backend-adapter images"
+	@echo "make up|down    start / stop compose.yaml's cpu profile (router on 127.0.0.1:50051)"
+	@echo "make test-compose  build the images, bring the cpu profile up on Docker, ask it, tear down"
 
 # The first run compiles llama-cpp-python (about 10-15 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
@@ -42,8 +46,9 @@ lint: gen/.stamp
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
 
+# The compose test needs a Docker engine and builds images: `make test-compose`.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not docker"
 
 test-unit: gen/.stamp
 	$(BIN)/pytest -m "not integration and not docker"
@@ -53,6 +58,25 @@ test-integration: gen/.stamp
 
 run: gen/.stamp
 	$(BIN)/warmpath up
+
+# Containers (compose.yaml). The base image defaults to a Debian one made
+# locally (no image registry needed); BASE_IMAGE=python:3.11-slim to pull.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo docker-compose)
+
+images: $(STAMP)
+	bash scripts/docker/engine.sh
+	bash scripts/docker/build-images.sh
+
+up: images
+	$(COMPOSE) --profile cpu up --detach --no-build router
+	@echo "router on 127.0.0.1:$${WARMPATH_ROUTER_PORT:-50051}: $(BIN)/warmpath generate 'The sky is' --router 127.0.0.1:$${WARMPATH_ROUTER_PORT:-50051}"
+
+down:
+	$(COMPOSE) --profile cpu --profile gpu --profile ollama down --remove-orphans
+
+test-compose: gen/.stamp
+	bash scripts/docker/engine.sh
+	WARMPATH_REQUIRE_DOCKER=1 $(BIN)/pytest -m docker -s tests/deploy
 
 clean:
 	rm -rf gen .run .mypy_cache .ruff_cache .pytest_cache
