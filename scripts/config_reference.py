@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import sys
 import types
 import typing
 from enum import Enum
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -58,7 +60,22 @@ def rows(model: type[BaseModel], prefix: str) -> list[str]:
     return lines
 
 
+def table() -> str:
+    return "\n".join(
+        ["| field | type | default | meaning |", "|---|---|---|---|", *rows(WarmpathConfig, "")]
+    )
+
+
+def write_into(readme: Path) -> None:
+    """Replaces the table that follows the README's '### Reference' heading."""
+    text = readme.read_text()
+    start = text.index("| field | type | default | meaning |", text.index("### Reference"))
+    end = text.index("\n\n", start)
+    readme.write_text(text[:start] + table() + text[end:])
+
+
 if __name__ == "__main__":
-    print("| field | type | default | meaning |")
-    print("|---|---|---|---|")
-    print("\n".join(rows(WarmpathConfig, "")))
+    if sys.argv[1:] == ["--write"]:
+        write_into(Path(__file__).resolve().parents[1] / "README.md")
+    else:
+        print(table())

@@ -107,7 +107,8 @@ class ModelSpec(_Strict):
     source: ModelSource
     """Where the weights come from."""
     memory: ByteSize | None = None
-    """GPU memory footprint, e.g. "600MiB". Unset: estimated from the model file."""
+    """GPU memory footprint, e.g. "600MiB". Unset: estimated from the GGUF file (weights, KV
+    cache for `context_length`, scratch); after a load on a real GPU, the measured figure."""
     context_length: int = Field(default=2048, gt=0, le=1_048_576)
     """Context window in tokens; max_tokens may not exceed it."""
     default_max_tokens: int = Field(default=256, gt=0)
@@ -122,6 +123,15 @@ class ModelSpec(_Strict):
     """How long an idle model stays resident before it may be unloaded."""
     chat_format: str | None = Field(default=None, pattern=r"^[a-z0-9_.-]{1,64}$")
     """llama.cpp chat template name (e.g. "gemma") for GGUF files that carry none."""
+
+    @model_validator(mode="after")
+    def _memory_known(self) -> Self:
+        if self.memory is None and self.source.served_id is not None:
+            raise ValueError(
+                "memory is required for a served_id source: "
+                "there is no model file to estimate it from"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_fits_context(self) -> Self:

@@ -15,6 +15,8 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
+from warmpath_agent.drivers import ModelLoadFailed
+from warmpath_agent.footprint import NotAGgufFile, estimate_footprint
 from warmpath_agent.inventory import GpuInventory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
@@ -38,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = gpu_agent_pb2.DESCRIPTOR.services_by_name["GpuAgent"].full_name
 _EXPIRY_CHECK_SECONDS = 5.0
-# Crude until the GGUF-metadata estimator lands: weights plus a fifth for
-# KV cache and scratch buffers.
-_FILE_SIZE_OVERHEAD = 1.2
 
 
 def open_inventory(settings: AgentSettings, book: MemoryBook) -> GpuInventory:
@@ -63,9 +62,15 @@ def open_inventory(settings: AgentSettings, book: MemoryBook) -> GpuInventory:
 
 
 def estimate_bytes(spec: ModelSpec) -> int:
+    """Configured memory, else an estimate from the GGUF file (see footprint.py)."""
     if spec.memory is not None:
         return int(spec.memory)
-    return int(resolve_model_file(spec.source).stat().st_size * _FILE_SIZE_OVERHEAD)
+    try:
+        return estimate_footprint(resolve_model_file(spec.source), spec.context_length).total_bytes
+    except NotAGgufFile as error:
+        raise ModelLoadFailed(
+            f"cannot estimate {spec.name}'s memory ({error}); set its memory"
+        ) from error
 
 
 async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:

@@ -259,7 +259,11 @@ class ResidencyManager:
     async def _load(self, spec: ModelSpec) -> tuple[Residency, tuple[str, ...]]:
         need = self._measured.get(spec.name)
         if not need:
-            need = await asyncio.to_thread(self._estimate_bytes, spec)
+            try:
+                need = await asyncio.to_thread(self._estimate_bytes, spec)
+            except ModelLoadFailed as error:
+                self._metrics.loads.labels(spec.name, "failed").inc()
+                raise Unavailable(f"could not load {spec.name}: {error}") from error
         async with self._placement:
             gpu, evicted = await self._place(spec.name, need)
             loading = Residency(
