@@ -5,9 +5,18 @@
 # grpcio-tools, mypy-protobuf). pip's cache makes a rerun take seconds; the
 # llama-cpp-python wheel pip built on this host is repaired with auditwheel so
 # it carries the native libraries (libgomp) a slim base image lacks.
+#
+# --cuda: deploy/wheelhouse-cuda instead, with llama-cpp-python compiled for
+# CUDA (needs the CUDA toolkit; long), for the gpu profile's agent image:
+# docker build --build-arg WHEELHOUSE=deploy/wheelhouse-cuda --target gpu-agent
 source "$(dirname "$0")/common.sh"
 python="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 [[ -x "$python" ]] || { log "no $python: run 'make install' first"; exit 1; }
+cuda=false
+if [[ "${1:-}" == "--cuda" ]]; then
+  cuda=true
+  WHEELHOUSE="$REPO_ROOT/deploy/wheelhouse-cuda"
+fi
 
 mkdir -p "$WHEELHOUSE" "$CACHE_DIR"
 requirements="$CACHE_DIR/image-requirements.txt"
@@ -33,8 +42,19 @@ mv "$requirements.new" "$requirements"
 
 log "collecting wheels into $WHEELHOUSE"
 rm -f "$WHEELHOUSE"/*.whl
+if $cuda; then
+  # Built first and outside pip's cache, which holds the CPU build under the
+  # same name; the full collection below then takes this wheel.
+  llama="$(grep '^llama-cpp-python' "$requirements" | sed 's/\[.*\]//')"
+  log "compiling $llama with CUDA (this takes a while)"
+  CMAKE_ARGS="-DGGML_CUDA=on" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$python" -m pip wheel \
+    --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
+    --wheel-dir "$WHEELHOUSE" "$llama" >"$CACHE_DIR/pip-wheel-cuda.log" 2>&1 \
+    || { tail -30 "$CACHE_DIR/pip-wheel-cuda.log" >&2; exit 1; }
+fi
 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$python" -m pip wheel --quiet \
-  --wheel-dir "$WHEELHOUSE" -r "$requirements" >"$CACHE_DIR/pip-wheel.log" 2>&1 \
+  --find-links "$WHEELHOUSE" --wheel-dir "$WHEELHOUSE" -r "$requirements" \
+  >"$CACHE_DIR/pip-wheel.log" 2>&1 \
   || { tail -30 "$CACHE_DIR/pip-wheel.log" >&2; exit 1; }
 
 tools="$CACHE_DIR/tools"
@@ -46,9 +66,11 @@ fi
 for wheel in "$WHEELHOUSE"/*-linux_x86_64.whl; do
   [[ -e "$wheel" ]] || continue
   log "bundling native libraries into $(basename "$wheel")"
-  # The wheel's own libraries find each other through $ORIGIN; bundle only the rest.
+  # The wheel's own libraries find each other through $ORIGIN; bundle only the
+  # rest, except the NVIDIA driver's libcuda, which the container toolkit mounts.
   PATH="$tools/bin:$PATH" "$tools/bin/auditwheel" repair \
     --exclude "libggml*" --exclude "libllama*" --exclude "libmtmd*" \
+    --exclude "libcuda.so.1" \
     --wheel-dir "$WHEELHOUSE" "$wheel" >"$CACHE_DIR/auditwheel.log" 2>&1 \
     || { tail -30 "$CACHE_DIR/auditwheel.log" >&2; exit 1; }
   rm -f "$wheel"
