@@ -17,7 +17,9 @@ class FakeAgents:
     fail: dict[str, WarmpathError] = field(default_factory=dict)
     loads: list[tuple[str, str]] = field(default_factory=list)
 
-    async def ensure_loaded(self, host: str, model: str, timeout_seconds: float) -> LoadResult:
+    async def ensure_loaded(
+        self, host: str, model: str, timeout_seconds: float, warm_requests: int = 0
+    ) -> LoadResult:
         self.loads.append((host, model))
         if model in self.fail:
             raise self.fail[model]

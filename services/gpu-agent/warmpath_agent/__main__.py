@@ -88,6 +88,7 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             book=book,
             estimate_bytes=estimate_bytes,
             metrics=metrics,
+            min_residency_seconds=settings.min_residency_seconds,
         )
         servicer = GpuAgentServicer(
             manager,

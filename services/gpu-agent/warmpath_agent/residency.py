@@ -8,8 +8,9 @@ The ResidencyManager is the only writer of residency. Its invariants:
   GPU and booking memory) is serialised, the slow start is not;
 * free memory comes from the live GPU reading; memory booked for loads still
   in progress is subtracted because the reading cannot see it yet;
-* pinned models are never evicted; eviction is least-recently-used among the
-  idle, unpinned, ready models on the GPU that needs room.
+* placement and eviction follow eviction.py: never a pinned model or one
+  resident for less than min_residency; otherwise the lowest expected reload
+  cost (load time x recent demand).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from enum import StrEnum
 from opentelemetry import trace
 
 from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
+from warmpath_agent.eviction import DemandTracker, GpuRoom, NoRoom, ResidentModel, plan_placement
 from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_common.config import ModelSpec
@@ -129,8 +131,11 @@ class ResidencyManager:
         book: MemoryBook,
         estimate_bytes: Callable[[ModelSpec], int],
         metrics: AgentMetrics,
+        min_residency_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._min_residency = min_residency_seconds
+        self._demand = DemandTracker()
         self._metrics = metrics
         self.host = host
         self.feed = ChangeFeed()
@@ -161,9 +166,13 @@ class ResidencyManager:
 
     # -- commands --------------------------------------------------------
 
-    async def ensure_loaded(self, model: str) -> LoadOutcome:
+    async def ensure_loaded(self, model: str, warm_requests: int = 0) -> LoadOutcome:
+        """Makes `model` resident. `warm_requests`: requests the caller served from it
+        without asking (they count towards its demand, hence its eviction cost)."""
         with _tracer.start_as_current_span(f"ensure_loaded {model}") as span:
             span.set_attribute("warmpath.model", model)
+            self._spec(model)
+            self._demand.record(model, self._clock(), max(1, warm_requests))
             outcome = await self._ensure_loaded(model, span)
             residency = outcome.residency
             span.set_attributes(
@@ -327,56 +336,52 @@ class ResidencyManager:
         return measured
 
     async def _place(self, model: str, need: int) -> tuple[GpuReading, tuple[str, ...]]:
-        readings = [gpu for gpu in await self._inventory.read() if gpu.healthy]
+        readings = {gpu.index: gpu for gpu in await self._inventory.read() if gpu.healthy}
         if not readings:
             raise Unavailable(f"host {self.host} has no healthy GPU to load {model} on")
-
-        def available(gpu: GpuReading) -> int:
-            # A live reading cannot see loads still in progress; a simulated one
-            # is computed from the book and already includes them.
-            pending = 0 if gpu.simulated else self._book.loading_bytes(gpu.index)
-            return gpu.memory_free_bytes - pending
-
-        fitting = [gpu for gpu in readings if available(gpu) >= need]
-        if fitting:
-            return max(fitting, key=available), ()
-        best: tuple[GpuReading, list[Residency]] | None = None
-        for gpu in readings:
-            victims = self._victims_on(gpu.index, need - available(gpu))
-            if victims is not None and (best is None or len(victims) < len(best[1])):
-                best = (gpu, victims)
-        if best is None:
-            top = max(readings, key=available)
-            freeable = sum(r.footprint_bytes for r in self._evictable_on(top.index))
-            raise ResourceExhausted(
-                f"{model} needs {need / _MIB:.0f} MiB; the roomiest GPU ({top.index}) has "
-                f"{max(0, available(top)) / _MIB:.0f} MiB free and {freeable / _MIB:.0f} MiB "
-                "freeable by evicting idle unpinned models"
+        now = self._clock()
+        rooms = [
+            GpuRoom(
+                index=gpu.index,
+                # A live reading cannot see loads still in progress; a simulated
+                # one is computed from the book and already includes them.
+                free_bytes=gpu.memory_free_bytes
+                - (0 if gpu.simulated else self._book.loading_bytes(gpu.index)),
+                residents=tuple(
+                    self._as_resident(r, now)
+                    for r in self._residents.values()
+                    if r.gpu_index == gpu.index and r.state is ResidencyState.READY
+                ),
             )
-        gpu, victims = best
-        for victim in victims:
-            await self._stop(victim, reason=f"evicted to make room for {model}", kind="evicted")
-        return gpu, tuple(v.model for v in victims)
+            for gpu in readings.values()
+        ]
+        plan = plan_placement(rooms, need, now, self._min_residency)
+        if isinstance(plan, NoRoom):
+            raise ResourceExhausted(
+                f"{model} needs {need / _MIB:.0f} MiB; the roomiest GPU ({plan.gpu_index}) has "
+                f"{plan.free_bytes / _MIB:.0f} MiB free and {plan.freeable_bytes / _MIB:.0f} MiB "
+                f"freeable (models idle, unpinned and resident for at least "
+                f"{self._min_residency:g} s can be evicted)"
+            )
+        for victim in plan.victims:
+            await self._stop(
+                self._residents[victim.model],
+                reason=f"evicted to make room for {model} "
+                f"(reload cost {victim.reload_cost:.1f} load-s/min)",
+                kind="evicted",
+            )
+        return readings[plan.gpu_index], tuple(v.model for v in plan.victims)
 
-    def _evictable_on(self, gpu_index: int) -> list[Residency]:
-        return sorted(
-            (
-                r
-                for r in self._residents.values()
-                if r.gpu_index == gpu_index and r.state is ResidencyState.READY and not r.pinned
-            ),
-            key=lambda r: r.last_used,
+    def _as_resident(self, residency: Residency, now: float) -> ResidentModel:
+        return ResidentModel(
+            model=residency.model,
+            size_bytes=residency.footprint_bytes,
+            load_seconds=residency.load_seconds,
+            demand_per_minute=self._demand.per_minute(residency.model, now),
+            last_used=residency.last_used,
+            resident_since=residency.ready_since or now,
+            pinned=residency.pinned,
         )
-
-    def _victims_on(self, gpu_index: int, shortfall: int) -> list[Residency] | None:
-        victims: list[Residency] = []
-        freed = 0
-        for candidate in self._evictable_on(gpu_index):
-            if freed >= shortfall:
-                break
-            victims.append(candidate)
-            freed += candidate.footprint_bytes
-        return victims if freed >= shortfall else None
 
     async def _stop(self, residency: Residency, *, reason: str, kind: str) -> None:
         self._residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)

@@ -113,10 +113,13 @@ class AgentClient:
     def __init__(self, channels: HostChannels) -> None:
         self._channels = channels
 
-    async def ensure_loaded(self, host: str, model: str, timeout_seconds: float) -> LoadResult:
+    async def ensure_loaded(
+        self, host: str, model: str, timeout_seconds: float, warm_requests: int = 0
+    ) -> LoadResult:
         with translate_rpc_errors(f"gpu-agent {host}"):
             response = await self._channels.agents[host].EnsureLoaded(
-                gpu_agent_pb2.EnsureLoadedRequest(model=model), timeout=timeout_seconds
+                gpu_agent_pb2.EnsureLoadedRequest(model=model, warm_requests=warm_requests),
+                timeout=timeout_seconds,
             )
         residency = response.residency
         if not residency.HasField("endpoint"):

@@ -68,7 +68,9 @@ class LoadResult:
 
 
 class AgentPort(Protocol):
-    async def ensure_loaded(self, host: str, model: str, timeout_seconds: float) -> LoadResult: ...
+    async def ensure_loaded(
+        self, host: str, model: str, timeout_seconds: float, warm_requests: int = 0
+    ) -> LoadResult: ...
 
 
 class AdapterPort(Protocol):
@@ -140,6 +142,7 @@ class Relay:
         self._settings = settings
         self._clock = clock
         self._last_touch: dict[tuple[str, str], float] = {}
+        self._warm_requests: dict[tuple[str, str], int] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def decide(self, request: GenerationRequest) -> Decision:
@@ -305,15 +308,20 @@ class Relay:
         )
 
     def _touch(self, host: str, model: str, deadline: float) -> None:
-        now = self._clock()
+        """Tells the agent, at most every few seconds, how much the model is used."""
         key = (host, model)
+        self._warm_requests[key] = self._warm_requests.get(key, 0) + 1
+        now = self._clock()
         if now - self._last_touch.get(key, -_TOUCH_INTERVAL_SECONDS) < _TOUCH_INTERVAL_SECONDS:
             return
         self._last_touch[key] = now
+        served = self._warm_requests.pop(key)
 
         async def touch() -> None:
             try:
-                await self._agents.ensure_loaded(host, model, self._remaining(deadline))
+                await self._agents.ensure_loaded(
+                    host, model, self._remaining(deadline), warm_requests=served
+                )
             except WarmpathError as error:
                 logger.debug("keep-alive touch of %s on %s failed: %s", model, host, error.message)
 
