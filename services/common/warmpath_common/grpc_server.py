@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -57,8 +58,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
+            # Streaming handlers are either async generators or coroutines that
+            # send with context.write (the health servicer's Watch): wrap each
+            # as what it is, or gRPC would treat them differently.
+            behaviour = handler.unary_stream
+            wrap = _wrap_stream if inspect.isasyncgenfunction(behaviour) else _wrap_unary
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream),
+                wrap(behaviour),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
