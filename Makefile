@@ -69,6 +69,9 @@ images: $(STAMP)
 
 up: images
 	$(COMPOSE) --profile cpu up --detach --no-build router
+	@for i in $$(seq 60); do \
+	  $(BIN)/python -m warmpath_cli.healthcheck 127.0.0.1:$${WARMPATH_ROUTER_PORT:-50051} 2>/dev/null && break; \
+	  sleep 1; done
 	@echo "router on 127.0.0.1:$${WARMPATH_ROUTER_PORT:-50051}: $(BIN)/warmpath generate 'The sky is' --router 127.0.0.1:$${WARMPATH_ROUTER_PORT:-50051}"
 
 down:
