@@ -16,6 +16,7 @@ help:
 	@echo "make install    create .venv and install Warmpath with dev tools and the default model"
 	@echo "make proto      regenerate gen/ from protos/"
 	@echo "make fmt|lint   format / check (ruff, mypy)"
+	@echo "make bench      run the benchmarks and write bench/RESULTS.md"
 	@echo "make images     build the router, gpu-agent and backend-adapter images"
 	@echo "make up|down    start / stop compose.yaml's cpu profile (router on 127.0.0.1:50051)"
 	@echo "make test-compose  build the images, bring the cpu profile up on Docker, ask it, tear down"
@@ -55,6 +56,11 @@ test-unit: gen/.stamp
 
 test-integration: gen/.stamp
 	$(BIN)/pytest -m integration
+
+# Writes bench/RESULTS.md; each script also writes its own section in bench/results/.
+bench: gen/.stamp
+	$(BIN)/python bench/placement.py --seeds 5 --out bench/results/placement.md
+	$(BIN)/python bench/report.py
 
 run: gen/.stamp
 	$(BIN)/warmpath up
