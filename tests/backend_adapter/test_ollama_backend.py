@@ -7,11 +7,19 @@ import json
 import httpx
 import pytest
 
+from tests.fakes.ollama_server import OllamaStandIn
 from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.ollama_backend import OllamaBackend
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
-from warmpath_common.generation import Completion, FinishReason, GenerationRequest, TextDelta, Usage
+from warmpath_common.generation import (
+    ChatTurn,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    TextDelta,
+    Usage,
+)
 
 TARGET = BackendTarget(BackendKindName.OLLAMA, "http://ollama:11434", "llama3.2:3b")
 
@@ -56,3 +64,20 @@ async def test_generate_stream_with_usage_and_options() -> None:
 async def test_stream_without_done_is_unavailable() -> None:
     with pytest.raises(Unavailable, match="before it was done"):
         await run(lines({"response": "Hi", "done": False}), [])
+
+
+async def test_streams_from_an_ollama_server_over_http() -> None:
+    with OllamaStandIn() as ollama:
+        backend = OllamaBackend(httpx.AsyncClient(), 5)
+        target = BackendTarget(BackendKindName.OLLAMA, ollama.url, "llama3.2")
+        chat = GenerationRequest(model="m", messages=(ChatTurn("user", "hi"),), max_tokens=3)
+        events = [event async for event in backend.stream(chat, target)]
+    assert events == [
+        TextDelta("Hello"),
+        TextDelta(" from"),
+        TextDelta(" the"),
+        Completion(FinishReason.LENGTH, Usage(7, 3)),
+    ]
+    assert ollama.state.bodies[-1]["keep_alive"] == -1, (
+        "the agent, not Ollama's timer, owns residency"
+    )

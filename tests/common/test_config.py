@@ -94,3 +94,39 @@ def test_overrides_are_validated() -> None:
     assert with_overrides(settings, listen=None) is settings
     with pytest.raises(ConfigError, match="listen"):
         with_overrides(settings, listen="nonsense")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"runtime": "ollama"}, "runtime ollama needs backend: ollama"),
+        (
+            {
+                "backend": "ollama",
+                "source": {"served_id": "x"},
+                "memory": "1GiB",
+                "runtime": "process",
+            },
+            "runtime process runs llama.cpp",
+        ),
+        ({"backend": "ollama", "source": {"served_id": "x"}, "memory": None}, "memory is required"),
+    ],
+)
+def test_runtime_must_fit_backend_and_source(extra: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(yaml.safe_dump({"models": [model("m", **extra)]}), "warmpath.yaml")
+
+
+def test_runtime_defaults_follow_the_backend() -> None:
+    config = parse_config(
+        yaml.safe_dump(
+            {
+                "models": [
+                    model("a"),
+                    model("b", backend="ollama", source={"served_id": "b"}, memory="1GiB"),
+                ]
+            }
+        ),
+        "warmpath.yaml",
+    )
+    assert [m.effective_runtime.value for m in config.models] == ["process", "ollama"]

@@ -35,7 +35,14 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
         options["seed"] = request.seed
     if request.stop:
         options["stop"] = list(request.stop)
-    body: dict[str, Any] = {"model": target.served_model_id, "stream": True, "options": options}
+    body: dict[str, Any] = {
+        "model": target.served_model_id,
+        "stream": True,
+        "options": options,
+        # The gpu-agent decides when a model leaves memory, not Ollama's
+        # default five-minute timer (which every request would reset).
+        "keep_alive": -1,
+    }
     if request.is_chat:
         body["messages"] = [{"role": t.role, "content": t.content} for t in request.messages]
     else:

@@ -72,6 +72,12 @@ class BackendKindName(StrEnum):
     OLLAMA = "ollama"
 
 
+class Runtime(StrEnum):
+    PROCESS = "process"
+    DOCKER = "docker"
+    OLLAMA = "ollama"
+
+
 class ModelSource(_Strict):
     """Where the model's weights come from. Exactly one field must be set."""
 
@@ -123,6 +129,32 @@ class ModelSpec(_Strict):
     """How long an idle model stays resident before it may be unloaded."""
     chat_format: str | None = Field(default=None, pattern=r"^[a-z0-9_.-]{1,64}$")
     """llama.cpp chat template name (e.g. "gemma") for GGUF files that carry none."""
+
+    runtime: Runtime | None = None
+    """How the gpu-agent runs it: process (a llama.cpp server child), docker, or ollama (an
+    existing Ollama server). Unset: ollama for backend ollama, process otherwise."""
+
+    @property
+    def effective_runtime(self) -> Runtime:
+        if self.runtime is not None:
+            return self.runtime
+        return Runtime.OLLAMA if self.backend is BackendKindName.OLLAMA else Runtime.PROCESS
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> Self:
+        runtime = self.effective_runtime
+        if runtime is Runtime.OLLAMA and (
+            self.backend is not BackendKindName.OLLAMA or self.source.served_id is None
+        ):
+            raise ValueError("runtime ollama needs backend: ollama and source.served_id")
+        if runtime is Runtime.PROCESS and (
+            self.backend is not BackendKindName.LLAMA_CPP or self.source.served_id is not None
+        ):
+            raise ValueError(
+                "runtime process runs llama.cpp: it needs backend: llama_cpp and a source path "
+                "or python_package"
+            )
+        return self
 
     @model_validator(mode="after")
     def _memory_known(self) -> Self:
@@ -250,6 +282,17 @@ class ProcessDriverSettings(_Strict):
         return value
 
 
+class OllamaSettings(_Strict):
+    """An Ollama server already running on this host, for models with runtime ollama."""
+
+    url: str = Field(default="http://127.0.0.1:11434", pattern=r"^https?://")
+    """Its base URL."""
+    load_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long a preload may take."""
+    poll_seconds: float = Field(default=5.0, gt=0)
+    """How often /api/ps is read to notice models Ollama unloaded by itself."""
+
+
 class AgentSettings(_Strict):
     listen: str = "127.0.0.1:50052"
     """Address the gpu-agent listens on (flag --listen, env WARMPATH_AGENT_LISTEN)."""
@@ -261,6 +304,8 @@ class AgentSettings(_Strict):
     """Registry models this host serves. Unset: all of them."""
     process: ProcessDriverSettings = Field(default_factory=ProcessDriverSettings)
     """The llama.cpp process driver."""
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    """The Ollama driver."""
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     """WatchState sends a heartbeat after this long without a change."""
     min_residency_seconds: float = Field(default=10.0, ge=0)

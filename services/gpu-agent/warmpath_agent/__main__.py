@@ -15,11 +15,12 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_agent.drivers import ModelLoadFailed
+from warmpath_agent.drivers import DriverSet, ModelLoadFailed
 from warmpath_agent.footprint import NotAGgufFile, estimate_footprint
 from warmpath_agent.inventory import GpuInventory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
+from warmpath_agent.ollama_driver import OllamaDriver
 from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
 from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.servicer import GpuAgentServicer
@@ -28,6 +29,7 @@ from warmpath_common.config import (
     AgentSettings,
     ConfigError,
     ModelSpec,
+    Runtime,
     WarmpathConfig,
     load_config,
     with_overrides,
@@ -84,7 +86,12 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             settings.host,
             specs,
             open_inventory(settings, book),
-            LlamaCppProcessDriver(settings.process, client),
+            DriverSet(
+                {
+                    Runtime.PROCESS: LlamaCppProcessDriver(settings.process, client),
+                    Runtime.OLLAMA: OllamaDriver(settings.ollama, client),
+                }
+            ),
             book=book,
             estimate_bytes=estimate_bytes,
             metrics=metrics,

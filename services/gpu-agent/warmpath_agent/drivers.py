@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from warmpath_agent.inventory import GpuReading
-from warmpath_common.config import ModelSpec
+from warmpath_common.config import ModelSpec, Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,9 @@ class RunningModel:
     served_model_id: str
     pid: int | None
     """Host process id, where the driver knows it (for per-process GPU memory)."""
+    runtime: Runtime = Runtime.PROCESS
+    memory_bytes: int | None = None
+    """GPU memory the server itself reports for the model (Ollama's size_vram), if any."""
 
 
 class ModelDriver(Protocol):
@@ -45,3 +49,29 @@ class ModelDriver(Protocol):
 
 class ModelLoadFailed(Exception):
     """A model server could not be started or never became ready."""
+
+
+class DriverSet:
+    """Sends each model to the driver for its runtime (process, docker, ollama)."""
+
+    def __init__(self, drivers: Mapping[Runtime, ModelDriver]) -> None:
+        self._drivers = dict(drivers)
+
+    def _for(self, runtime: Runtime) -> ModelDriver:
+        driver = self._drivers.get(runtime)
+        if driver is None:
+            raise ModelLoadFailed(f"runtime {runtime.value} is not available on this agent")
+        return driver
+
+    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+        return await self._for(spec.effective_runtime).start(spec, gpu)
+
+    async def stop(self, running: RunningModel) -> None:
+        await self._for(running.runtime).stop(running)
+
+    async def wait_exited(self, running: RunningModel) -> str:
+        return await self._for(running.runtime).wait_exited(running)
+
+    async def close(self) -> None:
+        for driver in self._drivers.values():
+            await driver.close()

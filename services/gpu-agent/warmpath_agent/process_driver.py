@@ -24,7 +24,7 @@ import httpx
 
 from warmpath_agent.drivers import ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuReading
-from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings
+from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class LlamaCppProcessDriver:
             base_url=f"http://{self._settings.advertise_host or self._settings.bind_host}:{port}",
             served_model_id=spec.name,
             pid=process.pid,
+            runtime=Runtime.PROCESS,
         )
         try:
             await self._wait_ready(running, process)

@@ -327,10 +327,15 @@ class ResidencyManager:
         return ready, evicted
 
     async def _measure(self, running: RunningModel) -> int:
-        """Memory the model's process really holds; remembered for its next placement."""
-        if running.pid is None or self._inventory.simulated:
+        """Memory the model really holds; remembered for its next placement."""
+        if self._inventory.simulated:
             return 0
-        measured = sum((await self._inventory.process_memory(running.pid)).values())
+        if running.memory_bytes:
+            measured = running.memory_bytes
+        elif running.pid is not None:
+            measured = sum((await self._inventory.process_memory(running.pid)).values())
+        else:
+            return 0
         if measured:
             self._measured[running.model] = measured
         return measured
