@@ -148,6 +148,12 @@ def test_compose_configs_address_services_by_their_compose_names(services):
         assert agent.process.advertise_host == agent_name, profile
 
 
+def test_gpu_profile_agent_drives_the_ollama_service(services):
+    agent = _mounted_config(services["gpu-agent-cuda"]).agent
+    assert agent.ollama.url == "http://ollama:11434"
+    assert "11434" not in str(services["ollama"].get("ports", []))
+
+
 def test_cpu_profile_simulates_its_gpu_and_gpu_profile_reads_nvml(services):
     assert _mounted_config(services["gpu-agent"]).agent.inventory.simulated
     assert not _mounted_config(services["gpu-agent-cuda"]).agent.inventory.simulated
