@@ -17,7 +17,9 @@ def test_embedded_default_is_valid_and_simulated() -> None:
     config = load_config(None)
     assert [m.name for m in config.models] == ["gemma3-270m"]
     assert config.agent.inventory.simulated
-    assert config.router.auto.default_model == "gemma3-270m"
+    assert {c.name: c.model for c in config.router.auto.classes} == dict.fromkeys(
+        ("fast", "code", "heavy"), "gemma3-270m"
+    )
 
 
 def test_fallback_cycle_is_reported_with_its_path() -> None:
@@ -130,3 +132,19 @@ def test_runtime_defaults_follow_the_backend() -> None:
         "warmpath.yaml",
     )
     assert [m.effective_runtime.value for m in config.models] == ["process", "ollama"]
+
+
+def test_auto_classes_are_checked() -> None:
+    auto = {
+        "classes": [
+            {"name": "fast", "model": "gemma3-270m", "escalate_to": "code"},
+            {"name": "code", "model": "nope", "escalate_to": "fast"},
+            {"name": "heavy", "model": "gemma3-270m", "escalate_to": "huge"},
+        ]
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_text(router={"auto": auto}), "warmpath.yaml")
+    message = str(caught.value)
+    assert "router.auto.classes.1 (code): model 'nope' is not a registered model name" in message
+    assert "escalation cycle: fast -> code -> fast" in message
+    assert "heavy escalates to unknown class 'huge'" in message

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import GEMMA
-from warmpath_common.config import AutoRouting, ModelSpec
+from warmpath_common.config import AutoClass, AutoRouting, ModelSpec
 from warmpath_common.errors import InvalidRequest, ModelNotFound
 from warmpath_router.registry import ModelRegistry, Resolution
 
@@ -52,3 +52,28 @@ def test_auto_uses_the_configured_default(name: str) -> None:
 def test_auto_without_configuration_is_a_clear_error() -> None:
     with pytest.raises(InvalidRequest, match=r"router\.auto\.default_model"):
         registry(default=None).resolve("auto")
+
+
+def test_auto_classifies_the_request_and_says_why() -> None:
+    auto = AutoRouting(
+        classes=(
+            AutoClass(name="fast", model="gemma3-270m", escalate_to="heavy"),
+            AutoClass(name="code", model="deepseek-coder:33b", escalate_to="heavy"),
+            AutoClass(name="heavy", model="gemma3-270m"),
+        )
+    )
+    resolved = ModelRegistry(SPECS, auto).resolve(
+        "auto", lambda: "Why does this Python function raise KeyError?\n```python\nd['x']\n```"
+    )
+    assert resolved.resolution is Resolution.AUTO
+    assert resolved.auto_class == "code"
+    assert resolved.spec.name == "deepseek-coder:33b"
+    assert 0 < resolved.auto_confidence <= 1
+    assert "code" in resolved.explanation
+
+
+def test_exact_names_never_read_the_text() -> None:
+    def unread() -> str:
+        raise AssertionError("the text was read")
+
+    assert registry().resolve("coder", unread).spec.name == "deepseek-coder:33b"

@@ -100,6 +100,8 @@ def _route_summary(
     how = generate_pb2.Resolution.Name(route.resolution).removeprefix("RESOLUTION_").lower()
     if route.resolved_from_alias:
         how += f" {route.resolved_from_alias!r}"
+    if route.auto_class:
+        how += f": {route.auto_class} {route.auto_confidence:.2f}"
     start = f"cold start, loaded in {route.load_seconds:.1f} s" if route.cold_start else "warm"
     backend = generate_pb2.BackendKind.Name(route.backend).removeprefix("BACKEND_KIND_").lower()
     parts = [

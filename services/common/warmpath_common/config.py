@@ -196,11 +196,30 @@ class HostSpec(_Strict):
     _agent = field_validator("agent", "adapter")(_check_address)
 
 
+class AutoClass(_Strict):
+    """One class of request for `auto` routing (see the router's classifier)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    """Class name; fast, code and heavy get the built-in features and keywords."""
+    model: ModelName
+    """Registry model that requests of this class go to."""
+    keywords: tuple[str, ...] | None = None
+    """Words or phrases that count for this class. Unset: the built-in list for a class
+    named fast, code or heavy, none otherwise."""
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    """Below this confidence the request goes to `escalate_to` instead, and says so."""
+    escalate_to: str | None = None
+    """The more capable class to use when this one is chosen with too little confidence."""
+
+
 class AutoRouting(_Strict):
     """How the router picks a model for requests that name `auto` or nothing."""
 
+    classes: tuple[AutoClass, ...] = ()
+    """Classify each `auto` request into one of these. Unset: use `default_model`."""
     default_model: ModelName | None = None
-    """The model `auto` resolves to. Unset: `auto` is rejected with a clear error."""
+    """The model `auto` resolves to when no classes are configured. Unset too: `auto` is
+    rejected with a clear error."""
 
 
 class RouterSettings(_Strict):
@@ -381,12 +400,43 @@ def registry_problems(config: WarmpathConfig) -> Iterator[str]:
             elif target == spec.name:
                 yield f"model {spec.name}: falls back to itself"
     yield from _fallback_cycles(config)
-    default = config.router.auto.default_model
-    if default is not None and default not in names:
-        yield f"router.auto.default_model {default!r} is not a registered model name"
+    yield from _auto_problems(config.router.auto, names)
     for name in config.agent.models or ():
         if name not in names:
             yield f"agent.models: {name!r} is not a registered model name"
+
+
+def _auto_problems(auto: AutoRouting, names: set[str]) -> Iterator[str]:
+    if auto.default_model is not None and auto.default_model not in names:
+        yield f"router.auto.default_model {auto.default_model!r} is not a registered model name"
+    for position, auto_class in enumerate(auto.classes):
+        if auto_class.model not in names:
+            yield (
+                f"router.auto.classes.{position} ({auto_class.name}): model "
+                f"{auto_class.model!r} is not a registered model name"
+            )
+    yield from _class_graph_problems(auto.classes)
+
+
+def _class_graph_problems(classes: tuple[AutoClass, ...]) -> Iterator[str]:
+    """Duplicate class names, unknown escalation targets and escalation cycles."""
+    seen: set[str] = set()
+    for auto_class in classes:
+        if auto_class.name in seen:
+            yield f"router.auto.classes: class {auto_class.name!r} appears more than once"
+        seen.add(auto_class.name)
+    targets = {c.name: c.escalate_to for c in classes}
+    for name, target in targets.items():
+        if target is not None and target not in targets:
+            yield f"router.auto.classes: {name} escalates to unknown class {target!r}"
+    for start in targets:
+        path = [start]
+        while (nxt := targets.get(path[-1])) is not None and nxt in targets:
+            if nxt in path:
+                if nxt == start:
+                    yield "router.auto.classes: escalation cycle: " + " -> ".join([*path, nxt])
+                break
+            path.append(nxt)
 
 
 def _fallback_cycles(config: WarmpathConfig) -> Iterator[str]:

@@ -33,6 +33,10 @@ class GenerationRequest:
     def is_chat(self) -> bool:
         return bool(self.messages)
 
+    def text(self) -> str:
+        """The text a classifier reads: the prompt, or every turn's content."""
+        return self.prompt if not self.messages else "\n".join(t.content for t in self.messages)
+
 
 class FinishReason(StrEnum):
     STOP = "stop"

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from warmpath_common.config import AUTO_MODEL, AutoRouting, ModelSpec
+from warmpath_common.config import AUTO_MODEL, AutoClass, AutoRouting, ModelSpec
 from warmpath_common.errors import InvalidRequest, ModelNotFound
+from warmpath_router.classifier import (
+    DEFAULT_CLASSES,
+    FeatureClassifier,
+    RequestClass,
+    RequestClassifier,
+)
 
 _CLOSEST_MATCHES = 3
 
@@ -35,6 +41,10 @@ class ModelRegistry:
         self._specs = {spec.name: spec for spec in specs}
         self._aliases = {alias: spec for spec in self._specs.values() for alias in spec.aliases}
         self._auto = auto
+        self._classifier: RequestClassifier | None = (
+            FeatureClassifier([_request_class(c) for c in auto.classes]) if auto.classes else None
+        )
+        self._class_models = {c.name: c.model for c in auto.classes}
 
     @property
     def specs(self) -> list[ModelSpec]:
@@ -43,11 +53,14 @@ class ModelRegistry:
     def get(self, name: str) -> ModelSpec:
         return self._specs[name]
 
-    def resolve(self, requested: str) -> ResolvedModel:
-        """The model a name means. Unknown names raise NOT_FOUND listing what exists."""
+    def resolve(self, requested: str, text: Callable[[], str] = str) -> ResolvedModel:
+        """The model a name means. Unknown names raise NOT_FOUND listing what exists.
+
+        `text` gives the request's text, read only to classify `auto` requests.
+        """
         name = requested.strip()
         if name in ("", AUTO_MODEL):
-            return self._resolve_auto(requested)
+            return self._resolve_auto(requested, text)
         if name in self._specs:
             return ResolvedModel(
                 self._specs[name], requested, Resolution.EXACT, explanation=f"exact name {name!r}"
@@ -63,7 +76,18 @@ class ModelRegistry:
             )
         raise ModelNotFound(self._not_found_message(name))
 
-    def _resolve_auto(self, requested: str) -> ResolvedModel:
+    def _resolve_auto(self, requested: str, text: Callable[[], str]) -> ResolvedModel:
+        if self._classifier is not None:
+            decided = self._classifier.classify(text())
+            spec = self._specs[self._class_models[decided.label]]
+            return ResolvedModel(
+                spec,
+                requested,
+                Resolution.AUTO,
+                auto_class=decided.label,
+                auto_confidence=decided.confidence,
+                explanation=f"auto: {decided.explanation} -> {spec.name}",
+            )
         if self._auto.default_model is None:
             raise InvalidRequest(
                 "model is empty or 'auto' but automatic routing is not configured "
@@ -87,3 +111,19 @@ class ModelRegistry:
         if closest:
             message += f"; closest matches: {', '.join(closest)}"
         return message + " (or 'auto' to let the router choose)"
+
+
+_BUILT_IN_KEYWORDS = {c.name: c.keywords for c in DEFAULT_CLASSES}
+
+
+def _request_class(configured: AutoClass) -> RequestClass:
+    keywords = configured.keywords
+    if keywords is None:
+        keywords = _BUILT_IN_KEYWORDS.get(configured.name, ())
+    return RequestClass(
+        name=configured.name,
+        model=configured.model,
+        keywords=keywords,
+        min_confidence=configured.min_confidence,
+        escalate_to=configured.escalate_to,
+    )

@@ -148,7 +148,7 @@ class Relay:
     def decide(self, request: GenerationRequest) -> Decision:
         """The decision Generate would take now. Loads nothing, sends nothing."""
         check_shape(request, self._settings)
-        resolved = self._registry.resolve(request.model)
+        resolved = self._registry.resolve(request.model, request.text)
         check_against_model(request, resolved.spec)
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
@@ -222,7 +222,7 @@ class Relay:
         server_span = trace.get_current_span()
         server_span.set_attributes(_request_attributes(request))
         check_shape(request, self._settings)
-        resolved = self._registry.resolve(request.model)
+        resolved = self._registry.resolve(request.model, request.text)
         check_against_model(request, resolved.spec)
         budget = (
             timeout_seconds
