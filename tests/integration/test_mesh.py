@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import httpx
 import pytest
@@ -277,3 +279,34 @@ async def test_metrics_are_exposed_for_prometheus(
     async with grpc.aio.insecure_channel(mesh.ports.address("gpu-agent")) as channel:
         await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert scrape(mesh, "gpu-agent")[("warmpath_health_probes_total", (("method", "Check"),))] >= 1
+
+
+async def test_a_client_cancel_stops_generation_at_llama_cpp(
+    mesh: LocalMesh, router_channel: grpc.aio.Channel
+) -> None:
+    """llama.cpp serves one request at a time, so the cancelled request must have
+    stopped for the next to run: its completion statistics never appear."""
+    model_log = mesh.log_dir / "models" / "gemma3-270m.log"
+    stub = router_pb2_grpc.RouterStub(router_channel)
+    await generate(
+        router_channel, generate_pb2.GenerateRequest(model="gemma", prompt="Hi", max_tokens=1)
+    )
+    already = len(model_log.read_text(errors="replace"))
+
+    long_call = stub.Generate(
+        generate_pb2.GenerateRequest(model="gemma", prompt="Once upon a time", max_tokens=1500),
+        timeout=120,
+    )
+    received = 0
+    async for _ in long_call:
+        received += 1
+        if received == 5:
+            break
+    long_call.cancel()
+    _, final, _ = await generate(
+        router_channel, generate_pb2.GenerateRequest(model="gemma", prompt="Hi", max_tokens=4)
+    )
+    assert final.usage.output_tokens == 4
+    new_log = model_log.read_text(errors="replace")[already:]
+    completions = re.findall(r"eval time = .*?/\s+(\d+) runs", new_log)
+    assert completions == ["4"], f"the cancelled request ran on: {completions}"
