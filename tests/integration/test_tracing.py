@@ -118,6 +118,7 @@ def test_one_trace_links_router_agent_adapter_and_model(
 
     router = one(spans, "warmpath-router", "/warmpath.v1.Router/Generate", SERVER)
     route = one(spans, "warmpath-router", "route gemma3-270m")
+    loading = one(spans, "warmpath-router", "load gemma3-270m")
     agent_call = one(spans, "warmpath-router", "/warmpath.v1.GpuAgent/EnsureLoaded", CLIENT)
     agent = one(spans, "warmpath-gpu-agent", "/warmpath.v1.GpuAgent/EnsureLoaded", SERVER)
     load = one(spans, "warmpath-gpu-agent", "ensure_loaded gemma3-270m")
@@ -126,7 +127,8 @@ def test_one_trace_links_router_agent_adapter_and_model(
     model_call = one(spans, "warmpath-backend-adapter", "text_completion gemma3-270m", CLIENT)
 
     assert route.parent_span_id == router.span_id
-    assert agent_call.parent_span_id == route.span_id
+    assert loading.parent_span_id == router.span_id
+    assert agent_call.parent_span_id == loading.span_id
     assert agent.parent_span_id == agent_call.span_id
     assert load.parent_span_id == agent.span_id
     assert adapter_call.parent_span_id == router.span_id
@@ -142,7 +144,7 @@ def test_one_trace_links_router_agent_adapter_and_model(
     assert route.attributes["warmpath.route.reason"] == "load_required"
     assert route.attributes["warmpath.alias"] == "gemma"
     assert route.attributes["warmpath.route.candidates"] == ["local score=2"]
-    assert route.attributes["warmpath.cold_start"] is True
+    assert loading.attributes["warmpath.cold_start"] is True
     assert load.attributes["warmpath.cold_start"] is True
     assert load.attributes["warmpath.gpu.uuid"].startswith("SIM-")
     assert (
@@ -184,7 +186,9 @@ def test_a_fallback_is_one_trace_that_shows_the_failed_hop(
     assert final.route.served_model == "gemma3-270m"
     spans = receiver.wait_for(complete, final.route.trace_id)
     router = one(spans, "warmpath-router", "/warmpath.v1.Router/Generate", SERVER)
-    failed = one(spans, "warmpath-router", "route broken-model")
+    decided = one(spans, "warmpath-router", "route broken-model")
+    assert decided.parent_span_id == router.span_id
+    failed = one(spans, "warmpath-router", "load broken-model")
     assert failed.status_code == STATUS_ERROR
     assert failed.parent_span_id == router.span_id
     failed_load = one(spans, "warmpath-gpu-agent", "ensure_loaded broken-model")

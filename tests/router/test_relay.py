@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, ModelSpec, RouterSettings
-from warmpath_common.errors import InvalidRequest, ModelNotFound, Unavailable
+from warmpath_common.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, Unavailable
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.metrics import RouterMetrics
@@ -126,3 +126,64 @@ async def test_warm_replica_skips_the_load_and_route_loads_nothing() -> None:
 
 
 GEMMA_BACKEND = PRIMARY.backend
+
+
+def slow_cluster(model: str, load_seconds: float) -> ClusterView:
+    """One host where `model` failed after a load of `load_seconds`: the next will take as long."""
+    view = ClusterView()
+    failed = Replica(model, "h1", ReplicaState.FAILED, 0, "SIM-0", load_seconds, None)
+    view.update(
+        HostView(
+            "h1", reachable=True, servable=frozenset({"primary", "backup"}), replicas=(failed,)
+        )
+    )
+    return view
+
+
+async def test_a_cold_load_longer_than_the_deadline_takes_the_fallback() -> None:
+    agents = FakeAgents()
+    relay = make_relay(agents, FakeAdapters(), slow_cluster("primary", load_seconds=90))
+    final = None
+    async for event in relay.generate(
+        GenerationRequest(model="primary", prompt="hi"), timeout_seconds=5
+    ):
+        if isinstance(event, RoutedCompletion):
+            final = event
+    assert final is not None and final.route.served_model == "backup"
+    (hop,) = final.route.fallback_hops
+    assert hop.reason.startswith("DEADLINE_EXCEEDED: primary needs a cold load")
+    assert ("h1", "primary") not in agents.loads, (
+        "no load was started that could not finish in time"
+    )
+
+
+async def test_without_a_fallback_a_too_slow_cold_load_fails_fast_and_says_why() -> None:
+    relay = make_relay(FakeAgents(), FakeAdapters(), slow_cluster("backup", load_seconds=90))
+    with pytest.raises(DeadlineExceeded, match="raise the deadline or configure a fallback"):
+        async for _ in relay.generate(
+            GenerationRequest(model="backup", prompt="hi"), timeout_seconds=5
+        ):
+            pass
+
+
+async def test_repeated_failures_open_the_circuit_and_move_traffic() -> None:
+    view = ClusterView()
+    for name in ("h1", "h2"):
+        view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
+    agents = FakeAgents()
+    adapters = FakeAdapters()
+    relay = make_relay(agents, adapters, view)
+
+    async def failing_on_h1(host: str, model: str, timeout_seconds: float, warm_requests: int = 0):
+        agents.loads.append((host, model))
+        if host == "h1":
+            raise Unavailable("h1 is sick")
+        return await FakeAgents().ensure_loaded(host, model, timeout_seconds)
+
+    agents.ensure_loaded = failing_on_h1  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert final.route.host == "h2"
+    assert agents.loads[-1] == ("h2", "backup")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from tests.conftest import GEMMA
@@ -49,3 +51,35 @@ def test_unreachable_hosts_are_candidates_with_reasons() -> None:
 def test_no_host_at_all_is_unavailable_with_reasons() -> None:
     with pytest.raises(Unavailable, match="down: host unreachable"):
         place(RESOLVED, cluster(host("down", reachable=False)))
+
+
+def test_a_busy_warm_replica_loses_to_an_idle_warm_one_but_not_to_a_cold_host() -> None:
+    view = cluster(host("busy", ReplicaState.READY), host("idle", ReplicaState.READY), host("cold"))
+    placement = place(RESOLVED, view, in_flight={("busy", SPEC.name): 7})
+    assert placement.host == "idle"
+    only_busy = cluster(host("busy", ReplicaState.READY), host("cold"))
+    assert place(RESOLVED, only_busy, in_flight={("busy", SPEC.name): 50}).host == "busy"
+
+
+def test_power_of_two_choices_among_many_warm_replicas() -> None:
+    view = cluster(*(host(f"h{i}", ReplicaState.READY) for i in range(6)))
+    load = {(f"h{i}", SPEC.name): i for i in range(6)}
+    chosen = [
+        place(RESOLVED, view, in_flight=load, rng=random.Random(seed)).host for seed in range(200)
+    ]
+    assert "h5" not in chosen, "the busiest replica never wins a draw of two"
+    assert len(set(chosen)) >= 3, "load spreads over replicas instead of herding on one"
+
+
+def test_an_open_circuit_is_skipped_unless_it_is_the_last_replica() -> None:
+    view = cluster(host("flaky", ReplicaState.READY), host("steady", ReplicaState.READY))
+
+    def is_open(key: tuple[str, str]) -> float:
+        return 30.0 if key[0] == "flaky" else 0.0
+
+    placement = place(RESOLVED, view, circuit_open=is_open)
+    assert placement.host == "steady"
+    notes = {c.host: c.rejected_because for c in placement.candidates}
+    assert notes["flaky"].startswith("circuit open for 30 s")
+    alone = cluster(host("flaky", ReplicaState.READY))
+    assert place(RESOLVED, alone, circuit_open=is_open).host == "flaky"

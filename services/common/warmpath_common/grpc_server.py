@@ -106,8 +106,11 @@ class ServiceServer:
     health: health.aio.HealthServicer
     port: int
     service_names: tuple[str, ...]
+    stopping: bool = False
 
     async def set_serving(self, serving: bool) -> None:
+        if serving and self.stopping:
+            return  # once shutting down, never SERVING again
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -118,6 +121,7 @@ class ServiceServer:
 
     async def stop(self, grace_seconds: float) -> None:
         """Flip health to NOT_SERVING, refuse new calls, let in-flight ones finish."""
+        self.stopping = True
         await self.set_serving(False)
         await self.server.stop(grace_seconds)
 
@@ -127,6 +131,8 @@ async def create_server(
     register: Callable[[grpc.aio.Server], None],
     service_names: Iterable[str],
     metrics: CollectorRegistry | None = None,
+    *,
+    serving: bool = True,
 ) -> ServiceServer:
     """Builds and starts a server with error mapping, health and reflection.
 
@@ -156,7 +162,7 @@ async def create_server(
         raise OSError(f"cannot listen on {listen}: address in use or invalid")
     await server.start()
     started = ServiceServer(server, health_servicer, port, names)
-    await started.set_serving(True)
+    await started.set_serving(serving)
     logger.info("serving %s on %s (port %d)", ", ".join(names), listen, port)
     return started
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from warmpath.v1 import router_pb2, router_pb2_grpc
 from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, with_overrides
 from warmpath_common.entrypoint import run_service
-from warmpath_common.grpc_server import create_server, serve_until_signalled
+from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
@@ -28,9 +27,7 @@ from warmpath_router.servicer import RouterServicer
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
-# How long start-up waits for every agent's first state before serving anyway
-# (unreachable hosts are then reported as such by Route and Generate).
-_FIRST_STATE_WAIT_SECONDS = 10.0
+_READINESS_POLL_SECONDS = 0.1
 
 
 async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
@@ -48,7 +45,6 @@ async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
     )
     stop_watching = asyncio.Event()
     watcher = asyncio.create_task(watch_cluster(channels, cluster, stop_watching))
-    await _wait_for_hosts(cluster)
     server = await create_server(
         settings.listen,
         lambda s: router_pb2_grpc.add_RouterServicer_to_server(
@@ -56,12 +52,15 @@ async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
         ),
         [SERVICE_NAME],
         metrics,
+        serving=False,
     )
+    readiness = asyncio.create_task(_track_readiness(server, cluster))
     if settings.metrics_listen:
         serve_metrics(settings.metrics_listen, metrics)
     try:
         await serve_until_signalled(server, settings.shutdown_grace_seconds)
     finally:
+        readiness.cancel()
         stop_watching.set()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -69,17 +68,17 @@ async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
         await channels.close()
 
 
-async def _wait_for_hosts(cluster: ClusterView) -> None:
-    deadline = time.monotonic() + _FIRST_STATE_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if all(view.reachable for view in cluster.hosts.values()):
-            return
-        await asyncio.sleep(0.05)
-    for view in cluster.hosts.values():
-        if not view.reachable:
-            logger.warning(
-                "gpu-agent %s not reachable yet (%s); serving anyway", view.name, view.problem
-            )
+async def _track_readiness(server: ServiceServer, cluster: ClusterView) -> None:
+    """SERVING only while at least one gpu-agent's state is known: before that the
+    router could only answer UNAVAILABLE, so load balancers should not send to it."""
+    ready = False
+    while True:
+        now_ready = any(view.reachable for view in cluster.hosts.values())
+        if now_ready != ready:
+            ready = now_ready
+            await server.set_serving(ready)
+            logger.info("%s", "serving" if ready else "no gpu-agent reachable: NOT_SERVING")
+        await asyncio.sleep(_READINESS_POLL_SECONDS)
 
 
 def cli(

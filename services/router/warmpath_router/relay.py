@@ -2,8 +2,10 @@
 
 Fallback rule: a model's configured fallbacks are tried in order, each at most
 once per request, only for failures that happen before the first chunk
-reached the caller (UNAVAILABLE, RESOURCE_EXHAUSTED). After the first chunk
-the stream is committed: a failure ends it with an error, never a retry.
+reached the caller (UNAVAILABLE, RESOURCE_EXHAUSTED, or a cold load that would
+outlast the deadline). After the first chunk the stream is committed: a
+failure ends it with an error, never a retry. Deterministic errors
+(INVALID_ARGUMENT, NOT_FOUND) are never retried.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +45,7 @@ from warmpath_common.telemetry import (
     GEN_AI_USAGE_OUTPUT_TOKENS,
     current_trace_id,
 )
+from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
@@ -51,8 +55,13 @@ from warmpath_router.validation import check_against_model, check_shape
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
+
+class ColdLoadTooSlow(DeadlineExceeded):
+    """The model would need a load that takes longer than the request may wait."""
+
+
 # Failures before the first chunk that another model may succeed at.
-_FALLBACK_ON = (Unavailable, ResourceExhausted)
+_FALLBACK_ON = (Unavailable, ResourceExhausted, ColdLoadTooSlow)
 # Warm requests tell the agent a model is in use at most this often, so that
 # keep-alive does not expire a busy model, without an extra RPC per request.
 _TOUCH_INTERVAL_SECONDS = 5.0
@@ -133,6 +142,7 @@ class Relay:
         settings: RouterSettings,
         metrics: RouterMetrics,
         clock: Callable[[], float] = time.monotonic,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self._metrics = metrics
         self._registry = registry
@@ -143,6 +153,8 @@ class Relay:
         self._clock = clock
         self._last_touch: dict[tuple[str, str], float] = {}
         self._warm_requests: dict[tuple[str, str], int] = {}
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._breakers = breakers or CircuitBreakers()
         self._background: set[asyncio.Task[None]] = set()
 
     def decide(self, request: GenerationRequest) -> Decision:
@@ -233,34 +245,75 @@ class Relay:
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
         for spec in self._chain(resolved.spec):
-            attempt_resolved = self._as_resolved(resolved, spec)
             committed = False
             try:
-                with _tracer.start_as_current_span(f"route {spec.name}") as route_span:
-                    check_against_model(request, spec)
-                    placement = place(attempt_resolved, self._cluster)
-                    route_span.set_attributes(_placement_attributes(attempt_resolved, placement))
-                    load = await self._ensure_loaded(placement, deadline)
-                    route_span.set_attributes(
-                        {
-                            "warmpath.cold_start": load.cold_start,
-                            "warmpath.load_seconds": load.load_seconds,
-                        }
-                    )
-                outbound = dataclasses.replace(
-                    request,
-                    model=spec.name,
-                    max_tokens=request.max_tokens or spec.default_max_tokens,
-                )
-                stream = self._adapters.generate(
-                    placement.host, load.endpoint, outbound, self._remaining(deadline)
-                )
-                async for event in stream:
+                async for event in self._attempt(request, resolved, spec, hops, deadline):
                     committed = True
-                    if isinstance(event, TextDelta):
-                        yield event
-                        continue
-                    route_taken = RouteTaken(
+                    if isinstance(event, RoutedCompletion):
+                        server_span.set_attributes(
+                            _response_attributes(event.completion, event.route)
+                        )
+                    yield event
+                return
+            except (InvalidRequest, *_FALLBACK_ON) as error:
+                if committed or (isinstance(error, InvalidRequest) and spec is resolved.spec):
+                    raise
+                logger.info("falling back from %s: %s", spec.name, error.message)
+                last_error = error
+                reason = f"{error.status_code.name}: {error.message}"
+                hops.append(FallbackHop(spec.name, "", reason))
+                server_span.add_event(
+                    "warmpath.fallback",
+                    {"warmpath.from_model": spec.name, "warmpath.reason": reason},
+                )
+        assert last_error is not None
+        raise _exhausted(last_error, hops)
+
+    async def _attempt(
+        self,
+        request: GenerationRequest,
+        resolved: ResolvedModel,
+        spec: ModelSpec,
+        hops: list[FallbackHop],
+        deadline: float,
+    ) -> AsyncIterator[TextDelta | RoutedCompletion]:
+        """One try at one model: place it, load it if needed, stream from it."""
+        attempt_resolved = self._as_resolved(resolved, spec)
+        with _tracer.start_as_current_span(f"route {spec.name}") as route_span:
+            check_against_model(request, spec)
+            placement = place(
+                attempt_resolved,
+                self._cluster,
+                in_flight=self._in_flight,
+                circuit_open=lambda key: self._breakers.open_for(key, self._clock()),
+            )
+            route_span.set_attributes(_placement_attributes(attempt_resolved, placement))
+            self._check_cold_load_fits(placement, deadline)
+        key = (placement.host, spec.name)
+        self._in_flight[key] += 1
+        try:
+            with _tracer.start_as_current_span(f"load {spec.name}") as load_span:
+                load = await self._ensure_loaded(placement, deadline)
+                load_span.set_attributes(
+                    {
+                        "warmpath.cold_start": load.cold_start,
+                        "warmpath.load_seconds": load.load_seconds,
+                    }
+                )
+            outbound = dataclasses.replace(
+                request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
+            )
+            stream = self._adapters.generate(
+                placement.host, load.endpoint, outbound, self._remaining(deadline)
+            )
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    yield event
+                    continue
+                self._breakers.record_success(key)
+                yield RoutedCompletion(
+                    event,
+                    RouteTaken(
                         requested_model=request.model,
                         served_model=spec.name,
                         resolution=attempt_resolved.resolution,
@@ -275,24 +328,27 @@ class Relay:
                         auto_class=attempt_resolved.auto_class,
                         auto_confidence=attempt_resolved.auto_confidence,
                         trace_id=current_trace_id(),
-                    )
-                    server_span.set_attributes(_response_attributes(event, route_taken))
-                    yield RoutedCompletion(event, route_taken)
-                    return
-                raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
-            except (InvalidRequest, *_FALLBACK_ON) as error:
-                if committed or (isinstance(error, InvalidRequest) and spec is resolved.spec):
-                    raise
-                logger.info("falling back from %s: %s", spec.name, error.message)
-                last_error = error
-                reason = f"{error.status_code.name}: {error.message}"
-                hops.append(FallbackHop(spec.name, "", reason))
-                server_span.add_event(
-                    "warmpath.fallback",
-                    {"warmpath.from_model": spec.name, "warmpath.reason": reason},
+                    ),
                 )
-        assert last_error is not None
-        raise _exhausted(last_error, hops)
+                return
+            raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
+        except (Unavailable, ResourceExhausted):
+            self._breakers.record_failure(key, self._clock())
+            raise
+        finally:
+            self._in_flight[key] -= 1
+
+    def _check_cold_load_fits(self, placement: Placement, deadline: float) -> None:
+        """A request only goes into a cold load its deadline can survive."""
+        if not placement.load_required or placement.expected_load_seconds <= 0:
+            return
+        remaining = deadline - self._clock()
+        if placement.expected_load_seconds > remaining:
+            raise ColdLoadTooSlow(
+                f"{placement.model} needs a cold load on {placement.host} (last took "
+                f"{placement.expected_load_seconds:.1f} s) but only {max(remaining, 0):.1f} s "
+                "remain before the deadline; raise the deadline or configure a fallback"
+            )
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,38 +55,80 @@ class Placement:
         return self.reason is not RouteReason.RESIDENT
 
 
-def place(resolved: ResolvedModel, cluster: ClusterView) -> Placement:
-    """Chooses the best host for `resolved`, or raises UNAVAILABLE saying why none will do."""
+def place(
+    resolved: ResolvedModel,
+    cluster: ClusterView,
+    *,
+    in_flight: Mapping[tuple[str, str], int] | None = None,
+    circuit_open: Callable[[tuple[str, str]], float] | None = None,
+    rng: random.Random | None = None,
+) -> Placement:
+    """Chooses the best host for `resolved`, or raises UNAVAILABLE saying why none will do.
+
+    Hosts are ranked by the state of the model there (ready, loading, absent,
+    failed). Among ready replicas, load decides: two are drawn at random and
+    the one with fewer requests in flight wins (power of two choices), so a
+    warm replica with a queue loses to an idle warm one. A replica whose
+    circuit is open is passed over, unless every viable replica's is.
+    """
     model = resolved.spec.name
+    load = in_flight or {}
     viable: list[tuple[float, int, str, Replica | None]] = []
     rejected: list[Candidate] = []
+    tripped: list[tuple[float, int, str, Replica | None, float]] = []
     for order, view in enumerate(cluster.hosts.values()):
         if not view.reachable:
             rejected.append(
                 Candidate(
-                    model, view.name, -1, False, float("inf"), f"host unreachable: {view.problem}"
+                    model, view.name, -1, False, math.inf, f"host unreachable: {view.problem}"
                 )
             )
             continue
         if model not in view.servable:
             rejected.append(
-                Candidate(
-                    model, view.name, -1, False, float("inf"), "host does not serve this model"
-                )
+                Candidate(model, view.name, -1, False, math.inf, "host does not serve this model")
             )
             continue
         replica = view.replica(model)
         state = replica.state if replica else None
         if state is ReplicaState.UNLOADING:
             state = None
-        viable.append((_SCORE[state], order, view.name, replica))
+        queued = load.get((view.name, model), 0)
+        # The tier decides; load only orders replicas within a tier.
+        score = _SCORE[state] + queued / (queued + 1)
+        open_for = circuit_open((view.name, model)) if circuit_open else 0.0
+        if open_for > 0:
+            tripped.append((score, order, view.name, replica, open_for))
+        else:
+            viable.append((score, order, view.name, replica))
+    if not viable and tripped:
+        # Never eject the last viable replicas: try them rather than fail.
+        viable = [(score, order, host, replica) for score, order, host, replica, _ in tripped]
+        tripped = []
+    for score, _, host, replica, open_for in tripped:
+        rejected.append(
+            Candidate(
+                model,
+                host,
+                replica.gpu_index if replica else -1,
+                bool(replica and replica.state is ReplicaState.READY),
+                score,
+                f"circuit open for {open_for:.0f} s after repeated failures",
+            )
+        )
     if not viable:
         reasons = (
             "; ".join(f"{c.host}: {c.rejected_because}" for c in rejected) or "no hosts configured"
         )
         raise Unavailable(f"no host can serve {model} right now ({reasons})")
     viable.sort(key=lambda item: (item[0], item[1]))
-    score, _, host, replica = viable[0]
+    best_tier = [item for item in viable if math.floor(item[0]) == math.floor(viable[0][0])]
+    if len(best_tier) > 2:
+        drawn = (rng or random).sample(best_tier, 2)
+        chosen_item = min(drawn, key=lambda item: (item[0], item[1]))
+    else:
+        chosen_item = best_tier[0]
+    score, _, host, replica = chosen_item
     chosen = Candidate(
         model,
         host,
@@ -98,9 +143,12 @@ def place(resolved: ResolvedModel, cluster: ClusterView) -> Placement:
             other.gpu_index if other else -1,
             bool(other and other.state is ReplicaState.READY),
             other_score,
-            "a better-scored host was chosen",
+            "a better-scored host was chosen"
+            if math.floor(other_score) > math.floor(score)
+            else "not drawn, or busier (power of two choices)",
         )
-        for other_score, _, other_host, other in viable[1:]
+        for other_score, _, other_host, other in viable
+        if other_host != host
     ]
     reason, explanation = _explain(model, host, replica)
     expected = 0.0 if reason is RouteReason.RESIDENT else _expected_load_seconds(model, cluster)
