@@ -101,6 +101,21 @@ class ModelSource(_Strict):
         return self
 
 
+class ContainerSpec(_Strict):
+    """How the Docker driver runs a model: an image named here, never derived from a name."""
+
+    image: str = Field(pattern=r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
+    """Image reference, e.g. "warmpath/llama-server:dev" (must already be on the host)."""
+    command: tuple[str, ...] = ()
+    """Arguments for the image's entrypoint. Unset: the image's default command."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port the inference server listens on inside the container."""
+    readiness_path: str = Field(default="/v1/models", pattern=r"^/")
+    """GET endpoint that answers 200 once the model is loaded (never a generate call)."""
+    environment: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for the container."""
+
+
 class ModelSpec(_Strict):
     """One model in the registry."""
 
@@ -132,17 +147,24 @@ class ModelSpec(_Strict):
 
     runtime: Runtime | None = None
     """How the gpu-agent runs it: process (a llama.cpp server child), docker, or ollama (an
-    existing Ollama server). Unset: ollama for backend ollama, process otherwise."""
+    existing Ollama server). Unset: docker when `container` is set, ollama for backend
+    ollama, process otherwise."""
+    container: ContainerSpec | None = None
+    """For runtime docker: the image and how to run it."""
 
     @property
     def effective_runtime(self) -> Runtime:
         if self.runtime is not None:
             return self.runtime
+        if self.container is not None:
+            return Runtime.DOCKER
         return Runtime.OLLAMA if self.backend is BackendKindName.OLLAMA else Runtime.PROCESS
 
     @model_validator(mode="after")
     def _runtime_fits(self) -> Self:
         runtime = self.effective_runtime
+        if (runtime is Runtime.DOCKER) != (self.container is not None):
+            raise ValueError("container is required for runtime docker, and only used by it")
         if runtime is Runtime.OLLAMA and (
             self.backend is not BackendKindName.OLLAMA or self.source.served_id is None
         ):
@@ -312,6 +334,21 @@ class OllamaSettings(_Strict):
     """How often /api/ps is read to notice models Ollama unloaded by itself."""
 
 
+class DockerSettings(_Strict):
+    """Containers the agent runs for models with runtime docker (Docker SDK, local engine)."""
+
+    network: str | None = None
+    """User network to attach model containers to. Unset: the default bridge."""
+    publish_host: str = "127.0.0.1"
+    """Host address a container's port is published on."""
+    advertise_host: str | None = None
+    """Host name the backend-adapter uses to reach published ports. Unset: `publish_host`."""
+    startup_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long a container may take to answer its readiness path."""
+    stop_timeout_seconds: float = Field(default=10.0, ge=0)
+    """Grace given to a container on stop before it is killed."""
+
+
 class AgentSettings(_Strict):
     listen: str = "127.0.0.1:50052"
     """Address the gpu-agent listens on (flag --listen, env WARMPATH_AGENT_LISTEN)."""
@@ -325,6 +362,8 @@ class AgentSettings(_Strict):
     """The llama.cpp process driver."""
     ollama: OllamaSettings = Field(default_factory=OllamaSettings)
     """The Ollama driver."""
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+    """The Docker driver."""
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     """WatchState sends a heartbeat after this long without a change."""
     min_residency_seconds: float = Field(default=10.0, ge=0)
