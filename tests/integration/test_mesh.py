@@ -310,3 +310,25 @@ async def test_a_client_cancel_stops_generation_at_llama_cpp(
     new_log = model_log.read_text(errors="replace")[already:]
     completions = re.findall(r"eval time = .*?/\s+(\d+) runs", new_log)
     assert completions == ["4"], f"the cancelled request ran on: {completions}"
+
+
+async def test_route_predicts_generate_and_loads_nothing(
+    mesh: LocalMesh, router_channel: grpc.aio.Channel
+) -> None:
+    def loads() -> float:
+        return sum(
+            value
+            for (name, _), value in scrape(mesh, "gpu-agent").items()
+            if name == "warmpath_agent_loads_total"
+        )
+
+    request = generate_pb2.GenerateRequest(model="untouched", prompt="Hello", max_tokens=2)
+    before = loads()
+    decision = await router_pb2_grpc.RouterStub(router_channel).Route(
+        router_pb2.RouteRequest(request=request)
+    )
+    assert loads() == before, "Route loaded a model"
+    _, final, _ = await generate(router_channel, request)
+    assert (final.route.served_model, final.route.host) == (decision.model, decision.host)
+    assert final.route.cold_start == decision.load_required
+    assert loads() == before + 1

@@ -108,3 +108,35 @@ def test_router_is_not_serving_until_an_agent_answers_and_recovers_after_losing_
             )
         )
     assert decision.host == "local" and decision.load_required
+
+
+def test_config_changes_reload_and_bad_ones_are_rejected_while_serving(
+    processes: Processes,
+) -> None:
+    router = processes.ports.address("router")
+    processes.start("router", "warmpath_router")
+    wait_health(router, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def aliases() -> list[str]:
+        with grpc.insecure_channel(router) as channel:
+            listing = router_pb2_grpc.RouterStub(channel).ListModels(router_pb2.ListModelsRequest())
+        return [alias for model in listing.models for alias in model.aliases]
+
+    good = yaml.safe_load(processes.config.read_text())
+    good["models"][0]["aliases"] = [*good["models"][0]["aliases"], "reloaded-alias"]
+    processes.config.write_text(yaml.safe_dump(good))
+    deadline = time.monotonic() + 20
+    while "reloaded-alias" not in aliases():
+        assert time.monotonic() < deadline, "the change was never applied"
+        time.sleep(0.2)
+
+    bad = yaml.safe_load(processes.config.read_text())
+    bad["models"][0]["fallbacks"] = [bad["models"][0]["name"]]
+    processes.config.write_text(yaml.safe_dump(bad))
+    log = processes.root / "router.log"
+    deadline = time.monotonic() + 20
+    while "config reload rejected" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the bad config was never reported"
+        time.sleep(0.2)
+    assert "falls back to itself" in log.read_text(errors="replace")
+    assert "reloaded-alias" in aliases(), "the last good config is still served"

@@ -83,3 +83,18 @@ def test_an_open_circuit_is_skipped_unless_it_is_the_last_replica() -> None:
     assert notes["flaky"].startswith("circuit open for 30 s")
     alone = cluster(host("flaky", ReplicaState.READY))
     assert place(RESOLVED, alone, circuit_open=is_open).host == "flaky"
+
+
+def test_a_host_whose_gpus_are_all_too_small_is_rejected_with_the_figures() -> None:
+    small = HostView(
+        "small", reachable=True, servable=frozenset({SPEC.name}), largest_gpu_bytes=512 * 2**20
+    )
+    big = HostView(
+        "big", reachable=True, servable=frozenset({SPEC.name}), largest_gpu_bytes=8 * 2**30
+    )
+    placement = place(RESOLVED, cluster(small, big))
+    assert placement.host == "big"
+    notes = {c.host: c.rejected_because for c in placement.candidates}
+    assert notes["small"] == "fits no GPU here (needs 600 MiB, largest GPU 512 MiB)"
+    with pytest.raises(Unavailable, match="fits no GPU here"):
+        place(RESOLVED, cluster(small))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -22,15 +23,19 @@ from warmpath_router.cluster import ClusterView
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
+from warmpath_router.reload import ConfigReloader
 from warmpath_router.servicer import RouterServicer
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 _READINESS_POLL_SECONDS = 0.1
+_RELOAD_POLL_SECONDS = 1.0
 
 
-async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
+async def serve(
+    config: WarmpathConfig, settings: RouterSettings, config_path: Path | None = None
+) -> None:
     registry = ModelRegistry(config.models, settings.auto)
     cluster = ClusterView.of(host.name for host in settings.hosts)
     channels = HostChannels(settings.hosts)
@@ -47,25 +52,46 @@ async def serve(config: WarmpathConfig, settings: RouterSettings) -> None:
     watcher = asyncio.create_task(watch_cluster(channels, cluster, stop_watching))
     server = await create_server(
         settings.listen,
-        lambda s: router_pb2_grpc.add_RouterServicer_to_server(
-            RouterServicer(relay, registry, cluster), s
-        ),
+        lambda s: router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(relay, cluster), s),
         [SERVICE_NAME],
         metrics,
         serving=False,
     )
     readiness = asyncio.create_task(_track_readiness(server, cluster))
+    reloading = (
+        asyncio.create_task(_reload_on_change(config_path, config, relay, metrics))
+        if config_path is not None
+        else None
+    )
     if settings.metrics_listen:
         serve_metrics(settings.metrics_listen, metrics)
     try:
         await serve_until_signalled(server, settings.shutdown_grace_seconds)
     finally:
         readiness.cancel()
+        if reloading is not None:
+            reloading.cancel()
         stop_watching.set()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await relay.close()
         await channels.close()
+
+
+async def _reload_on_change(
+    path: Path, config: WarmpathConfig, relay: Relay, metrics: CollectorRegistry
+) -> None:
+    """Reloads on SIGHUP, and when the file changes (polled: works on every filesystem)."""
+
+    def apply(new: WarmpathConfig) -> None:
+        relay.reconfigure(ModelRegistry(new.models, new.router.auto), new.router)
+
+    reloader = ConfigReloader(path, config, apply, metrics)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
+    while True:
+        await asyncio.sleep(_RELOAD_POLL_SECONDS)
+        if reloader.changed():
+            reloader.reload()
 
 
 async def _track_readiness(server: ServiceServer, cluster: ClusterView) -> None:
@@ -99,7 +125,7 @@ def cli(
     async def start() -> None:
         loaded = load_config(config)
         settings = with_overrides(loaded.router, listen=listen, metrics_listen=metrics_listen)
-        await serve(loaded, settings)
+        await serve(loaded, settings, config)
 
     run_service("router", log_level, start, os.environ)
 

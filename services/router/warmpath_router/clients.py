@@ -67,6 +67,9 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
         reachable=True,
         simulated=state.simulated,
         servable=frozenset(state.servable_models),
+        largest_gpu_bytes=max(
+            (gpu.memory_total_bytes for gpu in state.gpus if gpu.healthy), default=0
+        ),
         replicas=tuple(
             Replica(
                 model=m.model,

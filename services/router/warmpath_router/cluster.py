@@ -46,6 +46,8 @@ class HostView:
     servable: frozenset[str] = frozenset()
     replicas: tuple[Replica, ...] = ()
     problem: str = ""
+    largest_gpu_bytes: int = 0
+    """Total memory of the host's largest healthy GPU (0: unknown)."""
 
     def replica(self, model: str) -> Replica | None:
         return next((r for r in self.replicas if r.model == model), None)

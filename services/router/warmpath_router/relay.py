@@ -157,6 +157,15 @@ class Relay:
         self._breakers = breakers or CircuitBreakers()
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def registry(self) -> ModelRegistry:
+        return self._registry
+
+    def reconfigure(self, registry: ModelRegistry, settings: RouterSettings) -> None:
+        """Applies a reloaded config. Requests in flight finish under the one they began with."""
+        self._registry = registry
+        self._settings = settings
+
     def decide(self, request: GenerationRequest) -> Decision:
         """The decision Generate would take now. Loads nothing, sends nothing."""
         check_shape(request, self._settings)

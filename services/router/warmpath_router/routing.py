@@ -22,6 +22,9 @@ _SCORE = {
 }
 
 
+_MIB = 1024 * 1024
+
+
 class RouteReason(StrEnum):
     RESIDENT = "resident"
     LOADING = "loading"
@@ -87,6 +90,20 @@ def place(
         if model not in view.servable:
             rejected.append(
                 Candidate(model, view.name, -1, False, math.inf, "host does not serve this model")
+            )
+            continue
+        need = int(resolved.spec.memory or 0)
+        if need and view.largest_gpu_bytes and need > view.largest_gpu_bytes:
+            rejected.append(
+                Candidate(
+                    model,
+                    view.name,
+                    -1,
+                    False,
+                    math.inf,
+                    f"fits no GPU here (needs {need / _MIB:.0f} MiB, largest GPU "
+                    f"{view.largest_gpu_bytes / _MIB:.0f} MiB)",
+                )
             )
             continue
         replica = view.replica(model)

@@ -8,7 +8,7 @@ from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_common.convert import BACKEND_TO_PROTO, event_to_proto, request_from_proto
 from warmpath_common.grpc_server import ServicerContext
 from warmpath_router.cluster import ClusterView
-from warmpath_router.registry import ModelRegistry, Resolution
+from warmpath_router.registry import Resolution
 from warmpath_router.relay import Decision, FallbackHop, Relay, RoutedCompletion, RouteTaken
 from warmpath_router.routing import RouteReason
 
@@ -25,9 +25,8 @@ _REASON = {
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, relay: Relay, registry: ModelRegistry, cluster: ClusterView) -> None:
+    def __init__(self, relay: Relay, cluster: ClusterView) -> None:
         self._relay = relay
-        self._registry = registry
         self._cluster = cluster
 
     async def Route(
@@ -70,7 +69,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                         for replica in self._cluster.replicas_of(spec.name)
                     ],
                 )
-                for spec in self._registry.specs
+                for spec in self._relay.registry.specs
             ]
         )
 
