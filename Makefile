@@ -8,7 +8,7 @@ PY_DIRS := $(wildcard services tests bench scripts)
 
 .DEFAULT_GOAL := help
 .PHONY: help install proto fmt lint test test-unit test-integration run bench up down clean \
-	images test-compose
+	images test-compose test-docker
 
 help:
 	@echo "make run        set up, start the local mesh, send a sample request, serve until Ctrl-C"
@@ -20,6 +20,7 @@ help:
 	@echo "make images     build the router, gpu-agent and backend-adapter images"
 	@echo "make up|down    start / stop compose.yaml's cpu profile (router on 127.0.0.1:50051)"
 	@echo "make test-compose  build the images, bring the cpu profile up on Docker, ask it, tear down"
+	@echo "make test-docker   the gpu-agent's Docker driver against a real engine (seconds)"
 
 # The first run compiles llama-cpp-python (about 10-15 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
@@ -86,6 +87,11 @@ down:
 test-compose: gen/.stamp
 	bash scripts/docker/engine.sh
 	WARMPATH_REQUIRE_DOCKER=1 $(BIN)/pytest -m docker -s tests/deploy
+
+# The Docker driver's tests build their own 2 MB image (no registry needed).
+test-docker: gen/.stamp
+	bash scripts/docker/engine.sh
+	WARMPATH_REQUIRE_DOCKER=1 $(BIN)/pytest -m docker tests/gpu_agent
 
 clean:
 	rm -rf gen .run .mypy_cache .ruff_cache .pytest_cache

@@ -6,16 +6,20 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Annotated
 
+import docker
+import docker.errors
 import httpx
 import pynvml
 import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_agent.drivers import DriverSet, ModelLoadFailed
+from warmpath_agent.docker_driver import DockerDriver
+from warmpath_agent.drivers import DriverSet, ModelDriver, ModelLoadFailed
 from warmpath_agent.footprint import NotAGgufFile, estimate_footprint
 from warmpath_agent.inventory import GpuInventory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
@@ -75,28 +79,59 @@ def estimate_bytes(spec: ModelSpec) -> int:
         ) from error
 
 
+@contextlib.asynccontextmanager
+async def open_docker(specs: Mapping[str, ModelSpec]) -> AsyncIterator[docker.DockerClient | None]:
+    """The Docker engine, only where a served model has runtime docker."""
+    models = sorted(n for n, s in specs.items() if s.effective_runtime is Runtime.DOCKER)
+    if not models:
+        yield None
+        return
+    try:
+        client = await asyncio.to_thread(docker.from_env)
+    except docker.errors.DockerException as error:
+        raise ConfigError(
+            f"agent.docker: {', '.join(models)} run in Docker (runtime docker), but no Docker "
+            f"engine answers ({error}). Start dockerd or set DOCKER_HOST, or leave these "
+            "models out of agent.models on this host."
+        ) from error
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
     served = settings.models or tuple(spec.name for spec in config.models)
     specs = {name: config.model(name) for name in served}
     book = MemoryBook()
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient() as client, open_docker(specs) as docker_client:
+        drivers: dict[Runtime, ModelDriver] = {
+            Runtime.PROCESS: LlamaCppProcessDriver(settings.process, client),
+            Runtime.OLLAMA: OllamaDriver(settings.ollama, client),
+        }
+        containers = None
+        if docker_client is not None:
+            containers = DockerDriver(settings.docker, docker_client, settings.host, client)
+            drivers[Runtime.DOCKER] = containers
         manager = ResidencyManager(
             settings.host,
             specs,
             open_inventory(settings, book),
-            DriverSet(
-                {
-                    Runtime.PROCESS: LlamaCppProcessDriver(settings.process, client),
-                    Runtime.OLLAMA: OllamaDriver(settings.ollama, client),
-                }
-            ),
+            DriverSet(drivers),
             book=book,
             estimate_bytes=estimate_bytes,
             metrics=metrics,
             min_residency_seconds=settings.min_residency_seconds,
         )
+        if containers is not None:
+            # Before serving and before pinned loads: a model whose container
+            # survived the last agent is ready now, not loaded a second time.
+            try:
+                await manager.adopt(await containers.adopt())
+            except ModelLoadFailed as error:
+                logger.error("could not adopt running model containers: %s", error)
         servicer = GpuAgentServicer(
             manager,
             {name: spec.backend for name, spec in specs.items()},

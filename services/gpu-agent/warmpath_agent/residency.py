@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -228,6 +228,56 @@ class ResidencyManager:
                     await self.ensure_loaded(spec.name)
                 except (Unavailable, ResourceExhausted) as error:
                     logger.error("could not load pinned model %s: %s", spec.name, error.message)
+
+    async def adopt(self, found: Sequence[tuple[RunningModel, str]]) -> list[str]:
+        """Registers model servers that already run (a driver found them at start-up) as
+        ready, without loading: `found` pairs each with the UUID of its GPU. Their memory
+        is booked; no load is counted. Returns the models adopted.
+
+        Servers for models this host does not serve, on a GPU it does not see, or already
+        resident are left alone (and logged): they are not this manager's to judge.
+        """
+        gpus = {gpu.uuid: gpu for gpu in await self._inventory.read()}
+        adopted = []
+        for running, gpu_uuid in found:
+            spec = self._specs.get(running.model)
+            gpu = gpus.get(gpu_uuid)
+            if spec is None or gpu is None or running.model in self._residents:
+                why = (
+                    "is not served by this host" if spec is None
+                    else f"is on GPU {gpu_uuid!r}, which this host does not see" if gpu is None
+                    else "is already resident"
+                )  # fmt: skip
+                logger.warning("leaving running %s alone: it %s", running.model, why)
+                continue
+            measured = await self._measure(running)
+            estimated = self._measured.get(spec.name, 0)
+            if not estimated:
+                try:
+                    estimated = await asyncio.to_thread(self._estimate_bytes, spec)
+                except ModelLoadFailed as error:
+                    logger.warning("adopting %s with no memory estimate: %s", spec.name, error)
+            now = self._clock()
+            ready = Residency(
+                model=spec.name,
+                state=ResidencyState.READY,
+                gpu_index=gpu.index,
+                gpu_uuid=gpu.uuid,
+                estimated_bytes=estimated,
+                pinned=spec.pinned,
+                measured_bytes=measured,
+                running=running,
+                ready_since=now,
+                last_used=now,
+            )
+            self._residents[spec.name] = ready
+            self._book.book(spec.name, gpu.index, ready.footprint_bytes, loading=False)
+            self._watch_for_exit(ready)
+            adopted.append(spec.name)
+            await self.feed.publish(
+                f"{spec.name} adopted on GPU {gpu.index}: already running, not reloaded"
+            )
+        return adopted
 
     async def expire_idle(self) -> None:
         """Unloads ready, unpinned models idle for longer than their keep-alive."""

@@ -1,0 +1,395 @@
+"""Runs each resident model as a container on the local Docker engine (Docker SDK).
+
+Ownership. Every container this driver creates carries the labels
+`warmpath.owner=<agent host name>`, `warmpath.model=<registry name>`,
+`warmpath.gpu=<GPU UUID>`, and what adoption needs to address it again
+(`warmpath.port`, `warmpath.readiness_path`, `warmpath.served_id`). The driver
+only ever stops, removes or adopts containers whose `warmpath.owner` is its
+own; anything else on the engine, even a container holding the name it
+wanted, is left alone. Images come only from `ContainerSpec.image` in config
+and must already be on the host (nothing is pulled); a model name never
+becomes an image reference or a path: it reaches Docker only as a label value
+and, sanitised and hashed, inside the container name `warmpath-<host>-<model>-<hash>`.
+
+Addressing. Without `agent.docker.network` the container port is published on
+`publish_host` with an ephemeral host port, and the model is reached at
+`http://<advertise_host or publish_host>:<host port>` (the agent runs on the
+host). With a network, the container joins it and publishes nothing; it is
+reached by container name, `http://<container name>:<port>`, from services on
+that network (the agent and backend-adapter in compose). Readiness is probed
+on the published port, or on the container's address on that network.
+
+Lifetime. `stop` stops (with `stop_timeout_seconds` of grace) and removes.
+`close` leaves containers running on purpose: a restarted agent adopts them
+(`adopt`) without reloading the weights. To remove them all, stop the agent
+and `docker rm -f $(docker ps -aq --filter label=warmpath.owner=<host>)`.
+Containers get no restart policy: a model server that dies is reported
+failed to the residency manager, which decides whether to load it again.
+
+Every SDK call blocks, so each runs in a worker thread (`asyncio.to_thread`).
+Crash detection polls the container's state rather than blocking in
+`container.wait()`, whose thread could not be cancelled on agent shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import httpx
+from docker.models.containers import Container
+from docker.types import DeviceRequest
+
+from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.inventory import GpuReading
+from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
+
+logger = logging.getLogger(__name__)
+
+OWNER_LABEL = "warmpath.owner"
+MODEL_LABEL = "warmpath.model"
+GPU_LABEL = "warmpath.gpu"
+PORT_LABEL = "warmpath.port"
+READINESS_LABEL = "warmpath.readiness_path"
+SERVED_ID_LABEL = "warmpath.served_id"
+_NAME_PREFIX = "warmpath-"
+_READINESS_POLL_SECONDS = 0.2
+_LOG_LINES = 15
+_T = TypeVar("_T")
+_ALIVE = ("created", "running", "restarting")
+
+
+def container_name(owner: str, model: str) -> str:
+    """A DNS-safe container name for `model` on `owner`; the hash keeps names that
+    sanitise alike (`a.b`, `a/b`) apart."""
+    digest = hashlib.sha256(f"{owner}\0{model}".encode()).hexdigest()[:8]
+    readable = re.sub(r"[^a-z0-9]+", "-", f"{owner}-{model}".lower()).strip("-")[:40]
+    return f"{_NAME_PREFIX}{readable}-{digest}"
+
+
+def create_arguments(
+    settings: DockerSettings, owner: str, spec: ModelSpec, container: ContainerSpec, gpu: GpuReading
+) -> dict[str, Any]:
+    """Keyword arguments for `client.containers.create` (kept apart so tests can read them)."""
+    arguments: dict[str, Any] = {
+        "image": container.image,
+        "command": list(container.command) or None,
+        "name": container_name(owner, spec.name),
+        "labels": {
+            OWNER_LABEL: owner,
+            MODEL_LABEL: spec.name,
+            GPU_LABEL: gpu.uuid,
+            PORT_LABEL: str(container.port),
+            READINESS_LABEL: container.readiness_path,
+            # The name requests use at the server: a vLLM image serves the
+            # model under its source id; otherwise the registry name.
+            SERVED_ID_LABEL: spec.source.served_id or spec.name,
+        },
+        "environment": dict(container.environment),
+        "detach": True,
+    }
+    if settings.network is None:
+        # Host port left empty: the engine picks a free one.
+        arguments["ports"] = {f"{container.port}/tcp": (settings.publish_host, None)}
+    else:
+        arguments["network"] = settings.network
+    if not gpu.simulated:
+        arguments["device_requests"] = [
+            DeviceRequest(device_ids=[gpu.uuid], capabilities=[["gpu"]])
+        ]
+    return arguments
+
+
+@dataclass(frozen=True, slots=True)
+class _Address:
+    base_url: str
+    """Where the backend-adapter reaches the model."""
+    probe_url: str
+    """Where this agent reaches it, for readiness (no path)."""
+
+
+class DockerDriver:
+    """One container per resident model; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        client: docker.DockerClient,
+        owner: str,
+        http: httpx.AsyncClient,
+        *,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._owner = owner
+        self._http = http
+        self._poll_seconds = poll_seconds
+        self._containers: dict[str, str] = {}
+        """Model name -> id of the container serving it (started or adopted)."""
+        self._stopping: set[str] = set()
+
+    # -- ModelDriver -----------------------------------------------------
+
+    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+        if spec.container is None:
+            raise ModelLoadFailed(f"{spec.name}: runtime docker needs a container section")
+        arguments = create_arguments(self._settings, self._owner, spec, spec.container, gpu)
+        name = arguments["name"]
+        await self._run(self._require_image, spec.container.image, spec.name)
+        await self._run(self._clear_name, name, spec.name)
+        logger.info(
+            "starting container %s (%s) for %s on GPU %s",
+            name, spec.container.image, spec.name, gpu.uuid,
+        )  # fmt: skip
+        container = await self._run(self._create_and_start, arguments)
+        self._containers[spec.name] = container.id
+        try:
+            address = await self._run(self._address, container)
+            running = self._running(spec.name, address, container)
+            await self._wait_ready(spec.name, container, address)
+        except BaseException:
+            await self._remove(spec.name, container.id)
+            raise
+        return running
+
+    async def stop(self, running: RunningModel) -> None:
+        container_id = self._containers.get(running.model)
+        if container_id is None:
+            return
+        self._stopping.add(running.model)
+        try:
+            await self._remove(running.model, container_id)
+        finally:
+            self._stopping.discard(running.model)
+
+    async def wait_exited(self, running: RunningModel) -> str:
+        while True:
+            container_id = self._containers.get(running.model)
+            if container_id is None or running.model in self._stopping:
+                return "stopped by Warmpath"
+            try:
+                container = await asyncio.to_thread(self._client.containers.get, container_id)
+            except docker.errors.NotFound:
+                return "container removed outside Warmpath"
+            except docker.errors.DockerException as error:
+                return f"Docker engine stopped answering: {error}"
+            if container.status not in (*_ALIVE, "paused"):
+                return _exit_reason(container)
+            await asyncio.sleep(self._poll_seconds)
+
+    async def close(self) -> None:
+        # Containers keep running: the next agent on this host adopts them
+        # instead of reloading the weights (see the module docstring).
+        if self._containers:
+            logger.info(
+                "leaving %d model container(s) running for the next agent to adopt: %s",
+                len(self._containers), ", ".join(sorted(self._containers)),
+            )  # fmt: skip
+        self._containers.clear()
+
+    # -- adoption --------------------------------------------------------
+
+    async def adopt(self) -> list[tuple[RunningModel, str]]:
+        """Running containers this owner started earlier, once each answers its
+        readiness path: (the model, the UUID of the GPU it was started on).
+
+        Owned containers that exited are removed; owned ones that never become
+        ready within `startup_timeout_seconds` are stopped and removed too.
+        """
+        containers = await self._run(self._owned_containers)
+        adopted = await asyncio.gather(*(self._adopt_one(c) for c in containers))
+        return [found for found in adopted if found is not None]
+
+    async def _adopt_one(self, container: Container) -> tuple[RunningModel, str] | None:
+        labels = container.labels
+        model = labels.get(MODEL_LABEL)
+        if not model or container.status != "running" or model in self._containers:
+            logger.info(
+                "removing stale model container %s (%s, model %r)",
+                container.name, container.status, model,
+            )  # fmt: skip
+            await self._run(_force_remove, container)
+            return None
+        self._containers[model] = container.id
+        try:
+            address = await self._run(self._address, container)
+            await self._wait_ready(model, container, address)
+        except ModelLoadFailed as error:
+            logger.warning("not adopting %s: %s", container.name, error)
+            await self._remove(model, container.id)
+            return None
+        logger.info("adopted running container %s for %s", container.name, model)
+        return self._running(model, address, container), labels.get(GPU_LABEL, "")
+
+    # -- internals -------------------------------------------------------
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        """A blocking SDK call in a thread, engine errors as ModelLoadFailed."""
+        try:
+            return await asyncio.to_thread(function, *args)
+        except docker.errors.DockerException as error:
+            raise ModelLoadFailed(f"Docker engine error: {error}") from error
+
+    def _require_image(self, image: str, model: str) -> None:
+        try:
+            self._client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise ModelLoadFailed(
+                f"{model}: image {image!r} is not on this host (the agent never pulls; "
+                "build or load it first)"
+            ) from None
+
+    def _clear_name(self, name: str, model: str) -> None:
+        """Removes an owned leftover holding `name`; refuses to touch anyone else's."""
+        try:
+            existing = self._client.containers.get(name)
+        except docker.errors.NotFound:
+            return
+        if existing.labels.get(OWNER_LABEL) != self._owner:
+            raise ModelLoadFailed(
+                f"{model}: a container named {name} exists that this agent does not own "
+                f"(no {OWNER_LABEL}={self._owner} label); not touching it"
+            )
+        logger.info("removing leftover container %s (%s) for %s", name, existing.status, model)
+        _force_remove(existing)
+
+    def _create_and_start(self, arguments: dict[str, Any]) -> Container:
+        container: Container = self._client.containers.create(**arguments)
+        try:
+            container.start()
+            container.reload()
+        except BaseException:
+            _force_remove(container)
+            raise
+        return container
+
+    def _owned_containers(self) -> list[Container]:
+        found: list[Container] = self._client.containers.list(
+            all=True, filters={"label": f"{OWNER_LABEL}={self._owner}"}
+        )
+        return found
+
+    def _address(self, container: Container) -> _Address:
+        container.reload()
+        if container.status not in _ALIVE:
+            raise _exited_while_loading(container)
+        port = int(container.labels.get(PORT_LABEL, "0"))
+        settings = container.attrs.get("NetworkSettings") or {}
+        networks = settings.get("Networks") or {}
+        if self._settings.network is not None and self._settings.network in networks:
+            ip = networks[self._settings.network].get("IPAddress")
+            if ip:
+                return _Address(f"http://{container.name}:{port}", f"http://{ip}:{port}")
+        for binding in (settings.get("Ports") or {}).get(f"{port}/tcp") or ():
+            host_port = binding.get("HostPort")
+            if host_port:
+                advertised = self._settings.advertise_host or self._settings.publish_host
+                return _Address(
+                    f"http://{advertised}:{host_port}",
+                    f"http://{_probe_host(self._settings.publish_host)}:{host_port}",
+                )
+        where = (
+            f"is not attached to network {self._settings.network}"
+            if self._settings.network
+            else f"publishes no host port for {port}/tcp"
+        )
+        raise ModelLoadFailed(f"container {container.name} {where}")
+
+    def _running(self, model: str, address: _Address, container: Container) -> RunningModel:
+        pid = int((container.attrs.get("State") or {}).get("Pid") or 0)
+        return RunningModel(
+            model=model,
+            base_url=address.base_url,
+            served_model_id=container.labels.get(SERVED_ID_LABEL) or model,
+            # The server's host PID when it is the container's main process,
+            # so NVML's per-process memory can be read for it.
+            pid=pid or None,
+            runtime=Runtime.DOCKER,
+        )
+
+    async def _wait_ready(self, model: str, container: Container, address: _Address) -> None:
+        path = container.labels.get(READINESS_LABEL) or "/v1/models"
+        url = address.probe_url + path
+        deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                response = await self._http.get(url, timeout=2.0)
+                if response.status_code == 200:
+                    return
+            await self._run(container.reload)
+            if container.status not in _ALIVE:
+                raise await self._run(_exited_while_loading, container)
+            await asyncio.sleep(_READINESS_POLL_SECONDS)
+        raise ModelLoadFailed(
+            f"container {container.name} for {model} did not answer {path} within "
+            f"{self._settings.startup_timeout_seconds:g} s; last log lines:\n"
+            f"{await self._run(_log_tail, container)}"
+        )
+
+    async def _remove(self, model: str, container_id: str) -> None:
+        """Stops with grace, then removes. Idempotent; only ever given owned ids."""
+        if self._containers.get(model) == container_id:
+            del self._containers[model]
+        try:
+            await asyncio.to_thread(self._stop_and_remove, container_id)
+        except docker.errors.DockerException as error:
+            logger.warning("could not remove container %s of %s: %s", container_id, model, error)
+
+    def _stop_and_remove(self, container_id: str) -> None:
+        try:
+            container = self._client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return
+        if container.labels.get(OWNER_LABEL) != self._owner:
+            logger.error("refusing to remove container %s: not owned by this agent", container_id)
+            return
+        with contextlib.suppress(docker.errors.NotFound):
+            container.stop(timeout=math.ceil(self._settings.stop_timeout_seconds))
+        _force_remove(container)
+
+
+def _force_remove(container: Container) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        container.remove(force=True)
+
+
+def _exit_reason(container: Container) -> str:
+    state = container.attrs.get("State") or {}
+    reason = f"exited with code {state.get('ExitCode', '?')}"
+    if state.get("OOMKilled"):
+        reason += " (killed: out of memory)"
+    if state.get("Error"):
+        reason += f" ({state['Error']})"
+    return reason
+
+
+def _exited_while_loading(container: Container) -> ModelLoadFailed:
+    """The failure for a container that died before it was ready, with its last words."""
+    return ModelLoadFailed(
+        f"container {container.name} for {container.labels.get(MODEL_LABEL)} "
+        f"{_exit_reason(container)} while loading; last log lines:\n{_log_tail(container)}"
+    )
+
+
+def _log_tail(container: Container) -> str:
+    try:
+        raw: bytes = container.logs(tail=_LOG_LINES)
+    except docker.errors.DockerException as error:
+        return f"(logs unavailable: {error})"
+    return raw.decode("utf-8", "replace").rstrip() or "(no output)"
+
+
+def _probe_host(publish_host: str) -> str:
+    """Where to reach a port published on `publish_host` from this host."""
+    return "127.0.0.1" if publish_host in ("0.0.0.0", "") else publish_host
