@@ -90,12 +90,8 @@ class OllamaBackend:
                     if not line.strip():
                         continue
                     chunk = _parse_line(line, url)
-                    text = (
-                        (chunk.get("message") or {}).get("content")
-                        if request.is_chat
-                        else chunk.get("response")
-                    )
-                    if isinstance(text, str) and text:
+                    text = _text(chunk, request.is_chat, url)
+                    if text:
                         yield TextDelta(text)
                     if chunk.get("done"):
                         yield Completion(
@@ -105,8 +101,8 @@ class OllamaBackend:
                                 else FinishReason.STOP
                             ),
                             usage=Usage(
-                                input_tokens=int(chunk.get("prompt_eval_count") or 0),
-                                output_tokens=int(chunk.get("eval_count") or 0),
+                                input_tokens=_count(chunk, "prompt_eval_count", url),
+                                output_tokens=_count(chunk, "eval_count", url),
                             ),
                         )
                         return
@@ -123,3 +119,21 @@ def _parse_line(line: str, url: str) -> dict[str, Any]:
     if "error" in chunk:
         raise Unavailable(f"backend {url} reported an error mid-stream")
     return chunk
+
+
+def _text(chunk: dict[str, Any], is_chat: bool, url: str) -> str:
+    if is_chat:
+        message = chunk.get("message") or {}
+        if not isinstance(message, dict):
+            raise Unavailable(f"backend {url} sent a malformed stream line (message)")
+        text = message.get("content")
+    else:
+        text = chunk.get("response")
+    return text if isinstance(text, str) else ""
+
+
+def _count(chunk: dict[str, Any], key: str, url: str) -> int:
+    value = chunk.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Unavailable(f"backend {url} sent a malformed stream line ({key})")
+    return value

@@ -106,19 +106,16 @@ class OpenAICompatibleBackend:
                         break
                     chunk = _parse_chunk(event.data, url)
                     if chunk.get("usage"):
-                        usage = Usage(
-                            input_tokens=int(chunk["usage"].get("prompt_tokens", 0)),
-                            output_tokens=int(chunk["usage"].get("completion_tokens", 0)),
-                        )
-                    for choice in chunk.get("choices") or ():
-                        text = _choice_text(choice, request.is_chat)
+                        usage = _usage(chunk["usage"], url)
+                    for choice in _choices(chunk, url):
+                        text = _choice_text(choice, request.is_chat, url)
                         if text is not None:
                             pieces_counted += 1
                             if text:
                                 yield TextDelta(text)
                         reason = choice.get("finish_reason")
                         if reason:
-                            finish = _FINISH_REASONS.get(reason, FinishReason.STOP)
+                            finish = _FINISH_REASONS.get(str(reason), FinishReason.STOP)
         if finish is None:
             raise Unavailable(f"backend {url} ended the stream without a finish reason")
         if usage is None:
@@ -170,10 +167,32 @@ def _parse_chunk(data: str, url: str) -> dict[str, Any]:
     return chunk
 
 
-def _choice_text(choice: dict[str, Any], is_chat: bool) -> str | None:
+def _malformed(url: str, what: str) -> Unavailable:
+    return Unavailable(f"backend {url} sent a malformed stream chunk ({what})")
+
+
+def _usage(value: Any, url: str) -> Usage:
+    if not isinstance(value, dict):
+        raise _malformed(url, "usage is not an object")
+    counts = (value.get("prompt_tokens", 0), value.get("completion_tokens", 0))
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise _malformed(url, "token counts are not non-negative integers")
+    return Usage(input_tokens=counts[0], output_tokens=counts[1])
+
+
+def _choices(chunk: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise _malformed(url, "choices is not a list of objects")
+    return choices
+
+
+def _choice_text(choice: dict[str, Any], is_chat: bool, url: str) -> str | None:
     """The generated text in a choice, or None when the choice carries no token."""
     if is_chat:
         delta = choice.get("delta") or {}
+        if not isinstance(delta, dict):
+            raise _malformed(url, "delta is not an object")
         content = delta.get("content")
     else:
         content = choice.get("text")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
@@ -30,7 +31,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 ServicerContext: TypeAlias = Any
 
 
-async def _abort_for(error: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+async def _abort_for(error: BaseException, context: ServicerContext) -> None:
     if isinstance(error, WarmpathError):
         await context.abort(error.status_code, error.message)
     logger.exception("unhandled error in RPC", exc_info=error)
@@ -51,10 +52,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -65,14 +67,43 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             wrap = _wrap_stream if inspect.isasyncgenfunction(behaviour) else _wrap_unary
             return grpc.unary_stream_rpc_method_handler(
                 wrap(behaviour),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    reason: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A request that does not parse (e.g. a string field that is not UTF-8) becomes a
+    value the handler turns into INVALID_ARGUMENT; gRPC itself would answer UNKNOWN."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return _Undecodable(str(error))
+
+    return parse
+
+
+async def _refuse_undecodable(request: Any, context: ServicerContext) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request could not be parsed ({request.reason}); string fields must be UTF-8",
+        )
+
+
 def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def wrapped(request: Any, context: ServicerContext) -> Any:
+        await _refuse_undecodable(request, context)
         try:
             return await behaviour(request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -84,9 +115,8 @@ def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
-    async def wrapped(
-        request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+    async def wrapped(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        await _refuse_undecodable(request, context)
         try:
             async for response in behaviour(request, context):
                 yield response
