@@ -338,11 +338,13 @@ class DockerSettings(_Strict):
     """Containers the agent runs for models with runtime docker (Docker SDK, local engine)."""
 
     network: str | None = None
-    """User network to attach model containers to. Unset: the default bridge."""
+    """Set: containers join this network, publish nothing, and are reached by container name.
+    Unset: the default bridge, with the port published on `publish_host`."""
     publish_host: str = "127.0.0.1"
-    """Host address a container's port is published on."""
+    """Host address a container's port is published on (only when `network` is unset)."""
     advertise_host: str | None = None
-    """Host name the backend-adapter uses to reach published ports. Unset: `publish_host`."""
+    """Host name the backend-adapter uses to reach published ports (only when `network` is
+    unset). Unset: `publish_host`."""
     startup_timeout_seconds: float = Field(default=300.0, gt=0)
     """How long a container may take to answer its readiness path."""
     stop_timeout_seconds: float = Field(default=10.0, ge=0)
