@@ -38,24 +38,67 @@ async def _abort_for(error: BaseException, context: ServicerContext) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
+# Calls that stay open for as long as the caller wants: they do not hold up a drain.
+_LONG_LIVED = frozenset({"/grpc.health.v1.Health/Watch", "/warmpath.v1.GpuAgent/WatchState"})
+
+
+class Drain:
+    """Counts calls in flight, and refuses new ones once the server is draining.
+
+    gRPC itself refuses calls during server.stop() with CANCELLED, which tells a
+    client nothing useful; a draining server answers UNAVAILABLE instead, so
+    clients retry on another replica, and its health reports NOT_SERVING first.
+    """
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self._active += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Turns WarmpathError into its status, anything unexpected into INTERNAL.
 
     Never lets a raw exception become UNKNOWN with a traceback in its details.
+    Also the drain point: see `Drain`.
     """
+
+    def __init__(self, drain: Drain) -> None:
+        self._drain = drain
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        if self._drain.draining and not method.startswith("/grpc.health.v1.Health/"):
+            return _refusing(method)
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        drain = None if method in _LONG_LIVED else self._drain
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary),
+                _wrap_unary(handler.unary_unary, drain),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -66,7 +109,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             behaviour = handler.unary_stream
             wrap = _wrap_stream if inspect.isasyncgenfunction(behaviour) else _wrap_unary
             return grpc.unary_stream_rpc_method_handler(
-                wrap(behaviour),
+                wrap(behaviour, drain),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -101,22 +144,39 @@ async def _refuse_undecodable(request: Any, context: ServicerContext) -> None:
         )
 
 
-def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _refusing(method: str) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: ServicerContext) -> None:
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "this server is shutting down; retry on another replica"
+        )
+
+    # Every Warmpath RPC takes one message, so a unary handler answers any of them.
+    return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=lambda data: data)
+
+
+def _wrap_unary(behaviour: Callable[..., Any], drain: Drain | None) -> Callable[..., Any]:
     async def wrapped(request: Any, context: ServicerContext) -> Any:
         await _refuse_undecodable(request, context)
+        if drain is not None:
+            drain.enter()
         try:
             return await behaviour(request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception as error:
             await _abort_for(error, context)
+        finally:
+            if drain is not None:
+                drain.leave()
 
     return wrapped
 
 
-def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_stream(behaviour: Callable[..., Any], drain: Drain | None) -> Callable[..., Any]:
     async def wrapped(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
         await _refuse_undecodable(request, context)
+        if drain is not None:
+            drain.enter()
         try:
             async for response in behaviour(request, context):
                 yield response
@@ -124,6 +184,9 @@ def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as error:
             await _abort_for(error, context)
+        finally:
+            if drain is not None:
+                drain.leave()
 
     return wrapped
 
@@ -136,6 +199,7 @@ class ServiceServer:
     health: health.aio.HealthServicer
     port: int
     service_names: tuple[str, ...]
+    drain: Drain
     stopping: bool = False
 
     async def set_serving(self, serving: bool) -> None:
@@ -150,10 +214,16 @@ class ServiceServer:
             await self.health.set(name, status)
 
     async def stop(self, grace_seconds: float) -> None:
-        """Flip health to NOT_SERVING, refuse new calls, let in-flight ones finish."""
+        """Flip health to NOT_SERVING, refuse new calls with UNAVAILABLE, let the calls in
+        flight finish within `grace_seconds`, then stop (ending long-lived streams)."""
         self.stopping = True
         await self.set_serving(False)
-        await self.server.stop(grace_seconds)
+        self.drain.draining = True
+        if not await self.drain.wait_idle(grace_seconds):
+            logger.warning(
+                "calls still in flight after %.1f s of grace; cancelling them", grace_seconds
+            )
+        await self.server.stop(0)
 
 
 async def create_server(
@@ -169,12 +239,13 @@ async def create_server(
     `listen` is "host:port"; port 0 picks a free port (see `ServiceServer.port`).
     """
     names = tuple(service_names)
+    drain = Drain()
     server = grpc.aio.server(
         # Tracing outermost, so its span sees the status the error mapper sets.
         interceptors=[
             *server_interceptors(),
             *([HealthProbeCounter(metrics)] if metrics is not None else []),
-            ErrorMappingInterceptor(),
+            ErrorMappingInterceptor(drain),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -191,7 +262,7 @@ async def create_server(
     if port == 0:
         raise OSError(f"cannot listen on {listen}: address in use or invalid")
     await server.start()
-    started = ServiceServer(server, health_servicer, port, names)
+    started = ServiceServer(server, health_servicer, port, names, drain)
     await started.set_serving(serving)
     logger.info("serving %s on %s (port %d)", ", ".join(names), listen, port)
     return started
