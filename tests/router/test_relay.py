@@ -1,18 +1,27 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, ModelSpec, RouterSettings
-from warmpath_common.errors import DeadlineExceeded, InvalidRequest, ModelNotFound, Unavailable
+from warmpath_common.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay, RoutedCompletion
 from warmpath_router.routing import RouteReason
+from warmpath_router.servicer import caller_of
 
 PRIMARY = ModelSpec.model_validate(
     {**GEMMA, "name": "primary", "aliases": ["p"], "fallbacks": ["backup"]}
@@ -187,3 +196,43 @@ async def test_repeated_failures_open_the_circuit_and_move_traffic() -> None:
     _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
     assert final.route.host == "h2"
     assert agents.loads[-1] == ("h2", "backup")
+
+
+async def test_one_caller_cannot_take_every_slot() -> None:
+    gate = asyncio.Event()
+
+    class SlowAdapters(FakeAdapters):
+        async def generate(self, host, endpoint, request, timeout_seconds):  # type: ignore[no-untyped-def,override]
+            await gate.wait()
+            async for event in super().generate(host, endpoint, request, timeout_seconds):
+                yield event
+
+    relay = Relay(
+        ModelRegistry([PRIMARY, BACKUP], AutoRouting()),
+        ClusterView(
+            {"h1": HostView("h1", reachable=True, servable=frozenset({"primary", "backup"}))}
+        ),
+        FakeAgents(),
+        SlowAdapters(),
+        RouterSettings(max_in_flight_per_caller=2),
+        RouterMetrics(CollectorRegistry()),
+    )
+
+    async def run(caller: str) -> None:
+        async for _ in relay.generate(GenerationRequest(model="primary", prompt="hi"), 30, caller):
+            pass
+
+    greedy = [asyncio.create_task(run("10.0.0.1")) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(ResourceExhausted, match=r"router\.max_in_flight_per_caller"):
+        await run("10.0.0.1")
+    other = asyncio.create_task(run("10.0.0.2"))
+    gate.set()
+    await asyncio.gather(*greedy, other)
+    await run("10.0.0.1")  # slots come back when requests finish
+
+
+def test_callers_are_addresses_without_ports() -> None:
+    assert caller_of("ipv4:10.0.0.7:51234") == "10.0.0.7"
+    assert caller_of("ipv6:[::1]:5555") == "::1"
+    assert caller_of("unix:/run/x.sock") == "unix:/run/x.sock"

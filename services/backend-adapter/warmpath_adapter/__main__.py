@@ -11,6 +11,7 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc
+from warmpath_adapter.admission import BackendAdmission
 from warmpath_adapter.backends import BackendDispatcher
 from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.ollama_backend import OllamaBackend
@@ -40,6 +41,7 @@ async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
                 BackendKindName.OLLAMA: OllamaBackend(client, *timeouts, content_policy=content),
             },
             AdapterMetrics(metrics),
+            BackendAdmission(settings.max_concurrent_per_backend, settings.max_queued_per_backend),
         )
         server = await create_server(
             settings.listen,

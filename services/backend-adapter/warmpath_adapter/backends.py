@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from warmpath_adapter.admission import BackendAdmission
 from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import InvalidRequest, WarmpathError
@@ -38,21 +40,25 @@ class InferenceBackend(Protocol):
 
     def stream(
         self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncIterator[StreamEvent]: ...
+    ) -> AsyncGenerator[StreamEvent, None]: ...
 
 
 class BackendDispatcher:
     """Sends each request to the backend implementation for its server kind."""
 
     def __init__(
-        self, backends: Mapping[BackendKindName, InferenceBackend], metrics: AdapterMetrics
+        self,
+        backends: Mapping[BackendKindName, InferenceBackend],
+        metrics: AdapterMetrics,
+        admission: BackendAdmission | None = None,
     ) -> None:
         self._backends = dict(backends)
         self._metrics = metrics
+        self._admission = admission or BackendAdmission(max_running=32, max_waiting=64)
 
     def stream(
         self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         # The overall deadline is the gRPC call's: when it expires the call is
         # cancelled, the iterator is closed and the HTTP request with it.
         if not target.base_url.startswith(("http://", "https://")):
@@ -63,24 +69,31 @@ class BackendDispatcher:
         if backend is None:
             supported = ", ".join(sorted(self._backends))
             raise InvalidRequest(f"backend kind {target.kind} is not supported (have {supported})")
-        return self._measured(backend.stream(request, target), target.kind.value)
+        return self._measured(
+            backend.stream(request, target),
+            target.kind.value,
+            f"{target.base_url} ({target.served_model_id})",
+        )
 
     async def _measured(
-        self, events: AsyncIterator[StreamEvent], backend: str
-    ) -> AsyncIterator[StreamEvent]:
+        self, events: AsyncGenerator[StreamEvent, None], backend: str, server: str
+    ) -> AsyncGenerator[StreamEvent, None]:
         metrics = self._metrics
         started = time.monotonic()
         first_token_seen = False
         outcome = "OK"
         metrics.in_flight.inc()
         try:
-            async for event in events:
-                if isinstance(event, TextDelta) and not first_token_seen:
-                    first_token_seen = True
-                    metrics.time_to_first_token.labels(backend).observe(time.monotonic() - started)
-                elif isinstance(event, Completion):
-                    metrics.output_tokens.labels(backend).inc(event.usage.output_tokens)
-                yield event
+            async with self._admission.admit(server), contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, TextDelta) and not first_token_seen:
+                        first_token_seen = True
+                        metrics.time_to_first_token.labels(backend).observe(
+                            time.monotonic() - started
+                        )
+                    elif isinstance(event, Completion):
+                        metrics.output_tokens.labels(backend).inc(event.usage.output_tokens)
+                    yield event
         except WarmpathError as error:
             outcome = error.status_code.name
             raise

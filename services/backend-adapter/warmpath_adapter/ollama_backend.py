@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -67,14 +68,24 @@ class OllamaBackend:
 
     def stream(
         self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         url = target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
+        return self._traced(request, target, url)
+
+    async def _traced(
+        self, request: GenerationRequest, target: BackendTarget, url: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        # The span starts when the stream is first read, not when it is made: a
+        # request refused before it reaches the backend leaves no open span.
         call = BackendCallSpan(request, target, url, self._content)
-        return traced(self._stream(request, target, url, call), call, target.served_model_id)
+        events = traced(self._stream(request, target, url, call), call, target.served_model_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
 
     async def _stream(
         self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         with translate_transport_errors(url, self._idle_timeout):
             async with self._client.stream(
                 "POST",

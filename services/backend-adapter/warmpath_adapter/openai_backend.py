@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -75,15 +76,25 @@ class OpenAICompatibleBackend:
 
     def stream(
         self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         path = "/v1/chat/completions" if request.is_chat else "/v1/completions"
         url = target.base_url.rstrip("/") + path
+        return self._traced(request, target, url)
+
+    async def _traced(
+        self, request: GenerationRequest, target: BackendTarget, url: str
+    ) -> AsyncGenerator[StreamEvent, None]:
+        # The span starts when the stream is first read, not when it is made: a
+        # request refused before it reaches the backend leaves no open span.
         call = BackendCallSpan(request, target, url, self._content)
-        return traced(self._stream(request, target, url, call), call, target.served_model_id)
+        events = traced(self._stream(request, target, url, call), call, target.served_model_id)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
 
     async def _stream(
         self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         body = request_body(request, target)
         pieces_counted = 0
         finish: FinishReason | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
@@ -134,8 +134,8 @@ def _input_messages(request: GenerationRequest) -> str:
 
 
 async def traced(
-    events: AsyncIterator[StreamEvent], call: BackendCallSpan, served_model: str
-) -> AsyncIterator[StreamEvent]:
+    events: AsyncGenerator[StreamEvent, None], call: BackendCallSpan, served_model: str
+) -> AsyncGenerator[StreamEvent, None]:
     """Passes `events` through, recording them on `call`, and ends the span."""
     try:
         async for event in events:

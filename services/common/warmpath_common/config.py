@@ -259,6 +259,10 @@ class RouterSettings(_Strict):
     """Longest prompt (sum over messages) accepted, in characters."""
     max_messages: int = Field(default=256, gt=0)
     """Most chat messages accepted in one request."""
+    max_in_flight_per_caller: int = Field(default=64, gt=0)
+    """Generate requests one caller may have in flight; more are refused with
+    RESOURCE_EXHAUSTED, so one caller cannot starve the others. A caller is its network
+    address."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight requests may take to finish."""
     metrics_listen: str | None = None
@@ -387,6 +391,10 @@ class AdapterSettings(_Strict):
     """How long connecting to an inference server may take."""
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
     """A backend silent for this long mid-stream is treated as stalled."""
+    max_concurrent_per_backend: int = Field(default=32, gt=0)
+    """Requests sent to one model server at once; more wait in a queue."""
+    max_queued_per_backend: int = Field(default=64, ge=0)
+    """Requests waiting for one model server; beyond this, RESOURCE_EXHAUSTED at once."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight streams may take to finish."""
     metrics_listen: str | None = None

@@ -154,6 +154,7 @@ class Relay:
         self._last_touch: dict[tuple[str, str], float] = {}
         self._warm_requests: dict[tuple[str, str], int] = {}
         self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._callers: Counter[str] = Counter()
         self._breakers = breakers or CircuitBreakers()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -200,9 +201,28 @@ class Relay:
         raise _exhausted(last_error, hops)
 
     async def generate(
-        self, request: GenerationRequest, timeout_seconds: float | None
+        self, request: GenerationRequest, timeout_seconds: float | None, caller: str = "anonymous"
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """Streams the answer; see the module docstring for the fallback rules."""
+        limit = self._settings.max_in_flight_per_caller
+        if self._callers[caller] >= limit:
+            self._metrics.requests.labels("none", "RESOURCE_EXHAUSTED").inc()
+            raise ResourceExhausted(
+                f"caller {caller} already has {limit} requests in flight "
+                "(router.max_in_flight_per_caller); wait for some to finish"
+            )
+        self._callers[caller] += 1
+        try:
+            async for event in self._measured(request, timeout_seconds):
+                yield event
+        finally:
+            self._callers[caller] -= 1
+            if not self._callers[caller]:
+                del self._callers[caller]
+
+    async def _measured(
+        self, request: GenerationRequest, timeout_seconds: float | None
+    ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         metrics = self._metrics
         started = self._clock()
         first_token_after: float | None = None

@@ -38,7 +38,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self, request: generate_pb2.GenerateRequest, context: ServicerContext
     ) -> AsyncIterator[generate_pb2.GenerateResponse]:
         async for event in self._relay.generate(
-            request_from_proto(request), context.time_remaining()
+            request_from_proto(request), context.time_remaining(), caller_of(context.peer())
         ):
             if isinstance(event, RoutedCompletion):
                 final = event_to_proto(event.completion)
@@ -132,3 +132,11 @@ def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
         auto_confidence=resolved.auto_confidence,
         trace_id=decision.trace_id,
     )
+
+
+def caller_of(peer: str) -> str:
+    """The caller's address without its port: "ipv4:10.0.0.7:51234" -> "10.0.0.7"."""
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return address.rsplit(":", 1)[0].strip("[]")
+    return peer or "anonymous"
