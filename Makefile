@@ -47,6 +47,7 @@ lint: gen/.stamp
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
+	$(BIN)/bandit -r services -q
 
 # The compose test needs a Docker engine and builds images: `make test-compose`.
 test: lint

@@ -103,8 +103,9 @@ def wait_for_state(
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     started = Agent(tmp_path_factory.mktemp("agent"))
     try:
-        wait_serving(started.address, 30)
-        wait_for_state(started, "gemma-pinned", gpu_agent_pb2.RESIDENCY_STATE_READY)
+        # Generous bounds: a loaded machine may take a while to start a model server.
+        wait_serving(started.address, 120)
+        wait_for_state(started, "gemma-pinned", gpu_agent_pb2.RESIDENCY_STATE_READY, timeout=180)
         yield started
     finally:
         assert started.stop() == 0

@@ -12,10 +12,12 @@ from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ModelNotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
 from warmpath_common.generation import GenerationRequest, TextDelta
+from warmpath_common.security import Caller
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
@@ -218,8 +220,9 @@ async def test_one_caller_cannot_take_every_slot() -> None:
         RouterMetrics(CollectorRegistry()),
     )
 
-    async def run(caller: str) -> None:
-        async for _ in relay.generate(GenerationRequest(model="primary", prompt="hi"), 30, caller):
+    async def run(address: str) -> None:
+        request = GenerationRequest(model="primary", prompt="hi")
+        async for _ in relay.generate(request, 30, Caller(address)):
             pass
 
     greedy = [asyncio.create_task(run("10.0.0.1")) for _ in range(2)]
@@ -236,3 +239,21 @@ def test_callers_are_addresses_without_ports() -> None:
     assert caller_of("ipv4:10.0.0.7:51234") == "10.0.0.7"
     assert caller_of("ipv6:[::1]:5555") == "::1"
     assert caller_of("unix:/run/x.sock") == "unix:/run/x.sock"
+
+
+async def test_a_caller_may_only_use_its_models_and_their_permitted_fallbacks() -> None:
+    agents = FakeAgents(fail={"primary": Unavailable("down")})
+    relay = make_relay(agents, FakeAdapters())
+    limited = Caller("team-a", frozenset({"backup"}))
+    with pytest.raises(PermissionDenied, match="caller team-a may not use primary"):
+        await collect_as(relay, GenerationRequest(model="p", prompt="hi"), limited)
+    assert agents.loads == []
+    primary_only = Caller("team-b", frozenset({"primary"}))
+    with pytest.raises(Unavailable, match="down"):
+        await collect_as(relay, GenerationRequest(model="primary", prompt="hi"), primary_only)
+    assert ("h1", "backup") not in agents.loads, "a fallback the caller may not use is skipped"
+
+
+async def collect_as(relay: Relay, request: GenerationRequest, caller: Caller) -> None:
+    async for _ in relay.generate(request, 30, caller):
+        pass

@@ -17,16 +17,27 @@ from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.ollama_backend import OllamaBackend
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_adapter.servicer import BackendAdapterServicer
-from warmpath_common.config import AdapterSettings, BackendKindName, load_config, with_overrides
+from warmpath_common.config import (
+    AdapterSettings,
+    BackendKindName,
+    SecuritySettings,
+    load_config,
+    with_overrides,
+)
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
+from warmpath_common.security import PeerIdentityInterceptor
 from warmpath_common.telemetry import TraceContentPolicy
 
 SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
 
 
-async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
+async def serve(
+    settings: AdapterSettings,
+    content: TraceContentPolicy,
+    security: SecuritySettings | None = None,
+) -> None:
     async with httpx.AsyncClient(
         limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
     ) as client:
@@ -50,6 +61,18 @@ async def serve(settings: AdapterSettings, content: TraceContentPolicy) -> None:
             ),
             [SERVICE_NAME],
             metrics,
+            tls=settings.tls,
+            section="adapter",
+            # Only the router may send work to model servers: nothing bypasses routing.
+            guards=(
+                [
+                    PeerIdentityInterceptor(
+                        security.router_identities, ["/warmpath.v1.BackendAdapter/Generate"]
+                    )
+                ]
+                if security is not None and security.enabled
+                else []
+            ),
         )
         if settings.metrics_listen:
             serve_metrics(settings.metrics_listen, metrics)
@@ -79,9 +102,9 @@ def cli(
     """Run the Warmpath backend-adapter."""
 
     async def start() -> None:
-        loaded = load_config(config).adapter
-        settings = with_overrides(loaded, listen=listen, metrics_listen=metrics_listen)
-        await serve(settings, TraceContentPolicy(record_content=trace_content))
+        loaded = load_config(config)
+        settings = with_overrides(loaded.adapter, listen=listen, metrics_listen=metrics_listen)
+        await serve(settings, TraceContentPolicy(record_content=trace_content), loaded.security)
 
     run_service("backend-adapter", log_level, start, os.environ)
 

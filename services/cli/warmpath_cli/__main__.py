@@ -6,10 +6,12 @@ Errors print one line (status and what to do), never a traceback.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -33,6 +35,51 @@ _T = TypeVar("_T")
 # The default model is a small base (not instruction-tuned) model: it continues
 # text, so the sample is phrased as a completion with a stop sequence.
 DEFAULT_PROMPT = "Q: What is the capital of France?\nA:"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How the CLI reaches the router: plain, or TLS with a client certificate and token."""
+
+    token: str | None = None
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        if self.ca is None:
+            return grpc.aio.insecure_channel(address)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+        return grpc.aio.secure_channel(address, credentials)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+
+@app.callback()
+def connect(
+    ctx: typer.Context,
+    token: Annotated[
+        str | None, typer.Option(envvar="WARMPATH_TOKEN", help="Bearer token for the router.")
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_CA", help="CA bundle: use TLS.")
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_CERT", help="Client certificate (mutual TLS).")
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(envvar="WARMPATH_KEY", help="Client certificate's key.")
+    ] = None,
+) -> None:
+    """Options for every command that talks to a router."""
+    ctx.obj = Connection(token, ca, cert, key)
+
 
 RouterOption = Annotated[
     str, typer.Option("--router", envvar="WARMPATH_ROUTER", help="Router address host:port.")
@@ -124,10 +171,12 @@ async def _generate(
     request: generate_pb2.GenerateRequest,
     timeout: float,
     jaeger_url: str | None = None,
+    connection: Connection | None = None,
 ) -> None:
-    async with grpc.aio.insecure_channel(router) as channel:
+    connection = connection or Connection()
+    async with connection.channel(router) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
-        async for chunk in stub.Generate(request, timeout=timeout):
+        async for chunk in stub.Generate(request, timeout=timeout, metadata=connection.metadata):
             if chunk.text:
                 out.out(chunk.text, end="", highlight=False)
             if chunk.finish_reason != generate_pb2.FINISH_REASON_UNSPECIFIED:
@@ -143,6 +192,7 @@ async def _generate(
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The prompt.")],
     router: RouterOption = "127.0.0.1:50051",
     model: ModelOption = "auto",
@@ -157,11 +207,12 @@ def generate(
 ) -> None:
     """Stream an answer, then print the route it took."""
     request = _request(prompt, model, max_tokens, temperature, top_p, stop, seed, chat)
-    _run(_generate(router, request, timeout, jaeger_url))
+    _run(_generate(router, request, timeout, jaeger_url, ctx.obj))
 
 
 @app.command()
 def route(
+    ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The prompt.")],
     router: RouterOption = "127.0.0.1:50051",
     model: ModelOption = "auto",
@@ -170,11 +221,13 @@ def route(
 ) -> None:
     """Explain where a request would go, without loading or generating anything."""
 
+    connection: Connection = ctx.obj
+
     async def call() -> router_pb2.RouteDecision:
-        async with grpc.aio.insecure_channel(router) as channel:
+        async with connection.channel(router) as channel:
             request = _request(prompt, model, max_tokens, None, None, None, None, False)
             decision: router_pb2.RouteDecision = await router_pb2_grpc.RouterStub(channel).Route(
-                router_pb2.RouteRequest(request=request), timeout=30
+                router_pb2.RouteRequest(request=request), timeout=30, metadata=connection.metadata
             )
             return decision
 
@@ -203,14 +256,15 @@ def route(
 
 
 @app.command()
-def models(router: RouterOption = "127.0.0.1:50051") -> None:
+def models(ctx: typer.Context, router: RouterOption = "127.0.0.1:50051") -> None:
     """List registered models and where each is resident."""
+    connection: Connection = ctx.obj
 
     async def call() -> router_pb2.ListModelsResponse:
-        async with grpc.aio.insecure_channel(router) as channel:
+        async with connection.channel(router) as channel:
             listing: router_pb2.ListModelsResponse = await router_pb2_grpc.RouterStub(
                 channel
-            ).ListModels(router_pb2.ListModelsRequest(), timeout=30)
+            ).ListModels(router_pb2.ListModelsRequest(), timeout=30, metadata=connection.metadata)
             return listing
 
     response = _run(call())
@@ -269,6 +323,16 @@ def up(
         err.print("stopping the mesh...")
         codes = mesh.stop()
         err.print("stopped: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
+
+
+@app.command("hash-token")
+def hash_token(
+    token: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="The token (prompted if not given).")
+    ],
+) -> None:
+    """Print the SHA-256 to put in security.tokens[].sha256 (the token itself stays secret)."""
+    out.print(hashlib.sha256(token.encode()).hexdigest(), highlight=False)
 
 
 def _wait(done: Callable[[], bool]) -> None:

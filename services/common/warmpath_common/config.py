@@ -205,6 +205,41 @@ def _reject_duplicates(field: str, names: list[str]) -> None:
         seen.add(name)
 
 
+class TlsSettings(_Strict):
+    """TLS for one service: its own certificate, and the CA its peers' certificates chain to."""
+
+    cert: Path
+    """PEM certificate chain this service presents (as a server, and as a client of others)."""
+    key: Path
+    """PEM private key for `cert`."""
+    ca: Path
+    """PEM CA bundle that peers' certificates must chain to."""
+    require_client_cert: bool = True
+    """Mutual TLS: refuse clients without a certificate from `ca`."""
+
+
+class CallerToken(_Strict):
+    """A bearer token the router accepts. Only its SHA-256 is stored, never the token."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """Who the token belongs to (shown in errors and used for per-caller limits)."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the token (`warmpath hash-token` prints it)."""
+    models: tuple[str, ...] = ("*",)
+    """Registry models this caller may use; "*" for all."""
+
+
+class SecuritySettings(_Strict):
+    """Authentication and transport security for the whole mesh."""
+
+    enabled: bool = False
+    """Require TLS on every service and a bearer token from every router caller."""
+    tokens: tuple[CallerToken, ...] = ()
+    """Tokens the router accepts."""
+    router_identities: tuple[str, ...] = ("warmpath-router",)
+    """Certificate common names allowed to call the agents' EnsureLoaded and Unload."""
+
+
 class HostSpec(_Strict):
     """A host the router sends requests to: its gpu-agent and backend-adapter."""
 
@@ -267,6 +302,8 @@ class RouterSettings(_Strict):
     """On SIGTERM: how long in-flight requests may take to finish."""
     metrics_listen: str | None = None
     """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
+    tls: TlsSettings | None = None
+    """TLS for the router's server and for its connections to agents and adapters."""
 
     _listen = field_validator("listen")(_check_address)
     _metrics = field_validator("metrics_listen")(_check_optional_address)
@@ -379,6 +416,8 @@ class AgentSettings(_Strict):
     """On SIGTERM: how long in-flight calls may take to finish."""
     metrics_listen: str | None = None
     """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
+    tls: TlsSettings | None = None
+    """TLS for this service's server."""
 
     _listen = field_validator("listen")(_check_address)
     _metrics = field_validator("metrics_listen")(_check_optional_address)
@@ -399,6 +438,8 @@ class AdapterSettings(_Strict):
     """On SIGTERM: how long in-flight streams may take to finish."""
     metrics_listen: str | None = None
     """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
+    tls: TlsSettings | None = None
+    """TLS for this service's server."""
 
     _listen = field_validator("listen")(_check_address)
     _metrics = field_validator("metrics_listen")(_check_optional_address)
@@ -415,6 +456,8 @@ class WarmpathConfig(_Strict):
     """This host's gpu-agent settings."""
     adapter: AdapterSettings = Field(default_factory=AdapterSettings)
     """This host's backend-adapter settings."""
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    """TLS and caller authentication (off by default; loopback development)."""
 
     @model_validator(mode="after")
     def _registry_is_consistent(self) -> Self:
@@ -450,9 +493,26 @@ def registry_problems(config: WarmpathConfig) -> Iterator[str]:
                 yield f"model {spec.name}: falls back to itself"
     yield from _fallback_cycles(config)
     yield from _auto_problems(config.router.auto, names)
+    yield from _security_problems(config)
     for name in config.agent.models or ():
         if name not in names:
             yield f"agent.models: {name!r} is not a registered model name"
+
+
+def _security_problems(config: WarmpathConfig) -> Iterator[str]:
+    """With security on, nothing may be left unprotected by omission."""
+    if not config.security.enabled:
+        return
+    for section, settings in (
+        ("router", config.router),
+        ("agent", config.agent),
+        ("adapter", config.adapter),
+    ):
+        if settings.tls is None:
+            yield f"security.enabled is true but {section}.tls is not set"
+    if not config.security.tokens:
+        yield "security.enabled is true but security.tokens is empty: no caller could get in"
+    _reject_duplicates("security.tokens", [t.name for t in config.security.tokens])
 
 
 def _auto_problems(auto: AutoRouting, names: set[str]) -> Iterator[str]:

@@ -2,6 +2,8 @@
 
     WarmpathError
     ├── InvalidRequest        INVALID_ARGUMENT     the caller must change the request
+    ├── Unauthenticated       UNAUTHENTICATED      no valid credentials
+    ├── PermissionDenied      PERMISSION_DENIED    valid credentials, not allowed this
     ├── ModelNotFound         NOT_FOUND            unknown model; message lists what exists
     ├── FailedPrecondition    FAILED_PRECONDITION  the system's state forbids it (e.g. pinned)
     ├── ResourceExhausted     RESOURCE_EXHAUSTED   no room: memory, queue, concurrency
@@ -35,6 +37,14 @@ class InvalidRequest(WarmpathError):
     status_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class Unauthenticated(WarmpathError):
+    status_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(WarmpathError):
+    status_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ModelNotFound(WarmpathError):
     status_code = grpc.StatusCode.NOT_FOUND
 
@@ -63,6 +73,8 @@ _BY_CODE: dict[grpc.StatusCode, type[WarmpathError]] = {
     cls.status_code: cls
     for cls in (
         InvalidRequest,
+        Unauthenticated,
+        PermissionDenied,
         ModelNotFound,
         FailedPrecondition,
         ResourceExhausted,

@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -17,8 +17,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from warmpath_common.config import TlsSettings
 from warmpath_common.errors import WarmpathError
 from warmpath_common.metrics import HealthProbeCounter
+from warmpath_common.security import server_credentials
 from warmpath_common.telemetry import server_interceptors
 
 logger = logging.getLogger(__name__)
@@ -233,6 +235,9 @@ async def create_server(
     metrics: CollectorRegistry | None = None,
     *,
     serving: bool = True,
+    tls: TlsSettings | None = None,
+    section: str = "",
+    guards: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> ServiceServer:
     """Builds and starts a server with error mapping, health and reflection.
 
@@ -246,6 +251,8 @@ async def create_server(
             *server_interceptors(),
             *([HealthProbeCounter(metrics)] if metrics is not None else []),
             ErrorMappingInterceptor(drain),
+            # Inside the error mapper, so the errors they raise become statuses.
+            *guards,
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -258,7 +265,11 @@ async def create_server(
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    port = (
+        server.add_secure_port(listen, server_credentials(tls, section))
+        if tls is not None
+        else server.add_insecure_port(listen)
+    )
     if port == 0:
         raise OSError(f"cannot listen on {listen}: address in use or invalid")
     await server.start()

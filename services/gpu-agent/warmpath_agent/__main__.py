@@ -41,6 +41,7 @@ from warmpath_common.config import (
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
+from warmpath_common.security import PeerIdentityInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,18 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             lambda s: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(servicer, s),
             [SERVICE_NAME],
             registry,
+            tls=settings.tls,
+            section="agent",
+            guards=(
+                [
+                    PeerIdentityInterceptor(
+                        config.security.router_identities,
+                        ["/warmpath.v1.GpuAgent/EnsureLoaded", "/warmpath.v1.GpuAgent/Unload"],
+                    )
+                ]
+                if config.security.enabled
+                else []
+            ),
         )
         if settings.metrics_listen:
             serve_metrics(settings.metrics_listen, registry)

@@ -50,7 +50,7 @@ import httpx
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.drivers import ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
 
@@ -297,7 +297,7 @@ class DockerDriver:
                 advertised = self._settings.advertise_host or self._settings.publish_host
                 return _Address(
                     f"http://{advertised}:{host_port}",
-                    f"http://{_probe_host(self._settings.publish_host)}:{host_port}",
+                    f"http://{reachable_host(self._settings.publish_host)}:{host_port}",
                 )
         where = (
             f"is not attached to network {self._settings.network}"
@@ -388,8 +388,3 @@ def _log_tail(container: Container) -> str:
     except docker.errors.DockerException as error:
         return f"(logs unavailable: {error})"
     return raw.decode("utf-8", "replace").rstrip() or "(no output)"
-
-
-def _probe_host(publish_host: str) -> str:
-    """Where to reach a port published on `publish_host` from this host."""
-    return "127.0.0.1" if publish_host in ("0.0.0.0", "") else publish_host

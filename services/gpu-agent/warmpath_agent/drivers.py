@@ -75,3 +75,9 @@ class DriverSet:
     async def close(self) -> None:
         for driver in self._drivers.values():
             await driver.close()
+
+
+def reachable_host(bind_host: str) -> str:
+    """Where this host reaches a server bound to `bind_host` (all interfaces: loopback)."""
+    # A comparison with the wildcard address, not a bind to it.
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "") else bind_host  # nosec B104

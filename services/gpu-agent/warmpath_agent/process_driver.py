@@ -22,7 +22,7 @@ from typing import IO
 
 import httpx
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.drivers import ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings, Runtime
 
@@ -148,7 +148,9 @@ class LlamaCppProcessDriver:
     async def _wait_ready(self, running: RunningModel, process: asyncio.subprocess.Process) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
         # Probe on the bind address: the advertised name may not resolve here.
-        url = f"http://{_probe_host(self._settings.bind_host)}:{_port(running.base_url)}/v1/models"
+        url = (
+            f"http://{reachable_host(self._settings.bind_host)}:{_port(running.base_url)}/v1/models"
+        )
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 raise ModelLoadFailed(
@@ -193,11 +195,6 @@ class LlamaCppProcessDriver:
 
 def _safe_file_name(model: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-
-
-def _probe_host(bind_host: str) -> str:
-    """Where to reach a server bound to `bind_host` from this host."""
-    return "127.0.0.1" if bind_host in ("0.0.0.0", "") else bind_host
 
 
 def _port(base_url: str) -> int:

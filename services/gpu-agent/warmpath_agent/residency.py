@@ -449,9 +449,12 @@ class ResidencyManager:
         )
 
     def _watch_for_exit(self, ready: Residency) -> None:
+        running = ready.running
+        if running is None:
+            return
+
         async def watch() -> None:
-            assert ready.running is not None
-            reason = await self._driver.wait_exited(ready.running)
+            reason = await self._driver.wait_exited(running)
             current = self._residents.get(ready.model)
             if current is not None and current.state is ResidencyState.READY:
                 self._book.release(ready.model)

@@ -18,6 +18,7 @@ from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, 
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
+from warmpath_common.security import BearerTokenInterceptor, channel_credentials
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
 from warmpath_router.metrics import RouterMetrics
@@ -38,7 +39,10 @@ async def serve(
 ) -> None:
     registry = ModelRegistry(config.models, settings.auto)
     cluster = ClusterView.of(host.name for host in settings.hosts)
-    channels = HostChannels(settings.hosts)
+    channels = HostChannels(
+        settings.hosts,
+        channel_credentials(settings.tls, "router") if settings.tls is not None else None,
+    )
     metrics = CollectorRegistry()
     relay = Relay(
         registry,
@@ -56,6 +60,13 @@ async def serve(
         [SERVICE_NAME],
         metrics,
         serving=False,
+        tls=settings.tls,
+        section="router",
+        guards=(
+            [BearerTokenInterceptor(config.security.tokens, "/warmpath.v1.Router/")]
+            if config.security.enabled
+            else []
+        ),
     )
     readiness = asyncio.create_task(_track_readiness(server, cluster))
     reloading = (

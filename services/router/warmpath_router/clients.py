@@ -88,16 +88,18 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
 class HostChannels:
     """One channel per agent and per adapter, reused for every call."""
 
-    def __init__(self, hosts: tuple[HostSpec, ...]) -> None:
+    def __init__(
+        self, hosts: tuple[HostSpec, ...], credentials: grpc.ChannelCredentials | None = None
+    ) -> None:
         self.specs = {host.name: host for host in hosts}
-        self._agent_channels = {
-            h.name: grpc.aio.insecure_channel(h.agent, interceptors=client_interceptors())
-            for h in hosts
-        }
-        self._adapter_channels = {
-            h.name: grpc.aio.insecure_channel(h.adapter, interceptors=client_interceptors())
-            for h in hosts
-        }
+
+        def open_channel(address: str) -> grpc.aio.Channel:
+            if credentials is None:
+                return grpc.aio.insecure_channel(address, interceptors=client_interceptors())
+            return grpc.aio.secure_channel(address, credentials, interceptors=client_interceptors())
+
+        self._agent_channels = {h.name: open_channel(h.agent) for h in hosts}
+        self._adapter_channels = {h.name: open_channel(h.adapter) for h in hosts}
         self.agents = {
             name: gpu_agent_pb2_grpc.GpuAgentStub(channel)
             for name, channel in self._agent_channels.items()

@@ -27,11 +27,13 @@ from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
     WarmpathError,
 )
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.security import Caller
 from warmpath_common.telemetry import (
     GEN_AI_OPERATION_NAME,
     GEN_AI_REQUEST_MAX_TOKENS,
@@ -59,6 +61,9 @@ _tracer = trace.get_tracer(__name__)
 class ColdLoadTooSlow(DeadlineExceeded):
     """The model would need a load that takes longer than the request may wait."""
 
+
+# Without security every caller may use every model; it is named by its address.
+ANONYMOUS = Caller("anonymous")
 
 # Failures before the first chunk that another model may succeed at.
 _FALLBACK_ON = (Unavailable, ResourceExhausted, ColdLoadTooSlow)
@@ -167,14 +172,15 @@ class Relay:
         self._registry = registry
         self._settings = settings
 
-    def decide(self, request: GenerationRequest) -> Decision:
+    def decide(self, request: GenerationRequest, caller: Caller = ANONYMOUS) -> Decision:
         """The decision Generate would take now. Loads nothing, sends nothing."""
         check_shape(request, self._settings)
         resolved = self._registry.resolve(request.model, request.text)
+        _check_permission(caller, resolved)
         check_against_model(request, resolved.spec)
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
-        for spec in self._chain(resolved.spec):
+        for spec in self._chain(resolved.spec, caller):
             with _tracer.start_as_current_span(f"route {spec.name}") as span:
                 try:
                     check_against_model(request, spec)
@@ -197,31 +203,33 @@ class Relay:
                 fallback_hops=_link(hops, spec.name),
                 trace_id=current_trace_id(),
             )
-        assert last_error is not None
         raise _exhausted(last_error, hops)
 
     async def generate(
-        self, request: GenerationRequest, timeout_seconds: float | None, caller: str = "anonymous"
+        self,
+        request: GenerationRequest,
+        timeout_seconds: float | None,
+        caller: Caller = ANONYMOUS,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """Streams the answer; see the module docstring for the fallback rules."""
         limit = self._settings.max_in_flight_per_caller
-        if self._callers[caller] >= limit:
+        if self._callers[caller.name] >= limit:
             self._metrics.requests.labels("none", "RESOURCE_EXHAUSTED").inc()
             raise ResourceExhausted(
-                f"caller {caller} already has {limit} requests in flight "
+                f"caller {caller.name} already has {limit} requests in flight "
                 "(router.max_in_flight_per_caller); wait for some to finish"
             )
-        self._callers[caller] += 1
+        self._callers[caller.name] += 1
         try:
-            async for event in self._measured(request, timeout_seconds):
+            async for event in self._measured(request, timeout_seconds, caller):
                 yield event
         finally:
-            self._callers[caller] -= 1
-            if not self._callers[caller]:
-                del self._callers[caller]
+            self._callers[caller.name] -= 1
+            if not self._callers[caller.name]:
+                del self._callers[caller.name]
 
     async def _measured(
-        self, request: GenerationRequest, timeout_seconds: float | None
+        self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         metrics = self._metrics
         started = self._clock()
@@ -230,7 +238,7 @@ class Relay:
         outcome = "OK"
         metrics.in_flight.inc()
         try:
-            async for event in self._generate(request, timeout_seconds):
+            async for event in self._generate(request, timeout_seconds, caller):
                 if isinstance(event, TextDelta):
                     if first_token_after is None:
                         first_token_after = self._clock() - started
@@ -258,12 +266,13 @@ class Relay:
                     metrics.time_to_first_token.labels(served).observe(first_token_after)
 
     async def _generate(
-        self, request: GenerationRequest, timeout_seconds: float | None
+        self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         server_span = trace.get_current_span()
         server_span.set_attributes(_request_attributes(request))
         check_shape(request, self._settings)
         resolved = self._registry.resolve(request.model, request.text)
+        _check_permission(caller, resolved)
         check_against_model(request, resolved.spec)
         budget = (
             timeout_seconds
@@ -273,7 +282,7 @@ class Relay:
         deadline = self._clock() + budget
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
-        for spec in self._chain(resolved.spec):
+        for spec in self._chain(resolved.spec, caller):
             committed = False
             try:
                 async for event in self._attempt(request, resolved, spec, hops, deadline):
@@ -295,7 +304,6 @@ class Relay:
                     "warmpath.fallback",
                     {"warmpath.from_model": spec.name, "warmpath.reason": reason},
                 )
-        assert last_error is not None
         raise _exhausted(last_error, hops)
 
     async def _attempt(
@@ -420,8 +428,10 @@ class Relay:
             raise DeadlineExceeded("the request's deadline expired before a backend could answer")
         return remaining
 
-    def _chain(self, spec: ModelSpec) -> list[ModelSpec]:
-        return [spec, *(self._registry.get(name) for name in spec.fallbacks)]
+    def _chain(self, spec: ModelSpec, caller: Caller = ANONYMOUS) -> list[ModelSpec]:
+        """The model and its fallbacks, less those the caller may not use."""
+        fallbacks = (self._registry.get(name) for name in spec.fallbacks)
+        return [spec, *(f for f in fallbacks if caller.may_use(f.name))]
 
     @staticmethod
     def _as_resolved(original: ResolvedModel, spec: ModelSpec) -> ResolvedModel:
@@ -440,7 +450,9 @@ def _link(hops: list[FallbackHop], final_model: str) -> tuple[FallbackHop, ...]:
     )
 
 
-def _exhausted(last_error: WarmpathError, hops: list[FallbackHop]) -> WarmpathError:
+def _exhausted(last_error: WarmpathError | None, hops: list[FallbackHop]) -> WarmpathError:
+    if last_error is None:
+        return Unavailable("no model in the chain could be tried")
     if len(hops) <= 1:
         return last_error
     tried = "; ".join(f"{hop.from_model}: {hop.reason}" for hop in hops)
@@ -501,3 +513,16 @@ def _response_attributes(completion: Completion, route: RouteTaken) -> dict[str,
         "warmpath.cold_start": route.cold_start,
         "warmpath.fallback_hops": len(route.fallback_hops),
     }
+
+
+def _check_permission(caller: Caller, resolved: ResolvedModel) -> None:
+    if not caller.may_use(resolved.spec.name):
+        how = (
+            f" (which {resolved.requested!r} resolved to)"
+            if resolved.requested != resolved.spec.name
+            else ""
+        )
+        raise PermissionDenied(
+            f"caller {caller.name} may not use {resolved.spec.name}{how}; "
+            f"allowed: {', '.join(sorted(caller.models))}"
+        )

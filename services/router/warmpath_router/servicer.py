@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_common.convert import BACKEND_TO_PROTO, event_to_proto, request_from_proto
 from warmpath_common.grpc_server import ServicerContext
+from warmpath_common.security import Caller, current_caller
 from warmpath_router.cluster import ClusterView
 from warmpath_router.registry import Resolution
 from warmpath_router.relay import Decision, FallbackHop, Relay, RoutedCompletion, RouteTaken
@@ -32,13 +33,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def Route(
         self, request: router_pb2.RouteRequest, context: ServicerContext
     ) -> router_pb2.RouteDecision:
-        return _decision_to_proto(self._relay.decide(request_from_proto(request.request)))
+        caller = _caller(context)
+        return _decision_to_proto(self._relay.decide(request_from_proto(request.request), caller))
 
     async def Generate(
         self, request: generate_pb2.GenerateRequest, context: ServicerContext
     ) -> AsyncIterator[generate_pb2.GenerateResponse]:
         async for event in self._relay.generate(
-            request_from_proto(request), context.time_remaining(), caller_of(context.peer())
+            request_from_proto(request), context.time_remaining(), _caller(context)
         ):
             if isinstance(event, RoutedCompletion):
                 final = event_to_proto(event.completion)
@@ -140,3 +142,8 @@ def caller_of(peer: str) -> str:
     if kind in ("ipv4", "ipv6"):
         return address.rsplit(":", 1)[0].strip("[]")
     return peer or "anonymous"
+
+
+def _caller(context: ServicerContext) -> Caller:
+    """The token's owner when the router requires tokens, else the caller's address."""
+    return current_caller() or Caller(caller_of(context.peer()))

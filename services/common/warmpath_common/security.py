@@ -1,0 +1,185 @@
+"""Transport security and caller authentication, shared by the services.
+
+- TLS / mutual TLS from each service's `tls` settings; file errors name the field.
+- Bearer tokens for the router's callers: the `authorization: Bearer <token>`
+  metadata is hashed (SHA-256) and compared with every configured hash in
+  constant time; the caller it identifies is available to the servicer through
+  `current_caller()`. Tokens themselves never appear in config, logs or errors.
+- Peer identity for the agents' mutating RPCs: only clients whose certificate
+  common name is a configured router identity may load or unload models.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from warmpath_common.config import CallerToken, ConfigError, TlsSettings
+from warmpath_common.errors import PermissionDenied, Unauthenticated
+
+ALL_MODELS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a token's owner, or (without security) the caller's address."""
+
+    name: str
+    models: frozenset[str] = frozenset({ALL_MODELS})
+
+    def may_use(self, model: str) -> bool:
+        return ALL_MODELS in self.models or model in self.models
+
+
+_current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "warmpath_caller", default=None
+)
+
+
+def current_caller() -> Caller | None:
+    """The caller the token interceptor authenticated for this call, if any."""
+    return _current_caller.get()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _read(path: Any, field: str) -> bytes:
+    try:
+        return bytes(path.read_bytes())
+    except OSError as error:
+        raise ConfigError(f"{field}: cannot read {path}: {error.strerror}") from error
+
+
+def server_credentials(tls: TlsSettings, section: str) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(_read(tls.key, f"{section}.tls.key"), _read(tls.cert, f"{section}.tls.cert"))],
+        root_certificates=_read(tls.ca, f"{section}.tls.ca"),
+        require_client_auth=tls.require_client_cert,
+    )
+
+
+def channel_credentials(tls: TlsSettings, section: str) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca, f"{section}.tls.ca"),
+        private_key=_read(tls.key, f"{section}.tls.key"),
+        certificate_chain=_read(tls.cert, f"{section}.tls.cert"),
+    )
+
+
+Check = Callable[[Any], Awaitable[None]]
+
+
+def _guarded(handler: Any, check: Check) -> Any:
+    """`handler` with `check(context)` run first; WarmpathErrors it raises are mapped
+    to statuses by the error-mapping interceptor outside."""
+    if handler.unary_unary is not None:
+        behaviour = handler.unary_unary
+
+        async def unary(request: Any, context: Any) -> Any:
+            await check(context)
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        stream_behaviour = handler.unary_stream
+        if inspect.isasyncgenfunction(stream_behaviour):
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                await check(context)
+                async for response in stream_behaviour(request, context):
+                    yield response
+
+            wrapped: Any = stream
+        else:
+
+            async def writer(request: Any, context: Any) -> None:
+                await check(context)
+                await stream_behaviour(request, context)
+
+            wrapped = writer
+        return grpc.unary_stream_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Requires a known bearer token on every call to the methods under `prefix`."""
+
+    def __init__(self, tokens: Iterable[CallerToken], prefix: str) -> None:
+        self._tokens = [
+            (bytes.fromhex(t.sha256), Caller(t.name, frozenset(t.models))) for t in tokens
+        ]
+        self._prefix = prefix
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(self._prefix):
+            return handler
+
+        async def authenticate(context: Any) -> None:
+            _current_caller.set(self._caller(dict(context.invocation_metadata() or ())))
+
+        return _guarded(handler, authenticate)
+
+    def _caller(self, metadata: dict[str, Any]) -> Caller:
+        header = str(metadata.get("authorization", ""))
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated(
+                "this router requires a bearer token: send 'authorization: Bearer <token>'"
+            )
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        found = None
+        for expected, caller in self._tokens:
+            # Compare against every entry, in constant time, whatever matches.
+            if hmac.compare_digest(digest, expected):
+                found = caller
+        if found is None:
+            raise Unauthenticated("the bearer token is not valid for this router")
+        return found
+
+
+class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Only clients whose certificate names an allowed identity may call `methods`."""
+
+    def __init__(self, allowed: Iterable[str], methods: Iterable[str]) -> None:
+        self._allowed = frozenset(allowed)
+        self._methods = frozenset(methods)
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method not in self._methods:
+            return handler
+        method = details.method.rsplit("/", 1)[1]
+
+        async def authorize(context: Any) -> None:
+            auth = context.auth_context() or {}
+            names = {
+                value.decode(errors="replace")
+                for key in ("x509_common_name", "x509_subject_alternative_name")
+                for value in auth.get(key, ())
+            }
+            if not names & self._allowed:
+                raise PermissionDenied(
+                    f"{method} is only for the router (certificate names "
+                    f"{', '.join(sorted(self._allowed))}); this client presented "
+                    f"{', '.join(sorted(names)) or 'no certificate'}"
+                )
+
+        return _guarded(handler, authorize)
