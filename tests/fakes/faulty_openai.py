@@ -1,0 +1,99 @@
+"""An OpenAI-compatible streaming server whose faults the tests choose.
+
+The model name in a request picks the behaviour:
+  "ok-stop" / "ok-length"  a few chunks, then that finish reason and [DONE]
+  "cut"                    two chunks, then the connection is dropped
+  "stall"                  two chunks, then silence (the adapter's idle timeout must fire)
+  "truncated"              one chunk, then half an event, then the connection closes
+  "garbled"                one chunk, then a complete event whose JSON is broken
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def _chunk(chat: bool, text: str | None = None, finish: str | None = None) -> bytes:
+    if chat:
+        choice: dict[str, Any] = {"delta": {} if text is None else {"content": text}}
+    else:
+        choice = {"text": text or ""}
+    body = {"choices": [{"index": 0, **choice, "finish_reason": finish}]}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    requests_seen: list[str]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        body = b'{"object": "list", "data": []}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        mode = request.get("model", "")
+        self.requests_seen.append(mode)
+        chat = self.path.endswith("/chat/completions")
+
+        def chunk(text: str | None = None, finish: str | None = None) -> bytes:
+            return _chunk(chat, text, finish)
+
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        write = self.wfile.write
+        if mode.startswith("ok-"):
+            for word in ("one", " two", " three"):
+                write(chunk(word))
+            write(chunk(finish=mode.removeprefix("ok-")))
+            write(
+                b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}\n\n'
+            )
+            write(b"data: [DONE]\n\n")
+        elif mode == "cut":
+            write(chunk("one") + chunk(" two"))
+            self.wfile.flush()
+            self.connection.shutdown(2)
+        elif mode == "stall":
+            write(chunk("one") + chunk(" two"))
+            self.wfile.flush()
+            time.sleep(30)
+        elif mode == "garbled":
+            write(chunk("one") + b'data: {"choices": [{"index": 0, "del\n\n')
+        elif mode == "truncated":
+            write(chunk("one") + b'data: {"choices": [{"index": 0, "del')
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class FaultyOpenAI:
+    def __init__(self) -> None:
+        self.requests_seen: list[str] = []
+        handler = type("Handler", (_Handler,), {"requests_seen": self.requests_seen})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FaultyOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
