@@ -22,6 +22,7 @@ from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, Re
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay, RoutedCompletion
+from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import RouteReason
 from warmpath_router.servicer import caller_of
 
@@ -177,13 +178,12 @@ async def test_without_a_fallback_a_too_slow_cold_load_fails_fast_and_says_why()
             pass
 
 
-async def test_repeated_failures_open_the_circuit_and_move_traffic() -> None:
+async def test_a_failing_replica_is_retried_elsewhere_then_skipped_once_its_circuit_opens() -> None:
     view = ClusterView()
     for name in ("h1", "h2"):
         view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
     agents = FakeAgents()
-    adapters = FakeAdapters()
-    relay = make_relay(agents, adapters, view)
+    relay = make_relay(agents, FakeAdapters(), view)
 
     async def failing_on_h1(host: str, model: str, timeout_seconds: float, warm_requests: int = 0):
         agents.loads.append((host, model))
@@ -193,11 +193,35 @@ async def test_repeated_failures_open_the_circuit_and_move_traffic() -> None:
 
     agents.ensure_loaded = failing_on_h1  # type: ignore[method-assign]
     for _ in range(3):
-        with pytest.raises(Unavailable):
-            await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+        _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+        assert final.route.host == "h2", "the same request was retried on the other replica"
+        assert final.route.fallback_hops == (), "a retry on another replica is not a fallback"
+    assert [host for host, _ in agents.loads] == ["h1", "h2"] * 3
     _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
     assert final.route.host == "h2"
-    assert agents.loads[-1] == ("h2", "backup")
+    assert agents.loads[-1] == ("h2", "backup") and agents.loads[-2] == ("h2", "backup"), (
+        "with its circuit open, h1 is not even tried"
+    )
+
+
+async def test_retries_stop_when_the_budget_is_spent() -> None:
+    view = ClusterView()
+    for name in ("h1", "h2"):
+        view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
+    agents = FakeAgents(fail={"backup": Unavailable("everything is down")})
+    relay = Relay(
+        ModelRegistry([PRIMARY, BACKUP], AutoRouting()),
+        view,
+        agents,
+        FakeAdapters(),
+        RouterSettings(),
+        RouterMetrics(CollectorRegistry()),
+        retry_budget=RetryBudget(ratio=0.0, floor_per_second=0.0, cap=1.0),
+    )
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert len(agents.loads) == 4, "one retry from the budget, then none: 3 requests + 1 retry"
 
 
 async def test_one_caller_cannot_take_every_slot() -> None:
@@ -257,3 +281,32 @@ async def test_a_caller_may_only_use_its_models_and_their_permitted_fallbacks() 
 async def collect_as(relay: Relay, request: GenerationRequest, caller: Caller) -> None:
     async for _ in relay.generate(request, 30, caller):
         pass
+
+
+async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
+    chain = ModelSpec.model_validate(
+        {**GEMMA, "name": "first", "aliases": [], "fallbacks": ["cold-backup", "warm-backup"]}
+    )
+    cold = ModelSpec.model_validate({**GEMMA, "name": "cold-backup", "aliases": []})
+    warm = ModelSpec.model_validate({**GEMMA, "name": "warm-backup", "aliases": []})
+    endpoint = Endpoint(GEMMA_BACKEND, "http://warm", "warm-backup")
+    view = ClusterView()
+    view.update(
+        HostView(
+            "h1",
+            reachable=True,
+            servable=frozenset({"first", "cold-backup", "warm-backup"}),
+            replicas=(Replica("warm-backup", "h1", ReplicaState.READY, 0, "SIM-0", 2.0, endpoint),),
+        )
+    )
+    relay = Relay(
+        ModelRegistry([chain, cold, warm], AutoRouting()),
+        view,
+        FakeAgents(fail={"first": Unavailable("down")}),
+        FakeAdapters(),
+        RouterSettings(),
+        RouterMetrics(CollectorRegistry()),
+    )
+    _, final = await collect(relay, GenerationRequest(model="first", prompt="hi"))
+    assert final.route.served_model == "warm-backup"
+    assert not final.route.cold_start

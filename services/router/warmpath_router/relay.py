@@ -1,11 +1,13 @@
 """Route and Generate: resolve, validate, place, load if needed, relay the stream.
 
-Fallback rule: a model's configured fallbacks are tried in order, each at most
-once per request, only for failures that happen before the first chunk
-reached the caller (UNAVAILABLE, RESOURCE_EXHAUSTED, or a cold load that would
-outlast the deadline). After the first chunk the stream is committed: a
-failure ends it with an error, never a retry. Deterministic errors
-(INVALID_ARGUMENT, NOT_FOUND) are never retried.
+Failure rule, before the first chunk reached the caller only: a retryable
+failure (UNAVAILABLE, RESOURCE_EXHAUSTED) is first retried on another replica
+of the same model, within a retry budget, jittered, inside the deadline; then
+the model's configured fallbacks are tried, those already warm somewhere first,
+each at most once per request (also for a cold load that would outlast the
+deadline). After the first chunk the stream is committed: a failure ends it
+with an error, never a retry. Deterministic errors (INVALID_ARGUMENT,
+NOT_FOUND, PERMISSION_DENIED) are never retried.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +54,7 @@ from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
+from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import Placement, place
 from warmpath_router.validation import check_against_model, check_shape
 
@@ -60,6 +64,19 @@ _tracer = trace.get_tracer(__name__)
 
 class ColdLoadTooSlow(DeadlineExceeded):
     """The model would need a load that takes longer than the request may wait."""
+
+
+class _ReplicaFailed(Exception):
+    """A retryable failure on one host before anything reached the caller."""
+
+    def __init__(self, host: str, error: WarmpathError) -> None:
+        super().__init__(error.message)
+        self.host = host
+        self.error = error
+
+
+_RETRY_JITTER_SECONDS = 0.05
+_RETRY_MIN_REMAINING_SECONDS = 1.0
 
 
 # Without security every caller may use every model; it is named by its address.
@@ -148,6 +165,7 @@ class Relay:
         metrics: RouterMetrics,
         clock: Callable[[], float] = time.monotonic,
         breakers: CircuitBreakers | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         self._metrics = metrics
         self._registry = registry
@@ -160,6 +178,7 @@ class Relay:
         self._warm_requests: dict[tuple[str, str], int] = {}
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._callers: Counter[str] = Counter()
+        self._retry_budget = retry_budget or RetryBudget()
         self._breakers = breakers or CircuitBreakers()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -231,6 +250,7 @@ class Relay:
     async def _measured(
         self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
+        self._retry_budget.record_request()
         metrics = self._metrics
         started = self._clock()
         first_token_after: float | None = None
@@ -283,19 +303,35 @@ class Relay:
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
         for spec in self._chain(resolved.spec, caller):
-            committed = False
-            try:
-                async for event in self._attempt(request, resolved, spec, hops, deadline):
-                    committed = True
-                    if isinstance(event, RoutedCompletion):
-                        server_span.set_attributes(
-                            _response_attributes(event.completion, event.route)
+            tried_hosts: set[str] = set()
+            while True:
+                committed = False
+                try:
+                    async for event in self._attempt(
+                        request, resolved, spec, hops, deadline, frozenset(tried_hosts)
+                    ):
+                        committed = True
+                        if isinstance(event, RoutedCompletion):
+                            server_span.set_attributes(
+                                _response_attributes(event.completion, event.route)
+                            )
+                        yield event
+                    return
+                except _ReplicaFailed as failed:
+                    # Nothing reached the caller: another replica of the same
+                    # model may serve it, if the budget and the deadline allow.
+                    tried_hosts.add(failed.host)
+                    error = failed.error
+                    if await self._may_retry_elsewhere(spec, tried_hosts, deadline):
+                        server_span.add_event(
+                            "warmpath.retry",
+                            {"warmpath.host": failed.host, "warmpath.reason": error.message},
                         )
-                    yield event
-                return
-            except (InvalidRequest, *_FALLBACK_ON) as error:
+                        continue
+                except (InvalidRequest, *_FALLBACK_ON) as caught:
+                    error = caught
                 if committed or (isinstance(error, InvalidRequest) and spec is resolved.spec):
-                    raise
+                    raise error
                 logger.info("falling back from %s: %s", spec.name, error.message)
                 last_error = error
                 reason = f"{error.status_code.name}: {error.message}"
@@ -304,6 +340,7 @@ class Relay:
                     "warmpath.fallback",
                     {"warmpath.from_model": spec.name, "warmpath.reason": reason},
                 )
+                break
         raise _exhausted(last_error, hops)
 
     async def _attempt(
@@ -313,8 +350,13 @@ class Relay:
         spec: ModelSpec,
         hops: list[FallbackHop],
         deadline: float,
+        exclude: frozenset[str] = frozenset(),
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
-        """One try at one model: place it, load it if needed, stream from it."""
+        """One try at one model on one host: place it, load it if needed, stream from it.
+
+        A retryable failure before the first chunk is raised as _ReplicaFailed,
+        naming the host, so the caller can try another replica.
+        """
         attempt_resolved = self._as_resolved(resolved, spec)
         with _tracer.start_as_current_span(f"route {spec.name}") as route_span:
             check_against_model(request, spec)
@@ -323,11 +365,13 @@ class Relay:
                 self._cluster,
                 in_flight=self._in_flight,
                 circuit_open=lambda key: self._breakers.open_for(key, self._clock()),
+                exclude=exclude,
             )
             route_span.set_attributes(_placement_attributes(attempt_resolved, placement))
             self._check_cold_load_fits(placement, deadline)
         key = (placement.host, spec.name)
         self._in_flight[key] += 1
+        sent_anything = False
         try:
             with _tracer.start_as_current_span(f"load {spec.name}") as load_span:
                 load = await self._ensure_loaded(placement, deadline)
@@ -344,6 +388,7 @@ class Relay:
                 placement.host, load.endpoint, outbound, self._remaining(deadline)
             )
             async for event in stream:
+                sent_anything = True
                 if isinstance(event, TextDelta):
                     yield event
                     continue
@@ -369,11 +414,31 @@ class Relay:
                 )
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
-        except (Unavailable, ResourceExhausted):
+        except (Unavailable, ResourceExhausted) as error:
             self._breakers.record_failure(key, self._clock())
-            raise
+            if sent_anything:
+                raise
+            raise _ReplicaFailed(placement.host, error) from error
         finally:
             self._in_flight[key] -= 1
+
+    async def _may_retry_elsewhere(
+        self, spec: ModelSpec, tried_hosts: set[str], deadline: float
+    ) -> bool:
+        """True (after a short jittered pause) when another host could serve `spec`,
+        the retry budget allows one more try, and the deadline leaves room for it."""
+        others = [
+            view.name
+            for view in self._cluster.hosts.values()
+            if view.reachable and spec.name in view.servable and view.name not in tried_hosts
+        ]
+        if not others or deadline - self._clock() < _RETRY_MIN_REMAINING_SECONDS:
+            return False
+        if not self._retry_budget.try_spend():
+            logger.info("retry budget spent: not retrying %s elsewhere", spec.name)
+            return False
+        await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS))  # noqa: S311 - jitter
+        return True
 
     def _check_cold_load_fits(self, placement: Placement, deadline: float) -> None:
         """A request only goes into a cold load its deadline can survive."""
@@ -429,9 +494,16 @@ class Relay:
         return remaining
 
     def _chain(self, spec: ModelSpec, caller: Caller = ANONYMOUS) -> list[ModelSpec]:
-        """The model and its fallbacks, less those the caller may not use."""
-        fallbacks = (self._registry.get(name) for name in spec.fallbacks)
-        return [spec, *(f for f in fallbacks if caller.may_use(f.name))]
+        """The model, then its fallbacks: those already warm somewhere first (a cold
+        fallback adds a load to a failure), each group in configured order; less those
+        the caller may not use."""
+        fallbacks = [self._registry.get(name) for name in spec.fallbacks if caller.may_use(name)]
+        warm = {
+            f.name
+            for f in fallbacks
+            if any(r.state is ReplicaState.READY for r in self._cluster.replicas_of(f.name))
+        }
+        return [spec, *sorted(fallbacks, key=lambda f: f.name not in warm)]
 
     @staticmethod
     def _as_resolved(original: ResolvedModel, spec: ModelSpec) -> ResolvedModel:

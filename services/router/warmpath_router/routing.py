@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from warmpath_common.errors import Unavailable
-from warmpath_router.cluster import ClusterView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
 
 # Lower is better. A ready replica beats one still loading, which beats a host
@@ -65,6 +65,7 @@ def place(
     in_flight: Mapping[tuple[str, str], int] | None = None,
     circuit_open: Callable[[tuple[str, str]], float] | None = None,
     rng: random.Random | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> Placement:
     """Chooses the best host for `resolved`, or raises UNAVAILABLE saying why none will do.
 
@@ -80,31 +81,9 @@ def place(
     rejected: list[Candidate] = []
     tripped: list[tuple[float, int, str, Replica | None, float]] = []
     for order, view in enumerate(cluster.hosts.values()):
-        if not view.reachable:
-            rejected.append(
-                Candidate(
-                    model, view.name, -1, False, math.inf, f"host unreachable: {view.problem}"
-                )
-            )
-            continue
-        if model not in view.servable:
-            rejected.append(
-                Candidate(model, view.name, -1, False, math.inf, "host does not serve this model")
-            )
-            continue
-        need = int(resolved.spec.memory or 0)
-        if need and view.largest_gpu_bytes and need > view.largest_gpu_bytes:
-            rejected.append(
-                Candidate(
-                    model,
-                    view.name,
-                    -1,
-                    False,
-                    math.inf,
-                    f"fits no GPU here (needs {need / _MIB:.0f} MiB, largest GPU "
-                    f"{view.largest_gpu_bytes / _MIB:.0f} MiB)",
-                )
-            )
+        why_not = _rejection(view, model, int(resolved.spec.memory or 0), exclude)
+        if why_not:
+            rejected.append(Candidate(model, view.name, -1, False, math.inf, why_not))
             continue
         replica = view.replica(model)
         state = replica.state if replica else None
@@ -172,6 +151,22 @@ def place(
     return Placement(
         model, host, replica, reason, explanation, expected, (chosen, *others, *rejected)
     )
+
+
+def _rejection(view: HostView, model: str, need: int, exclude: frozenset[str]) -> str:
+    """Why a host cannot take the model at all, or "" when it can."""
+    if view.name in exclude:
+        return "already tried for this request"
+    if not view.reachable:
+        return f"host unreachable: {view.problem}"
+    if model not in view.servable:
+        return "host does not serve this model"
+    if need and view.largest_gpu_bytes and need > view.largest_gpu_bytes:
+        return (
+            f"fits no GPU here (needs {need / _MIB:.0f} MiB, largest GPU "
+            f"{view.largest_gpu_bytes / _MIB:.0f} MiB)"
+        )
+    return ""
 
 
 def _explain(model: str, host: str, replica: Replica | None) -> tuple[RouteReason, str]:
