@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-
 from warmpath_adapter.backends import BackendTarget
+from warmpath_adapter.http_backend import HttpBackend
 from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
-from warmpath_adapter.tracing import BackendCallSpan, traced
+from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
     Completion,
@@ -21,7 +19,6 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
-from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 
 
 def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
@@ -51,37 +48,11 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
     return body
 
 
-class OllamaBackend:
+class OllamaBackend(HttpBackend):
     """Streams from an existing Ollama server."""
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        idle_timeout_seconds: float,
-        connect_timeout_seconds: float = 5.0,
-        content_policy: TraceContentPolicy = PROMPTS_NOT_RECORDED,
-    ) -> None:
-        self._content = content_policy
-        self._client = client
-        self._idle_timeout = idle_timeout_seconds
-        self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
-
-    def stream(
-        self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncGenerator[StreamEvent, None]:
-        url = target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
-        return self._traced(request, target, url)
-
-    async def _traced(
-        self, request: GenerationRequest, target: BackendTarget, url: str
-    ) -> AsyncGenerator[StreamEvent, None]:
-        # The span starts when the stream is first read, not when it is made: a
-        # request refused before it reaches the backend leaves no open span.
-        call = BackendCallSpan(request, target, url, self._content)
-        events = traced(self._stream(request, target, url, call), call, target.served_model_id)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield event
+    def url(self, request: GenerationRequest, target: BackendTarget) -> str:
+        return target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
 
     async def _stream(
         self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator
@@ -12,8 +11,9 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from warmpath_adapter.backends import BackendTarget
+from warmpath_adapter.http_backend import HttpBackend
 from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
-from warmpath_adapter.tracing import BackendCallSpan, traced
+from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
@@ -24,7 +24,6 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
-from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -59,38 +58,12 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
     return body
 
 
-class OpenAICompatibleBackend:
+class OpenAICompatibleBackend(HttpBackend):
     """Streams /v1/chat/completions or /v1/completions with Server-Sent Events."""
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        idle_timeout_seconds: float,
-        connect_timeout_seconds: float = 5.0,
-        content_policy: TraceContentPolicy = PROMPTS_NOT_RECORDED,
-    ) -> None:
-        self._content = content_policy
-        self._client = client
-        self._idle_timeout = idle_timeout_seconds
-        self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
-
-    def stream(
-        self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncGenerator[StreamEvent, None]:
+    def url(self, request: GenerationRequest, target: BackendTarget) -> str:
         path = "/v1/chat/completions" if request.is_chat else "/v1/completions"
-        url = target.base_url.rstrip("/") + path
-        return self._traced(request, target, url)
-
-    async def _traced(
-        self, request: GenerationRequest, target: BackendTarget, url: str
-    ) -> AsyncGenerator[StreamEvent, None]:
-        # The span starts when the stream is first read, not when it is made: a
-        # request refused before it reaches the backend leaves no open span.
-        call = BackendCallSpan(request, target, url, self._content)
-        events = traced(self._stream(request, target, url, call), call, target.served_model_id)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                yield event
+        return target.base_url.rstrip("/") + path
 
     async def _stream(
         self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan

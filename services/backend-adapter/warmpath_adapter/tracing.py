@@ -16,19 +16,14 @@ from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import Completion, GenerationRequest, StreamEvent, TextDelta
 from warmpath_common.telemetry import (
     GEN_AI_INPUT_MESSAGES,
-    GEN_AI_OPERATION_NAME,
     GEN_AI_OUTPUT_MESSAGES,
     GEN_AI_PROVIDER_NAME,
-    GEN_AI_REQUEST_MAX_TOKENS,
-    GEN_AI_REQUEST_MODEL,
-    GEN_AI_REQUEST_SEED,
-    GEN_AI_REQUEST_TEMPERATURE,
-    GEN_AI_REQUEST_TOP_P,
     GEN_AI_RESPONSE_FINISH_REASONS,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     TraceContentPolicy,
+    request_attributes,
 )
 
 _tracer = trace.get_tracer(__name__)
@@ -60,23 +55,14 @@ class BackendCallSpan:
             f"{operation} {target.served_model_id}",
             kind=SpanKind.CLIENT,
             attributes={
-                GEN_AI_OPERATION_NAME: operation,
+                **request_attributes(request, target.served_model_id),
                 GEN_AI_PROVIDER_NAME: target.kind.value,
-                GEN_AI_REQUEST_MODEL: target.served_model_id,
                 "server.address": parts.hostname or "",
                 "server.port": parts.port or (443 if parts.scheme == "https" else 80),
                 "url.path": parts.path,
                 "http.request.method": "POST",
             },
         )
-        for key, value in {
-            GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
-            GEN_AI_REQUEST_TEMPERATURE: request.temperature,
-            GEN_AI_REQUEST_TOP_P: request.top_p,
-            GEN_AI_REQUEST_SEED: request.seed,
-        }.items():
-            if value is not None:
-                self._span.set_attribute(key, value)
         self.headers: dict[str, str] = {}
         propagate.inject(self.headers, context=trace.set_span_in_context(self._span))
 

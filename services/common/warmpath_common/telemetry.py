@@ -29,6 +29,9 @@ from opentelemetry.instrumentation.grpc.filters import any_of, method_name, nega
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from warmpath_common.generation import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +104,19 @@ def shutdown_tracing(provider: TracerProvider | None) -> None:
 
 def string_list(values: Sequence[object]) -> list[str]:
     return [str(value) for value in values]
+
+
+def request_attributes(request: GenerationRequest, model: str) -> dict[str, AttributeValue]:
+    """The GenAI request attributes for a span: what was asked, never the prompt text."""
+    attributes: dict[str, AttributeValue] = {
+        GEN_AI_OPERATION_NAME: "chat" if request.is_chat else "text_completion",
+        GEN_AI_REQUEST_MODEL: model,
+    }
+    optional = {
+        GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
+        GEN_AI_REQUEST_TEMPERATURE: request.temperature,
+        GEN_AI_REQUEST_TOP_P: request.top_p,
+        GEN_AI_REQUEST_SEED: request.seed,
+    }
+    attributes.update({key: value for key, value in optional.items() if value is not None})
+    return attributes

@@ -38,17 +38,12 @@ from warmpath_common.errors import (
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
 from warmpath_common.telemetry import (
-    GEN_AI_OPERATION_NAME,
-    GEN_AI_REQUEST_MAX_TOKENS,
-    GEN_AI_REQUEST_MODEL,
-    GEN_AI_REQUEST_SEED,
-    GEN_AI_REQUEST_TEMPERATURE,
-    GEN_AI_REQUEST_TOP_P,
     GEN_AI_RESPONSE_FINISH_REASONS,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     current_trace_id,
+    request_attributes,
 )
 from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
@@ -289,7 +284,7 @@ class Relay:
         self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         server_span = trace.get_current_span()
-        server_span.set_attributes(_request_attributes(request))
+        server_span.set_attributes(request_attributes(request, request.model))
         check_shape(request, self._settings)
         resolved = self._registry.resolve(request.model, request.text)
         _check_permission(caller, resolved)
@@ -529,22 +524,6 @@ def _exhausted(last_error: WarmpathError | None, hops: list[FallbackHop]) -> War
         return last_error
     tried = "; ".join(f"{hop.from_model}: {hop.reason}" for hop in hops)
     return type(last_error)(f"every model in the fallback chain failed ({tried})")
-
-
-def _request_attributes(request: GenerationRequest) -> dict[str, AttributeValue]:
-    """What was asked, never the text of the prompt."""
-    attributes: dict[str, AttributeValue] = {
-        GEN_AI_OPERATION_NAME: "chat" if request.is_chat else "text_completion",
-        GEN_AI_REQUEST_MODEL: request.model,
-    }
-    optional = {
-        GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
-        GEN_AI_REQUEST_TEMPERATURE: request.temperature,
-        GEN_AI_REQUEST_TOP_P: request.top_p,
-        GEN_AI_REQUEST_SEED: request.seed,
-    }
-    attributes.update({key: value for key, value in optional.items() if value is not None})
-    return attributes
 
 
 def _placement_attributes(
