@@ -51,13 +51,17 @@ lint: gen/.stamp
 
 # The compose test needs a Docker engine and builds images: `make test-compose`.
 test: lint
-	$(BIN)/pytest -m "not docker"
+	$(BIN)/pytest -m "not docker and not soak"
 
 test-unit: gen/.stamp
 	$(BIN)/pytest -m "not integration and not docker"
 
 test-integration: gen/.stamp
 	$(BIN)/pytest -m integration
+
+# Five minutes of mixed traffic with faults; WARMPATH_SOAK_SECONDS shortens it.
+test-soak: gen/.stamp
+	$(BIN)/pytest -m soak -s
 
 # Writes bench/RESULTS.md; each script also writes its own section in bench/results/.
 bench: gen/.stamp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import grpc
@@ -332,3 +333,15 @@ async def test_route_predicts_generate_and_loads_nothing(
     assert (final.route.served_model, final.route.host) == (decision.model, decision.host)
     assert final.route.cold_start == decision.load_required
     assert loads() == before + 1
+
+
+async def test_concurrent_requests_queue_at_llama_cpp_instead_of_cutting_each_other_off(
+    router_channel: grpc.aio.Channel,
+) -> None:
+    """llama-cpp-python's server abandons the stream it is serving when another request
+    arrives unless told otherwise; concurrent callers must all get whole answers."""
+    request = generate_pb2.GenerateRequest(model="gemma", prompt="Once upon a time", max_tokens=8)
+    results = await asyncio.gather(*(generate(router_channel, request) for _ in range(4)))
+    for _, final, _ in results:
+        assert final.finish_reason == generate_pb2.FINISH_REASON_LENGTH
+        assert final.usage.output_tokens == 8

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    start_http_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +25,14 @@ _HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch
 
 
 def serve_metrics(listen: str, registry: CollectorRegistry) -> None:
-    """Serves /metrics from a background thread (never on the request path)."""
+    """Serves /metrics from a background thread (never on the request path), with the
+    process's memory, file descriptors and asyncio tasks, so leaks show."""
+    ProcessCollector(registry=registry)
+    tasks = Gauge("warmpath_asyncio_tasks", "asyncio tasks alive.", registry=registry)
+    loop = asyncio.get_running_loop()
+    # Counted from the scrape's thread: asyncio.all_tasks copes with the set
+    # changing meanwhile, and the figure is only read for trends.
+    tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
     host, port = listen.rsplit(":", 1)
     start_http_server(int(port), addr=host.strip("[]"), registry=registry)
     logger.info("metrics on http://%s/metrics", listen)

@@ -81,6 +81,9 @@ class LlamaCppProcessDriver:
             "--n_ctx", str(spec.context_length),
             # Offload every layer on a real GPU; a simulated one runs on the CPU.
             "--n_gpu_layers", "0" if gpu.simulated else "-1",
+            # By default the server abandons the request it is streaming whenever
+            # another arrives; requests must queue, not cut each other off.
+            "--interrupt_requests", "False",
             *(("--chat_format", spec.chat_format) if spec.chat_format else ()),
             *self._settings.extra_args,
         ]  # fmt: skip
