@@ -9,7 +9,7 @@ from warmpath_common.config import AutoRouting, ModelSpec
 from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ModelRegistry
-from warmpath_router.routing import RouteReason, place
+from warmpath_router.routing import RouteReason, models_fitting_nowhere, place
 
 SPEC = ModelSpec.model_validate(GEMMA)
 RESOLVED = ModelRegistry([SPEC], AutoRouting()).resolve("gemma3-270m")
@@ -98,3 +98,14 @@ def test_a_host_whose_gpus_are_all_too_small_is_rejected_with_the_figures() -> N
     assert notes["small"] == "fits no GPU here (needs 600 MiB, largest GPU 512 MiB)"
     with pytest.raises(Unavailable, match="fits no GPU here"):
         place(RESOLVED, cluster(small))
+
+
+def test_models_too_big_for_every_reported_gpu_are_named() -> None:
+    big = ModelSpec.model_validate({**GEMMA, "name": "huge", "aliases": [], "memory": "100GiB"})
+    view = cluster(
+        HostView("a", reachable=True, largest_gpu_bytes=80 * 2**30),
+        HostView("b", reachable=True, largest_gpu_bytes=24 * 2**30),
+        HostView("gone", reachable=False, largest_gpu_bytes=200 * 2**30),
+    )
+    assert models_fitting_nowhere([SPEC, big], view) == {"huge": (100 * 2**30, 80 * 2**30)}
+    assert models_fitting_nowhere([big], cluster(HostView("new", reachable=True))) == {}

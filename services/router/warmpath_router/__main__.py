@@ -25,6 +25,7 @@ from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
 from warmpath_router.reload import ConfigReloader
+from warmpath_router.routing import models_fitting_nowhere
 from warmpath_router.servicer import RouterServicer
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ async def serve(
             else []
         ),
     )
-    readiness = asyncio.create_task(_track_readiness(server, cluster))
+    readiness = asyncio.create_task(_track_readiness(server, cluster, relay))
     reloading = (
         asyncio.create_task(_reload_on_change(config_path, config, relay, metrics))
         if config_path is not None
@@ -105,11 +106,24 @@ async def _reload_on_change(
             reloader.reload()
 
 
-async def _track_readiness(server: ServiceServer, cluster: ClusterView) -> None:
+async def _track_readiness(server: ServiceServer, cluster: ClusterView, relay: Relay) -> None:
     """SERVING only while at least one gpu-agent's state is known: before that the
-    router could only answer UNAVAILABLE, so load balancers should not send to it."""
+    router could only answer UNAVAILABLE, so load balancers should not send to it.
+    Also reports, once each, models too big for every GPU the agents report."""
     ready = False
+    reported: dict[str, tuple[int, int]] = {}
     while True:
+        too_big = models_fitting_nowhere(relay.registry.specs, cluster)
+        for name, (need, largest) in too_big.items():
+            if reported.get(name) != (need, largest):
+                logger.error(
+                    "model %s needs %d MiB but the largest GPU of any reachable host has %d MiB: "
+                    "it cannot be served until a bigger GPU joins or its memory is corrected",
+                    name,
+                    need // 2**20,
+                    largest // 2**20,
+                )
+        reported = too_big
         now_ready = any(view.reachable for view in cluster.hosts.values())
         if now_ready != ready:
             ready = now_ready

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from warmpath_common.config import ModelSpec
 from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
@@ -184,3 +185,21 @@ def _expected_load_seconds(model: str, cluster: ClusterView) -> float:
     """The last measured load time of the model anywhere, 0 if never loaded."""
     times = [r.load_seconds for r in cluster.replicas_of(model) if r.load_seconds > 0]
     return max(times, default=0.0)
+
+
+def models_fitting_nowhere(
+    specs: Iterable[ModelSpec], cluster: ClusterView
+) -> dict[str, tuple[int, int]]:
+    """Models whose configured memory exceeds the largest GPU of every reachable host
+    that reported its GPUs: name -> (needed bytes, largest GPU bytes)."""
+    known = [
+        v.largest_gpu_bytes for v in cluster.hosts.values() if v.reachable and v.largest_gpu_bytes
+    ]
+    if not known:
+        return {}
+    largest = max(known)
+    return {
+        spec.name: (int(spec.memory), largest)
+        for spec in specs
+        if spec.memory is not None and int(spec.memory) > largest
+    }
