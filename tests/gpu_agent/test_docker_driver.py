@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +25,14 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import grpc
 import httpx
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
+from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.__main__ import open_docker
 from warmpath_agent.docker_driver import (
     GPU_LABEL,
@@ -42,6 +47,7 @@ from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
+from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ConfigError, DockerSettings, ModelSpec, Runtime, SimulatedGpu
 
 REPO = Path(__file__).resolve().parents[2]
@@ -404,3 +410,90 @@ async def test_docker_models_without_an_engine_are_a_config_error_naming_them(
     with pytest.raises(ConfigError, match=r"agent\.docker: stub-model run in Docker"):
         async with open_docker({"stub-model": model()}):
             pass
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_a_restarted_agent_process_adopts_its_running_model_without_reloading(
+    engine: docker.DockerClient, owner: str, tmp_path: Path
+) -> None:
+    """The whole agent, as a process: SIGTERM leaves the model's container running, and
+    the next agent reports it ready at once, loading nothing."""
+    config = tmp_path / "warmpath.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        **GEMMA,
+                        "name": "stub-model",
+                        "aliases": [],
+                        "memory": "100MiB",
+                        "container": {"image": IMAGE},
+                    }
+                ],
+                "agent": {
+                    "host": owner,
+                    "inventory": {"simulated": True, "gpus": [{"memory": "1GiB"}]},
+                    "docker": {"startup_timeout_seconds": 20, "stop_timeout_seconds": 2},
+                },
+            }
+        )
+    )
+
+    def start_agent() -> tuple[subprocess.Popen[bytes], str, int]:
+        address, metrics = f"127.0.0.1:{free_port()}", free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "warmpath_agent",
+                "--config",
+                str(config),
+                "--listen",
+                address,
+                "--metrics-listen",
+                f"127.0.0.1:{metrics}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "agent.log").open("ab"),
+        )
+        wait_serving(address, 60)
+        return process, address, metrics
+
+    def loads(metrics: int) -> float:
+        text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("warmpath_agent_loads_total")
+        )
+
+    first, address, _ = start_agent()
+    with grpc.insecure_channel(address) as channel:
+        loaded = gpu_agent_pb2_grpc.GpuAgentStub(channel).EnsureLoaded(
+            gpu_agent_pb2.EnsureLoadedRequest(model="stub-model"), timeout=60
+        )
+    assert loaded.cold_start
+    containers = owned(engine, owner)
+    assert len(containers) == 1
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    assert status(engine, containers[0]) == "running", "the model outlives the agent"
+
+    second, address, metrics = start_agent()
+    try:
+        with grpc.insecure_channel(address) as channel:
+            stub = gpu_agent_pb2_grpc.GpuAgentStub(channel)
+            (model,) = stub.GetState(gpu_agent_pb2.GetStateRequest()).models
+            assert model.state == gpu_agent_pb2.RESIDENCY_STATE_READY
+            again = stub.EnsureLoaded(
+                gpu_agent_pb2.EnsureLoadedRequest(model="stub-model"), timeout=60
+            )
+        assert not again.cold_start
+        assert loads(metrics) == 0, "adopted, not reloaded"
+        assert owned(engine, owner) == containers, "the same container, no new one"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
