@@ -17,10 +17,18 @@ class FakeAgents:
     fail: dict[str, WarmpathError] = field(default_factory=dict)
     loads: list[tuple[str, str]] = field(default_factory=list)
 
+    leases: list[tuple[str, str, float]] = field(default_factory=list)
+
     async def ensure_loaded(
-        self, host: str, model: str, timeout_seconds: float, warm_requests: int = 0
+        self,
+        host: str,
+        model: str,
+        timeout_seconds: float,
+        warm_requests: int = 0,
+        lease_seconds: float = 0.0,
     ) -> LoadResult:
         self.loads.append((host, model))
+        self.leases.append((host, model, lease_seconds))
         if model in self.fail:
             raise self.fail[model]
         return LoadResult(

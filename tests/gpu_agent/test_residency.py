@@ -170,3 +170,21 @@ async def test_simulated_state_is_labelled_and_counts_booked_memory() -> None:
     assert state.simulated
     assert state.gpus[0].uuid.startswith("SIM-")
     assert state.gpus[0].memory_used_bytes == 250 * MIB
+
+
+async def test_a_leased_model_is_neither_evicted_nor_expired_nor_unloaded() -> None:
+    clock = Clock()
+    agent = manager(
+        FakeDriver(), spec("busy", 600, keep_alive_seconds=10), spec("other", 600), clock=clock
+    )
+    await agent.ensure_loaded("busy", lease_seconds=30)
+    clock.now += 20
+    await agent.expire_idle()
+    assert [r.model for r in (await agent.state()).models] == ["busy"], "not expired while leased"
+    with pytest.raises(ResourceExhausted, match="0 MiB freeable"):
+        await agent.ensure_loaded("other")
+    with pytest.raises(FailedPrecondition, match="requests in flight"):
+        await agent.unload("busy", force=False)
+    clock.now += 11  # the lease lapses: nobody renewed it
+    outcome = await agent.ensure_loaded("other")
+    assert outcome.evicted == ("busy",)

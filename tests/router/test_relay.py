@@ -185,7 +185,7 @@ async def test_a_failing_replica_is_retried_elsewhere_then_skipped_once_its_circ
     agents = FakeAgents()
     relay = make_relay(agents, FakeAdapters(), view)
 
-    async def failing_on_h1(host: str, model: str, timeout_seconds: float, warm_requests: int = 0):
+    async def failing_on_h1(host: str, model: str, timeout_seconds: float, **_: object):
         agents.loads.append((host, model))
         if host == "h1":
             raise Unavailable("h1 is sick")
@@ -310,3 +310,27 @@ async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
     _, final = await collect(relay, GenerationRequest(model="first", prompt="hi"))
     assert final.route.served_model == "warm-backup"
     assert not final.route.cold_start
+
+
+async def test_requests_in_flight_hold_a_lease_that_is_renewed_while_they_last() -> None:
+    gate = asyncio.Event()
+
+    class SlowAdapters(FakeAdapters):
+        async def generate(self, host, endpoint, request, timeout_seconds):  # type: ignore[no-untyped-def,override]
+            await gate.wait()
+            async for event in super().generate(host, endpoint, request, timeout_seconds):
+                yield event
+
+    agents = FakeAgents()
+    relay = make_relay(agents, SlowAdapters())
+    running = asyncio.create_task(collect(relay, GenerationRequest(model="primary", prompt="hi")))
+    await asyncio.sleep(0.01)
+    assert agents.leases == [("h1", "primary", 15.0)], "a cold load takes a lease"
+    keeper = asyncio.create_task(relay.keep_leases(every_seconds=0.01))
+    await asyncio.sleep(0.05)
+    keeper.cancel()
+    assert len(agents.leases) > 1 and all(
+        lease == ("h1", "primary", 15.0) for lease in agents.leases
+    )
+    gate.set()
+    await running

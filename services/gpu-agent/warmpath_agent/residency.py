@@ -136,6 +136,7 @@ class ResidencyManager:
     ) -> None:
         self._min_residency = min_residency_seconds
         self._demand = DemandTracker()
+        self._leases: dict[str, float] = {}
         self._metrics = metrics
         self.host = host
         self.feed = ChangeFeed()
@@ -166,13 +167,19 @@ class ResidencyManager:
 
     # -- commands --------------------------------------------------------
 
-    async def ensure_loaded(self, model: str, warm_requests: int = 0) -> LoadOutcome:
+    async def ensure_loaded(
+        self, model: str, warm_requests: int = 0, lease_seconds: float = 0.0
+    ) -> LoadOutcome:
         """Makes `model` resident. `warm_requests`: requests the caller served from it
-        without asking (they count towards its demand, hence its eviction cost)."""
+        without asking (they count towards its demand, hence its eviction cost).
+        `lease_seconds`: the caller has requests in flight on it for that long."""
         with _tracer.start_as_current_span(f"ensure_loaded {model}") as span:
             span.set_attribute("warmpath.model", model)
             self._spec(model)
-            self._demand.record(model, self._clock(), max(1, warm_requests))
+            now = self._clock()
+            self._demand.record(model, now, max(1, warm_requests))
+            if lease_seconds > 0:
+                self._leases[model] = max(self._leases.get(model, 0.0), now + lease_seconds)
             outcome = await self._ensure_loaded(model, span)
             residency = outcome.residency
             span.set_attributes(
@@ -216,6 +223,12 @@ class ResidencyManager:
             return False
         if current.pinned and not force:
             raise FailedPrecondition(f"{model} is pinned; pass force to unload it anyway")
+        leased_for = self._leases.get(model, 0.0) - self._clock()
+        if leased_for > 0 and not force:
+            raise FailedPrecondition(
+                f"{model} has requests in flight (leased for {leased_for:.0f} s more); "
+                "pass force to unload it anyway"
+            )
         if current.state is ResidencyState.LOADING:
             raise FailedPrecondition(f"{model} is still loading; unload it once it is ready")
         await self._stop(current, reason="unloaded on request", kind="request")
@@ -289,6 +302,7 @@ class ResidencyManager:
                 residency.state is ResidencyState.READY
                 and not residency.pinned
                 and idle > spec.keep_alive_seconds
+                and not self._leased(residency.model, now)
             ):
                 await self._stop(
                     residency,
@@ -436,7 +450,11 @@ class ResidencyManager:
             last_used=residency.last_used,
             resident_since=residency.ready_since or now,
             pinned=residency.pinned,
+            in_use=self._leased(residency.model, now),
         )
+
+    def _leased(self, model: str, now: float) -> bool:
+        return self._leases.get(model, 0.0) > now
 
     async def _stop(self, residency: Residency, *, reason: str, kind: str) -> None:
         self._residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)

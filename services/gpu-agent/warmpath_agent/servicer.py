@@ -60,7 +60,9 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
     async def EnsureLoaded(
         self, request: gpu_agent_pb2.EnsureLoadedRequest, context: ServicerContext
     ) -> gpu_agent_pb2.EnsureLoadedResponse:
-        outcome = await self._manager.ensure_loaded(request.model, request.warm_requests)
+        outcome = await self._manager.ensure_loaded(
+            request.model, request.warm_requests, request.lease_seconds
+        )
         return gpu_agent_pb2.EnsureLoadedResponse(
             residency=self._residency_to_proto(outcome.residency),
             cold_start=outcome.cold_start,

@@ -70,6 +70,7 @@ async def serve(
         ),
     )
     readiness = asyncio.create_task(_track_readiness(server, cluster, relay))
+    leases = asyncio.create_task(relay.keep_leases())
     reloading = (
         asyncio.create_task(_reload_on_change(config_path, config, relay, metrics))
         if config_path is not None
@@ -81,6 +82,7 @@ async def serve(
         await serve_until_signalled(server, settings.shutdown_grace_seconds)
     finally:
         readiness.cancel()
+        leases.cancel()
         if reloading is not None:
             reloading.cancel()
         stop_watching.set()

@@ -119,11 +119,18 @@ class AgentClient:
         self._channels = channels
 
     async def ensure_loaded(
-        self, host: str, model: str, timeout_seconds: float, warm_requests: int = 0
+        self,
+        host: str,
+        model: str,
+        timeout_seconds: float,
+        warm_requests: int = 0,
+        lease_seconds: float = 0.0,
     ) -> LoadResult:
         with translate_rpc_errors(f"gpu-agent {host}"):
             response = await self._channels.agents[host].EnsureLoaded(
-                gpu_agent_pb2.EnsureLoadedRequest(model=model, warm_requests=warm_requests),
+                gpu_agent_pb2.EnsureLoadedRequest(
+                    model=model, warm_requests=warm_requests, lease_seconds=lease_seconds
+                ),
                 timeout=timeout_seconds,
             )
         residency = response.residency

@@ -81,7 +81,11 @@ ANONYMOUS = Caller("anonymous")
 _FALLBACK_ON = (Unavailable, ResourceExhausted, ColdLoadTooSlow)
 # Warm requests tell the agent a model is in use at most this often, so that
 # keep-alive does not expire a busy model, without an extra RPC per request.
-_TOUCH_INTERVAL_SECONDS = 5.0
+# While a router has requests in flight on a model it holds a lease on it at the
+# agent, so the model is not evicted under them; a router that dies lets it lapse.
+_LEASE_SECONDS = 15.0
+_LEASE_RENEW_SECONDS = 5.0
+_LEASE_CALL_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,12 @@ class LoadResult:
 
 class AgentPort(Protocol):
     async def ensure_loaded(
-        self, host: str, model: str, timeout_seconds: float, warm_requests: int = 0
+        self,
+        host: str,
+        model: str,
+        timeout_seconds: float,
+        warm_requests: int = 0,
+        lease_seconds: float = 0.0,
     ) -> LoadResult: ...
 
 
@@ -169,7 +178,7 @@ class Relay:
         self._adapters = adapters
         self._settings = settings
         self._clock = clock
-        self._last_touch: dict[tuple[str, str], float] = {}
+        self._lease_until: dict[tuple[str, str], float] = {}
         self._warm_requests: dict[tuple[str, str], int] = {}
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._callers: Counter[str] = Counter()
@@ -454,31 +463,50 @@ class Relay:
     async def _ensure_loaded(self, placement: Placement, deadline: float) -> LoadResult:
         replica = placement.replica
         if replica is not None and replica.state is ReplicaState.READY and replica.endpoint:
-            self._touch(placement.host, placement.model, deadline)
+            self._touch(placement.host, placement.model)
             return LoadResult(replica.endpoint, replica.gpu_index, replica.gpu_uuid, False, 0.0)
+        self._lease_until[(placement.host, placement.model)] = self._clock() + _LEASE_SECONDS
         return await self._agents.ensure_loaded(
-            placement.host, placement.model, self._remaining(deadline)
+            placement.host,
+            placement.model,
+            self._remaining(deadline),
+            lease_seconds=_LEASE_SECONDS,
         )
 
-    def _touch(self, host: str, model: str, deadline: float) -> None:
-        """Tells the agent, at most every few seconds, how much the model is used."""
+    def _touch(self, host: str, model: str) -> None:
+        """Counts a warm request; takes a lease at once if the model has none from us."""
         key = (host, model)
         self._warm_requests[key] = self._warm_requests.get(key, 0) + 1
-        now = self._clock()
-        if now - self._last_touch.get(key, -_TOUCH_INTERVAL_SECONDS) < _TOUCH_INTERVAL_SECONDS:
-            return
-        self._last_touch[key] = now
-        served = self._warm_requests.pop(key)
+        if self._lease_until.get(key, 0.0) <= self._clock():
+            self._renew(key)
 
-        async def touch() -> None:
+    async def keep_leases(self, every_seconds: float = _LEASE_RENEW_SECONDS) -> None:
+        """Renews, every few seconds, the lease on each model with requests in flight,
+        and tells the agents how many warm requests each model served meanwhile."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            for key in {k for k, n in self._in_flight.items() if n > 0} | set(self._warm_requests):
+                self._renew(key)
+
+    def _renew(self, key: tuple[str, str]) -> None:
+        host, model = key
+        self._lease_until[key] = self._clock() + _LEASE_SECONDS
+        served = self._warm_requests.pop(key, 0)
+
+        async def renew() -> None:
             try:
                 await self._agents.ensure_loaded(
-                    host, model, self._remaining(deadline), warm_requests=served
+                    host,
+                    model,
+                    _LEASE_CALL_TIMEOUT_SECONDS,
+                    warm_requests=served,
+                    lease_seconds=_LEASE_SECONDS,
                 )
             except WarmpathError as error:
-                logger.debug("keep-alive touch of %s on %s failed: %s", model, host, error.message)
+                self._lease_until.pop(key, None)
+                logger.debug("lease on %s at %s not renewed: %s", model, host, error.message)
 
-        task = asyncio.create_task(touch())
+        task = asyncio.create_task(renew())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
