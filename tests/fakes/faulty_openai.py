@@ -6,6 +6,8 @@ The model name in a request picks the behaviour:
   "stall"                  two chunks, then silence (the adapter's idle timeout must fire)
   "truncated"              one chunk, then half an event, then the connection closes
   "garbled"                one chunk, then a complete event whose JSON is broken
+  "keepalive"              a whole answer, chunked, on a connection kept open for the next
+                           request (`connections` counts the connections seen)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def _chunk(chat: bool, text: str | None = None, finish: str | None = None) -> by
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests_seen: list[str]
+    connections: set[tuple[str, int]]
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -44,7 +47,11 @@ class _Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         mode = request.get("model", "")
         self.requests_seen.append(mode)
+        self.connections.add(self.client_address)
         chat = self.path.endswith("/chat/completions")
+        if mode == "keepalive":
+            self._chunked_answer(chat)
+            return
 
         def chunk(text: str | None = None, finish: str | None = None) -> bytes:
             return _chunk(chat, text, finish)
@@ -77,11 +84,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
+    def _chunked_answer(self, chat: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        body = [
+            _chunk(chat, "one"),
+            _chunk(chat, finish="stop"),
+            b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}}\n\n',
+            b"data: [DONE]\n\n",
+        ]
+        for piece in body:
+            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.flush()
+        time.sleep(0.05)  # the end of the body comes a moment after [DONE], as it may
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
 
 class FaultyOpenAI:
     def __init__(self) -> None:
         self.requests_seen: list[str] = []
-        handler = type("Handler", (_Handler,), {"requests_seen": self.requests_seen})
+        self.connections: set[tuple[str, int]] = set()
+        handler = type(
+            "Handler",
+            (_Handler,),
+            {"requests_seen": self.requests_seen, "connections": self.connections},
+        )
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

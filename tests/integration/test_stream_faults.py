@@ -109,3 +109,11 @@ def test_a_backend_that_is_gone_is_unavailable(adapter: str) -> None:
     assert final is None and error is not None
     assert error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     assert "cannot connect" in (error.details() or "")  # type: ignore[attr-defined]
+
+
+def test_connections_to_the_model_server_are_reused(adapter: str, backend: FaultyOpenAI) -> None:
+    backend.connections.clear()
+    for _ in range(5):
+        _, final, error = stream(adapter, backend.url, "keepalive")
+        assert error is None and final is not None
+    assert len(backend.connections) == 1, "each request opened a new connection"

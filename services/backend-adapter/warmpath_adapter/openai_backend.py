@@ -87,7 +87,10 @@ class OpenAICompatibleBackend(HttpBackend):
                     raise error_for_response(response.status_code, url)
                 async for event in source.aiter_sse():
                     if event.data.strip() == "[DONE]":
-                        break
+                        # Read on to the end of the body: a response closed unread
+                        # cannot go back to the pool, and every request would then
+                        # open a new connection to the model server.
+                        continue
                     chunk = _parse_chunk(event.data, url)
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"], url)
