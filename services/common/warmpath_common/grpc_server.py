@@ -84,6 +84,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, drain: Drain) -> None:
         self._drain = drain
+        # A method's handler never changes, so it is wrapped once: wrapping on every
+        # call cost a fifth of a no-op server's throughput (bench/results/findings.md).
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -93,9 +96,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if self._drain.draining and not method.startswith("/grpc.health.v1.Health/"):
             return _refusing(method)
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         drain = None if method in _LONG_LIVED else self._drain
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
