@@ -64,8 +64,16 @@ test-soak: gen/.stamp
 	$(BIN)/pytest -m soak -s
 
 # Writes bench/RESULTS.md; each script also writes its own section in bench/results/.
+# `make bench QUICK=1` runs every benchmark short (a smoke test, not for the record).
+# The peers (LiteLLM, vLLM Router) get their own virtualenvs under bench/.venvs/.
+BENCH_FLAGS := $(if $(QUICK),--quick,)
 bench: gen/.stamp
 	$(BIN)/python bench/placement.py --seeds 5 --out bench/results/placement.md
+	$(BIN)/python bench/route_rpc.py $(BENCH_FLAGS)
+	$(BIN)/python bench/generate_overhead.py $(BENCH_FLAGS)
+	$(BIN)/python bench/relay_capacity.py $(BENCH_FLAGS)
+	$(BIN)/python bench/peers.py --install $(BENCH_FLAGS)
+	$(BIN)/python bench/tracing_cost.py $(BENCH_FLAGS)
 	$(BIN)/python bench/report.py
 
 run: gen/.stamp
