@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/warmpath/v1/*.proto)
 PY_DIRS := $(wildcard services tests bench scripts)
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto fmt lint test test-unit test-integration run bench up down clean \
+.PHONY: help install proto fmt lint test test-unit test-integration test-soak run bench up down clean \
 	images test-compose test-docker
 
 help:

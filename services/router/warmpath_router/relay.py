@@ -441,7 +441,8 @@ class Relay:
         if not self._retry_budget.try_spend():
             logger.info("retry budget spent: not retrying %s elsewhere", spec.name)
             return False
-        await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS))  # noqa: S311 - jitter
+        # Jitter, not cryptography: a pseudo-random pause is what it needs.
+        await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS))  # noqa: S311  # nosec B311
         return True
 
     def _check_cold_load_fits(self, placement: Placement, deadline: float) -> None:
