@@ -109,3 +109,16 @@ def test_models_too_big_for_every_reported_gpu_are_named() -> None:
     )
     assert models_fitting_nowhere([SPEC, big], view) == {"huge": (100 * 2**30, 80 * 2**30)}
     assert models_fitting_nowhere([big], cluster(HostView("new", reachable=True))) == {}
+
+
+def test_the_ready_fast_path_agrees_with_a_full_scan_and_still_explains() -> None:
+    view = cluster(
+        host("cold"), host("warm", ReplicaState.READY), host("loading", ReplicaState.LOADING)
+    )
+    placement = place(RESOLVED, view)
+    assert placement.host == "warm" and placement.reason is RouteReason.RESIDENT
+    notes = {c.host: c.rejected_because for c in placement.candidates}
+    assert notes["warm"] == ""
+    assert set(notes) == {"cold", "warm", "loading"}, "every host is still explained"
+    view.update(host("warm", ReplicaState.FAILED))
+    assert place(RESOLVED, view).host == "loading", "the index follows updates"

@@ -58,6 +58,9 @@ class ClusterView:
     """Latest view of each configured host; hosts never heard from are unreachable."""
 
     hosts: dict[str, HostView] = field(default_factory=dict)
+    _ready: dict[str, list[tuple[int, HostView, Replica]]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @classmethod
     def of(cls, host_names: Iterable[str]) -> ClusterView:
@@ -70,9 +73,25 @@ class ClusterView:
 
     def update(self, view: HostView) -> None:
         self.hosts[view.name] = view
+        self._ready = None
+
+    def ready_replicas(self, model: str) -> list[tuple[int, HostView, Replica]]:
+        """(host order, host, replica) for each ready replica of `model` on a reachable
+        host that serves it. Indexed once per change of the view, not per request."""
+        if self._ready is None:
+            index: dict[str, list[tuple[int, HostView, Replica]]] = {}
+            for order, view in enumerate(self.hosts.values()):
+                if not view.reachable:
+                    continue
+                for replica in view.replicas:
+                    if replica.state is ReplicaState.READY and replica.model in view.servable:
+                        index.setdefault(replica.model, []).append((order, view, replica))
+            self._ready = index
+        return self._ready.get(model, [])
 
     def mark_unreachable(self, host: str, problem: str) -> None:
         previous = self.hosts.get(host)
+        self._ready = None
         self.hosts[host] = HostView(
             host,
             reachable=False,

@@ -213,9 +213,10 @@ class Relay:
                     hops.append(FallbackHop(spec.name, "", error.message))
                     span.set_status(Status(StatusCode.ERROR, error.status_code.name))
                     continue
-                span.set_attributes(
-                    _placement_attributes(self._as_resolved(resolved, spec), placement)
-                )
+                if span.is_recording():
+                    span.set_attributes(
+                        _placement_attributes(self._as_resolved(resolved, spec), placement)
+                    )
             replica = placement.replica
             return Decision(
                 resolved=self._as_resolved(resolved, spec),
@@ -371,7 +372,8 @@ class Relay:
                 circuit_open=lambda key: self._breakers.open_for(key, self._clock()),
                 exclude=exclude,
             )
-            route_span.set_attributes(_placement_attributes(attempt_resolved, placement))
+            if route_span.is_recording():
+                route_span.set_attributes(_placement_attributes(attempt_resolved, placement))
             self._check_cold_load_fits(placement, deadline)
         key = (placement.host, spec.name)
         self._in_flight[key] += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -42,7 +44,7 @@ class Candidate:
     rejected_because: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Placement:
     """Where one model would be served."""
 
@@ -52,7 +54,12 @@ class Placement:
     reason: RouteReason
     explanation: str
     expected_load_seconds: float
-    candidates: tuple[Candidate, ...]
+    explain: Callable[[], tuple[Candidate, ...]]
+    """Builds the candidates weighed; only Route's reply and traces read them."""
+
+    @functools.cached_property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return self.explain()
 
     @property
     def load_required(self) -> bool:
@@ -69,6 +76,58 @@ def place(
     exclude: frozenset[str] = frozenset(),
 ) -> Placement:
     """Chooses the best host for `resolved`, or raises UNAVAILABLE saying why none will do.
+
+    The common case, a model ready somewhere, looks only at its ready replicas (a
+    ready replica beats every other state); everything else scans every host.
+    """
+    model = resolved.spec.name
+    load = in_flight or {}
+    need = int(resolved.spec.memory or 0)
+    ready = []
+    for order, view, replica in cluster.ready_replicas(model):
+        if _rejection(view, model, need, exclude):
+            continue
+        if circuit_open is not None and circuit_open((view.name, model)) > 0:
+            continue
+        queued = load.get((view.name, model), 0)
+        ready.append((queued / (queued + 1), order, view.name, replica))
+    if not ready:
+        return _place_by_scan(
+            resolved, cluster, in_flight=load, circuit_open=circuit_open, rng=rng, exclude=exclude
+        )
+    drawn = (rng or random).sample(ready, 2) if len(ready) > 2 else ready
+    _, _, host, replica = min(drawn, key=lambda item: (item[0], item[1]))
+    reason, explanation = _explain(model, host, replica)
+
+    def explain() -> tuple[Candidate, ...]:
+        scanned = _place_by_scan(
+            resolved, cluster, in_flight=load, circuit_open=circuit_open, exclude=exclude
+        )
+        chosen = next(c for c in scanned.candidates if c.host == host)
+        others = [
+            c
+            if c.host != scanned.host
+            else dataclasses.replace(
+                c, rejected_because="not drawn, or busier (power of two choices)"
+            )
+            for c in scanned.candidates
+            if c.host != host
+        ]
+        return (dataclasses.replace(chosen, rejected_because=""), *others)
+
+    return Placement(model, host, replica, reason, explanation, 0.0, explain)
+
+
+def _place_by_scan(
+    resolved: ResolvedModel,
+    cluster: ClusterView,
+    *,
+    in_flight: Mapping[tuple[str, str], int] | None = None,
+    circuit_open: Callable[[tuple[str, str]], float] | None = None,
+    rng: random.Random | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> Placement:
+    """Every host weighed: the cold path, and the explanation of any placement.
 
     Hosts are ranked by the state of the model there (ready, loading, absent,
     failed). Among ready replicas, load decides: two are drawn at random and
@@ -149,9 +208,8 @@ def place(
     ]
     reason, explanation = _explain(model, host, replica)
     expected = 0.0 if reason is RouteReason.RESIDENT else _expected_load_seconds(model, cluster)
-    return Placement(
-        model, host, replica, reason, explanation, expected, (chosen, *others, *rejected)
-    )
+    candidates = (chosen, *others, *rejected)
+    return Placement(model, host, replica, reason, explanation, expected, lambda: candidates)
 
 
 def _rejection(view: HostView, model: str, need: int, exclude: frozenset[str]) -> str:
