@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 
@@ -45,3 +47,16 @@ def translate_transport_errors(target_url: str, idle_timeout_seconds: float) -> 
         raise Unavailable(f"backend {target_url} cut the stream off: {error}") from error
     except httpx.HTTPError as error:
         raise Unavailable(f"backend {target_url} failed: {type(error).__name__}") from error
+
+
+def stream_object(data: str, url: str) -> dict[str, Any]:
+    """One event of a streamed answer (an SSE data field or an NDJSON line) as an object."""
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise Unavailable(f"backend {url} sent a malformed stream chunk") from error
+    if not isinstance(chunk, dict):
+        raise Unavailable(f"backend {url} sent a stream chunk that is not an object")
+    if "error" in chunk:
+        raise Unavailable(f"backend {url} reported an error mid-stream")
+    return chunk

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.http_backend import HttpBackend
-from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
+from warmpath_adapter.http_errors import (
+    error_for_response,
+    stream_object,
+    translate_transport_errors,
+)
 from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
@@ -71,7 +74,7 @@ class OllamaBackend(HttpBackend):
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
-                    chunk = _parse_line(line, url)
+                    chunk = stream_object(line, url)
                     text = _text(chunk, request.is_chat, url)
                     if text:
                         yield TextDelta(text)
@@ -89,18 +92,6 @@ class OllamaBackend(HttpBackend):
                         )
                         return
         raise Unavailable(f"backend {url} ended the stream before it was done")
-
-
-def _parse_line(line: str, url: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise Unavailable(f"backend {url} sent a malformed stream line") from error
-    if not isinstance(chunk, dict):
-        raise Unavailable(f"backend {url} sent a stream line that is not an object")
-    if "error" in chunk:
-        raise Unavailable(f"backend {url} reported an error mid-stream")
-    return chunk
 
 
 def _text(chunk: dict[str, Any], is_chat: bool, url: str) -> str:

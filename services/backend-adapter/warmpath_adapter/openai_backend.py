@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -12,7 +11,11 @@ from httpx_sse import aconnect_sse
 
 from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.http_backend import HttpBackend
-from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
+from warmpath_adapter.http_errors import (
+    error_for_response,
+    stream_object,
+    translate_transport_errors,
+)
 from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
@@ -91,7 +94,7 @@ class OpenAICompatibleBackend(HttpBackend):
                         # cannot go back to the pool, and every request would then
                         # open a new connection to the model server.
                         continue
-                    chunk = _parse_chunk(event.data, url)
+                    chunk = stream_object(event.data, url)
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"], url)
                     for choice in _choices(chunk, url):
@@ -140,18 +143,6 @@ class OpenAICompatibleBackend(HttpBackend):
             logger.warning("could not count prompt tokens at %s: %s", url, type(error).__name__)
             input_tokens = 0
         return Usage(input_tokens=input_tokens, output_tokens=pieces_counted)
-
-
-def _parse_chunk(data: str, url: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError as error:
-        raise Unavailable(f"backend {url} sent a malformed stream chunk") from error
-    if not isinstance(chunk, dict):
-        raise Unavailable(f"backend {url} sent a stream chunk that is not an object")
-    if "error" in chunk:
-        raise Unavailable(f"backend {url} reported an error mid-stream")
-    return chunk
 
 
 def _malformed(url: str, what: str) -> Unavailable:
