@@ -12,7 +12,13 @@ from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import ModelSpec, SimulatedGpu
-from warmpath_common.errors import FailedPrecondition, ModelNotFound, ResourceExhausted, Unavailable
+from warmpath_common.errors import (
+    FailedPrecondition,
+    InvalidRequest,
+    ModelNotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 
 MIB = 1024 * 1024
 
@@ -188,3 +194,12 @@ async def test_a_leased_model_is_neither_evicted_nor_expired_nor_unloaded() -> N
     clock.now += 11  # the lease lapses: nobody renewed it
     outcome = await agent.ensure_loaded("other")
     assert outcome.evicted == ("busy",)
+
+
+@pytest.mark.parametrize("lease", [-1.0, float("nan"), 301.0])
+async def test_a_nonsense_lease_is_refused_and_loads_nothing(lease: float) -> None:
+    driver = FakeDriver()
+    agent = manager(driver, spec("a", 100))
+    with pytest.raises(InvalidRequest, match="lease_seconds must be between 0 and 300"):
+        await agent.ensure_loaded("a", lease_seconds=lease)
+    assert driver.starts == []

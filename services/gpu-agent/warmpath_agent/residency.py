@@ -33,6 +33,7 @@ from warmpath_agent.metrics import AgentMetrics
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import (
     FailedPrecondition,
+    InvalidRequest,
     ModelNotFound,
     ResourceExhausted,
     Unavailable,
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 _MIB = 1024 * 1024
+# A lease longer than this would let a dead router pin a model for too long.
+MAX_LEASE_SECONDS = 300.0
 
 
 class ResidencyState(StrEnum):
@@ -173,6 +176,11 @@ class ResidencyManager:
         """Makes `model` resident. `warm_requests`: requests the caller served from it
         without asking (they count towards its demand, hence its eviction cost).
         `lease_seconds`: the caller has requests in flight on it for that long."""
+        if not 0.0 <= lease_seconds <= MAX_LEASE_SECONDS:  # NaN fails too
+            raise InvalidRequest(
+                f"lease_seconds must be between 0 and {MAX_LEASE_SECONDS:g} "
+                f"(got {lease_seconds:g}); renew a lease rather than take a long one"
+            )
         with _tracer.start_as_current_span(f"ensure_loaded {model}") as span:
             span.set_attribute("warmpath.model", model)
             self._spec(model)
