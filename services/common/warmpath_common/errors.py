@@ -14,6 +14,13 @@
 Domain code raises these; the server interceptor in ``grpc_server`` is the one
 place that turns them into statuses, and the client adapters are the one place
 that turns statuses back into them.
+
+An error may also say that the request provably never reached a model server
+(``not_sent``): refused by the adapter's own admission limits, no connection
+made, or refused outright by the server before it began. Only then may a caller
+run the same request on another replica without risking the work being done
+twice. The mark crosses a gRPC hop as the trailing metadata entry
+``warmpath-not-sent: true`` (`NOT_SENT_METADATA_KEY`); without it, nobody knows.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ class WarmpathError(Exception):
 
     status_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, not_sent: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        # False means "may have reached a model server", the only safe default.
+        self.not_sent = not_sent
 
 
 class InvalidRequest(WarmpathError):
@@ -85,6 +94,12 @@ _BY_CODE: dict[grpc.StatusCode, type[WarmpathError]] = {
 }
 
 
-def error_for_status(code: grpc.StatusCode, message: str) -> WarmpathError:
+# Trailing metadata key (gRPC keys are lower case) that carries `WarmpathError.not_sent`.
+NOT_SENT_METADATA_KEY = "warmpath-not-sent"
+
+
+def error_for_status(
+    code: grpc.StatusCode, message: str, *, not_sent: bool = False
+) -> WarmpathError:
     """The WarmpathError for a status received from a peer (INTERNAL if unmapped)."""
-    return _BY_CODE.get(code, WarmpathError)(message)
+    return _BY_CODE.get(code, WarmpathError)(message, not_sent=not_sent)

@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -18,10 +18,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from warmpath_common.config import TlsSettings
-from warmpath_common.errors import WarmpathError
+from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError
 from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.security import server_credentials
-from warmpath_common.telemetry import server_interceptors
+from warmpath_common.telemetry import activated, end_rpc_span, start_server_span, traced_method
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,22 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 ServicerContext: TypeAlias = Any
 
 
+def _trailing_metadata_for(error: WarmpathError) -> tuple[tuple[str, str], ...]:
+    """What an error's status carries besides code and message: the not-sent mark,
+    which the caller's client restores (see warmpath_common.errors)."""
+    return ((NOT_SENT_METADATA_KEY, "true"),) if error.not_sent else ()
+
+
 async def _abort_for(error: BaseException, context: ServicerContext) -> None:
     if isinstance(error, WarmpathError):
-        await context.abort(error.status_code, error.message)
+        await context.abort(error.status_code, error.message, _trailing_metadata_for(error))
     logger.exception("unhandled error in RPC", exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
 # Calls that stay open for as long as the caller wants: they do not hold up a drain.
 _LONG_LIVED = frozenset({"/grpc.health.v1.Health/Watch", "/warmpath.v1.GpuAgent/WatchState"})
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 class Drain:
@@ -75,43 +82,96 @@ class Drain:
         return True
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns WarmpathError into its status, anything unexpected into INTERNAL.
+class CallGuard(Protocol):
+    """A check that runs before a handler, e.g. authentication (see warmpath_common.security).
 
-    Never lets a raw exception become UNKNOWN with a traceback in its details.
-    Also the drain point: see `Drain`.
+    WarmpathErrors it raises become statuses like any handler's.
     """
 
-    def __init__(self, drain: Drain) -> None:
-        self._drain = drain
-        # A method's handler never changes, so it is wrapped once: wrapping on every
-        # call cost a fifth of a no-op server's throughput (bench/results/findings.md).
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+    def applies_to(self, method: str) -> bool: ...
 
-    async def intercept_service(
+    async def check(self, method: str, context: ServicerContext) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _MethodPlumbing:
+    """Everything Warmpath does around one method's handler, decided once per method."""
+
+    method: str
+    drain: Drain
+    counted: bool
+    """Counted by the drain (long-lived streams are not: they would hold it up forever)."""
+    refusable: bool
+    """Refused while draining (health is not: it must report NOT_SERVING)."""
+    traced: bool
+    guards: tuple[CallGuard, ...]
+    probes: HealthProbeCounter | None
+
+    async def admit(self, request: Any, context: ServicerContext) -> None:
+        if self.refusable and self.drain.draining:
+            # Refused before any handler ran: nothing was sent on, so it is marked not-sent.
+            await _abort_for(
+                Unavailable(
+                    "this server is shutting down; retry on another replica", not_sent=True
+                ),
+                context,
+            )
+        await _refuse_undecodable(request, context)
+        if self.probes is not None:
+            self.probes.count(self.method)
+        for guard in self.guards:
+            await guard.check(self.method, context)
+
+
+class _Registrar:
+    """Stands in for the grpc.aio.Server while services register, and wraps every handler
+    once with Warmpath's plumbing: drain, error mapping, the server span, guards.
+
+    Done at registration rather than in a grpc.aio ServerInterceptor because
+    grpc runs an interceptor chain (coroutines, a handler lookup) on every call,
+    which cost the no-op RPC a quarter of its throughput (bench/results/findings.md).
+    """
+
+    def __init__(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        if self._drain.draining and not method.startswith("/grpc.health.v1.Health/"):
-            return _refusing(method)
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = wrapped
-        return wrapped
+        server: grpc.aio.Server,
+        drain: Drain,
+        guards: Sequence[CallGuard],
+        probes: HealthProbeCounter | None,
+    ) -> None:
+        self._server = server
+        self._drain = drain
+        self._guards = tuple(guards)
+        self._probes = probes
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        drain = None if method in _LONG_LIVED else self._drain
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_WrappedGenericHandler(handler, self.wrap) for handler in handlers)
+        )
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service,
+            {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()},
+        )
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        health_method = method.startswith(_HEALTH_PREFIX)
+        plumbing = _MethodPlumbing(
+            method=method,
+            drain=self._drain,
+            counted=method not in _LONG_LIVED,
+            refusable=not health_method,
+            traced=traced_method(method),
+            guards=tuple(g for g in self._guards if g.applies_to(method)),
+            probes=self._probes if health_method else None,
+        )
         deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, drain),
+                _wrap_unary(handler.unary_unary, plumbing),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -122,11 +182,30 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             behaviour = handler.unary_stream
             wrap = _wrap_stream if inspect.isasyncgenfunction(behaviour) else _wrap_unary
             return grpc.unary_stream_rpc_method_handler(
-                wrap(behaviour, drain),
+                wrap(behaviour, plumbing),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
+        # Streaming requests (only reflection's): no Warmpath RPC takes one.
         return handler
+
+
+class _WrappedGenericHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    def __init__(
+        self,
+        inner: grpc.GenericRpcHandler,
+        wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler],
+    ) -> None:
+        self._inner = inner
+        self._wrap = wrap
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        method = handler_call_details.method
+        if method not in self._wrapped:
+            handler = self._inner.service(handler_call_details)
+            self._wrapped[method] = None if handler is None else self._wrap(method, handler)
+        return self._wrapped[method]
 
 
 @dataclass(frozen=True)
@@ -157,49 +236,74 @@ async def _refuse_undecodable(request: Any, context: ServicerContext) -> None:
         )
 
 
-def _refusing(method: str) -> grpc.RpcMethodHandler:
-    async def refuse(request: Any, context: ServicerContext) -> None:
-        await context.abort(
-            grpc.StatusCode.UNAVAILABLE, "this server is shutting down; retry on another replica"
-        )
-
-    # Every Warmpath RPC takes one message, so a unary handler answers any of them.
-    return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=lambda data: data)
+def _status_of(error: BaseException) -> grpc.StatusCode:
+    return error.status_code if isinstance(error, WarmpathError) else grpc.StatusCode.INTERNAL
 
 
-def _wrap_unary(behaviour: Callable[..., Any], drain: Drain | None) -> Callable[..., Any]:
+def _aborted_with(context: ServicerContext) -> grpc.StatusCode:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _wrap_unary(behaviour: Callable[..., Any], plumbing: _MethodPlumbing) -> Callable[..., Any]:
     async def wrapped(request: Any, context: ServicerContext) -> Any:
-        await _refuse_undecodable(request, context)
-        if drain is not None:
-            drain.enter()
+        span = (
+            start_server_span(plumbing.method, context.invocation_metadata())
+            if plumbing.traced
+            else None
+        )
+        code = grpc.StatusCode.OK
+        if plumbing.counted:
+            plumbing.drain.enter()
         try:
-            return await behaviour(request, context)
-        except (grpc.aio.AbortError, asyncio.CancelledError):
+            with activated(span):
+                await plumbing.admit(request, context)
+                return await behaviour(request, context)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = _aborted_with(context)
             raise
         except Exception as error:
+            code = _status_of(error)
             await _abort_for(error, context)
         finally:
-            if drain is not None:
-                drain.leave()
+            if plumbing.counted:
+                plumbing.drain.leave()
+            end_rpc_span(span, code)
 
     return wrapped
 
 
-def _wrap_stream(behaviour: Callable[..., Any], drain: Drain | None) -> Callable[..., Any]:
+def _wrap_stream(behaviour: Callable[..., Any], plumbing: _MethodPlumbing) -> Callable[..., Any]:
     async def wrapped(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-        await _refuse_undecodable(request, context)
-        if drain is not None:
-            drain.enter()
+        span = (
+            start_server_span(plumbing.method, context.invocation_metadata())
+            if plumbing.traced
+            else None
+        )
+        code = grpc.StatusCode.OK
+        if plumbing.counted:
+            plumbing.drain.enter()
         try:
-            async for response in behaviour(request, context):
-                yield response
-        except (grpc.aio.AbortError, asyncio.CancelledError):
+            with activated(span):
+                await plumbing.admit(request, context)
+                async for response in behaviour(request, context):
+                    yield response
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = _aborted_with(context)
             raise
         except Exception as error:
+            code = _status_of(error)
             await _abort_for(error, context)
         finally:
-            if drain is not None:
-                drain.leave()
+            if plumbing.counted:
+                plumbing.drain.leave()
+            end_rpc_span(span, code)
 
     return wrapped
 
@@ -248,7 +352,7 @@ async def create_server(
     serving: bool = True,
     tls: TlsSettings | None = None,
     section: str = "",
-    guards: Sequence[grpc.aio.ServerInterceptor] = (),
+    guards: Sequence[CallGuard] = (),
 ) -> ServiceServer:
     """Builds and starts a server with error mapping, health and reflection.
 
@@ -257,24 +361,20 @@ async def create_server(
     names = tuple(service_names)
     drain = Drain()
     server = grpc.aio.server(
-        # Tracing outermost, so its span sees the status the error mapper sets.
-        interceptors=[
-            *server_interceptors(),
-            *([HealthProbeCounter(metrics)] if metrics is not None else []),
-            ErrorMappingInterceptor(drain),
-            # Inside the error mapper, so the errors they raise become statuses.
-            *guards,
-        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    register(server)
+    registrar = _Registrar(
+        server, drain, guards, HealthProbeCounter(metrics) if metrics is not None else None
+    )
+    register(registrar)  # forwards to the server what registration uses
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     reflection.enable_server_reflection(
-        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        registrar,
     )
     port = (
         server.add_secure_port(listen, server_credentials(tls, section))
