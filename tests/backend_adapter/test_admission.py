@@ -21,9 +21,10 @@ async def test_runs_up_to_the_limit_queues_a_few_and_refuses_the_rest_at_once() 
     running = [asyncio.create_task(request(n)) for n in range(3)]
     await asyncio.sleep(0.01)
     assert started == [0, 1] and admission.load("b") == (2, 1)
-    with pytest.raises(ResourceExhausted, match="at capacity"):
+    with pytest.raises(ResourceExhausted, match="at capacity") as refused:
         async with admission.admit("b"):
             pass
+    assert refused.value.not_sent, "the model server never saw it: another replica may run it"
     async with asyncio.timeout(1):
         async with admission.admit("other backend"):
             pass  # limits are per backend

@@ -81,3 +81,21 @@ async def test_streams_from_an_ollama_server_over_http() -> None:
     assert ollama.state.bodies[-1]["keep_alive"] == -1, (
         "the agent, not Ollama's timer, owns residency"
     )
+
+
+async def test_a_busy_ollama_refusal_is_marked_not_sent() -> None:
+    # Ollama answers 503 when its queue is full (OLLAMA_MAX_QUEUE), before generating.
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "server busy, please try again"})
+
+    backend = OllamaBackend(httpx.AsyncClient(transport=httpx.MockTransport(busy)), 5)
+    request = GenerationRequest(model="m", prompt="hi", max_tokens=3)
+    with pytest.raises(Unavailable, match="HTTP 503") as caught:
+        _ = [event async for event in backend.stream(request, TARGET)]
+    assert caught.value.not_sent
+
+
+async def test_an_ollama_stream_cut_short_is_not_marked_not_sent() -> None:
+    with pytest.raises(Unavailable) as caught:
+        await run(lines({"response": "He", "done": False}), [])
+    assert not caught.value.not_sent

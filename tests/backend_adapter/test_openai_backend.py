@@ -11,8 +11,15 @@ from prometheus_client import CollectorRegistry
 from warmpath_adapter.backends import BackendDispatcher, BackendTarget
 from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
+from warmpath_cli.mesh import free_port
 from warmpath_common.config import BackendKindName
-from warmpath_common.errors import DeadlineExceeded, InvalidRequest, ResourceExhausted, Unavailable
+from warmpath_common.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ResourceExhausted,
+    Unavailable,
+    WarmpathError,
+)
 from warmpath_common.generation import (
     ChatTurn,
     Completion,
@@ -84,12 +91,23 @@ async def test_malformed_chunk_is_unavailable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error"),
-    [(429, ResourceExhausted), (400, InvalidRequest), (503, Unavailable), (404, Unavailable)],
+    ("status", "error", "not_sent"),
+    [
+        # The server refused without taking the request on (RFC 9110, RFC 6585).
+        (429, ResourceExhausted, True),
+        (503, Unavailable, True),
+        (400, InvalidRequest, False),
+        (404, Unavailable, False),
+        (500, Unavailable, False),
+        (502, Unavailable, False),
+    ],
 )
-async def test_http_errors_map_to_statuses(status: int, error: type[Exception]) -> None:
-    with pytest.raises(error):
+async def test_http_errors_map_to_statuses(
+    status: int, error: type[WarmpathError], not_sent: bool
+) -> None:
+    with pytest.raises(error) as caught:
         await run(responder(b'{"error": "echo of the prompt"}', status=status))
+    assert caught.value.not_sent is not_sent
 
 
 async def test_http_error_message_does_not_quote_the_body() -> None:
@@ -110,8 +128,56 @@ async def test_unreachable_backend_is_unavailable() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    with pytest.raises(Unavailable, match="cannot connect"):
+    with pytest.raises(Unavailable, match="cannot connect") as caught:
         await run(httpx.MockTransport(refuse))
+    assert caught.value.not_sent
+
+
+async def test_a_refused_connection_is_marked_not_sent() -> None:
+    # A real socket with nothing listening: what httpx raises for it is what counts.
+    target = BackendTarget(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m")
+    async with httpx.AsyncClient() as client:
+        events = OpenAICompatibleBackend(client, idle_timeout_seconds=5).stream(CHAT, target)
+        with pytest.raises(Unavailable, match="cannot connect") as caught:
+            _ = [event async for event in events]
+    assert caught.value.not_sent
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.ConnectTimeout("slow handshake"), httpx.PoolTimeout("pool full")]
+)
+async def test_no_connection_in_time_is_marked_not_sent(failure: httpx.TransportError) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    with pytest.raises(Unavailable) as caught:
+        await run(httpx.MockTransport(fail))
+    assert caught.value.not_sent
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ReadError("connection reset"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.WriteError("broken pipe"),
+    ],
+)
+async def test_a_failure_after_the_request_was_written_is_not_marked(
+    failure: httpx.TransportError,
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    with pytest.raises(Unavailable) as caught:
+        await run(httpx.MockTransport(fail))
+    assert not caught.value.not_sent, "the server may have started generating"
+
+
+async def test_a_cut_stream_is_not_marked_not_sent() -> None:
+    with pytest.raises(Unavailable) as caught:
+        await run(responder(sse(delta("He"), done=False)))
+    assert not caught.value.not_sent
 
 
 async def test_dispatcher_rejects_bad_urls_and_unknown_kinds() -> None:

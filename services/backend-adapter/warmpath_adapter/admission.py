@@ -4,6 +4,8 @@ An inference server slows every stream it serves as it takes more; past its
 limit the adapter queues a few more and refuses the rest at once with
 RESOURCE_EXHAUSTED, rather than letting them pile up until deadlines expire.
 A request waiting in the queue gives its place up when its caller leaves.
+A refusal is marked not-sent: the model server never saw the request, so the
+router may try another replica.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class BackendAdmission:
                 raise ResourceExhausted(
                     f"backend {backend} is at capacity ({self._max_running} running, "
                     f"{slots.waiting} waiting; adapter.max_concurrent_per_backend and "
-                    "adapter.max_queued_per_backend); retry later or elsewhere"
+                    "adapter.max_queued_per_backend); retry later or elsewhere",
+                    not_sent=True,
                 )
             slots.waiting += 1
             try:
