@@ -42,15 +42,24 @@ class FakeAgents:
 
 @dataclass
 class FakeAdapters:
-    """Streams `tokens`; `fail_after` chunks of a model's stream, raises its error."""
+    """Streams `tokens`; `fail_after` chunks of a model's stream, raises its error.
+
+    `fail_on_host` fails every stream on a host before its first chunk; `calls`
+    records each stream's (host, model), including those that fail.
+    """
 
     tokens: tuple[str, ...] = ("Hello", " world")
     fail: dict[str, tuple[int, WarmpathError]] = field(default_factory=dict)
+    fail_on_host: dict[str, WarmpathError] = field(default_factory=dict)
     requests: list[tuple[str, GenerationRequest]] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncIterator[TextDelta | Completion]:
+        self.calls.append((host, endpoint.served_model_id))
+        if host in self.fail_on_host:
+            raise self.fail_on_host[host]
         self.requests.append((endpoint.served_model_id, request))
         failure = self.fail.get(endpoint.served_model_id)
         for position, token in enumerate(self.tokens):

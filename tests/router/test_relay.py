@@ -334,3 +334,83 @@ async def test_requests_in_flight_hold_a_lease_that_is_renewed_while_they_last()
     )
     gate.set()
     await running
+
+
+def two_hosts(*models: str) -> ClusterView:
+    view = ClusterView()
+    for name in ("h1", "h2"):
+        view.update(HostView(name, reachable=True, servable=frozenset(models)))
+    return view
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Unavailable("cannot connect to backend", not_sent=True),
+        ResourceExhausted("backend is at capacity", not_sent=True),
+    ],
+)
+async def test_a_failure_that_reached_no_model_server_is_retried_on_another_replica(
+    refusal: Unavailable | ResourceExhausted,
+) -> None:
+    adapters = FakeAdapters(fail_on_host={"h1": refusal})
+    relay = make_relay(FakeAgents(), adapters, two_hosts("primary", "backup"))
+    _, final = await collect(relay, GenerationRequest(model="primary", prompt="hi"))
+    assert (final.route.host, final.route.served_model) == ("h2", "primary")
+    assert final.route.fallback_hops == ()
+    assert adapters.calls == [("h1", "primary"), ("h2", "primary")]
+
+
+async def test_a_failure_that_may_have_reached_the_model_server_is_not_retried_on_a_replica() -> (
+    None
+):
+    # h1's backend accepted the stream and cut it before the first token: it may be
+    # generating still, so the same model is not run again on h2. The fallback, a
+    # model the operator chose for failures, still is.
+    adapters = FakeAdapters(fail_on_host={"h1": Unavailable("cut before the first token")})
+    view = two_hosts("primary")
+    view.update(HostView("h2", reachable=True, servable=frozenset({"primary", "backup"})))
+    relay = make_relay(FakeAgents(), adapters, view)
+    _, final = await collect(relay, GenerationRequest(model="primary", prompt="hi"))
+    assert final.route.served_model == "backup"
+    assert [call for call in adapters.calls if call[1] == "primary"] == [("h1", "primary")], (
+        "h2's primary replica got no request"
+    )
+
+
+async def test_without_a_fallback_a_possibly_sent_failure_is_the_answer() -> None:
+    adapters = FakeAdapters(fail_on_host={"h1": ResourceExhausted("backend said busy mid-way")})
+    relay = make_relay(FakeAgents(), adapters, two_hosts("backup"))
+    with pytest.raises(ResourceExhausted, match="busy mid-way"):
+        await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert adapters.calls == [("h1", "backup")]
+
+
+async def test_not_sent_retries_stop_when_the_budget_is_spent() -> None:
+    adapters = FakeAdapters(
+        fail_on_host={h: Unavailable("refused", not_sent=True) for h in ("h1", "h2")}
+    )
+    relay = Relay(
+        ModelRegistry([PRIMARY, BACKUP], AutoRouting()),
+        two_hosts("backup"),
+        FakeAgents(),
+        adapters,
+        RouterSettings(),
+        RouterMetrics(CollectorRegistry()),
+        retry_budget=RetryBudget(ratio=0.0, floor_per_second=0.0, cap=1.0),
+    )
+    for _ in range(3):
+        with pytest.raises(Unavailable, match="refused"):
+            await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert len(adapters.calls) == 4, "one retry from the budget, then none: 3 requests + 1 retry"
+
+
+async def test_a_not_sent_failure_is_not_retried_past_the_deadline() -> None:
+    adapters = FakeAdapters(fail_on_host={"h1": Unavailable("refused", not_sent=True)})
+    relay = make_relay(FakeAgents(), adapters, two_hosts("backup"))
+    with pytest.raises(Unavailable, match="refused"):
+        async for _ in relay.generate(
+            GenerationRequest(model="backup", prompt="hi"), timeout_seconds=0.5
+        ):
+            pass
+    assert adapters.calls == [("h1", "backup")], "too little time was left for another try"

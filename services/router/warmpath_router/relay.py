@@ -1,13 +1,23 @@
 """Route and Generate: resolve, validate, place, load if needed, relay the stream.
 
-Failure rule, before the first chunk reached the caller only: a retryable
-failure (UNAVAILABLE, RESOURCE_EXHAUSTED) is first retried on another replica
-of the same model, within a retry budget, jittered, inside the deadline; then
-the model's configured fallbacks are tried, those already warm somewhere first,
-each at most once per request (also for a cold load that would outlast the
-deadline). After the first chunk the stream is committed: a failure ends it
-with an error, never a retry. Deterministic errors (INVALID_ARGUMENT,
-NOT_FOUND, PERMISSION_DENIED) are never retried.
+Failure rule, before the first chunk reached the caller only. A retryable
+failure (UNAVAILABLE, RESOURCE_EXHAUSTED) that provably never reached a model
+server is first retried on another replica of the same model, within a retry
+budget, jittered, inside the deadline. Provably: the request had not yet been
+handed to an adapter (placement or load failed), or the error is marked
+not-sent (see warmpath_common.errors: the adapter's admission refused it, no
+connection to the model server or to the adapter itself was made, the model
+server answered 429/503). Any other such failure, e.g. a stream the backend
+accepted and cut before its first token, may have started generation there:
+retrying the same model elsewhere could run it twice, so it is not retried.
+Then the model's configured fallbacks are tried, those already warm somewhere
+first, each at most once per request (also for a cold load that would outlast
+the deadline). A fallback follows either kind of failure: it is another model,
+which the operator chose to try when this one fails, so it may do work the
+failed server also began (at most once per model in the chain, and the caller
+still sees only one answer). After the first chunk the stream is committed: a
+failure ends it with an error, never a retry or a fallback. Deterministic
+errors (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
 """
 
 from __future__ import annotations
@@ -62,7 +72,8 @@ class ColdLoadTooSlow(DeadlineExceeded):
 
 
 class _ReplicaFailed(Exception):
-    """A retryable failure on one host before anything reached the caller."""
+    """A retryable failure on one host that reached neither the caller nor a model
+    server, so another replica may serve the request."""
 
     def __init__(self, host: str, error: WarmpathError) -> None:
         super().__init__(error.message)
@@ -359,8 +370,9 @@ class Relay:
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
 
-        A retryable failure before the first chunk is raised as _ReplicaFailed,
-        naming the host, so the caller can try another replica.
+        A retryable failure before the first chunk that provably reached no model
+        server is raised as _ReplicaFailed, naming the host, so the caller can try
+        another replica; one that may have reached it is raised as it is.
         """
         attempt_resolved = self._as_resolved(resolved, spec)
         with _tracer.start_as_current_span(f"route {spec.name}") as route_span:
@@ -378,6 +390,7 @@ class Relay:
         key = (placement.host, spec.name)
         self._in_flight[key] += 1
         sent_anything = False
+        handed_to_adapter = False
         try:
             with _tracer.start_as_current_span(f"load {spec.name}") as load_span:
                 load = await self._ensure_loaded(placement, deadline)
@@ -393,6 +406,7 @@ class Relay:
             stream = self._adapters.generate(
                 placement.host, load.endpoint, outbound, self._remaining(deadline)
             )
+            handed_to_adapter = True
             async for event in stream:
                 sent_anything = True
                 if isinstance(event, TextDelta):
@@ -422,7 +436,7 @@ class Relay:
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
         except (Unavailable, ResourceExhausted) as error:
             self._breakers.record_failure(key, self._clock())
-            if sent_anything:
+            if sent_anything or (handed_to_adapter and not error.not_sent):
                 raise
             raise _ReplicaFailed(placement.host, error) from error
         finally:
