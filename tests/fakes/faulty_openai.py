@@ -8,10 +8,15 @@ The model name in a request picks the behaviour:
   "garbled"                one chunk, then a complete event whose JSON is broken
   "keepalive"              a whole answer, chunked, on a connection kept open for the next
                            request (`connections` counts the connections seen)
+  "cut-early"              the stream's headers, then the connection is dropped before any
+                           chunk: accepted, then cut before the first token
+  "busy"                   503 with Retry-After: refused before generating
+  "hang"                   no answer at all, until the client hangs up
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -52,6 +57,19 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "keepalive":
             self._chunked_answer(chat)
             return
+        if mode == "busy":
+            self.send_response(503)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "hang":
+            # Returns when the client hangs up (recv gives b""), so no thread outlives it.
+            self.connection.settimeout(30)
+            with contextlib.suppress(OSError):
+                self.connection.recv(1)
+            self.close_connection = True
+            return
 
         def chunk(text: str | None = None, finish: str | None = None) -> bytes:
             return _chunk(chat, text, finish)
@@ -71,6 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
             write(b"data: [DONE]\n\n")
         elif mode == "cut":
             write(chunk("one") + chunk(" two"))
+            self.wfile.flush()
+            self.connection.shutdown(2)
+        elif mode == "cut-early":
             self.wfile.flush()
             self.connection.shutdown(2)
         elif mode == "stall":

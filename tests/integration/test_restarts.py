@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -15,8 +16,14 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import GEMMA
+from tests.fakes.faulty_openai import FaultyOpenAI
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import free_port, wait_serving
+from warmpath_common.config import BackendKindName, HostSpec
+from warmpath_common.errors import Unavailable
+from warmpath_common.generation import GenerationRequest
+from warmpath_router.clients import AdapterClient, HostChannels
+from warmpath_router.cluster import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +161,40 @@ def test_a_restarted_router_rebuilds_its_view_from_the_agents(cluster: TwoHosts)
     with grpc.insecure_channel(cluster.addresses["router"]) as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest()).status
     assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_an_adapter_killed_mid_call_may_have_sent_one_never_reached_has_not(
+    tmp_path: Path,
+) -> None:
+    """The router's client tells the two apart: only the second may go to another replica."""
+    hosts = TwoHosts(tmp_path)
+    address = hosts.addresses["adapter-a"]
+    channels = HostChannels((HostSpec(name="a", agent=address, adapter=address),))
+    adapters = AdapterClient(channels)
+
+    async def generate_through_adapter(url: str) -> None:
+        request = GenerationRequest(model="hang", prompt="hi", max_tokens=2)
+        async for _ in adapters.generate(
+            "a", Endpoint(BackendKindName.VLLM, url, "hang"), request, 30
+        ):
+            pass
+
+    with FaultyOpenAI() as backend:
+        # Off the loop: start() waits for the adapter with a loop of its own.
+        await asyncio.to_thread(hosts.start, "adapter-a")
+        try:
+            call = asyncio.ensure_future(generate_through_adapter(backend.url))
+            async with asyncio.timeout(30):
+                while "hang" not in backend.requests_seen:
+                    await asyncio.sleep(0.05)
+            hosts.kill("adapter-a")  # the model server has the request: it may be generating
+            with pytest.raises(Unavailable) as mid_call:
+                await call
+            assert not mid_call.value.not_sent, mid_call.value.message
+            with pytest.raises(Unavailable) as refused:
+                await generate_through_adapter(backend.url)
+            assert refused.value.not_sent, refused.value.message
+            assert backend.requests_seen == ["hang"], "the second call reached no model server"
+        finally:
+            hosts.stop_all()
+            await channels.close()

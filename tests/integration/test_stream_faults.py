@@ -16,6 +16,11 @@ from tests.conftest import GEMMA
 from tests.fakes.faulty_openai import FaultyOpenAI
 from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc, generate_pb2, gpu_agent_pb2
 from warmpath_cli.mesh import free_port, wait_serving
+from warmpath_common.config import BackendKindName, HostSpec
+from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError
+from warmpath_common.generation import GenerationRequest
+from warmpath_router.clients import AdapterClient, HostChannels
+from warmpath_router.cluster import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +122,56 @@ def test_connections_to_the_model_server_are_reused(adapter: str, backend: Fault
         _, final, error = stream(adapter, backend.url, "keepalive")
         assert error is None and final is not None
     assert len(backend.connections) == 1, "each request opened a new connection"
+
+
+async def router_side_error(adapter: str, url: str, mode: str) -> WarmpathError:
+    """The error the router's own client raises for a Generate through `adapter`."""
+    channels = HostChannels((HostSpec(name="h", agent=adapter, adapter=adapter),))
+    try:
+        events = AdapterClient(channels).generate(
+            "h",
+            Endpoint(BackendKindName.VLLM, url, mode),
+            GenerationRequest(model=mode, prompt="hi", max_tokens=8),
+            30,
+        )
+        with pytest.raises(WarmpathError) as caught:
+            async for _ in events:
+                pass
+    finally:
+        await channels.close()
+    return caught.value
+
+
+def test_a_refused_model_server_connection_is_marked_not_sent_on_the_wire(adapter: str) -> None:
+    _, _, error = stream(adapter, f"http://127.0.0.1:{free_port()}", "ok-stop")
+    assert error is not None
+    assert (NOT_SENT_METADATA_KEY, "true") in tuple(error.trailing_metadata())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("mode", "not_sent"),
+    [
+        ("busy", True),  # the model server refused it (503) before generating
+        ("cut-early", False),  # accepted, then cut before the first token
+        ("cut", False),  # cut after two chunks
+    ],
+)
+async def test_the_not_sent_mark_survives_the_hop_to_the_router(
+    adapter: str, backend: FaultyOpenAI, mode: str, not_sent: bool
+) -> None:
+    error = await router_side_error(adapter, backend.url, mode)
+    assert isinstance(error, Unavailable)
+    assert error.not_sent is not_sent, error.message
+    assert mode in backend.requests_seen
+
+
+async def test_a_refused_connection_to_the_model_server_is_not_sent_at_the_router(
+    adapter: str,
+) -> None:
+    error = await router_side_error(adapter, f"http://127.0.0.1:{free_port()}", "ok-stop")
+    assert isinstance(error, Unavailable) and error.not_sent, error.message
+
+
+async def test_an_adapter_nobody_listens_for_is_not_sent_at_the_router() -> None:
+    error = await router_side_error(f"127.0.0.1:{free_port()}", "http://127.0.0.1:1", "ok-stop")
+    assert isinstance(error, Unavailable) and error.not_sent, error.message

@@ -26,7 +26,12 @@ from warmpath_common.convert import (
     event_from_proto,
     request_to_proto,
 )
-from warmpath_common.errors import ModelNotFound, Unavailable, error_for_status
+from warmpath_common.errors import (
+    NOT_SENT_METADATA_KEY,
+    ModelNotFound,
+    Unavailable,
+    error_for_status,
+)
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
 from warmpath_common.telemetry import client_interceptors
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
@@ -45,6 +50,31 @@ _REPLICA_STATE = {
 }
 
 
+# How grpc's client channel fails a call whose load-balancing pick found no connected
+# address (every connect attempt, TLS handshake included, failed) or whose target did
+# not resolve. Such a call was never bound to a connection, so the peer cannot have
+# seen it. grpc exposes no structured flag for this, and neither initial metadata
+# (empty also when a peer dies mid-call) nor the channel's state afterwards (a peer
+# that died mid-call leaves it failing too) can tell the two apart; these messages
+# have been stable in grpc core for years. If one changed, such failures would just
+# count as possibly sent: a lost retry, never a duplicated request.
+_NEVER_CONNECTED = (
+    "failed to connect to all addresses",
+    "errors resolving ",
+    "DNS resolution failed",
+)
+
+
+def _not_sent(error: grpc.aio.AioRpcError) -> bool:
+    """True when the call provably never reached a model server: the peer said so
+    (see warmpath_common.errors), or the peer itself was never reached."""
+    trailing = error.trailing_metadata()
+    if trailing is not None and trailing.get(NOT_SENT_METADATA_KEY) == "true":
+        return True
+    details = error.details() or ""
+    return error.code() is grpc.StatusCode.UNAVAILABLE and details.startswith(_NEVER_CONNECTED)
+
+
 @contextlib.contextmanager
 def translate_rpc_errors(peer: str) -> Iterator[None]:
     try:
@@ -54,7 +84,7 @@ def translate_rpc_errors(peer: str) -> Iterator[None]:
         details = error.details() or code.name
         if code is grpc.StatusCode.UNAVAILABLE:
             details = f"{peer} is unavailable: {details}"
-        raise error_for_status(code, details) from error
+        raise error_for_status(code, details, not_sent=_not_sent(error)) from error
 
 
 def _endpoint(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:
