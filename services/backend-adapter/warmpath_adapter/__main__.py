@@ -27,7 +27,7 @@ from warmpath_common.config import (
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
-from warmpath_common.security import PeerIdentityInterceptor
+from warmpath_common.security import PeerIdentityGuard
 from warmpath_common.telemetry import TraceContentPolicy
 
 SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
@@ -66,7 +66,7 @@ async def serve(
             # Only the router may send work to model servers: nothing bypasses routing.
             guards=(
                 [
-                    PeerIdentityInterceptor(
+                    PeerIdentityGuard(
                         security.router_identities, ["/warmpath.v1.BackendAdapter/Generate"]
                     )
                 ]

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import grpc
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -38,23 +35,21 @@ def serve_metrics(listen: str, registry: CollectorRegistry) -> None:
     logger.info("metrics on http://%s/metrics", listen)
 
 
-class HealthProbeCounter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class HealthProbeCounter:
     """Counts health probes, so an operator can see who probes how often."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._probes = Counter(
+        probes = Counter(
             "warmpath_health_probes",
             "gRPC health-check calls received.",
             ["method"],
             registry=registry,
         )
+        self._by_method = {
+            method: probes.labels(method.rsplit("/", 1)[1]) for method in _HEALTH_METHODS
+        }
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[Any], Awaitable[Any]],
-        handler_call_details: Any,
-    ) -> Any:
-        method = handler_call_details.method
-        if method in _HEALTH_METHODS:
-            self._probes.labels(method.rsplit("/", 1)[1]).inc()
-        return await continuation(handler_call_details)
+    def count(self, method: str) -> None:
+        probe = self._by_method.get(method)
+        if probe is not None:
+            probe.inc()

@@ -14,8 +14,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,7 @@ _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 
 
 def current_caller() -> Caller | None:
-    """The caller the token interceptor authenticated for this call, if any."""
+    """The caller the token guard authenticated for this call, if any."""
     return _current_caller.get()
 
 
@@ -75,50 +74,7 @@ def channel_credentials(tls: TlsSettings, section: str) -> grpc.ChannelCredentia
     )
 
 
-Check = Callable[[Any], Awaitable[None]]
-
-
-def _guarded(handler: Any, check: Check) -> Any:
-    """`handler` with `check(context)` run first; WarmpathErrors it raises are mapped
-    to statuses by the error-mapping interceptor outside."""
-    if handler.unary_unary is not None:
-        behaviour = handler.unary_unary
-
-        async def unary(request: Any, context: Any) -> Any:
-            await check(context)
-            return await behaviour(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.unary_stream is not None:
-        stream_behaviour = handler.unary_stream
-        if inspect.isasyncgenfunction(stream_behaviour):
-
-            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                await check(context)
-                async for response in stream_behaviour(request, context):
-                    yield response
-
-            wrapped: Any = stream
-        else:
-
-            async def writer(request: Any, context: Any) -> None:
-                await check(context)
-                await stream_behaviour(request, context)
-
-            wrapped = writer
-        return grpc.unary_stream_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return handler
-
-
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class BearerTokenGuard:
     """Requires a known bearer token on every call to the methods under `prefix`."""
 
     def __init__(self, tokens: Iterable[CallerToken], prefix: str) -> None:
@@ -127,15 +83,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         ]
         self._prefix = prefix
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(self._prefix):
-            return handler
+    def applies_to(self, method: str) -> bool:
+        return method.startswith(self._prefix)
 
-        async def authenticate(context: Any) -> None:
-            _current_caller.set(self._caller(dict(context.invocation_metadata() or ())))
-
-        return _guarded(handler, authenticate)
+    async def check(self, method: str, context: Any) -> None:
+        _current_caller.set(self._caller(dict(context.invocation_metadata() or ())))
 
     def _caller(self, metadata: dict[str, Any]) -> Caller:
         header = str(metadata.get("authorization", ""))
@@ -155,31 +107,26 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return found
 
 
-class PeerIdentityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class PeerIdentityGuard:
     """Only clients whose certificate names an allowed identity may call `methods`."""
 
     def __init__(self, allowed: Iterable[str], methods: Iterable[str]) -> None:
         self._allowed = frozenset(allowed)
         self._methods = frozenset(methods)
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        if handler is None or details.method not in self._methods:
-            return handler
-        method = details.method.rsplit("/", 1)[1]
+    def applies_to(self, method: str) -> bool:
+        return method in self._methods
 
-        async def authorize(context: Any) -> None:
-            auth = context.auth_context() or {}
-            names = {
-                value.decode(errors="replace")
-                for key in ("x509_common_name", "x509_subject_alternative_name")
-                for value in auth.get(key, ())
-            }
-            if not names & self._allowed:
-                raise PermissionDenied(
-                    f"{method} is only for the router (certificate names "
-                    f"{', '.join(sorted(self._allowed))}); this client presented "
-                    f"{', '.join(sorted(names)) or 'no certificate'}"
-                )
-
-        return _guarded(handler, authorize)
+    async def check(self, method: str, context: Any) -> None:
+        auth = context.auth_context() or {}
+        names = {
+            value.decode(errors="replace")
+            for key in ("x509_common_name", "x509_subject_alternative_name")
+            for value in auth.get(key, ())
+        }
+        if not names & self._allowed:
+            raise PermissionDenied(
+                f"{method.rsplit('/', 1)[1]} is only for the router (certificate names "
+                f"{', '.join(sorted(self._allowed))}); this client presented "
+                f"{', '.join(sorted(names)) or 'no certificate'}"
+            )

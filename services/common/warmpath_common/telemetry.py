@@ -17,18 +17,21 @@ Prompt and completion text are never recorded unless the operator opts in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import trace
+import grpc
+from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.instrumentation.grpc.filters import any_of, method_name, negate, service_name
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from warmpath_common.generation import GenerationRequest
@@ -51,8 +54,28 @@ GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
 
 # Long-lived or high-frequency RPCs whose spans would only be noise: health
-# probes and the agents' never-ending state streams.
+# probes, reflection and the agents' never-ending state streams.
 _UNTRACED = negate(any_of(service_name("grpc.health.v1.Health"), method_name("WatchState")))
+_UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_UNTRACED_METHODS = frozenset({"/warmpath.v1.GpuAgent/WatchState"})
+# Read-only RPCs (explain a route, list models, read state) answer what they
+# decided in the reply itself and may be called at high rates by dashboards:
+# they join a caller's trace but never start one of their own.
+_TRACED_ONLY_IN_CALLERS_TRACE = frozenset(
+    {
+        "/warmpath.v1.Router/Route",
+        "/warmpath.v1.Router/ListModels",
+        "/warmpath.v1.GpuAgent/GetState",
+    }
+)
+
+# RPC semantic convention attribute names.
+RPC_SYSTEM = "rpc.system"
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
+RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+
+_tracer = trace.get_tracer("warmpath.grpc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +104,50 @@ def setup_tracing(default_service_name: str, environ: Mapping[str, str]) -> Trac
     return provider
 
 
-def server_interceptors() -> list[Any]:
-    """The tracing interceptor for a grpc.aio server (goes before the error mapper)."""
-    return [aio_server_interceptor(filter_=_UNTRACED)]  # type: ignore[no-untyped-call]
+def traced_method(method: str) -> bool:
+    """Whether a server opens a span for `method` (a "/package.Service/Method" path)."""
+    return not method.startswith(_UNTRACED_PREFIXES) and method not in _UNTRACED_METHODS
+
+
+def start_server_span(method: str, metadata: Sequence[tuple[str, Any]] | None) -> Span | None:
+    """The SERVER span for one incoming call, continuing the caller's W3C trace context;
+    None for a read-only RPC whose caller is not tracing.
+
+    Opened by Warmpath's own server plumbing (warmpath_common.grpc_server) rather
+    than opentelemetry-instrumentation-grpc's interceptor, which cost a no-op RPC
+    a third of its throughput; names and attributes follow the same RPC
+    conventions (span name is the method path, as that instrumentation names it).
+    """
+    carrier = dict(metadata) if metadata else {}
+    if "traceparent" in carrier:
+        parent = propagate.extract(carrier)
+    elif method in _TRACED_ONLY_IN_CALLERS_TRACE:
+        return None
+    else:
+        parent = None
+    service, _, name = method[1:].rpartition("/")
+    return _tracer.start_span(
+        method,
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={RPC_SYSTEM: "grpc", RPC_SERVICE: service, RPC_METHOD: name},
+    )
+
+
+def end_rpc_span(span: Span | None, code: grpc.StatusCode) -> None:
+    if span is None:
+        return
+    span.set_attribute(RPC_GRPC_STATUS_CODE, code.value[0])
+    if code is not grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, code.name))
+    span.end()
+
+
+def activated(span: Span | None) -> contextlib.AbstractContextManager[object]:
+    """Makes `span` current (without ending it on exit); a no-op for None."""
+    if span is None:
+        return contextlib.nullcontext()
+    return trace.use_span(span, record_exception=False, set_status_on_exception=False)
 
 
 def client_interceptors() -> list[Any]:

@@ -41,7 +41,7 @@ from warmpath_common.config import (
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
-from warmpath_common.security import PeerIdentityInterceptor
+from warmpath_common.security import PeerIdentityGuard
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             section="agent",
             guards=(
                 [
-                    PeerIdentityInterceptor(
+                    PeerIdentityGuard(
                         config.security.router_identities,
                         ["/warmpath.v1.GpuAgent/EnsureLoaded", "/warmpath.v1.GpuAgent/Unload"],
                     )

@@ -18,7 +18,7 @@ from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, 
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
-from warmpath_common.security import BearerTokenInterceptor, channel_credentials
+from warmpath_common.security import BearerTokenGuard, channel_credentials
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
 from warmpath_router.metrics import RouterMetrics
@@ -64,7 +64,7 @@ async def serve(
         tls=settings.tls,
         section="router",
         guards=(
-            [BearerTokenInterceptor(config.security.tokens, "/warmpath.v1.Router/")]
+            [BearerTokenGuard(config.security.tokens, "/warmpath.v1.Router/")]
             if config.security.enabled
             else []
         ),
