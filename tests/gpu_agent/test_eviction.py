@@ -3,12 +3,14 @@ from __future__ import annotations
 import pytest
 
 from warmpath_agent.eviction import (
+    ASSUMED_START_SECONDS,
     DemandTracker,
     GpuRoom,
     NoRoom,
     PlacementPlan,
     ResidentModel,
     choose_victims,
+    estimated_load_seconds,
     plan_placement,
 )
 
@@ -81,7 +83,56 @@ def test_placement_prefers_free_room_then_the_cheapest_gpu() -> None:
 def test_no_room_reports_free_and_freeable() -> None:
     gpus = [GpuRoom(0, 1 * GB, (resident("pinned", 10, pinned=True), resident("x", 2)))]
     plan = plan_placement(gpus, 8 * GB, NOW, 0)
-    assert plan == NoRoom(0, 1 * GB, 2 * GB)
+    assert plan == NoRoom(0, 1 * GB, 2 * GB, waitable_bytes=0, need_bytes=8 * GB)
+    assert not plan.fits_after_waiting, "only a pinned model stands in the way"
+
+
+def test_no_room_yet_counts_busy_and_young_models_as_room_to_wait_for() -> None:
+    residents = (
+        resident("pinned", 4, pinned=True),
+        resident("busy", 3, in_use=True),
+        resident("young", 2, since=NOW - 5),
+        resident("idle", 1),
+    )
+    plan = plan_placement([GpuRoom(0, 1 * GB, residents)], 6 * GB, NOW, 60)
+    assert plan == NoRoom(0, 1 * GB, 1 * GB, waitable_bytes=5 * GB, need_bytes=6 * GB)
+    assert plan.fits_after_waiting
+    too_big = plan_placement([GpuRoom(0, 1 * GB, residents)], 8 * GB, NOW, 60)
+    assert isinstance(too_big, NoRoom) and not too_big.fits_after_waiting
+
+
+def test_no_room_names_the_gpu_that_comes_closest_after_waiting() -> None:
+    gpus = [
+        GpuRoom(0, 2 * GB, (resident("pinned", 8, pinned=True),)),
+        GpuRoom(1, 1 * GB, (resident("busy", 8, in_use=True),)),
+    ]
+    plan = plan_placement(gpus, 6 * GB, NOW, 0)
+    assert isinstance(plan, NoRoom) and plan.gpu_index == 1 and plan.fits_after_waiting
+
+
+def test_a_young_cheap_victim_is_worth_waiting_for_rather_than_a_hot_one_now() -> None:
+    hot = resident("hot", 8, load=30, demand=20)
+    young_one_off = resident("one-off", 8, load=10, demand=0.1, since=NOW - 4)
+    plan = plan_placement([GpuRoom(0, 0, (hot, young_one_off))], 6 * GB, NOW, 10)
+    assert isinstance(plan, PlacementPlan)
+    assert names(plan.victims) == {"hot"}, "what a caller that cannot wait must evict"
+    assert plan.cheaper_in_seconds == pytest.approx(6)
+    later = plan_placement([GpuRoom(0, 0, (hot, young_one_off))], 6 * GB, NOW + 6, 10)
+    assert isinstance(later, PlacementPlan)
+    assert names(later.victims) == {"one-off"} and later.cheaper_in_seconds == 0
+
+
+def test_no_waiting_suggested_when_the_young_model_is_the_costlier() -> None:
+    idle = resident("idle", 8, load=10, demand=0.1)
+    young_hot = resident("young-hot", 8, load=30, demand=20, since=NOW - 4)
+    plan = plan_placement([GpuRoom(0, 0, (idle, young_hot))], 6 * GB, NOW, 10)
+    assert plan == PlacementPlan(0, (idle,))
+
+
+def test_a_model_never_timed_here_is_assumed_slow_to_reload_in_proportion_to_size() -> None:
+    assert estimated_load_seconds(0) == ASSUMED_START_SECONDS
+    assert estimated_load_seconds(10 * GB) == pytest.approx(ASSUMED_START_SECONDS + 20)
+    assert estimated_load_seconds(10 * GB) > estimated_load_seconds(1 * GB)
 
 
 def test_demand_decays_with_its_half_life() -> None:

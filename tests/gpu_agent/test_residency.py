@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.drivers import FakeDriver
+from warmpath_agent.eviction import estimated_load_seconds
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager, ResidencyState
@@ -38,7 +41,11 @@ class Clock:
 
 
 def manager(
-    driver: FakeDriver, *specs: ModelSpec, gpu_mib: int = 1000, clock: Clock | None = None
+    driver: FakeDriver,
+    *specs: ModelSpec,
+    gpu_mib: int = 1000,
+    clock: Callable[[], float] | None = None,
+    min_residency_seconds: float = 0.0,
 ) -> ResidencyManager:
     book = MemoryBook()
     return ResidencyManager(
@@ -49,6 +56,7 @@ def manager(
         book=book,
         estimate_bytes=lambda s: int(s.memory or 0),
         metrics=AgentMetrics(CollectorRegistry()),
+        min_residency_seconds=min_residency_seconds,
         clock=clock or Clock(),
     )
 
@@ -118,6 +126,7 @@ async def test_no_room_is_resource_exhausted_with_the_figures() -> None:
         await agent.ensure_loaded("big")
     assert "needs 500 MiB" in caught.value.message
     assert "200 MiB free and 0 MiB freeable" in caught.value.message
+    assert "waiting cannot help" in caught.value.message
 
 
 async def test_failed_load_is_reported_and_retried_next_time() -> None:
@@ -188,7 +197,7 @@ async def test_a_leased_model_is_neither_evicted_nor_expired_nor_unloaded() -> N
     await agent.expire_idle()
     assert [r.model for r in (await agent.state()).models] == ["busy"], "not expired while leased"
     with pytest.raises(ResourceExhausted, match="0 MiB freeable"):
-        await agent.ensure_loaded("other")
+        await agent.ensure_loaded("other")  # and no time to wait for the lease to end
     with pytest.raises(FailedPrecondition, match="requests in flight"):
         await agent.unload("busy", force=False)
     clock.now += 11  # the lease lapses: nobody renewed it
@@ -203,3 +212,120 @@ async def test_a_nonsense_lease_is_refused_and_loads_nothing(lease: float) -> No
     with pytest.raises(InvalidRequest, match="lease_seconds must be between 0 and 300"):
         await agent.ensure_loaded("a", lease_seconds=lease)
     assert driver.starts == []
+
+
+# Waiting for room. Timed waits run on the real clock, scaled down to tenths of a second.
+
+
+def _deadline_leaving(seconds: float, memory_mib: int) -> float:
+    """A deadline that leaves `seconds` to wait once the load (as the agent expects it
+    to take for a model never timed here) and the answer margin are set aside."""
+    return seconds + estimated_load_seconds(memory_mib * MIB) + 1.0
+
+
+async def test_a_model_that_does_not_fit_yet_waits_for_a_lease_to_end() -> None:
+    agent = manager(FakeDriver(), spec("busy", 600), spec("other", 600), clock=time.time)
+    await agent.ensure_loaded("busy", lease_seconds=0.3)
+    started = time.monotonic()
+    outcome = await agent.ensure_loaded("other", deadline_seconds=30)
+    assert outcome.evicted == ("busy",)
+    assert 0.25 <= time.monotonic() - started < 5
+    assert outcome.cold_start and outcome.waited_seconds >= 0.25
+
+
+async def test_a_model_that_does_not_fit_yet_waits_for_min_residency() -> None:
+    agent = manager(
+        FakeDriver(), spec("young", 600), spec("other", 600), clock=time.time,
+        min_residency_seconds=0.3,
+    )  # fmt: skip
+    await agent.ensure_loaded("young")
+    outcome = await agent.ensure_loaded("other", deadline_seconds=30)
+    assert outcome.evicted == ("young",)
+    assert outcome.waited_seconds >= 0.25
+
+
+async def test_waiting_for_room_is_single_flight_and_blocks_no_resident_model() -> None:
+    gate = asyncio.Event()
+    driver = FakeDriver()
+    agent = manager(driver, spec("resident", 200), spec("loading", 600), spec("waiting", 600))
+    await agent.ensure_loaded("resident")
+    driver.release = gate
+    loading = asyncio.create_task(agent.ensure_loaded("loading"))
+    await asyncio.sleep(0.01)
+    driver.release = None
+    waiters = [asyncio.create_task(agent.ensure_loaded("waiting", deadline_seconds=60))]
+    waiters.append(asyncio.create_task(agent.ensure_loaded("waiting", deadline_seconds=60)))
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiters), "no room until the load in progress ends"
+    warm = await asyncio.wait_for(agent.ensure_loaded("resident"), 1.0)
+    assert not warm.cold_start
+    gate.set()  # the load ends: its model becomes evictable (min_residency 0, no lease)
+    await loading
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiters), 5.0)
+    assert driver.starts.count("waiting") == 1
+    assert all(o.residency.state is ResidencyState.READY for o in outcomes)
+    assert "loading" in outcomes[0].evicted
+
+
+async def test_waiting_ends_with_the_figures_when_the_deadline_leaves_no_time() -> None:
+    agent = manager(FakeDriver(), spec("busy", 600), spec("other", 600), clock=time.time)
+    await agent.ensure_loaded("busy", lease_seconds=300)
+    started = time.monotonic()
+    with pytest.raises(ResourceExhausted) as caught:
+        await agent.ensure_loaded("other", deadline_seconds=_deadline_leaving(0.2, 600))
+    assert 0.15 <= time.monotonic() - started < 2
+    assert "400 MiB free and 0 MiB freeable" in caught.value.message
+    assert "600 MiB held by unpinned models that are busy" in caught.value.message
+    assert "waited 0.2 s for room" in caught.value.message
+
+
+async def test_no_waiting_when_only_pinned_models_stand_in_the_way() -> None:
+    agent = manager(FakeDriver(), spec("pinned", 800, pinned=True), spec("big", 500))
+    await agent.ensure_loaded("pinned")
+    started = time.monotonic()
+    with pytest.raises(ResourceExhausted, match="waiting cannot help"):
+        await agent.ensure_loaded("big", deadline_seconds=60)
+    assert time.monotonic() - started < 1
+
+
+async def test_a_one_off_waits_for_a_young_cheap_victim_rather_than_evict_a_hot_model() -> None:
+    def hot_young_and_one_off() -> tuple[ResidencyManager, FakeDriver]:
+        driver = FakeDriver()
+        agent = manager(
+            driver, spec("hot", 400), spec("young", 400), spec("one-off", 400),
+            clock=time.time, min_residency_seconds=0.3,
+        )  # fmt: skip
+        return agent, driver
+
+    agent, _ = hot_young_and_one_off()
+    await agent.ensure_loaded("hot")
+    await asyncio.sleep(0.3)
+    await agent.ensure_loaded("hot", warm_requests=50)
+    await agent.ensure_loaded("young")
+    patient = await agent.ensure_loaded("one-off", deadline_seconds=30)
+    assert patient.evicted == ("young",) and patient.waited_seconds >= 0.2
+
+    agent, _ = hot_young_and_one_off()
+    await agent.ensure_loaded("hot")
+    await asyncio.sleep(0.3)
+    await agent.ensure_loaded("hot", warm_requests=50)
+    await agent.ensure_loaded("young")
+    hurried = await agent.ensure_loaded("one-off", deadline_seconds=0)
+    assert hurried.evicted == ("hot",), "with no time to wait, the costlier plan goes ahead"
+
+
+async def test_an_adopted_model_is_not_free_to_evict() -> None:
+    clock = Clock()
+    driver = FakeDriver()
+    agent = manager(driver, spec("adopted", 400), spec("fresh", 400), spec("third", 400),
+                    clock=clock)  # fmt: skip
+    gpu = (await agent.state()).gpus[0]
+    running = await driver.start(spec("adopted", 400), gpu)  # by the agent before a restart
+    assert await agent.adopt([(running, gpu.uuid)]) == ["adopted"]
+    await agent.ensure_loaded("adopted")  # one request each: the same demand
+    clock.now += 1
+    await agent.ensure_loaded("fresh")  # timed: its load took next to nothing
+    clock.now += 1
+    outcome = await agent.ensure_loaded("third")
+    # Taken as costing nothing to reload, the adopted model (used less recently) would go.
+    assert outcome.evicted == ("fresh",)

@@ -411,7 +411,7 @@ class AgentSettings(_Strict):
     """WatchState sends a heartbeat after this long without a change."""
     min_residency_seconds: float = Field(default=10.0, ge=0)
     """A model resident for less than this is never evicted, so bursts cannot thrash; longer
-    trades cold loads for refused requests under memory pressure (bench/RESULTS.md)."""
+    trades cold loads for longer waits for room under memory pressure (bench/RESULTS.md)."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight calls may take to finish."""
     metrics_listen: str | None = None

@@ -14,16 +14,27 @@ reload cost of what it evicts:
     reload_cost(model) = load_seconds(model) * demand_per_minute(model)
 
 i.e. the load-seconds per minute the cluster should expect to spend bringing
-the model back. Victims are taken greedily by cost per byte freed (ties: least
-recently used first), then any victim not needed to cover the shortfall is
-put back, the costliest first.
+the model back. load_seconds is the model's last measured load on this host
+(estimated from its size for a model never loaded here, see
+estimated_load_seconds); demand_per_minute is its request rate, exponentially
+decayed with a 5-minute half-life (DemandTracker), which forgets a one-off
+request within minutes but remembers a model used every few minutes. Victims
+are taken greedily by cost per byte freed (ties: least recently used first),
+then any victim not needed to cover the shortfall is put back, the costliest
+first; the GPU whose victims cost least wins.
+
+Waiting beats a costlier eviction: when the cheapest victims are protected
+only by min_residency for a few more seconds, the plan says so
+(PlacementPlan.cheaper_in_seconds) and a caller that can wait that long waits
+and plans again, rather than evicting a hot model for a one-off request
+(bench/results/placement.md measures what this and the rest are worth).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,10 @@ class GpuRoom:
 class PlacementPlan:
     gpu_index: int
     victims: tuple[ResidentModel, ...]
+    cheaper_in_seconds: float = 0.0
+    """When positive: a cheaper plan becomes possible this much later, once residents
+    now protected only by min_residency age past it. A caller that can wait that long
+    should, and plan again; one that cannot goes ahead with this plan."""
 
     @property
     def cost(self) -> float:
@@ -62,11 +77,35 @@ class PlacementPlan:
 
 @dataclass(frozen=True, slots=True)
 class NoRoom:
-    """Why nothing fits: the best GPU's free and freeable memory."""
+    """Why nothing fits now, on the GPU that comes closest once waiting has done its work.
+
+    `freeable_bytes`: held by models that may be evicted now. `waitable_bytes`: held by
+    unpinned models that may not be evicted *yet* (requests in flight, still loading,
+    or resident for less than min_residency); they become freeable by themselves.
+    """
 
     gpu_index: int
     free_bytes: int
     freeable_bytes: int
+    waitable_bytes: int = 0
+    need_bytes: int = 0
+
+    @property
+    def fits_after_waiting(self) -> bool:
+        """Waiting can help: only pinned models or memory the agent does not own stand
+        in the way otherwise, and those never leave by themselves."""
+        return self.free_bytes + self.freeable_bytes + self.waitable_bytes >= self.need_bytes
+
+
+# For a model whose load was never timed here (adopted after a restart): process
+# start-up plus weights read at a modest disk-to-GPU rate. Deliberately not cheap:
+# a model assumed free to reload is evicted first, and is then slow to bring back.
+ASSUMED_START_SECONDS = 5.0
+ASSUMED_LOAD_BYTES_PER_SECOND = 0.5 * 1024**3
+
+
+def estimated_load_seconds(size_bytes: int) -> float:
+    return ASSUMED_START_SECONDS + max(size_bytes, 0) / ASSUMED_LOAD_BYTES_PER_SECOND
 
 
 def evictable(resident: ResidentModel, now: float, min_residency_seconds: float) -> bool:
@@ -109,20 +148,47 @@ def plan_placement(
     fitting = [gpu for gpu in gpus if gpu.free_bytes >= need]
     if fitting:
         return PlacementPlan(max(fitting, key=lambda g: g.free_bytes).index, ())
+    plan = _cheapest_plan(gpus, need, now, min_residency_seconds)
+    # min_residency keeps what was just loaded from being evicted at once; it should
+    # not push the eviction onto a costlier model (the health checks of the incidents,
+    # each loading a model seconds after the last, would evict the hot set instead of
+    # each other). So: the plan once every young resident has aged.
+    aged = now + min_residency_seconds
+    later = _cheapest_plan(gpus, need, aged, min_residency_seconds) if aged > now else None
+    if later is not None and (plan is None or later.cost < plan.cost):
+        wait = max(v.resident_since + min_residency_seconds for v in later.victims) - now
+        if plan is not None and wait > 0:
+            return replace(plan, cheaper_in_seconds=wait)
+    if plan is not None:
+        return plan
+    if not gpus:
+        return NoRoom(-1, 0, 0, 0, need)
+    rooms = [_no_room(gpu, need, now, min_residency_seconds) for gpu in gpus]
+    return max(
+        rooms,
+        key=lambda r: (r.free_bytes + r.freeable_bytes + r.waitable_bytes, r.free_bytes),
+    )
+
+
+def _cheapest_plan(
+    gpus: Sequence[GpuRoom], need: int, now: float, min_residency_seconds: float
+) -> PlacementPlan | None:
     plans = []
     for gpu in gpus:
         victims = choose_victims(gpu.residents, need - gpu.free_bytes, now, min_residency_seconds)
         if victims is not None:
             plans.append(PlacementPlan(gpu.index, victims))
-    if plans:
-        return min(plans, key=lambda p: (p.cost, len(p.victims), p.gpu_index))
-    if not gpus:
-        return NoRoom(-1, 0, 0)
-    roomiest = max(gpus, key=lambda g: g.free_bytes)
-    freeable = sum(
-        r.size_bytes for r in roomiest.residents if evictable(r, now, min_residency_seconds)
-    )
-    return NoRoom(roomiest.index, max(0, roomiest.free_bytes), freeable)
+    return min(plans, key=lambda p: (p.cost, len(p.victims), p.gpu_index), default=None)
+
+
+def _no_room(gpu: GpuRoom, need: int, now: float, min_residency_seconds: float) -> NoRoom:
+    freeable = waitable = 0
+    for resident in gpu.residents:
+        if evictable(resident, now, min_residency_seconds):
+            freeable += resident.size_bytes
+        elif not resident.pinned:
+            waitable += resident.size_bytes
+    return NoRoom(gpu.index, max(0, gpu.free_bytes), freeable, waitable, need)
 
 
 class DemandTracker:

@@ -10,7 +10,14 @@ The ResidencyManager is the only writer of residency. Its invariants:
   in progress is subtracted because the reading cannot see it yet;
 * placement and eviction follow eviction.py: never a pinned model or one
   resident for less than min_residency; otherwise the lowest expected reload
-  cost (load time x recent demand).
+  cost (load time x recent demand);
+* a model that does not fit *now*, but would once requests in flight end, loads
+  finish or young models age past min_residency, waits for room (within the
+  caller's deadline, less the time the load itself needs) instead of failing:
+  woken whenever memory is freed, a load ends, or a lease or min_residency runs
+  out. RESOURCE_EXHAUSTED only when waiting cannot help (pinned models or memory
+  the agent does not own stand in the way) or the deadline runs out. Waiting
+  holds no lock: requests for resident models are answered meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +34,14 @@ from enum import StrEnum
 from opentelemetry import trace
 
 from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
-from warmpath_agent.eviction import DemandTracker, GpuRoom, NoRoom, ResidentModel, plan_placement
+from warmpath_agent.eviction import (
+    DemandTracker,
+    GpuRoom,
+    NoRoom,
+    ResidentModel,
+    estimated_load_seconds,
+    plan_placement,
+)
 from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_common.config import ModelSpec
@@ -45,6 +59,11 @@ _tracer = trace.get_tracer(__name__)
 _MIB = 1024 * 1024
 # A lease longer than this would let a dead router pin a model for too long.
 MAX_LEASE_SECONDS = 300.0
+# A caller with no deadline waits for room no longer than a lease can last.
+MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
+# Stop waiting for room this long before the load could no longer finish in time,
+# so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
+_ANSWER_MARGIN_SECONDS = 1.0
 
 
 class ResidencyState(StrEnum):
@@ -92,6 +111,15 @@ class HostState:
     models: tuple[Residency, ...]
     servable_models: tuple[str, ...]
     observed_at: float
+
+
+class _NoRoomYet(ResourceExhausted):
+    """No room now, but some will come by itself. `room_version`: the state the plan saw."""
+
+    def __init__(self, message: str, room_version: int, load_seconds: float) -> None:
+        super().__init__(message)
+        self.room_version = room_version
+        self.load_seconds = load_seconds
 
 
 class ChangeFeed:
@@ -154,6 +182,11 @@ class ResidencyManager:
         self._placement = asyncio.Lock()
         self._watchers: set[asyncio.Task[None]] = set()
         self._measured: dict[str, int] = {}
+        self._estimated: dict[str, int] = {}
+        self._timed_loads: dict[str, float] = {}
+        # Bumped whenever memory may have become available; room waiters watch it.
+        self._room_version = 0
+        self._room_changed = asyncio.Event()
 
     # -- queries ---------------------------------------------------------
 
@@ -171,11 +204,18 @@ class ResidencyManager:
     # -- commands --------------------------------------------------------
 
     async def ensure_loaded(
-        self, model: str, warm_requests: int = 0, lease_seconds: float = 0.0
+        self,
+        model: str,
+        warm_requests: int = 0,
+        lease_seconds: float = 0.0,
+        deadline_seconds: float | None = 0.0,
     ) -> LoadOutcome:
         """Makes `model` resident. `warm_requests`: requests the caller served from it
         without asking (they count towards its demand, hence its eviction cost).
-        `lease_seconds`: the caller has requests in flight on it for that long."""
+        `lease_seconds`: the caller has requests in flight on it for that long.
+        `deadline_seconds`: how long the caller will wait for the answer, so how long
+        a model that does not fit yet may wait for room (0: answer at once; None: no
+        deadline, wait up to MAX_ROOM_WAIT_SECONDS)."""
         if not 0.0 <= lease_seconds <= MAX_LEASE_SECONDS:  # NaN fails too
             raise InvalidRequest(
                 f"lease_seconds must be between 0 and {MAX_LEASE_SECONDS:g} "
@@ -188,7 +228,7 @@ class ResidencyManager:
             self._demand.record(model, now, max(1, warm_requests))
             if lease_seconds > 0:
                 self._leases[model] = max(self._leases.get(model, 0.0), now + lease_seconds)
-            outcome = await self._ensure_loaded(model, span)
+            outcome = await self._ensure_loaded(model, span, deadline_seconds)
             residency = outcome.residency
             span.set_attributes(
                 {
@@ -203,7 +243,9 @@ class ResidencyManager:
             )
             return outcome
 
-    async def _ensure_loaded(self, model: str, span: trace.Span) -> LoadOutcome:
+    async def _ensure_loaded(
+        self, model: str, span: trace.Span, deadline_seconds: float | None
+    ) -> LoadOutcome:
         spec = self._spec(model)
         current = self._residents.get(model)
         if current is not None and current.state is ResidencyState.READY:
@@ -212,17 +254,85 @@ class ResidencyManager:
             return LoadOutcome(touched, cold_start=False, waited_seconds=0.0, evicted=())
         span.set_attribute("warmpath.memory.free_before_bytes", await self._total_free())
         started = time.monotonic()
-        task = self._loads.get(model)
-        if task is None:
-            task = asyncio.create_task(self._load(spec), name=f"load {model}")
-            self._loads[model] = task
-            task.add_done_callback(lambda _: self._loads.pop(model, None))
-        # Shielded: a caller that gives up must not abort a load others wait on.
-        residency, evicted = await asyncio.shield(task)
-        span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
-        return LoadOutcome(
-            residency, cold_start=True, waited_seconds=time.monotonic() - started, evicted=evicted
+        give_up_at = started + (
+            MAX_ROOM_WAIT_SECONDS if deadline_seconds is None else max(0.0, deadline_seconds)
         )
+        evicted: tuple[str, ...]
+        while True:
+            current = self._residents.get(model)
+            if current is not None and current.state is ResidencyState.READY:
+                # Loaded by another caller's attempt while this one waited for room.
+                residency, evicted = current, ()
+                break
+            try:
+                residency, evicted = await asyncio.shield(self._load_task(spec, give_up_at))
+                break
+            except _NoRoomYet as no_room:
+                waited = time.monotonic() - started
+                budget = (
+                    give_up_at - time.monotonic() - no_room.load_seconds - _ANSWER_MARGIN_SECONDS
+                )
+                if budget <= 0:
+                    raise ResourceExhausted(
+                        f"{no_room.message}; waited {waited:.1f} s for room, and the deadline "
+                        f"leaves too little for a load of about {no_room.load_seconds:.0f} s"
+                    ) from None
+                span.add_event("warmpath.waiting_for_room", {"warmpath.reason": no_room.message})
+                await self._wait_for_room(no_room.room_version, budget)
+        waited = time.monotonic() - started
+        span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
+        return LoadOutcome(residency, cold_start=True, waited_seconds=waited, evicted=evicted)
+
+    def _load_task(
+        self, spec: ModelSpec, give_up_at: float
+    ) -> asyncio.Task[tuple[Residency, tuple[str, ...]]]:
+        """The one load of `spec` in progress, started if there is none (single flight);
+        `give_up_at` (monotonic) is its starter's deadline. It is shielded by callers:
+        one that gives up must not abort a load others wait on."""
+        task = self._loads.get(spec.name)
+        if task is None:
+            task = asyncio.create_task(self._load(spec, give_up_at), name=f"load {spec.name}")
+            self._loads[spec.name] = task
+            task.add_done_callback(lambda done: self._load_ended(spec.name, done))
+        return task
+
+    def _load_ended(
+        self, model: str, task: asyncio.Task[tuple[Residency, tuple[str, ...]]]
+    ) -> None:
+        self._loads.pop(model, None)
+        if not task.cancelled():
+            # Retrieved here so that a load whose callers all gave up logs no warning.
+            task.exception()
+
+    async def _wait_for_room(self, seen_version: int, budget: float) -> None:
+        """Returns when memory may have become available since `seen_version`, or after
+        `budget` seconds. Leases and min_residency run out without an event, so the wait
+        is also cut at the next moment one of them does."""
+        if self._room_version != seen_version:
+            return
+        timeout = min(budget, self._next_timed_change())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room_changed.wait(), timeout)
+
+    def _next_timed_change(self) -> float:
+        now = self._clock()
+        due = [
+            moment
+            for residency in self._residents.values()
+            if not residency.pinned and residency.state is ResidencyState.READY
+            for moment in (
+                self._leases.get(residency.model, 0.0),
+                (residency.ready_since or now) + self._min_residency,
+            )
+            if moment > now
+        ]
+        # Just past the moment, so that the model is evictable when the plan looks.
+        return min(due) - now + 0.001 if due else MAX_ROOM_WAIT_SECONDS
+
+    def _room_may_have_changed(self) -> None:
+        self._room_version += 1
+        self._room_changed.set()
+        self._room_changed = asyncio.Event()
 
     async def unload(self, model: str, *, force: bool) -> bool:
         self._spec(model)
@@ -337,16 +447,18 @@ class ResidencyManager:
             raise ModelNotFound(f"host {self.host} does not serve {model!r}; it serves: {known}")
         return spec
 
-    async def _load(self, spec: ModelSpec) -> tuple[Residency, tuple[str, ...]]:
-        need = self._measured.get(spec.name)
+    async def _load(self, spec: ModelSpec, give_up_at: float) -> tuple[Residency, tuple[str, ...]]:
+        need = self._measured.get(spec.name) or self._estimated.get(spec.name)
         if not need:
             try:
                 need = await asyncio.to_thread(self._estimate_bytes, spec)
             except ModelLoadFailed as error:
                 self._metrics.loads.labels(spec.name, "failed").inc()
                 raise Unavailable(f"could not load {spec.name}: {error}") from error
+            # Kept: a model waiting for room asks again at every chance of some.
+            self._estimated[spec.name] = need
         async with self._placement:
-            gpu, evicted = await self._place(spec.name, need)
+            gpu, evicted = await self._place(spec.name, need, give_up_at)
             loading = Residency(
                 model=spec.name,
                 state=ResidencyState.LOADING,
@@ -370,13 +482,16 @@ class ResidencyManager:
             self._residents[spec.name] = replace(
                 loading, state=ResidencyState.FAILED, failure_reason=str(error)
             )
+            self._room_may_have_changed()
             await self.feed.publish(f"{spec.name} failed to load: {error}")
             raise Unavailable(f"could not load {spec.name}: {error}") from error
         except BaseException:
             self._book.release(spec.name)
             self._residents.pop(spec.name, None)
+            self._room_may_have_changed()
             raise
         load_seconds = time.monotonic() - started
+        self._timed_loads[spec.name] = load_seconds
         self._metrics.loads.labels(spec.name, "ok").inc()
         self._metrics.load_seconds.labels(spec.name).observe(load_seconds)
         measured = await self._measure(running)
@@ -391,6 +506,8 @@ class ResidencyManager:
         )
         self._residents[spec.name] = ready
         self._book.book(spec.name, gpu.index, ready.footprint_bytes, loading=False)
+        # Its booking may have shrunk to the measured size, and it starts to age.
+        self._room_may_have_changed()
         self._watch_for_exit(ready)
         await self.feed.publish(
             f"{spec.name} ready on GPU {gpu.index} after {load_seconds:.1f} s"
@@ -412,7 +529,11 @@ class ResidencyManager:
             self._measured[running.model] = measured
         return measured
 
-    async def _place(self, model: str, need: int) -> tuple[GpuReading, tuple[str, ...]]:
+    async def _place(
+        self, model: str, need: int, give_up_at: float
+    ) -> tuple[GpuReading, tuple[str, ...]]:
+        # Taken before the reading: a change after it sends a waiter straight back.
+        room_version = self._room_version
         readings = {gpu.index: gpu for gpu in await self._inventory.read() if gpu.healthy}
         if not readings:
             raise Unavailable(f"host {self.host} has no healthy GPU to load {model} on")
@@ -424,21 +545,44 @@ class ResidencyManager:
                 # one is computed from the book and already includes them.
                 free_bytes=gpu.memory_free_bytes
                 - (0 if gpu.simulated else self._book.loading_bytes(gpu.index)),
+                # Loading and unloading models are never victims, but their memory
+                # is on its way to being evictable or free: it counts for waiting.
                 residents=tuple(
                     self._as_resident(r, now)
                     for r in self._residents.values()
-                    if r.gpu_index == gpu.index and r.state is ResidencyState.READY
+                    if r.gpu_index == gpu.index and r.state is not ResidencyState.FAILED
                 ),
             )
             for gpu in readings.values()
         ]
         plan = plan_placement(rooms, need, now, self._min_residency)
         if isinstance(plan, NoRoom):
-            raise ResourceExhausted(
-                f"{model} needs {need / _MIB:.0f} MiB; the roomiest GPU ({plan.gpu_index}) has "
+            message = (
+                f"{model} needs {need / _MIB:.0f} MiB; GPU {plan.gpu_index} comes closest, with "
                 f"{plan.free_bytes / _MIB:.0f} MiB free and {plan.freeable_bytes / _MIB:.0f} MiB "
                 f"freeable (models idle, unpinned and resident for at least "
-                f"{self._min_residency:g} s can be evicted)"
+                f"{self._min_residency:g} s can be evicted), and "
+                f"{plan.waitable_bytes / _MIB:.0f} MiB held by unpinned models that are busy, "
+                "loading or too recently loaded"
+            )
+            if not plan.fits_after_waiting:
+                raise ResourceExhausted(
+                    f"{message}; the rest is pinned or not this agent's, so waiting cannot help"
+                )
+            raise _NoRoomYet(message, room_version, self._expected_load(model, need))
+        patience = (
+            give_up_at
+            - time.monotonic()
+            - self._expected_load(model, need)
+            - _ANSWER_MARGIN_SECONDS
+        )
+        if 0 < plan.cheaper_in_seconds <= patience:
+            raise _NoRoomYet(
+                f"{model} waits {plan.cheaper_in_seconds:.1f} s for a model loaded less than "
+                f"{self._min_residency:g} s ago to become evictable, rather than evict "
+                + ", ".join(v.model for v in plan.victims),
+                room_version,
+                self._expected_load(model, need),
             )
         for victim in plan.victims:
             await self._stop(
@@ -449,16 +593,22 @@ class ResidencyManager:
             )
         return readings[plan.gpu_index], tuple(v.model for v in plan.victims)
 
+    def _expected_load(self, model: str, need: int) -> float:
+        return self._timed_loads.get(model) or estimated_load_seconds(need)
+
     def _as_resident(self, residency: Residency, now: float) -> ResidentModel:
         return ResidentModel(
             model=residency.model,
             size_bytes=residency.footprint_bytes,
-            load_seconds=residency.load_seconds,
+            # An adopted model was never timed here; it is not free to reload.
+            load_seconds=residency.load_seconds
+            or estimated_load_seconds(residency.footprint_bytes),
             demand_per_minute=self._demand.per_minute(residency.model, now),
             last_used=residency.last_used,
             resident_since=residency.ready_since or now,
             pinned=residency.pinned,
-            in_use=self._leased(residency.model, now),
+            in_use=residency.state is not ResidencyState.READY
+            or self._leased(residency.model, now),
         )
 
     def _leased(self, model: str, now: float) -> bool:
@@ -470,6 +620,7 @@ class ResidencyManager:
             await self._driver.stop(residency.running)
         self._book.release(residency.model)
         self._residents.pop(residency.model, None)
+        self._room_may_have_changed()
         await self.feed.publish(
             f"{residency.model} unloaded from GPU {residency.gpu_index}: {reason}"
         )
@@ -488,6 +639,7 @@ class ResidencyManager:
                     current, state=ResidencyState.FAILED, running=None, failure_reason=reason
                 )
                 self._metrics.unloads.labels(ready.model, "crashed").inc()
+                self._room_may_have_changed()
                 await self.feed.publish(f"{ready.model} failed: {reason}")
 
         task = asyncio.create_task(watch(), name=f"watch {ready.model}")

@@ -60,8 +60,12 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
     async def EnsureLoaded(
         self, request: gpu_agent_pb2.EnsureLoadedRequest, context: ServicerContext
     ) -> gpu_agent_pb2.EnsureLoadedResponse:
+        # A model that does not fit yet may wait for room while the caller still would.
         outcome = await self._manager.ensure_loaded(
-            request.model, request.warm_requests, request.lease_seconds
+            request.model,
+            request.warm_requests,
+            request.lease_seconds,
+            deadline_seconds=context.time_remaining(),
         )
         return gpu_agent_pb2.EnsureLoadedResponse(
             residency=self._residency_to_proto(outcome.residency),
