@@ -1,21 +1,65 @@
 """Placement simulator: the agent's eviction policy against the usual alternatives.
 
-Replays one synthetic request trace per seed through several policies and
-counts what each costs: cold loads, seconds spent loading, and the p99 time a
-request waits for its model. The "warmpath" policy is not a copy: it calls
+Replays synthetic request traces through several policies and counts what each
+costs: cold loads, seconds spent loading, the p99 time a request waits for its
+model, and requests that fail. The "warmpath" policy is not a copy: it calls
 warmpath_agent.eviction.plan_placement and DemandTracker, the code the agent
-runs.
+runs, and it waits for room the way the agent's ResidencyManager does.
 
-Trace (per seed): 12 models of 1.5-20 GB (100 GB in all) whose load time grows
-with size, over 2 GPUs of 32 GB (about 1.6x more model than memory); Poisson
-arrivals at 1 request/s for 4 simulated hours, model popularity Zipf(1.6)
-reshuffled every 30 minutes, and every 5 minutes a sweep that asks each of the 6
-least popular models once, 2 s apart: the seeds' health checks and batch jobs
-that touch every model. A request keeps its model busy (not evictable) for 2 s.
+What the simulated system does with a request (every policy alike):
 
-When no policy-permitted eviction makes room, the agent answers
-RESOURCE_EXHAUSTED (the router falls back or fails): the simulator counts those
-requests as refused rather than letting them wait.
+* model resident: served at once; loading: waits for the load to finish;
+* not resident, and the policy can make room now: evicts, loads, waits for it;
+* not resident, and nothing may be evicted *yet* (requests in flight, loads in
+  progress, and for warmpath models resident for less than min_residency): the
+  request waits for room, re-planned whenever a request ends, a load finishes
+  or a model ages past min_residency, as the agent does. It gives up (the agent
+  answers RESOURCE_EXHAUSTED) once its deadline no longer leaves time for the
+  load plus a 1 s margin: the agent's rule;
+* a model that could not fit even on an empty GPU is refused at once (never
+  happens on these traces; there are no pinned models).
+
+A failed request counts in the p99 wait as having waited its whole deadline: it
+cost its caller that long and gave nothing. A request keeps its model busy (not
+evictable) for SERVICE_SECONDS; a model serves any number of requests at once.
+
+Policies: warmpath (the agent's eviction.py, min_residency 10 s, its default);
+LRU; Ollama-style keep_alive (unload after 5 min idle) with LRU when memory is
+short; largest-first (the incident's "smart switching"); and an offline
+Belady-style policy that evicts the model whose next request is farthest away.
+Belady is the classic offline reference, not a proven bound here (variable sizes
+and busy models make the true optimum NP-hard), but no online policy is expected
+to beat it by much: when Belady itself is not far below LRU, the trace leaves
+little for any policy to win.
+
+Traces (each over 12 models; sizes and load times per trace below):
+
+steady -- the original trace, unchanged: models of 1.5-20 GB (100.5 GB in all)
+  whose load time grows with size (2 s + 0.8 s/GB), on 2 GPUs x 32 GB (1.6x more
+  model than memory); Poisson arrivals at 1 req/s, popularity Zipf(1.6)
+  reshuffled every 30 min, and every 5 min a sweep asking each of the 6 least
+  popular models once, 2 s apart. Its working set per minute exceeds memory, so
+  every policy cold-loads often.
+
+sessions -- people (or agent loops) working with one model for a while: a
+  session starts every 45 s on average (Poisson), picks its model by Zipf(1.0)
+  popularity (reshuffled every 2 h), lasts 15 min on average (exponential), and
+  sends a request every 20 s on average (Poisson; think time). About 20
+  sessions overlap, over 8-9 distinct models: more than the 3 GPUs x 24 GB
+  (72 GB) hold, so sessions compete for memory. Load times differ by runtime,
+  as in the incidents (MIXED_LOAD_SECONDS).
+
+sweeps -- a hot set plus the incidents' periodic jobs: 0.5 req/s of Poisson
+  traffic with Zipf(1.2) popularity (reshuffled every hour), and every 10 min a
+  health check / batch job that asks *every* model once, in turn, 3 s apart
+  (the incident where health checks loaded models in turn and evicted each
+  other). 4 GPUs x 20 GB (80 GB for 100.5 GB of models; the 20 GB model needs
+  a GPU to itself). MIXED_LOAD_SECONDS.
+
+MIXED_LOAD_SECONDS: half the models on a vLLM-like runtime (20 s start-up and
+CUDA-graph capture + 4 s/GB: the 20 GB one takes 100 s, like the incident's
+98 s cold start), half on an Ollama/llama.cpp-like one (2 s + 0.9 s/GB), so
+that a large model is not always the slow one.
 
     .venv/bin/python bench/placement.py [--seeds 5] [--out bench/results/placement.md]
 """
@@ -24,62 +68,182 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import heapq
+import math
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from warmpath_agent.eviction import DemandTracker, GpuRoom, NoRoom, ResidentModel, plan_placement
 
 GB = 1024**3
 SIZES_GB = (1.5, 2, 3, 4, 5, 6, 8, 9, 12, 14, 16, 20)
-GPU_GB = (32, 32)
-HOURS = 4.0
-RATE_PER_SECOND = 1.0
-ZIPF_EXPONENT = 1.6
-SWEEP_EVERY_SECONDS = 300.0
-SWEEP_MODELS = 6
+STEADY_LOAD_SECONDS = tuple(2.0 + 0.8 * size for size in SIZES_GB)
+MIXED_LOAD_SECONDS = tuple(
+    20.0 + 4.0 * size if rank % 2 else 2.0 + 0.9 * size for rank, size in enumerate(SIZES_GB)
+)
 SERVICE_SECONDS = 2.0
+# An interactive caller's deadline; the router's default (300 s) is longer.
+DEADLINE_SECONDS = 120.0
+# The agent stops waiting for room this long before the load could no longer finish.
+ANSWER_MARGIN_SECONDS = 1.0
 KEEP_ALIVE_SECONDS = 300.0  # Ollama's default keep_alive
 AGENT_MIN_RESIDENCY_SECONDS = 10.0  # the agent's default
-MIN_RESIDENCY_SWEEP = (0.0, 5.0, 10.0, 30.0, 60.0)
-
-
-def load_seconds(size_gb: float) -> float:
-    return 2.0 + 0.8 * size_gb
+MIN_RESIDENCY_SWEEP = (0.0, 10.0, 30.0, 60.0)
+TARGET_VS_LRU = 0.6
 
 
 @dataclass(frozen=True)
 class Request:
     at: float
     model: int
-    sweep: bool = False
 
 
-def make_trace(seed: int) -> list[Request]:
-    rng = random.Random(seed)
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    sizes_gb: tuple[float, ...]
+    load_seconds: tuple[float, ...]
+    gpu_gb: tuple[float, ...]
+    hours: float
+    summary: str
+    make_trace: Callable[[random.Random, float], list[Request]]
+
+    def trace(self, seed: int, hours: float | None = None) -> list[Request]:
+        requests = self.make_trace(random.Random(seed), (hours or self.hours) * 3600)
+        return sorted(requests, key=lambda r: r.at)
+
+
+def zipf_weights(count: int, exponent: float) -> list[float]:
+    return [1 / (rank + 1) ** exponent for rank in range(count)]
+
+
+def steady_trace(rng: random.Random, end: float) -> list[Request]:
     models = list(range(len(SIZES_GB)))
-    weights = [1 / (rank + 1) ** ZIPF_EXPONENT for rank in range(len(models))]
+    weights = zipf_weights(len(models), 1.6)
     requests: list[Request] = []
-    now = 0.0
-    end = HOURS * 3600
+    now, next_shuffle, next_sweep = 0.0, 0.0, 300.0
     order = models[:]
-    next_shuffle = 0.0
-    next_sweep = SWEEP_EVERY_SECONDS
     while now < end:
         if now >= next_shuffle:
             rng.shuffle(order)
             next_shuffle += 1800
         if now >= next_sweep:
-            tail = order[-SWEEP_MODELS:]
-            requests.extend(Request(now + 2.0 * i, model, True) for i, model in enumerate(tail))
-            next_sweep += SWEEP_EVERY_SECONDS
+            requests.extend(Request(now + 2.0 * i, m) for i, m in enumerate(order[-6:]))
+            next_sweep += 300
         requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(RATE_PER_SECOND)
-    requests.sort(key=lambda r: r.at)
+        now += rng.expovariate(1.0)
     return requests
+
+
+def sessions_trace(rng: random.Random, end: float) -> list[Request]:
+    models = list(range(len(SIZES_GB)))
+    weights = zipf_weights(len(models), 1.0)
+    requests: list[Request] = []
+    order = models[:]
+    now, next_shuffle = 0.0, 0.0
+    while now < end:
+        if now >= next_shuffle:
+            rng.shuffle(order)
+            next_shuffle += 7200
+        model = rng.choices(order, weights)[0]
+        session_end = min(end, now + rng.expovariate(1 / 900))
+        at = now
+        while at < session_end:
+            requests.append(Request(at, model))
+            at += rng.expovariate(1 / 20)
+        now += rng.expovariate(1 / 45)
+    return requests
+
+
+def sweeps_trace(rng: random.Random, end: float) -> list[Request]:
+    models = list(range(len(SIZES_GB)))
+    weights = zipf_weights(len(models), 1.2)
+    requests: list[Request] = []
+    order = models[:]
+    now, next_shuffle, next_sweep = 0.0, 0.0, 600.0
+    while now < end:
+        if now >= next_shuffle:
+            rng.shuffle(order)
+            next_shuffle += 3600
+        if now >= next_sweep:
+            requests.extend(Request(now + 3.0 * i, m) for i, m in enumerate(rng.sample(models, 12)))
+            next_sweep += 600
+        requests.append(Request(now, rng.choices(order, weights)[0]))
+        now += rng.expovariate(0.5)
+    return requests
+
+
+def incidents_trace(rng: random.Random, end: float) -> list[Request]:
+    models = list(range(len(SIZES_GB)))
+    team = models[-1]  # the 20 GB, 100 s model: the incident's 98 s cold start
+    hot = rng.sample(models[:9], 5)
+    rest = [m for m in models if m != team and m not in hot]
+    checked = rng.sample(rest, 3)
+    tail = [m for m in rest if m not in checked]
+    requests: list[Request] = []
+    weights = zipf_weights(len(hot), 1.0)
+    now = 0.0
+    while now < end:
+        requests.append(Request(now, rng.choices(hot, weights)[0]))
+        now += rng.expovariate(0.5)
+    now = rng.expovariate(1 / 480)
+    while now < end:
+        requests.extend(Request(now + 12.0 * i, team) for i in range(10))
+        now += 120 + rng.expovariate(1 / 480)
+    for start in range(300, int(end), 300):
+        requests.extend(Request(start + 5.0 * i, m) for i, m in enumerate(checked))
+    for model in tail:
+        now = rng.expovariate(1 / 1800)
+        while now < end:
+            requests.append(Request(now, model))
+            now += rng.expovariate(1 / 1800)
+    return requests
+
+
+WORKLOADS = (
+    Workload(
+        "steady",
+        SIZES_GB,
+        STEADY_LOAD_SECONDS,
+        (32, 32),
+        4.0,
+        "1 req/s Zipf(1.6), reshuffled every 30 min, 6-model sweep every 5 min; 2 x 32 GB",
+        steady_trace,
+    ),
+    Workload(
+        "sessions",
+        SIZES_GB,
+        MIXED_LOAD_SECONDS,
+        (24, 24, 24),
+        4.0,
+        "a 15-min session every 45 s, one model each, a request per 20 s; 3 x 24 GB",
+        sessions_trace,
+    ),
+    Workload(
+        "sweeps",
+        SIZES_GB,
+        MIXED_LOAD_SECONDS,
+        (20, 20, 20, 20),
+        4.0,
+        "0.5 req/s Zipf(1.2) hot set + every 10 min a sweep over all 12 models; 4 x 20 GB",
+        sweeps_trace,
+    ),
+    Workload(
+        "incidents",
+        SIZES_GB,
+        MIXED_LOAD_SECONDS,
+        (32, 32),
+        4.0,
+        "5 hot models + a team's bursts on the 100 s model + health checks on 3 idle models "
+        "every 5 min; 2 x 32 GB",
+        incidents_trace,
+    ),
+)
 
 
 @dataclass
@@ -95,9 +259,10 @@ class Loaded:
 class Outcome:
     cold_loads: int = 0
     load_seconds: float = 0.0
+    timed_out: int = 0
+    """Waited for room until the deadline left no time to load (RESOURCE_EXHAUSTED)."""
     refused: int = 0
-    """Requests refused because nothing could be evicted yet (RESOURCE_EXHAUSTED)."""
-    refused_sweep: int = 0
+    """Could never fit: refused at once."""
     waits: list[float] = field(default_factory=list)
 
     @property
@@ -105,218 +270,417 @@ class Outcome:
         return statistics.quantiles(self.waits, n=100)[98]
 
 
-# A policy picks (gpu, victims) for a model that must be loaded, or None.
-Chooser = Callable[["Cluster", int, float], tuple[int, list[int]] | None]
+@dataclass(frozen=True)
+class Load:
+    gpu: int
+    victims: tuple[int, ...]
+
+
+Decision = Load | Literal["wait", "refuse"]
 
 
 @dataclass
 class Cluster:
+    workload: Workload
     loaded: dict[int, Loaded] = field(default_factory=dict)
-    trace: list[Request] = field(default_factory=list)
     demand: DemandTracker = field(default_factory=DemandTracker)
 
+    def size(self, model: int) -> int:
+        return int(self.workload.sizes_gb[model] * GB)
+
     def free(self, gpu: int) -> int:
-        used = sum(int(SIZES_GB[m.model] * GB) for m in self.loaded.values() if m.gpu == gpu)
-        return int(GPU_GB[gpu] * GB) - used
+        used = sum(self.size(m.model) for m in self.loaded.values() if m.gpu == gpu)
+        return int(self.workload.gpu_gb[gpu] * GB) - used
 
-    def evictable(self, gpu: int, now: float) -> list[Loaded]:
-        return [
-            m
-            for m in self.loaded.values()
-            if m.gpu == gpu and m.busy_until <= now and m.ready_at <= now
-        ]
+    def busy(self, resident: Loaded, now: float) -> bool:
+        return resident.busy_until > now or resident.ready_at > now
+
+    def could_ever_fit(self, model: int) -> bool:
+        return self.size(model) <= max(self.workload.gpu_gb) * GB
 
 
-def greedy(order: Callable[[Loaded], float]) -> Chooser:
-    """Evict in `order` (smallest key first) on the GPU needing the fewest victims."""
+# A policy decides, for a model that is not resident, where it goes and what leaves;
+# the last argument is how long the request can still afford to wait for room.
+Chooser = Callable[[Cluster, int, float, float], Decision]
 
-    def choose(cluster: Cluster, model: int, now: float) -> tuple[int, list[int]] | None:
-        need = int(SIZES_GB[model] * GB)
-        fits = [g for g in range(len(GPU_GB)) if cluster.free(g) >= need]
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    choose: Chooser
+    keep_alive: float | None = None
+    min_residency: float = 0.0
+
+
+def greedy(order: Callable[[Cluster, Loaded, float], float]) -> Chooser:
+    """Evicts idle models in `order` (smallest key first) on the GPU needing the fewest."""
+
+    def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
+        need = cluster.size(model)
+        gpus = range(len(cluster.workload.gpu_gb))
+        fits = [g for g in gpus if cluster.free(g) >= need]
         if fits:
-            return max(fits, key=cluster.free), []
-        best: tuple[int, list[int]] | None = None
-        for gpu in range(len(GPU_GB)):
+            return Load(max(fits, key=cluster.free), ())
+        best: Load | None = None
+        for gpu in gpus:
             freed, victims = cluster.free(gpu), []
-            for candidate in sorted(cluster.evictable(gpu, now), key=order):
+            idle = [m for m in cluster.loaded.values() if m.gpu == gpu and not cluster.busy(m, now)]
+            for candidate in sorted(idle, key=lambda c: order(cluster, c, now)):
                 if freed >= need:
                     break
                 victims.append(candidate.model)
-                freed += int(SIZES_GB[candidate.model] * GB)
-            if freed >= need and (best is None or len(victims) < len(best[1])):
-                best = (gpu, victims)
-        return best
+                freed += cluster.size(candidate.model)
+            if freed >= need and (best is None or len(victims) < len(best.victims)):
+                best = Load(gpu, tuple(victims))
+        if best is not None:
+            return best
+        return "wait" if cluster.could_ever_fit(model) else "refuse"
 
     return choose
+
+
+def least_recently_used(cluster: Cluster, candidate: Loaded, now: float) -> float:
+    return candidate.last_used
 
 
 def warmpath(min_residency_seconds: float) -> Chooser:
-    def choose(cluster: Cluster, model: int, now: float) -> tuple[int, list[int]] | None:
-        return _warmpath(cluster, model, now, min_residency_seconds)
+    """The agent's own policy: eviction.plan_placement over the same facts it sees."""
 
-    return choose
-
-
-def _warmpath(
-    cluster: Cluster, model: int, now: float, min_residency_seconds: float
-) -> tuple[int, list[int]] | None:
-    rooms = [
-        GpuRoom(
-            gpu,
-            cluster.free(gpu),
-            tuple(
-                ResidentModel(
-                    model=str(m.model),
-                    size_bytes=int(SIZES_GB[m.model] * GB),
-                    load_seconds=load_seconds(SIZES_GB[m.model]),
-                    demand_per_minute=cluster.demand.per_minute(str(m.model), now),
-                    last_used=m.last_used,
-                    resident_since=m.ready_at,
-                    in_use=m.busy_until > now or m.ready_at > now,
-                )
-                for m in cluster.loaded.values()
-                if m.gpu == gpu
-            ),
-        )
-        for gpu in range(len(GPU_GB))
-    ]
-    plan = plan_placement(rooms, int(SIZES_GB[model] * GB), now, min_residency_seconds)
-    if isinstance(plan, NoRoom):
-        return None
-    return plan.gpu_index, [int(v.model) for v in plan.victims]
-
-
-def belady(next_use: dict[int, list[float]]) -> Chooser:
-    def farthest(candidate: Loaded, now: float) -> float:
-        uses = next_use[candidate.model]
-        position = bisect.bisect_right(uses, now)
-        return -(uses[position] if position < len(uses) else float("inf"))
-
-    def choose(cluster: Cluster, model: int, now: float) -> tuple[int, list[int]] | None:
-        return greedy(lambda c: farthest(c, now))(cluster, model, now)
-
-    return choose
-
-
-def simulate(trace: list[Request], choose: Chooser, keep_alive: float | None = None) -> Outcome:
-    cluster = Cluster(trace=trace)
-    outcome = Outcome()
-    for request in trace:
-        now = request.at
-        if keep_alive is not None:
-            for m in list(cluster.loaded.values()):
-                if m.busy_until <= now and now - m.last_used > keep_alive:
-                    del cluster.loaded[m.model]
-        cluster.demand.record(str(request.model), now)
-        resident = cluster.loaded.get(request.model)
-        if resident is None:
-            choice = choose(cluster, request.model, now)
-            if choice is None:
-                # Nothing may be evicted yet (busy, or resident too briefly): the
-                # agent answers RESOURCE_EXHAUSTED and the router falls back or fails.
-                outcome.refused += 1
-                outcome.refused_sweep += request.sweep
-                continue
-            gpu, victims = choice
-            for victim in victims:
-                del cluster.loaded[victim]
-            took = load_seconds(SIZES_GB[request.model])
-            outcome.cold_loads += 1
-            outcome.load_seconds += took
-            resident = Loaded(request.model, gpu, now + took, now, now)
-            cluster.loaded[request.model] = resident
-        start = max(now, resident.ready_at)
-        outcome.waits.append(start - request.at)
-        resident.last_used = request.at
-        resident.busy_until = max(resident.busy_until, start + SERVICE_SECONDS)
-    return outcome
-
-
-def run(seeds: int) -> list[tuple[str, list[Outcome]]]:
-    results: dict[str, list[Outcome]] = {}
-    for seed in range(seeds):
-        trace = make_trace(seed)
-        next_use: dict[int, list[float]] = {m: [] for m in range(len(SIZES_GB))}
-        for request in trace:
-            next_use[request.model].append(request.at)
-        policies: list[tuple[str, Chooser, float | None]] = [
-            (
-                f"warmpath, min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s (agent default)",
-                warmpath(AGENT_MIN_RESIDENCY_SECONDS),
-                None,
-            ),
-            ("LRU", greedy(lambda c: c.last_used), None),
-            ("keep_alive expiry (5 min) + LRU", greedy(lambda c: c.last_used), KEEP_ALIVE_SECONDS),
-            ("largest first", greedy(lambda c: -SIZES_GB[c.model]), None),
-            ("Belady-style offline (evicts the farthest next use)", belady(next_use), None),
+    def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
+        loads = cluster.workload.load_seconds
+        rooms = [
+            GpuRoom(
+                gpu,
+                cluster.free(gpu),
+                tuple(
+                    ResidentModel(
+                        model=str(m.model),
+                        size_bytes=cluster.size(m.model),
+                        load_seconds=loads[m.model],
+                        demand_per_minute=cluster.demand.per_minute(str(m.model), now),
+                        last_used=m.last_used,
+                        resident_since=m.ready_at,
+                        in_use=cluster.busy(m, now),
+                    )
+                    for m in cluster.loaded.values()
+                    if m.gpu == gpu
+                ),
+            )
+            for gpu in range(len(cluster.workload.gpu_gb))
         ]
-        for name, choose, keep_alive in policies:
-            results.setdefault(name, []).append(simulate(trace, choose, keep_alive))
-    return list(results.items())
+        plan = plan_placement(rooms, cluster.size(model), now, min_residency_seconds)
+        if isinstance(plan, NoRoom):
+            return "wait" if plan.fits_after_waiting else "refuse"
+        if 0 < plan.cheaper_in_seconds <= patience:
+            return "wait"  # as the agent does: a cheaper victim ages past min_residency soon
+        return Load(plan.gpu_index, tuple(int(v.model) for v in plan.victims))
+
+    return choose
 
 
-def table(results: list[tuple[str, list[Outcome]]], seeds: int, seconds: float) -> str:
-    lru = statistics.median(o.cold_loads for o in dict(results)["LRU"])
-    lru_load = statistics.median(o.load_seconds for o in dict(results)["LRU"])
+def belady(trace: Sequence[Request]) -> Chooser:
+    next_use: dict[int, list[float]] = {}
+    for request in trace:
+        next_use.setdefault(request.model, []).append(request.at)
+
+    def farthest(cluster: Cluster, candidate: Loaded, now: float) -> float:
+        uses = next_use.get(candidate.model, [])
+        position = bisect.bisect_right(uses, now)
+        return -(uses[position] if position < len(uses) else math.inf)
+
+    return greedy(farthest)
+
+
+def policies(trace: Sequence[Request]) -> list[Policy]:
+    return [
+        Policy(
+            f"warmpath, min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s (agent default)",
+            warmpath(AGENT_MIN_RESIDENCY_SECONDS),
+            min_residency=AGENT_MIN_RESIDENCY_SECONDS,
+        ),
+        Policy("LRU", greedy(least_recently_used)),
+        Policy("keep_alive expiry (5 min) + LRU", greedy(least_recently_used), KEEP_ALIVE_SECONDS),
+        Policy("largest first", greedy(lambda cluster, c, now: -cluster.size(c.model))),
+        Policy("Belady-style offline (farthest next use)", belady(trace)),
+    ]
+
+
+@dataclass
+class _Waiting:
+    at: float
+    give_up_at: float
+
+
+class Simulation:
+    """One trace through one policy: arrivals, plus re-planning whenever room may appear."""
+
+    def __init__(self, workload: Workload, policy: Policy) -> None:
+        self.workload = workload
+        self.policy = policy
+        self.cluster = Cluster(workload)
+        self.outcome = Outcome()
+        # Models waiting for room, first come first; each with its waiting requests.
+        self.waiting: dict[int, list[_Waiting]] = {}
+        self.timers: list[float] = []
+        self.scheduled: set[float] = set()
+
+    def run(self, trace: Sequence[Request]) -> Outcome:
+        arrivals = iter(trace)
+        request = next(arrivals, None)
+        while request is not None or (self.waiting and self.timers):
+            if self.timers and (request is None or self.timers[0] < request.at):
+                now = heapq.heappop(self.timers)
+                self.scheduled.discard(now)
+                self.expire(now)
+                self.retry_waiting(now)
+            else:
+                assert request is not None
+                now = request.at
+                if self.expire(now):
+                    self.retry_waiting(now)
+                self.arrive(request)
+                request = next(arrivals, None)
+            if self.waiting:
+                self.schedule_recheck(now)
+        return self.outcome
+
+    def arrive(self, request: Request) -> None:
+        now, model = request.at, request.model
+        self.cluster.demand.record(str(model), now)
+        resident = self.cluster.loaded.get(model)
+        if resident is not None:
+            self.serve(resident, request.at, now)
+        elif model in self.waiting:
+            self.waiting[model].append(self.waiter(request))
+        else:
+            patience = self.waiter(request).give_up_at - now
+            decision = self.policy.choose(self.cluster, model, now, patience)
+            if isinstance(decision, Load):
+                self.serve(self.load(model, decision, now), request.at, now)
+            elif decision == "wait":
+                self.waiting[model] = [self.waiter(request)]
+            else:
+                self.outcome.refused += 1
+                self.outcome.waits.append(DEADLINE_SECONDS)
+
+    def waiter(self, request: Request) -> _Waiting:
+        load = self.workload.load_seconds[request.model]
+        return _Waiting(request.at, request.at + DEADLINE_SECONDS - load - ANSWER_MARGIN_SECONDS)
+
+    def retry_waiting(self, now: float) -> None:
+        for model in list(self.waiting):
+            still = [w for w in self.waiting[model] if w.give_up_at > now]
+            gave_up = len(self.waiting[model]) - len(still)
+            self.outcome.timed_out += gave_up
+            self.outcome.waits.extend([DEADLINE_SECONDS] * gave_up)
+            if not still:
+                del self.waiting[model]
+                continue
+            self.waiting[model] = still
+            decision = self.policy.choose(self.cluster, model, now, still[0].give_up_at - now)
+            if isinstance(decision, Load):
+                resident = self.load(model, decision, now)
+                for waiting in self.waiting.pop(model):
+                    self.serve(resident, waiting.at, now)
+
+    def load(self, model: int, decision: Load, now: float) -> Loaded:
+        for victim in decision.victims:
+            del self.cluster.loaded[victim]
+        took = self.workload.load_seconds[model]
+        self.outcome.cold_loads += 1
+        self.outcome.load_seconds += took
+        resident = Loaded(model, decision.gpu, now + took, now, now)
+        self.cluster.loaded[model] = resident
+        return resident
+
+    def serve(self, resident: Loaded, arrived: float, now: float) -> None:
+        start = max(now, resident.ready_at)
+        self.outcome.waits.append(start - arrived)
+        resident.last_used = max(resident.last_used, now)
+        resident.busy_until = max(resident.busy_until, start + SERVICE_SECONDS)
+
+    def expire(self, now: float) -> bool:
+        keep_alive = self.policy.keep_alive
+        if keep_alive is None:
+            return False
+        idle = [
+            m
+            for m in self.cluster.loaded.values()
+            if not self.cluster.busy(m, now) and now - m.last_used > keep_alive
+        ]
+        for resident in idle:
+            del self.cluster.loaded[resident.model]
+        return bool(idle)
+
+    def schedule_recheck(self, now: float) -> None:
+        """The next moment a model may become evictable, or a waiter gives up."""
+        moments = [w.give_up_at for waiting in self.waiting.values() for w in waiting]
+        for m in self.cluster.loaded.values():
+            moments += [m.busy_until, m.ready_at, m.ready_at + self.policy.min_residency]
+            if self.policy.keep_alive is not None:
+                moments.append(m.last_used + self.policy.keep_alive)
+        later = [moment for moment in moments if moment > now]
+        if later:
+            soonest = min(later) + 1e-6
+            if soonest not in self.scheduled:
+                self.scheduled.add(soonest)
+                heapq.heappush(self.timers, soonest)
+
+
+def simulate(workload: Workload, trace: Sequence[Request], policy: Policy) -> Outcome:
+    return Simulation(workload, policy).run(trace)
+
+
+Results = dict[str, dict[str, list[Outcome]]]
+"""workload name -> policy name -> one outcome per seed."""
+
+
+def run(seeds: int, hours: float | None = None) -> Results:
+    results: Results = {}
+    for workload in WORKLOADS:
+        by_policy = results.setdefault(workload.name, {})
+        for seed in range(seeds):
+            trace = workload.trace(seed, hours)
+            for policy in policies(trace):
+                by_policy.setdefault(policy.name, []).append(simulate(workload, trace, policy))
+    return results
+
+
+def _median(outcomes: Sequence[Outcome], figure: Callable[[Outcome], float]) -> float:
+    return statistics.median(figure(o) for o in outcomes)
+
+
+def _cold(outcomes: Sequence[Outcome]) -> float:
+    return _median(outcomes, lambda o: o.cold_loads)
+
+
+def table(results: Results, seeds: int, seconds: float) -> str:
     lines = [
         "## Placement (gpu-agent eviction policy)",
         "",
-        f"`.venv/bin/python bench/placement.py --seeds {seeds}`: {len(SIZES_GB)} models "
-        f"({min(SIZES_GB):g}-{max(SIZES_GB):g} GB), {len(GPU_GB)} GPUs x {GPU_GB[0]} GB, "
-        f"{HOURS:g} h of Poisson traffic at {RATE_PER_SECOND:g} req/s, Zipf({ZIPF_EXPONENT:g}) "
-        "popularity reshuffled every 30 min, and every 5 min a sweep asking each of the 6 least "
-        "popular models once (the seeds' health checks and batch jobs). Refused: no permitted "
-        "eviction made room (RESOURCE_EXHAUSTED). Median over "
-        f"{seeds} seeds (simulated; took {seconds:.0f} s). "
-        "Ratios are against LRU on the same traces.",
+        f"`.venv/bin/python bench/placement.py --seeds {seeds}`: simulated (took {seconds:.0f} s); "
+        f"median over {seeds} seeds; ratios against LRU on the same traces. Traces, policies "
+        "and what the simulated system does are described in bench/placement.py's docstring: "
+        "a request that finds no room waits for it as the agent does (counted in its wait) and "
+        f"fails only when its {DEADLINE_SECONDS:g} s deadline no longer leaves time to load; "
+        "a failed request counts in p99 wait as the whole deadline.",
         "",
-        "| policy | cold loads | vs LRU | load-seconds | vs LRU | refused (of them sweep) "
-        "| p99 wait (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"Target (issue 3, item 7): warmpath <= {TARGET_VS_LRU:g}x LRU's cold loads.",
+        "",
+        "| trace | warmpath vs LRU (cold loads) | Belady-style offline vs LRU | target met |",
+        "|---|---:|---:|---|",
     ]
-    for name, outcomes in results:
-        cold = statistics.median(o.cold_loads for o in outcomes)
-        load = statistics.median(o.load_seconds for o in outcomes)
-        p99 = statistics.median(o.p99_wait for o in outcomes)
-        refused = statistics.median(o.refused for o in outcomes)
-        refused_sweep = statistics.median(o.refused_sweep for o in outcomes)
-        lines.append(
-            f"| {name} | {cold:.0f} | {cold / lru:.2f}x | {load:.0f} | {load / lru_load:.2f}x "
-            f"| {refused:.0f} ({refused_sweep:.0f}) | {p99:.1f} |"
-        )
+    for name, by_policy in results.items():
+        lru = _cold(by_policy["LRU"])
+        ours = _cold(next(o for n, o in by_policy.items() if n.startswith("warmpath"))) / lru
+        offline = _cold(next(o for n, o in by_policy.items() if n.startswith("Belady"))) / lru
+        met = "yes" if ours <= TARGET_VS_LRU else "no"
+        lines.append(f"| {name} | {ours:.2f}x | {offline:.2f}x | {met} |")
+    for workload in WORKLOADS:
+        by_policy = results[workload.name]
+        lru = _cold(by_policy["LRU"])
+        lru_load = _median(by_policy["LRU"], lambda o: o.load_seconds)
+        lines += [
+            "",
+            f"### {workload.name}: {workload.summary}",
+            "",
+            "| policy | cold loads | vs LRU | load-seconds | vs LRU | p99 wait (s) | failed |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, outcomes in by_policy.items():
+            cold = _cold(outcomes)
+            load = _median(outcomes, lambda o: o.load_seconds)
+            p99 = _median(outcomes, lambda o: o.p99_wait)
+            failed = _median(outcomes, lambda o: o.timed_out + o.refused)
+            lines.append(
+                f"| {name} | {cold:.0f} | {cold / lru:.2f}x | {load:.0f} | {load / lru_load:.2f}x "
+                f"| {p99:.1f} | {failed:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def residency_tradeoff(seeds: int) -> str:
-    """Cold loads bought with refusals: the min_residency knob, on the same traces."""
-    traces = [make_trace(seed) for seed in range(seeds)]
-    lru = [simulate(trace, greedy(lambda c: c.last_used)) for trace in traces]
-    lru_cold = statistics.median(o.cold_loads for o in lru)
+def verdict(results: Results) -> str:
+    """The result in words, from the figures above (so that it cannot go stale)."""
+    ours, offline = {}, {}
+    for name, by_policy in results.items():
+        lru = _cold(by_policy["LRU"])
+        ours[name] = _cold(next(o for n, o in by_policy.items() if n.startswith("warmpath"))) / lru
+        offline[name] = _cold(next(o for n, o in by_policy.items() if n.startswith("Belady"))) / lru
+    met = [name for name, ratio in ours.items() if ratio <= TARGET_VS_LRU]
+    missed = [name for name in ours if name not in met]
     lines = [
         "",
-        "`agent.min_residency_seconds` trades cold loads for refusals under memory pressure "
-        f"(LRU on the same traces: {lru_cold:.0f} cold loads, "
-        f"{statistics.median(o.refused for o in lru):.0f} refused):",
-        "",
-        "| min_residency (s) | cold loads vs LRU | refused |",
-        "|---:|---:|---:|",
+        f"**Result.** At the agent's default min_residency, warmpath meets <= {TARGET_VS_LRU:g}x "
+        f"LRU's cold loads on {', '.join(met) if met else 'none'} of these traces"
+        + (f" and misses it on {', '.join(missed)}" if missed else "")
+        + ". "
+        + (
+            "On those, the Belady-style offline policy, which knows every future request, "
+            f"reaches only {min(offline[n] for n in missed):.2f}x-"
+            f"{max(offline[n] for n in missed):.2f}x LRU: the models each trace asks for within "
+            "a few minutes add up to more than GPU memory, so most cold loads are capacity "
+            "misses that no eviction order avoids, and the target is out of reach of eviction "
+            "alone. "
+            if missed
+            else ""
+        )
+        + "Where warmpath beats the offline policy, it is partly by making requests wait for "
+        "room (min_residency), which lets several requests share one load; Belady-style loads "
+        "at once and is not a bound on that. Cold loads can be bought with waiting: the table "
+        "below reaches the target with a 30-60 s min_residency on some traces, but only with "
+        "longer p99 waits and more failed requests, so the default stays 10 s."
+        + "".join(
+            f" On {name}, warmpath ({ours[name]:.2f}x) stays short of the offline policy "
+            f"({offline[name]:.2f}x): room left for a better online policy."
+            for name in ours
+            if ours[name] > offline[name] + 0.02
+        ),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def residency_tradeoff(seeds: int, hours: float | None = None) -> str:
+    """What `agent.min_residency_seconds` buys: fewer cold loads, against longer waits."""
+    lines = [
+        "",
+        "`agent.min_residency_seconds` on the same traces: a longer floor protects what was "
+        "just loaded (fewer cold loads) but makes requests for other models wait longer for "
+        "room. Cold loads vs LRU / p99 wait (s) / failed:",
+        "",
+        "| min_residency (s) | " + " | ".join(w.name for w in WORKLOADS) + " |",
+        "|---:|" + "---:|" * len(WORKLOADS),
+    ]
+    traces = {w.name: [w.trace(seed, hours) for seed in range(seeds)] for w in WORKLOADS}
+    lru = {
+        w.name: _cold(
+            [simulate(w, t, Policy("LRU", greedy(least_recently_used))) for t in traces[w.name]]
+        )
+        for w in WORKLOADS
+    }
     for seconds in MIN_RESIDENCY_SWEEP:
-        outcomes = [simulate(trace, warmpath(seconds)) for trace in traces]
-        cold = statistics.median(o.cold_loads for o in outcomes)
-        refused = statistics.median(o.refused for o in outcomes)
-        lines.append(f"| {seconds:g} | {cold / lru_cold:.2f}x | {refused:.0f} |")
+        policy = Policy(f"warmpath {seconds:g}", warmpath(seconds), min_residency=seconds)
+        cells = []
+        for workload in WORKLOADS:
+            outcomes = [simulate(workload, t, policy) for t in traces[workload.name]]
+            cells.append(
+                f"{_cold(outcomes) / lru[workload.name]:.2f}x / "
+                f"{_median(outcomes, lambda o: o.p99_wait):.0f} / "
+                f"{_median(outcomes, lambda o: o.timed_out + o.refused):.0f}"
+            )
+        lines.append(f"| {seconds:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--hours", type=float, default=None, help="shorten every trace")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.monotonic()
-    results = run(args.seeds)
-    text = table(results, args.seeds, time.monotonic() - started) + residency_tradeoff(args.seeds)
+    results = run(args.seeds, args.hours)
+    text = table(results, args.seeds, time.monotonic() - started) + verdict(results)
+    text += residency_tradeoff(args.seeds, args.hours)
     print(text)
     if args.out is not None:
         args.out.write_text(text)

@@ -1,23 +1,73 @@
-"""The placement simulator still runs the agent's policy (a smoke test; no figures asserted)."""
+"""The placement simulator runs the agent's policy and loses no request (no figures asserted)."""
 
 from __future__ import annotations
 
 import importlib.util
+import random
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "placement.py"
 
 
-def test_simulator_runs_every_policy_on_a_short_trace(monkeypatch) -> None:
+@pytest.fixture
+def placement(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location("placement", BENCH)
     assert spec is not None and spec.loader is not None
-    placement = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "placement", placement)
-    spec.loader.exec_module(placement)
-    monkeypatch.setattr(placement, "HOURS", 0.2)
-    results = dict(placement.run(seeds=1))
-    assert "LRU" in results and any(name.startswith("warmpath") for name in results)
-    for outcomes in results.values():
-        assert outcomes[0].cold_loads >= len(placement.SIZES_GB) // 2
-    assert "| policy |" in placement.table(list(results.items()), 1, 0.0)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "placement", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_simulator_runs_every_policy_on_every_trace(placement: ModuleType) -> None:
+    results = placement.run(seeds=1, hours=0.2)
+    assert set(results) == {w.name for w in placement.WORKLOADS}
+    for workload in placement.WORKLOADS:
+        by_policy = results[workload.name]
+        assert "LRU" in by_policy and any(name.startswith("warmpath") for name in by_policy)
+        requests = len(workload.trace(0, 0.2))
+        for outcomes in by_policy.values():
+            assert outcomes[0].cold_loads >= 3
+            assert len(outcomes[0].waits) == requests, "every request is served or counted failed"
+    text = placement.table(results, 1, 0.0)
+    assert "| policy |" in text and "target met" in text
+
+
+def test_the_warmpath_policy_is_the_agents_plan_placement(
+    placement: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = placement.plan_placement
+
+    def counting(*args: object) -> object:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(placement, "plan_placement", counting)
+    workload = placement.WORKLOADS[0]
+    policy = placement.policies([])[0]
+    assert policy.name.startswith("warmpath")
+    placement.simulate(workload, workload.trace(0, 0.05), policy)
+    assert calls
+
+
+def test_a_request_with_no_room_yet_waits_rather_than_vanishes(placement: ModuleType) -> None:
+    def two_requests(rng: random.Random, end: float) -> list[object]:
+        return [placement.Request(0.0, 0), placement.Request(1.0, 1)]
+
+    tiny = placement.Workload("tiny", (6, 6), (4.0, 4.0), (10,), 1.0, "", two_requests)
+    trace = tiny.trace(0)
+    for policy in (
+        placement.Policy("warmpath", placement.warmpath(10.0), min_residency=10.0),
+        placement.Policy("LRU", placement.greedy(placement.least_recently_used)),
+    ):
+        outcome = placement.simulate(tiny, trace, policy)
+        assert outcome.cold_loads == 2 and outcome.timed_out == 0
+        # The second model waits for the first to finish loading and serving (t = 6 s),
+        # and for warmpath also to age past min_residency (t = 14 s), then loads for 4 s.
+        expected = 14.0 + 4.0 - 1.0 if policy.min_residency else 6.0 + 4.0 - 1.0
+        assert outcome.waits == [4.0, pytest.approx(expected, abs=1e-3)]
