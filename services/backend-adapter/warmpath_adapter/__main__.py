@@ -106,7 +106,7 @@ def cli(
         settings = with_overrides(loaded.adapter, listen=listen, metrics_listen=metrics_listen)
         await serve(settings, TraceContentPolicy(record_content=trace_content), loaded.security)
 
-    run_service("backend-adapter", log_level, start, os.environ)
+    run_service("backend-adapter", log_level, start, os.environ, event_loop="uvloop")
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+import uvloop
+
 from warmpath_common.config import ConfigError
 from warmpath_common.logs import configure_logging
 from warmpath_common.telemetry import setup_tracing, shutdown_tracing
@@ -18,17 +20,35 @@ logger = logging.getLogger(__name__)
 EXIT_BAD_CONFIG = 2
 
 
+def _event_loop_factory(
+    environ: Mapping[str, str], default: str
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop: `WARMPATH_EVENT_LOOP` (uvloop or asyncio), else the service's default."""
+    choice = environ.get("WARMPATH_EVENT_LOOP", default).strip().lower()
+    if choice not in ("uvloop", "asyncio"):
+        raise ConfigError(f"WARMPATH_EVENT_LOOP: expected uvloop or asyncio, got {choice!r}")
+    return asyncio.new_event_loop if choice == "asyncio" else uvloop.new_event_loop
+
+
 def run_service(
     service: str,
     log_level: str,
     start: Callable[[], Coroutine[Any, Any, None]],
     environ: Mapping[str, str],
+    event_loop: str = "asyncio",
 ) -> None:
-    """Runs `start()` to completion; a config error exits 2 with one clear message."""
+    """Runs `start()` to completion; a config error exits 2 with one clear message.
+
+    `event_loop` is "uvloop" for the services on the request path, whose grpc.aio
+    calls cost less CPU on it (bench/results/findings.md), and "asyncio" for the
+    gpu-agent: libuv starts child processes with a plain fork(), and gRPC's
+    fork handlers then abort the llama.cpp child before it runs (seen in tests).
+    """
     configure_logging(service, log_level)
     provider = setup_tracing(f"warmpath-{service}", environ)
     try:
-        asyncio.run(start())
+        with asyncio.Runner(loop_factory=_event_loop_factory(environ, event_loop)) as runner:
+            runner.run(start())
     except ConfigError as error:
         print(f"{service}: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)

@@ -154,7 +154,7 @@ def cli(
         settings = with_overrides(loaded.router, listen=listen, metrics_listen=metrics_listen)
         await serve(loaded, settings, config)
 
-    run_service("router", log_level, start, os.environ)
+    run_service("router", log_level, start, os.environ, event_loop="uvloop")
 
 
 def main() -> None:
