@@ -12,7 +12,7 @@ def configure_logging(service: str, level: str) -> None:
     )
     # httpx logs every request at INFO: far too much for a relay on the hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # When a caller cancels a stream, the gRPC instrumentation's span context is
-    # detached from another context and OpenTelemetry logs a traceback; the span
-    # still ends, so the message is noise.
+    # When a caller cancels a stream, the server span's context can be detached
+    # from another context and OpenTelemetry logs a traceback; the span still
+    # ends, so the message is noise.
     logging.getLogger("opentelemetry.context").setLevel(logging.CRITICAL)

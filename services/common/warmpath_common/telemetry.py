@@ -7,9 +7,11 @@ picks the sampler, `OTEL_SDK_DISABLED=true` turns tracing off. Without an
 endpoint, spans are still created so that trace ids reach callers and
 propagate, but nothing is exported.
 
-W3C trace context travels in gRPC metadata through
-opentelemetry-instrumentation-grpc's interceptors on every server and
-channel, so a caller's own trace continues through Warmpath.
+W3C trace context travels in gRPC metadata: Warmpath's server plumbing
+(warmpath_common.grpc_server) opens each call's SERVER span from it, and the
+router's clients send it with a CLIENT span per call, so a caller's own trace
+continues through Warmpath. (opentelemetry-instrumentation-grpc did the same
+through interceptors at several times the cost per call.)
 
 Prompt and completion text are never recorded unless the operator opts in
 (`WARMPATH_TRACE_CONTENT=true`).
@@ -17,23 +19,23 @@ Prompt and completion text are never recorded unless the operator opts in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
-from opentelemetry.instrumentation.grpc.filters import any_of, method_name, negate, service_name
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,6 @@ GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
 
 # Long-lived or high-frequency RPCs whose spans would only be noise: health
 # probes, reflection and the agents' never-ending state streams.
-_UNTRACED = negate(any_of(service_name("grpc.health.v1.Health"), method_name("WatchState")))
 _UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _UNTRACED_METHODS = frozenset({"/warmpath.v1.GpuAgent/WatchState"})
 # Read-only RPCs (explain a route, list models, read state) answer what they
@@ -150,9 +151,36 @@ def activated(span: Span | None) -> contextlib.AbstractContextManager[object]:
     return trace.use_span(span, record_exception=False, set_status_on_exception=False)
 
 
-def client_interceptors() -> list[Any]:
-    """Tracing interceptors for a grpc.aio channel: they inject W3C trace context."""
-    return list(aio_client_interceptors(filter_=_UNTRACED))  # type: ignore[no-untyped-call]
+@contextlib.contextmanager
+def client_call_span(method: str) -> Iterator[tuple[tuple[str, str], ...]]:
+    """A CLIENT span around one outgoing call to `method`; yields the call's metadata,
+    which carries the span's W3C trace context to the peer.
+
+    Exceptions raised inside set the span's status: a WarmpathError its own code
+    (clients translate statuses into them), cancellation CANCELLED.
+    """
+    service, _, name = method[1:].rpartition("/")
+    span = _tracer.start_span(
+        method,
+        kind=SpanKind.CLIENT,
+        attributes={RPC_SYSTEM: "grpc", RPC_SERVICE: service, RPC_METHOD: name},
+    )
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    code = grpc.StatusCode.OK
+    try:
+        yield tuple(carrier.items())
+    except WarmpathError as error:
+        code = error.status_code
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except BaseException:
+        code = grpc.StatusCode.UNKNOWN
+        raise
+    finally:
+        end_rpc_span(span, code)
 
 
 def current_trace_id() -> str:

@@ -33,11 +33,14 @@ from warmpath_common.errors import (
     error_for_status,
 )
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
-from warmpath_common.telemetry import client_interceptors
+from warmpath_common.telemetry import client_call_span
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.relay import LoadResult
 
 logger = logging.getLogger(__name__)
+
+_ENSURE_LOADED = "/warmpath.v1.GpuAgent/EnsureLoaded"
+_ADAPTER_GENERATE = "/warmpath.v1.BackendAdapter/Generate"
 
 _RECONNECT_MIN_SECONDS = 0.5
 _RECONNECT_MAX_SECONDS = 10.0
@@ -125,8 +128,8 @@ class HostChannels:
 
         def open_channel(address: str) -> grpc.aio.Channel:
             if credentials is None:
-                return grpc.aio.insecure_channel(address, interceptors=client_interceptors())
-            return grpc.aio.secure_channel(address, credentials, interceptors=client_interceptors())
+                return grpc.aio.insecure_channel(address)
+            return grpc.aio.secure_channel(address, credentials)
 
         self._agent_channels = {h.name: open_channel(h.agent) for h in hosts}
         self._adapter_channels = {h.name: open_channel(h.adapter) for h in hosts}
@@ -156,12 +159,16 @@ class AgentClient:
         warm_requests: int = 0,
         lease_seconds: float = 0.0,
     ) -> LoadResult:
-        with translate_rpc_errors(f"gpu-agent {host}"):
+        with (
+            client_call_span(_ENSURE_LOADED) as metadata,
+            translate_rpc_errors(f"gpu-agent {host}"),
+        ):
             response = await self._channels.agents[host].EnsureLoaded(
                 gpu_agent_pb2.EnsureLoadedRequest(
                     model=model, warm_requests=warm_requests, lease_seconds=lease_seconds
                 ),
                 timeout=timeout_seconds,
+                metadata=metadata,
             )
         residency = response.residency
         if not residency.HasField("endpoint"):
@@ -192,34 +199,36 @@ class AdapterClient:
         stub = self._channels.adapters.get(host)
         if stub is None:
             raise ModelNotFound(f"no backend-adapter configured for host {host!r}")
-        call = stub.Generate(
-            backend_adapter_pb2.BackendGenerateRequest(
-                request=request_to_proto(request),
-                endpoint=gpu_agent_pb2.BackendEndpoint(
-                    kind=BACKEND_TO_PROTO[endpoint.kind],
-                    base_url=endpoint.base_url,
-                    served_model_id=endpoint.served_model_id,
+        completion: Completion | None = None
+        with client_call_span(_ADAPTER_GENERATE) as metadata:
+            call = stub.Generate(
+                backend_adapter_pb2.BackendGenerateRequest(
+                    request=request_to_proto(request),
+                    endpoint=gpu_agent_pb2.BackendEndpoint(
+                        kind=BACKEND_TO_PROTO[endpoint.kind],
+                        base_url=endpoint.base_url,
+                        served_model_id=endpoint.served_model_id,
+                    ),
                 ),
-            ),
-            timeout=timeout_seconds,
-        )
-        try:
-            completion: Completion | None = None
-            with translate_rpc_errors(f"backend-adapter {host}"):
-                async for message in call:
-                    event = event_from_proto(message)
-                    if isinstance(event, Completion):
-                        # Read on to the end of the stream before handing the
-                        # completion over, so the call ends with its OK status
-                        # (and its trace span ends) rather than being cut off.
-                        completion = event
-                        continue
-                    yield event
-            if completion is not None:
-                yield completion
-        finally:
-            # The caller went away or failed: stop the backend generating too.
-            call.cancel()
+                timeout=timeout_seconds,
+                metadata=metadata,
+            )
+            try:
+                with translate_rpc_errors(f"backend-adapter {host}"):
+                    async for message in call:
+                        event = event_from_proto(message)
+                        if isinstance(event, Completion):
+                            # Read on to the end of the stream before handing the
+                            # completion over, so the call ends with its OK status
+                            # (and its trace span ends) rather than being cut off.
+                            completion = event
+                            continue
+                        yield event
+            finally:
+                # The caller went away or failed: stop the backend generating too.
+                call.cancel()
+        if completion is not None:
+            yield completion
 
 
 async def watch_cluster(channels: HostChannels, cluster: ClusterView, stop: asyncio.Event) -> None:
