@@ -60,7 +60,7 @@ from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.retry import RetryBudget
-from warmpath_router.routing import Placement, place
+from warmpath_router.routing import Placement, RouteReason, place
 from warmpath_router.validation import check_against_model, check_shape
 
 logger = logging.getLogger(__name__)
@@ -392,14 +392,7 @@ class Relay:
         sent_anything = False
         handed_to_adapter = False
         try:
-            with _tracer.start_as_current_span(f"load {spec.name}") as load_span:
-                load = await self._ensure_loaded(placement, deadline)
-                load_span.set_attributes(
-                    {
-                        "warmpath.cold_start": load.cold_start,
-                        "warmpath.load_seconds": load.load_seconds,
-                    }
-                )
+            load = await self._ensure_loaded(placement, deadline)
             outbound = dataclasses.replace(
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
@@ -483,12 +476,21 @@ class Relay:
             self._touch(placement.host, placement.model)
             return LoadResult(replica.endpoint, replica.gpu_index, replica.gpu_uuid, False, 0.0)
         self._lease_until[(placement.host, placement.model)] = self._clock() + _LEASE_SECONDS
-        return await self._agents.ensure_loaded(
-            placement.host,
-            placement.model,
-            self._remaining(deadline),
-            lease_seconds=_LEASE_SECONDS,
-        )
+        # Only a call to the agent gets a span: a warm replica costs nothing to "load".
+        with _tracer.start_as_current_span(f"load {placement.model}") as load_span:
+            load = await self._agents.ensure_loaded(
+                placement.host,
+                placement.model,
+                self._remaining(deadline),
+                lease_seconds=_LEASE_SECONDS,
+            )
+            load_span.set_attributes(
+                {
+                    "warmpath.cold_start": load.cold_start,
+                    "warmpath.load_seconds": load.load_seconds,
+                }
+            )
+        return load
 
     def _touch(self, host: str, model: str) -> None:
         """Counts a warm request; takes a lease at once if the model has none from us."""
@@ -581,12 +583,14 @@ def _placement_attributes(
         "warmpath.route.reason": placement.reason.value,
         "warmpath.route.explanation": placement.explanation,
         "warmpath.load_required": placement.load_required,
-        "warmpath.route.candidates": [
+    }
+    if placement.reason is not RouteReason.RESIDENT:
+        # Worth its cost only when the choice was not simply "already resident".
+        attributes["warmpath.route.candidates"] = [
             f"{c.host} score={c.score:g}"
             + (f" ({c.rejected_because})" if c.rejected_because else "")
             for c in placement.candidates
-        ],
-    }
+        ]
     if resolved.alias:
         attributes["warmpath.alias"] = resolved.alias
     if resolved.auto_class:
