@@ -6,20 +6,14 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc
-from warmpath_adapter.admission import BackendAdmission
-from warmpath_adapter.backends import BackendDispatcher
-from warmpath_adapter.metrics import AdapterMetrics
-from warmpath_adapter.ollama_backend import OllamaBackend
-from warmpath_adapter.openai_backend import OpenAICompatibleBackend
+from warmpath_adapter.assembly import build_dispatcher, http_client
 from warmpath_adapter.servicer import BackendAdapterServicer
 from warmpath_common.config import (
     AdapterSettings,
-    BackendKindName,
     SecuritySettings,
     load_config,
     with_overrides,
@@ -38,22 +32,9 @@ async def serve(
     content: TraceContentPolicy,
     security: SecuritySettings | None = None,
 ) -> None:
-    async with httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-    ) as client:
+    async with http_client() as client:
         metrics = CollectorRegistry()
-        timeouts = (settings.idle_timeout_seconds, settings.connect_timeout_seconds)
-        openai = OpenAICompatibleBackend(client, *timeouts, content_policy=content)
-        dispatcher = BackendDispatcher(
-            {
-                BackendKindName.LLAMA_CPP: openai,
-                BackendKindName.VLLM: openai,
-                BackendKindName.SGLANG: openai,
-                BackendKindName.OLLAMA: OllamaBackend(client, *timeouts, content_policy=content),
-            },
-            AdapterMetrics(metrics),
-            BackendAdmission(settings.max_concurrent_per_backend, settings.max_queued_per_backend),
-        )
+        dispatcher = build_dispatcher(settings, client, content, metrics)
         server = await create_server(
             settings.listen,
             lambda s: backend_adapter_pb2_grpc.add_BackendAdapterServicer_to_server(
