@@ -52,6 +52,10 @@ class _Strict(BaseModel):
 ModelName = Annotated[str, Field(pattern=_NAME_PATTERN)]
 
 
+IN_PROCESS_ADAPTER = "in-process"
+"""`hosts[].adapter` value for an adapter that runs inside the router."""
+
+
 def _check_address(value: str) -> str:
     if not _ADDRESS_PATTERN.match(value):
         raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:50051)")
@@ -248,9 +252,20 @@ class HostSpec(_Strict):
     agent: str
     """gpu-agent address, host:port (DNS names allowed)."""
     adapter: str
-    """backend-adapter address, host:port."""
+    """backend-adapter address, host:port; or "in-process": the router runs the adapter
+    itself for this host, which saves a gRPC hop per request (bench/RESULTS.md) but needs
+    the host's model servers reachable from the router (one machine, or one pod)."""
 
-    _agent = field_validator("agent", "adapter")(_check_address)
+    _agent = field_validator("agent")(_check_address)
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter_address(cls, value: str) -> str:
+        return value if value == IN_PROCESS_ADAPTER else _check_address(value)
+
+    @property
+    def adapter_in_process(self) -> bool:
+        return self.adapter == IN_PROCESS_ADAPTER
 
 
 class AutoClass(_Strict):
@@ -352,6 +367,15 @@ class ProcessDriverSettings(_Strict):
     """How long a model server may take to answer its readiness endpoint."""
     log_dir: Path | None = None
     """Where child server logs go. Unset: discarded."""
+    state_dir: Path | None = None
+    """Where a record of each running child server is kept (model, pid, start time,
+    port), so that an agent restarted after a crash adopts the servers still running
+    instead of loading the models again. Unset: `<log_dir>/state`; with no `log_dir`
+    either, nothing is recorded and nothing is adopted. One directory per agent."""
+    keep_running_on_exit: bool = False
+    """True: a graceful agent stop leaves the servers running, for the next agent to
+    adopt (as Docker containers are). False: it stops them; only servers that outlive
+    an agent crash are adopted. Needs a state directory."""
     extra_args: tuple[str, ...] = ()
     """Extra arguments for `python -m llama_cpp.server`."""
 
@@ -362,6 +386,30 @@ class ProcessDriverSettings(_Strict):
         if not 1024 <= low <= high <= 65535:
             raise ValueError("port_range must be [low, high] with 1024 <= low <= high <= 65535")
         return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _named_directory(cls, value: Path | None) -> Path | None:
+        # Path("") is the working directory: records would land wherever the
+        # agent happened to start, and a later agent would not find them.
+        if value is not None and str(value) in ("", "."):
+            raise ValueError("state_dir must name a directory")
+        return value
+
+    @model_validator(mode="after")
+    def _kept_servers_are_recorded(self) -> Self:
+        if self.keep_running_on_exit and self.effective_state_dir is None:
+            raise ValueError(
+                "keep_running_on_exit needs state_dir (or log_dir): otherwise no later "
+                "agent could find the servers it leaves running"
+            )
+        return self
+
+    @property
+    def effective_state_dir(self) -> Path | None:
+        if self.state_dir is not None:
+            return self.state_dir
+        return None if self.log_dir is None else self.log_dir / "state"
 
 
 class OllamaSettings(_Strict):

@@ -14,13 +14,16 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import router_pb2, router_pb2_grpc
+from warmpath_adapter.assembly import build_dispatcher, http_client
 from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, with_overrides
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import BearerTokenGuard, channel_credentials
+from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
+from warmpath_router.in_process_adapter import AdaptersByHost, InProcessAdapter
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
@@ -36,7 +39,29 @@ _RELOAD_POLL_SECONDS = 1.0
 
 
 async def serve(
-    config: WarmpathConfig, settings: RouterSettings, config_path: Path | None = None
+    config: WarmpathConfig,
+    settings: RouterSettings,
+    config_path: Path | None = None,
+    content: TraceContentPolicy = PROMPTS_NOT_RECORDED,
+) -> None:
+    local_hosts = frozenset(host.name for host in settings.hosts if host.adapter_in_process)
+    async with contextlib.AsyncExitStack() as stack:
+        metrics = CollectorRegistry()
+        local = None
+        if local_hosts:
+            client = await stack.enter_async_context(http_client())
+            local = InProcessAdapter(build_dispatcher(config.adapter, client, content, metrics))
+            logger.info("running the backend-adapter in-process for %s", ", ".join(local_hosts))
+        await _serve(config, settings, config_path, metrics, local, local_hosts)
+
+
+async def _serve(
+    config: WarmpathConfig,
+    settings: RouterSettings,
+    config_path: Path | None,
+    metrics: CollectorRegistry,
+    local_adapter: InProcessAdapter | None,
+    local_hosts: frozenset[str],
 ) -> None:
     registry = ModelRegistry(config.models, settings.auto)
     cluster = ClusterView.of(host.name for host in settings.hosts)
@@ -44,12 +69,11 @@ async def serve(
         settings.hosts,
         channel_credentials(settings.tls, "router") if settings.tls is not None else None,
     )
-    metrics = CollectorRegistry()
     relay = Relay(
         registry,
         cluster,
         AgentClient(channels),
-        AdapterClient(channels),
+        AdaptersByHost(AdapterClient(channels), local_adapter, local_hosts),
         settings,
         RouterMetrics(metrics),
     )
@@ -145,6 +169,13 @@ def cli(
         str | None,
         typer.Option(envvar="WARMPATH_ROUTER_METRICS_LISTEN", help="host:port for /metrics."),
     ] = None,
+    trace_content: Annotated[
+        bool,
+        typer.Option(
+            envvar="WARMPATH_TRACE_CONTENT",
+            help="With an in-process adapter: record prompt and completion text in traces.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the Warmpath router."""
@@ -152,7 +183,7 @@ def cli(
     async def start() -> None:
         loaded = load_config(config)
         settings = with_overrides(loaded.router, listen=listen, metrics_listen=metrics_listen)
-        await serve(loaded, settings, config)
+        await serve(loaded, settings, config, TraceContentPolicy(record_content=trace_content))
 
     run_service("router", log_level, start, os.environ, event_loop="uvloop")
 

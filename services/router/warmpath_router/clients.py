@@ -132,7 +132,9 @@ class HostChannels:
             return grpc.aio.secure_channel(address, credentials)
 
         self._agent_channels = {h.name: open_channel(h.agent) for h in hosts}
-        self._adapter_channels = {h.name: open_channel(h.adapter) for h in hosts}
+        self._adapter_channels = {
+            h.name: open_channel(h.adapter) for h in hosts if not h.adapter_in_process
+        }
         self.agents = {
             name: gpu_agent_pb2_grpc.GpuAgentStub(channel)
             for name, channel in self._agent_channels.items()
