@@ -228,6 +228,27 @@ def mock_config(agent: str, adapter: str, router: str) -> dict[str, Any]:
     }
 
 
+def start_in_process_router(
+    procs: Processes, stack: WarmpathStack, env: Mapping[str, str] | None = None, tag: str = ""
+) -> str:
+    """A second router on the same agent that runs the backend-adapter in-process
+    (`hosts[].adapter: in-process`); returns its address."""
+    router = f"127.0.0.1:{free_port()}"
+    document = yaml.safe_load(stack.config.read_text())
+    document["router"]["listen"] = router
+    document["router"]["hosts"][0]["adapter"] = "in-process"
+    config = procs.log_dir / f"warmpath-in-process{tag}.yaml"
+    config.write_text(yaml.safe_dump(document))
+    name = f"router-in-process{tag}"
+    procs.start(
+        name,
+        [PYTHON, "-m", "warmpath_router", "--listen", router, "--config", str(config)],
+        {"WARMPATH_LOG_LEVEL": "warning", **(env or {})},
+    )
+    wait_serving(router, 60.0, alive=lambda: procs.check_alive(name))
+    return router
+
+
 def start_warmpath(
     procs: Processes, backend_url: str, env: Mapping[str, str] | None = None, tag: str = ""
 ) -> WarmpathStack:
