@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
@@ -214,23 +213,23 @@ class Relay:
         check_against_model(request, resolved.spec)
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
+        # Route answers with the whole decision, so it opens no span of its own; in a
+        # caller's trace, its server span carries the outcome.
+        span = trace.get_current_span()
         for spec in self._chain(resolved.spec, caller):
-            with _tracer.start_as_current_span(f"route {spec.name}") as span:
-                try:
-                    check_against_model(request, spec)
-                    placement = place(self._as_resolved(resolved, spec), self._cluster)
-                except (InvalidRequest, *_FALLBACK_ON) as error:
-                    last_error = error
-                    hops.append(FallbackHop(spec.name, "", error.message))
-                    span.set_status(Status(StatusCode.ERROR, error.status_code.name))
-                    continue
-                if span.is_recording():
-                    span.set_attributes(
-                        _placement_attributes(self._as_resolved(resolved, spec), placement)
-                    )
+            attempt = self._as_resolved(resolved, spec)
+            try:
+                check_against_model(request, spec)
+                placement = place(attempt, self._cluster)
+            except (InvalidRequest, *_FALLBACK_ON) as error:
+                last_error = error
+                hops.append(FallbackHop(spec.name, "", error.message))
+                continue
+            if span.is_recording():
+                span.set_attributes(_placement_attributes(attempt, placement))
             replica = placement.replica
             return Decision(
-                resolved=self._as_resolved(resolved, spec),
+                resolved=attempt,
                 placement=placement,
                 backend=spec.backend,
                 gpu_uuid=replica.gpu_uuid if replica else "",
