@@ -59,6 +59,9 @@ CONCURRENCY = (1, 16, 64)
 BARE = "no-op (bare grpc.aio)"
 PLUMBED = "no-op + Warmpath server plumbing"
 ROUTER = "router Route"
+ROUTER_TRACED = "router Route, caller traced"
+# A sampled W3C parent, as a tracing caller sends: Route then opens (and exports) a span.
+TRACEPARENT = (("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),)
 
 
 @dataclass
@@ -107,9 +110,14 @@ def start_noop(procs: Processes, name: str, plumbed: bool, env: Mapping[str, str
 
 
 async def measure_targets(
-    targets: Mapping[str, str], repeats: int, seconds: float, concurrency: tuple[int, ...]
+    targets: Mapping[str, str],
+    repeats: int,
+    seconds: float,
+    concurrency: tuple[int, ...],
+    traced: frozenset[str] = frozenset(),
 ) -> dict[tuple[str, int], LoopResult]:
-    """Route on each target address; interleaved per repeat, warm-up discarded."""
+    """Route on each target address; interleaved per repeat, warm-up discarded.
+    Targets named in `traced` are called with a sampled traceparent."""
     results: dict[tuple[str, int], LoopResult] = {}
     request = route_request()
     async with contextlib.AsyncExitStack() as stack:
@@ -122,8 +130,13 @@ async def measure_targets(
         for _ in range(repeats):
             for level in concurrency:
                 for name, stub in stubs.items():
+                    metadata = TRACEPARENT if name in traced else ()
                     lat, rate, errors = await closed_loop(
-                        lambda stub=stub: stub.Route(request, timeout=10), level, seconds
+                        lambda stub=stub, metadata=metadata: stub.Route(
+                            request, timeout=10, metadata=metadata
+                        ),
+                        level,
+                        seconds,
                     )
                     result = results.setdefault((name, level), LoopResult())
                     result.latencies.extend(lat)
@@ -139,6 +152,7 @@ def measure_route(
     concurrency: tuple[int, ...] = CONCURRENCY,
     with_noop: bool = True,
     tag: str = "",
+    traced_caller: bool = False,
 ) -> dict[tuple[str, int], LoopResult]:
     """Starts the no-op servers and the router (same env), measures, stops them."""
     with processes(f"route_rpc{tag}") as procs:
@@ -149,7 +163,10 @@ def measure_route(
             targets[PLUMBED] = start_noop(procs, "noop-plumbed", True, env)
         stack = start_warmpath(procs, backend, env)
         targets[ROUTER] = stack.router
-        return asyncio.run(measure_targets(targets, repeats, seconds, concurrency))
+        traced = frozenset({ROUTER_TRACED} if traced_caller else ())
+        if traced_caller:
+            targets[ROUTER_TRACED] = stack.router
+        return asyncio.run(measure_targets(targets, repeats, seconds, concurrency, traced))
 
 
 # --- part 2: the decision itself ---------------------------------------------------------
