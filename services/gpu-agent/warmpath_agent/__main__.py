@@ -108,8 +108,9 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
     async with httpx.AsyncClient() as client, open_docker(specs) as docker_client:
+        processes = LlamaCppProcessDriver(settings.process, client)
         drivers: dict[Runtime, ModelDriver] = {
-            Runtime.PROCESS: LlamaCppProcessDriver(settings.process, client),
+            Runtime.PROCESS: processes,
             Runtime.OLLAMA: OllamaDriver(settings.ollama, client),
         }
         containers = None
@@ -126,9 +127,19 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             metrics=metrics,
             min_residency_seconds=settings.min_residency_seconds,
         )
+        # Before serving and before pinned loads: a model whose server survived
+        # the last agent is ready now, not loaded a second time.
+        try:
+            found = await processes.adopt(specs)
+        except OSError as error:
+            logger.error("could not read the llama.cpp server records: %s", error)
+            found = []
+        adopted = set(await manager.adopt(found))
+        for running, _ in found:
+            if running.model not in adopted:
+                # Unbooked, it would hold memory the placement cannot see.
+                await processes.stop(running)
         if containers is not None:
-            # Before serving and before pinned loads: a model whose container
-            # survived the last agent is ready now, not loaded a second time.
             try:
                 await manager.adopt(await containers.adopt())
             except ModelLoadFailed as error:

@@ -3,22 +3,42 @@
 The server is llama-cpp-python's OpenAI-compatible server. Readiness is its
 `GET /v1/models`, which answers only once the weights are loaded; nothing is
 ever generated to probe it.
+
+Lifetime. Each child runs in a session of its own, so a signal aimed at the
+agent's process group (Ctrl-C in a terminal) reaches the agent alone, which
+then decides. A graceful agent stop (SIGTERM, SIGINT) stops every child, unless
+`keep_running_on_exit` is set. An agent that dies without stopping them (a
+crash, SIGKILL) leaves them serving, and the next agent adopts them.
+
+Records. For adoption each child is recorded in the state directory
+(`state_dir`, by default `<log_dir>/state`), one JSON file per model: model,
+pid, the process start time from /proc/<pid>/stat, its command line, port,
+base URL, model file and GPU. `stop` removes the record. A record is trusted
+only while that pid still runs with that start time and that command line, so a
+pid reused by another process is never signalled or adopted; on adoption the
+server must also answer `/v1/models` with the model's name. Records that fail
+any check are removed, and a server that is ours but does not answer is
+stopped. An adopted server is not this agent's child: it cannot be waited for,
+so its exit is noticed by polling /proc, and the exit code is unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -30,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 _READINESS_POLL_SECONDS = 0.2
 _STOP_GRACE_SECONDS = 10.0
+_KILL_WAIT_SECONDS = 5.0
+_RECORD_VERSION = 1
+SERVER_COMMAND = (sys.executable, "-m", "llama_cpp.server")
 
 
 def resolve_model_file(source: ModelSource) -> Path:
@@ -53,27 +76,172 @@ def resolve_model_file(source: ModelSource) -> Path:
     raise ModelLoadFailed("the llama.cpp process driver needs a path or python_package source")
 
 
+# -- processes by pid ----------------------------------------------------
+
+
+def process_start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks after boot, /proc/<pid>/stat field 22), or None
+    when no such process runs (a zombie counts as gone) or /proc cannot say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or
+    # parentheses itself: the fields that follow start after the last ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None
+    try:
+        return int(fields[19])
+    except ValueError:
+        return None
+
+
+def process_command(pid: int) -> tuple[str, ...] | None:
+    """The command line `pid` runs, or None if it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return tuple(part.decode(errors="replace") for part in raw.split(b"\0")[:-1])
+
+
+def signal_process(pid: int, start_time: int, signum: signal.Signals) -> bool:
+    """Sends `signum` to `pid` only while it is still the process that started at
+    `start_time`. Returns False when that process is gone."""
+    descriptor = None
+    # A pidfd pins the process: once the start time checks out, the signal
+    # cannot reach a process that reused the pid in between.
+    with contextlib.suppress(AttributeError, OSError):
+        descriptor = os.pidfd_open(pid)
+    try:
+        if process_start_time(pid) != start_time:
+            return False
+        if descriptor is not None:
+            signal.pidfd_send_signal(descriptor, signum)
+        else:
+            os.kill(pid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
+
+
+# -- records ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRecord:
+    """What a later agent needs to recognise and adopt a running server."""
+
+    model: str
+    pid: int
+    start_time: int
+    """/proc/<pid>/stat field 22: tells this process from a later one with the same pid."""
+    command: tuple[str, ...]
+    port: int
+    base_url: str
+    model_file: str
+    gpu_uuid: str
+
+    def to_json(self) -> str:
+        return json.dumps({"version": _RECORD_VERSION, **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ChildRecord:
+        """Raises ValueError for anything but a record this version wrote."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != _RECORD_VERSION:
+            raise ValueError("not a version 1 process record")
+        command = data.get("command")
+        if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+            raise ValueError("command is not a list of strings")
+        record = cls(
+            model=_typed(data, "model", str),
+            pid=_typed(data, "pid", int),
+            start_time=_typed(data, "start_time", int),
+            command=tuple(command),
+            port=_typed(data, "port", int),
+            base_url=_typed(data, "base_url", str),
+            model_file=_typed(data, "model_file", str),
+            gpu_uuid=_typed(data, "gpu_uuid", str),
+        )
+        if record.pid <= 1 or not 0 < record.port < 65536:
+            raise ValueError("pid or port out of range")
+        return record
+
+    def is_running(self) -> bool:
+        """True while the recorded process itself still runs (not a reused pid)."""
+        return (
+            process_start_time(self.pid) == self.start_time
+            and process_command(self.pid) == self.command
+        )
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    value = data.get(key)
+    # bool is an int in Python, but never a valid pid or port.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{key} is not a {kind.__name__}")
+    return value
+
+
+def record_path(state_dir: Path, model: str) -> Path:
+    # Sanitising alone could map two model names onto one file; the hash keeps
+    # them apart.
+    digest = hashlib.sha256(model.encode()).hexdigest()[:10]
+    return state_dir / f"{_safe_file_name(model)}-{digest}.json"
+
+
+def write_record(state_dir: Path, record: ChildRecord) -> Path:
+    """Writes (atomically: a crash leaves the old record or the new one) and returns
+    the record's path."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = record_path(state_dir, record.model)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(record.to_json())
+    os.replace(partial, path)
+    return path
+
+
 @dataclass
 class _Child:
-    process: asyncio.subprocess.Process
+    pid: int
     port: int
+    start_time: int | None
+    process: asyncio.subprocess.Process | None
+    """None for a server adopted from an earlier agent: not our child."""
     log: IO[bytes] | None
+    record: Path | None
 
 
 class LlamaCppProcessDriver:
     """One `python -m llama_cpp.server` child per resident model."""
 
-    def __init__(self, settings: ProcessDriverSettings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: ProcessDriverSettings,
+        client: httpx.AsyncClient,
+        *,
+        server_command: Sequence[str] = SERVER_COMMAND,
+        poll_seconds: float = 1.0,
+    ) -> None:
         self._settings = settings
         self._client = client
+        self._server_command = tuple(server_command)
+        self._poll_seconds = poll_seconds
         self._children: dict[str, _Child] = {}
         self._ports_in_use: set[int] = set()
 
     async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
         model_file = await asyncio.to_thread(resolve_model_file, spec.source)
+        # A server that died on its own still holds its port and record here.
+        await self._stop_child(spec.name)
         port = self._allocate_port()
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            *self._server_command,
             "--model", str(model_file),
             "--model_alias", spec.name,
             "--host", self._settings.bind_host,
@@ -93,23 +261,44 @@ class LlamaCppProcessDriver:
         logger.info(
             "starting llama.cpp server for %s on port %d (GPU %s)", spec.name, port, gpu.uuid
         )
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log or asyncio.subprocess.DEVNULL,
-            stderr=log or asyncio.subprocess.DEVNULL,
-            env=env,
-        )
-        self._children[spec.name] = _Child(process, port, log)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log or asyncio.subprocess.DEVNULL,
+                stderr=log or asyncio.subprocess.DEVNULL,
+                env=env,
+                # Out of the agent's process group: Ctrl-C meant for the agent
+                # must not kill the servers behind its back (module docstring).
+                start_new_session=True,
+            )
+        except BaseException:
+            self._ports_in_use.discard(port)
+            if log is not None:
+                log.close()
+            raise
+        base_url = self._base_url(port)
+        start_time = process_start_time(process.pid)
+        child = _Child(process.pid, port, start_time, process, log, None)
+        self._children[spec.name] = child
+        if start_time is not None:
+            # Before readiness: an agent that crashes mid-load leaves a server a
+            # later agent can still adopt once it is ready.
+            child.record = self._record(
+                ChildRecord(
+                    spec.name, process.pid, start_time, tuple(command), port, base_url,
+                    str(model_file), gpu.uuid,
+                )
+            )  # fmt: skip
         running = RunningModel(
             model=spec.name,
-            base_url=f"http://{self._settings.advertise_host or self._settings.bind_host}:{port}",
+            base_url=base_url,
             served_model_id=spec.name,
             pid=process.pid,
             runtime=Runtime.PROCESS,
         )
         try:
-            await self._wait_ready(running, process)
+            await self._wait_ready(spec.name, port, lambda: _exit_reason(process))
         except BaseException:
             await self.stop(running)
             raise
@@ -119,56 +308,205 @@ class LlamaCppProcessDriver:
         await self._stop_child(running.model)
 
     async def close(self) -> None:
+        if self._settings.keep_running_on_exit:
+            # Their records stay: the next agent adopts them.
+            if self._children:
+                logger.info(
+                    "leaving %d llama.cpp server(s) running for the next agent to adopt: %s",
+                    len(self._children), ", ".join(sorted(self._children)),
+                )  # fmt: skip
+            for child in self._children.values():
+                if child.log is not None:
+                    child.log.close()
+            self._children.clear()
+            return
         for name in list(self._children):
             await self._stop_child(name)
-
-    async def _stop_child(self, model: str) -> None:
-        child = self._children.pop(model, None)
-        if child is None:
-            return
-        process = child.process
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), _STOP_GRACE_SECONDS)
-            except TimeoutError:
-                logger.warning("%s did not stop within %.0f s; killing", model, _STOP_GRACE_SECONDS)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        if child.log is not None:
-            child.log.close()
-        self._ports_in_use.discard(child.port)
 
     async def wait_exited(self, running: RunningModel) -> str:
         child = self._children.get(running.model)
         if child is None:
             return "not running"
-        code = await child.process.wait()
-        return f"llama.cpp server exited with code {code}"
+        if child.process is not None:
+            code = await child.process.wait()
+            reason = f"llama.cpp server exited with code {code}"
+        else:
+            while process_start_time(child.pid) == child.start_time:
+                if self._children.get(running.model) is not child:
+                    break
+                await asyncio.sleep(self._poll_seconds)
+            if self._children.get(running.model) is not child:
+                return "stopped by Warmpath"
+            reason = (
+                f"adopted llama.cpp server (pid {child.pid}) exited "
+                "(not this agent's child: exit code unknown)"
+            )
+        if self._children.get(running.model) is child:
+            # It died on its own: nobody will call stop() for it.
+            self._children.pop(running.model)
+            self._release(child)
+        return reason
 
-    async def _wait_ready(self, running: RunningModel, process: asyncio.subprocess.Process) -> None:
+    # -- adoption --------------------------------------------------------
+
+    async def adopt(
+        self, specs: Mapping[str, ModelSpec] | None = None
+    ) -> list[tuple[RunningModel, str]]:
+        """Servers an earlier agent on this host started and left running, once each
+        answers `/v1/models` with its model: (the model, the UUID of its GPU).
+
+        With `specs` (the models this host serves), a server for a model not served
+        by this runtime any more, or started from another model file, is stopped.
+        Records of processes that are gone are removed; servers that are ours but
+        never answer within `startup_timeout_seconds` are stopped.
+        """
+        state_dir = self._settings.effective_state_dir
+        if state_dir is None or not state_dir.is_dir():
+            return []
+        for partial in state_dir.glob("*.tmp"):
+            partial.unlink(missing_ok=True)
+        found = await asyncio.gather(
+            *(self._adopt_one(path, specs) for path in sorted(state_dir.glob("*.json")))
+        )
+        return [adopted for adopted in found if adopted is not None]
+
+    async def _adopt_one(
+        self, path: Path, specs: Mapping[str, ModelSpec] | None
+    ) -> tuple[RunningModel, str] | None:
+        record = _live_record(path)
+        if record is None:
+            return None
+        if record.model in self._children or path != record_path(path.parent, record.model):
+            # Written by hand or by another agent: not ours to judge or stop.
+            logger.warning("ignoring process record %s: not this agent's", path.name)
+            return None
+        child = _Child(record.pid, record.port, record.start_time, None, None, path)
+        self._children[record.model] = child
+        self._ports_in_use.add(record.port)
+        try:
+            if specs is not None:
+                await self._check_still_wanted(record, specs.get(record.model))
+            await self._wait_ready(
+                record.model,
+                record.port,
+                lambda: None if record.is_running() else "exited",
+            )
+        except ModelLoadFailed as error:
+            logger.warning(
+                "not adopting %s's server (pid %d): %s; stopping it",
+                record.model,
+                record.pid,
+                error,
+            )
+            await self._stop_child(record.model)
+            return None
+        logger.info(
+            "adopted the running llama.cpp server for %s (pid %d, port %d)",
+            record.model, record.pid, record.port,
+        )  # fmt: skip
+        running = RunningModel(
+            model=record.model,
+            base_url=record.base_url,
+            served_model_id=record.model,
+            pid=record.pid,
+            runtime=Runtime.PROCESS,
+        )
+        return running, record.gpu_uuid
+
+    @staticmethod
+    async def _check_still_wanted(record: ChildRecord, spec: ModelSpec | None) -> None:
+        if spec is None or spec.effective_runtime is not Runtime.PROCESS:
+            raise ModelLoadFailed("this host no longer serves that model as a process")
+        try:
+            wanted = await asyncio.to_thread(resolve_model_file, spec.source)
+        except ModelLoadFailed as error:
+            raise ModelLoadFailed(f"its configured source does not resolve ({error})") from error
+        if str(wanted) != record.model_file:
+            raise ModelLoadFailed(f"it serves {record.model_file}, but config names {wanted}")
+
+    # -- internals -------------------------------------------------------
+
+    async def _stop_child(self, model: str) -> None:
+        child = self._children.pop(model, None)
+        if child is None:
+            return
+        try:
+            if child.process is not None:
+                await self._stop_own(model, child.process)
+            elif child.start_time is not None:
+                await self._stop_adopted(model, child.pid, child.start_time)
+        finally:
+            self._release(child)
+
+    @staticmethod
+    async def _stop_own(model: str, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), _STOP_GRACE_SECONDS)
+        except TimeoutError:
+            logger.warning("%s did not stop within %.0f s; killing", model, _STOP_GRACE_SECONDS)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    async def _stop_adopted(self, model: str, pid: int, start_time: int) -> None:
+        if not signal_process(pid, start_time, signal.SIGTERM):
+            return
+        if await _gone_within(pid, start_time, _STOP_GRACE_SECONDS):
+            return
+        logger.warning("%s did not stop within %.0f s; killing", model, _STOP_GRACE_SECONDS)
+        signal_process(pid, start_time, signal.SIGKILL)
+        if not await _gone_within(pid, start_time, _KILL_WAIT_SECONDS):
+            logger.error("%s's server (pid %d) survived SIGKILL", model, pid)
+
+    def _release(self, child: _Child) -> None:
+        if child.record is not None:
+            child.record.unlink(missing_ok=True)
+        if child.log is not None:
+            child.log.close()
+        self._ports_in_use.discard(child.port)
+
+    def _record(self, record: ChildRecord) -> Path | None:
+        state_dir = self._settings.effective_state_dir
+        if state_dir is None:
+            return None
+        try:
+            return write_record(state_dir, record)
+        except OSError as error:
+            # The server works without it; only a later adoption is lost.
+            logger.warning("cannot record %s's server in %s: %s", record.model, state_dir, error)
+            return None
+
+    async def _wait_ready(self, model: str, port: int, exited: Callable[[], str | None]) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
         # Probe on the bind address: the advertised name may not resolve here.
-        url = (
-            f"http://{reachable_host(self._settings.bind_host)}:{_port(running.base_url)}/v1/models"
-        )
+        url = f"http://{reachable_host(self._settings.bind_host)}:{port}/v1/models"
         while time.monotonic() < deadline:
-            if process.returncode is not None:
+            reason = exited()
+            if reason is not None:
                 raise ModelLoadFailed(
-                    f"llama.cpp server for {running.model} exited with code "
-                    f"{process.returncode} while loading{self._log_hint(running.model)}"
+                    f"llama.cpp server for {model} {reason} while loading{self._log_hint(model)}"
                 )
             with contextlib.suppress(httpx.HTTPError):
                 response = await self._client.get(url, timeout=2.0)
                 if response.status_code == 200:
-                    return
+                    served = _served_ids(response)
+                    if model in served:
+                        return
+                    raise ModelLoadFailed(
+                        f"the server on port {port} serves {sorted(served)}, not {model}"
+                    )
             await asyncio.sleep(_READINESS_POLL_SECONDS)
         raise ModelLoadFailed(
-            f"llama.cpp server for {running.model} was not ready after "
-            f"{self._settings.startup_timeout_seconds:g} s{self._log_hint(running.model)}"
+            f"llama.cpp server for {model} was not ready after "
+            f"{self._settings.startup_timeout_seconds:g} s{self._log_hint(model)}"
         )
+
+    def _base_url(self, port: int) -> str:
+        return f"http://{self._settings.advertise_host or self._settings.bind_host}:{port}"
 
     def _allocate_port(self) -> int:
         low, high = self._settings.port_range
@@ -196,9 +534,50 @@ class LlamaCppProcessDriver:
         return f" (see {self._settings.log_dir / (_safe_file_name(model) + '.log')})"
 
 
+def _live_record(path: Path) -> ChildRecord | None:
+    """The record at `path` while its process still runs; otherwise it is removed."""
+    try:
+        record = ChildRecord.from_json(path.read_text())
+    except (OSError, ValueError) as error:
+        logger.warning("removing unreadable process record %s: %s", path.name, error)
+        path.unlink(missing_ok=True)
+        return None
+    if not record.is_running():
+        logger.info(
+            "removing the record of %s's server (pid %d): that process is gone",
+            record.model, record.pid,
+        )  # fmt: skip
+        path.unlink(missing_ok=True)
+        return None
+    return record
+
+
+async def _gone_within(pid: int, start_time: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while process_start_time(pid) == start_time:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+def _exit_reason(process: asyncio.subprocess.Process) -> str | None:
+    if process.returncode is None:
+        return None
+    return f"exited with code {process.returncode}"
+
+
+def _served_ids(response: httpx.Response) -> set[str]:
+    """Model ids in an OpenAI `/v1/models` answer; empty if it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return set()
+    return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}
+
+
 def _safe_file_name(model: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-
-
-def _port(base_url: str) -> int:
-    return int(base_url.rsplit(":", 1)[1])

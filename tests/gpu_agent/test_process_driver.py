@@ -1,0 +1,430 @@
+"""The llama.cpp process driver's records and adoption, without llama.cpp.
+
+A tiny Python HTTP server stands in for `python -m llama_cpp.server`: it takes
+the same arguments, ignores what it does not need, and answers GET /v1/models
+with its `--model_alias` (or `--fake_id`, to play a server for another model;
+`--fake_mute` never answers). Real `sleep` processes check the pid and start
+time logic. Every test kills what it started, whatever the driver did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from warmpath_agent.drivers import RunningModel
+from warmpath_agent.inventory import GpuReading
+from warmpath_agent.process_driver import (
+    ChildRecord,
+    LlamaCppProcessDriver,
+    process_command,
+    process_start_time,
+    record_path,
+    signal_process,
+    write_record,
+)
+from warmpath_cli.mesh import free_port
+from warmpath_common.config import ModelSpec, ProcessDriverSettings, Runtime
+
+GPU = GpuReading(
+    index=0,
+    uuid="SIM-00000000-0000-0000-0000-000000000000",
+    name="Simulated GPU",
+    memory_total_bytes=8 << 30,
+    memory_used_bytes=0,
+    memory_free_bytes=8 << 30,
+    simulated=True,
+)
+
+FAKE_SERVER = """
+import argparse, json, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model_alias")
+parser.add_argument("--host")
+parser.add_argument("--port", type=int)
+parser.add_argument("--fake_id")
+parser.add_argument("--fake_mute", action="store_true")
+args, _ = parser.parse_known_args()
+if args.fake_mute:
+    while True:
+        time.sleep(60)
+
+
+class Models(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": args.fake_id or args.model_alias}]})
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_):
+        pass
+
+
+ThreadingHTTPServer((args.host, args.port), Models).serve_forever()
+"""
+
+
+class Fixture:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.script = root / "fake_llama_server.py"
+        self.script.write_text(FAKE_SERVER)
+        self.weights = root / "model.gguf"
+        self.weights.write_bytes(b"GGUF")
+        low = free_port()
+        self.settings = ProcessDriverSettings(
+            port_range=(low, low + 20),
+            startup_timeout_seconds=10,
+            log_dir=root / "logs",
+        )
+        self.sleepers: list[subprocess.Popen[bytes]] = []
+
+    def spec(self, name: str, weights: Path | None = None) -> ModelSpec:
+        return ModelSpec.model_validate(
+            {
+                "name": name,
+                "backend": "llama_cpp",
+                "source": {"path": str(weights or self.weights)},
+                "memory": "1MiB",
+            }
+        )
+
+    def driver(self, client: httpx.AsyncClient, **changes: object) -> LlamaCppProcessDriver:
+        settings = self.settings.model_copy(update=changes) if changes else self.settings
+        command = (sys.executable, str(self.script))
+        return LlamaCppProcessDriver(settings, client, server_command=command, poll_seconds=0.1)
+
+    @property
+    def state_dir(self) -> Path:
+        state_dir = self.settings.effective_state_dir
+        assert state_dir is not None
+        return state_dir
+
+    def records(self) -> dict[str, ChildRecord]:
+        found = {}
+        for path in self.state_dir.glob("*.json") if self.state_dir.is_dir() else ():
+            record = ChildRecord.from_json(path.read_text())
+            found[record.model] = record
+        return found
+
+    def sleeper(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(["sleep", "300"])
+        self.sleepers.append(process)
+        return process
+
+    def kill_everything(self) -> None:
+        for process in self.sleepers:
+            process.kill()
+            process.wait()
+        for pid in _pids_running(str(self.script)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pids_running(needle: str) -> list[int]:
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and needle in " ".join(process_command(int(entry)) or ())
+    ]
+
+
+@pytest.fixture
+def fx(tmp_path: Path) -> Iterator[Fixture]:
+    fixture = Fixture(tmp_path)
+    try:
+        yield fixture
+    finally:
+        fixture.kill_everything()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as http:
+        yield http
+
+
+async def gone(pid: int, start_time: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process_start_time(pid) != start_time:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+# -- pid and start time ------------------------------------------------------
+
+
+def test_start_time_identifies_a_process_and_a_dead_one_has_none(fx: Fixture) -> None:
+    process = fx.sleeper()
+    started = process_start_time(process.pid)
+    assert started is not None and started > 0
+    assert process_start_time(process.pid) == started, "stable for one process"
+    process.kill()
+    time.sleep(0.2)
+    assert process_start_time(process.pid) is None, "an unreaped zombie counts as gone"
+    process.wait()
+    assert process_start_time(process.pid) is None
+
+
+def test_a_signal_never_reaches_a_process_with_another_start_time(fx: Fixture) -> None:
+    process = fx.sleeper()
+    started = process_start_time(process.pid)
+    assert started is not None
+    assert not signal_process(process.pid, started + 1, signal.SIGTERM)
+    time.sleep(0.2)
+    assert process.poll() is None, "a pid whose start time differs is someone else's"
+    assert signal_process(process.pid, started, signal.SIGTERM)
+    assert process.wait(5) == -signal.SIGTERM
+    assert not signal_process(process.pid, started, signal.SIGTERM), "gone: nothing sent"
+
+
+def test_records_round_trip_and_reject_anything_else() -> None:
+    record = ChildRecord(
+        "m", 1234, 99, ("python", "-m", "x"), 41000, "http://h:41000", "/w.gguf", "GPU-1"
+    )
+    assert ChildRecord.from_json(record.to_json()) == record
+    good = json.loads(record.to_json())
+    for broken in (
+        {**good, "version": 2},
+        {**good, "pid": True},
+        {**good, "pid": 1},
+        {**good, "port": 70000},
+        {**good, "start_time": "99"},
+        {**good, "command": "python -m x"},
+        {key: value for key, value in good.items() if key != "gpu_uuid"},
+    ):
+        with pytest.raises(ValueError, match=r"version|pid|port|start_time|command|gpu_uuid"):
+            ChildRecord.from_json(json.dumps(broken))
+    with pytest.raises(ValueError, match="version 1"):
+        ChildRecord.from_json("[]")
+
+
+def test_record_files_keep_similar_model_names_apart(tmp_path: Path) -> None:
+    assert record_path(tmp_path, "a:b") != record_path(tmp_path, "a_b")
+    assert record_path(tmp_path, "../x").parent == tmp_path
+
+
+def test_state_dir_defaults_under_the_log_dir_and_kept_servers_need_one(tmp_path: Path) -> None:
+    assert ProcessDriverSettings().effective_state_dir is None
+    assert ProcessDriverSettings(log_dir=tmp_path).effective_state_dir == tmp_path / "state"
+    explicit = ProcessDriverSettings(log_dir=tmp_path, state_dir=tmp_path / "run")
+    assert explicit.effective_state_dir == tmp_path / "run"
+    with pytest.raises(ValueError, match="keep_running_on_exit needs state_dir"):
+        ProcessDriverSettings(keep_running_on_exit=True)
+    with pytest.raises(ValueError, match="state_dir must name a directory"):
+        ProcessDriverSettings(state_dir=Path())
+
+
+# -- the driver --------------------------------------------------------------
+
+
+async def test_a_started_server_is_recorded_in_its_own_session_until_stopped(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    driver = fx.driver(client)
+    running = await driver.start(fx.spec("model-a"), GPU)
+    assert running.pid is not None
+    record = fx.records()["model-a"]
+    assert record.pid == running.pid
+    assert record.start_time == process_start_time(running.pid)
+    assert record.base_url == running.base_url
+    assert running.base_url.endswith(f":{record.port}")
+    assert record.model_file == str(fx.weights)
+    assert record.gpu_uuid == GPU.uuid
+    assert record.is_running()
+    assert os.getsid(running.pid) == running.pid, "a session of its own, not the agent's"
+    await driver.stop(running)
+    assert fx.records() == {}
+    assert await gone(record.pid, record.start_time)
+
+
+async def test_a_graceful_close_stops_servers_unless_told_to_keep_them(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    driver = fx.driver(client)
+    await driver.start(fx.spec("model-a"), GPU)
+    record = fx.records()["model-a"]
+    await driver.close()
+    assert fx.records() == {}
+    assert await gone(record.pid, record.start_time)
+
+    keeping = fx.driver(client, keep_running_on_exit=True)
+    await keeping.start(fx.spec("model-a"), GPU)
+    kept = fx.records()["model-a"]
+    await keeping.close()
+    assert kept.is_running() and fx.records() == {"model-a": kept}
+    successor = fx.driver(client, keep_running_on_exit=True)
+    found = await successor.adopt({"model-a": fx.spec("model-a")})
+    assert [(r.model, r.pid) for r, _ in found] == [("model-a", kept.pid)]
+
+
+async def test_a_new_driver_adopts_a_crashed_agents_server_and_watches_it(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    first = fx.driver(client)
+    started = await first.start(fx.spec("model-a"), GPU)
+    # The agent "crashes": nothing is closed; the server runs on.
+    second = fx.driver(client)
+    found = await second.adopt({"model-a": fx.spec("model-a")})
+    assert found == [
+        (
+            RunningModel(
+                model="model-a",
+                base_url=started.base_url,
+                served_model_id="model-a",
+                pid=started.pid,
+                runtime=Runtime.PROCESS,
+            ),
+            GPU.uuid,
+        )
+    ]
+    adopted = found[0][0]
+    watch = asyncio.create_task(second.wait_exited(adopted))
+    await asyncio.sleep(0.3)
+    assert not watch.done(), "still serving"
+    assert started.pid is not None
+    os.kill(started.pid, signal.SIGKILL)
+    reason = await asyncio.wait_for(watch, 10)
+    assert f"pid {started.pid}" in reason and "exited" in reason
+    assert fx.records() == {}, "a dead server's record goes with it"
+
+
+async def test_stopping_an_adopted_server_stops_it_and_says_so_to_its_watcher(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    await fx.driver(client).start(fx.spec("model-a"), GPU)
+    record = fx.records()["model-a"]
+    successor = fx.driver(client)
+    [(adopted, _)] = await successor.adopt({"model-a": fx.spec("model-a")})
+    watch = asyncio.create_task(successor.wait_exited(adopted))
+    await asyncio.sleep(0.3)
+    await successor.stop(adopted)
+    assert await asyncio.wait_for(watch, 10) == "stopped by Warmpath"
+    assert await gone(record.pid, record.start_time)
+    assert fx.records() == {}
+
+
+async def test_adopted_ports_are_not_handed_out_again(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    low = fx.settings.port_range[0]
+    narrow = {"port_range": (low, low + 1)}
+    started = await fx.driver(client, **narrow).start(fx.spec("model-a"), GPU)
+    successor = fx.driver(client, **narrow)
+    [(adopted, _)] = await successor.adopt({"model-a": fx.spec("model-a")})
+    second = await successor.start(fx.spec("model-b"), GPU)
+    assert second.base_url != started.base_url
+    assert adopted.base_url == started.base_url
+    await successor.close()
+
+
+async def test_records_of_gone_or_reused_pids_are_dropped_and_nothing_is_signalled(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    await fx.driver(client).start(fx.spec("model-a"), GPU)
+    real = fx.records()["model-a"]
+    sleeper = fx.sleeper()
+    sleeper_start = process_start_time(sleeper.pid)
+    assert sleeper_start is not None
+    dead = fx.sleeper()
+    dead_start = process_start_time(dead.pid)
+    assert dead_start is not None
+    dead.kill()
+    dead.wait()
+    # The pid of a process that has gone, and a live pid that started at
+    # another time or runs another command: the last two stand for a reused pid.
+    write_record(fx.state_dir, replace(real, model="gone", pid=dead.pid, start_time=dead_start))
+    write_record(
+        fx.state_dir,
+        replace(real, model="reused", pid=sleeper.pid, start_time=sleeper_start + 1),
+    )
+    write_record(
+        fx.state_dir,
+        replace(real, model="other-command", pid=sleeper.pid, start_time=sleeper_start),
+    )
+    (fx.state_dir / "garbage.json").write_text("{not json")
+    specs = {name: fx.spec(name) for name in ("model-a", "gone", "reused", "other-command")}
+    found = await fx.driver(client).adopt(specs)
+    assert [running.model for running, _ in found] == ["model-a"]
+    assert set(fx.records()) == {"model-a"}
+    assert not (fx.state_dir / "garbage.json").exists()
+    time.sleep(0.2)
+    assert sleeper.poll() is None, "a process that is not ours is never signalled"
+
+
+@pytest.mark.parametrize(
+    ("extra_args", "served", "why"),
+    [
+        (("--fake_id", "someone-else"), True, "answers for another model"),
+        ((), False, "no longer served here"),
+        ((), True, "started from another model file"),
+        (("--fake_mute",), True, "never answers"),
+    ],
+)
+async def test_our_server_that_cannot_be_adopted_is_stopped(
+    fx: Fixture,
+    client: httpx.AsyncClient,
+    extra_args: tuple[str, ...],
+    served: bool,
+    why: str,
+) -> None:
+    first = fx.driver(client, extra_args=extra_args, startup_timeout_seconds=1)
+    other_weights = fx.root / "other.gguf"
+    other_weights.write_bytes(b"GGUF")
+    spec = fx.spec("model-a")
+    if extra_args:
+        # start() would refuse such a server: launch one as it would, record and all.
+        with pytest.raises(Exception, match=r"serves|not ready"):
+            await first.start(spec, GPU)
+        assert fx.records() == {}, "a failed start leaves no record"
+        process = subprocess.Popen(
+            [
+                sys.executable, str(fx.script), "--model_alias", "model-a",
+                "--host", "127.0.0.1", "--port", str(free_port()), *extra_args,
+            ],
+            start_new_session=True,
+        )  # fmt: skip
+        fx.sleepers.append(process)
+        deadline = time.monotonic() + 10
+        while process_command(process.pid) is None or "--host" not in (
+            process_command(process.pid) or ()
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        start_time = process_start_time(process.pid)
+        command = process_command(process.pid)
+        assert start_time is not None and command is not None
+        port = int(command[command.index("--port") + 1])
+        write_record(
+            fx.state_dir,
+            ChildRecord(
+                "model-a", process.pid, start_time, command, port,
+                f"http://127.0.0.1:{port}", str(fx.weights), GPU.uuid,
+            ),
+        )  # fmt: skip
+    else:
+        await first.start(spec, GPU)
+    record = fx.records()["model-a"]
+    if why == "started from another model file":
+        spec = fx.spec("model-a", weights=other_weights)
+    specs = {"model-a": spec} if served else {}
+    found = await fx.driver(client, startup_timeout_seconds=1).adopt(specs)
+    assert found == [], why
+    assert fx.records() == {}
+    assert await gone(record.pid, record.start_time), f"stopped: it {why}"
