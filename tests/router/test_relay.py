@@ -204,6 +204,28 @@ async def test_a_failing_replica_is_retried_elsewhere_then_skipped_once_its_circ
     )
 
 
+async def test_a_full_replica_is_retried_elsewhere_but_its_circuit_stays_closed() -> None:
+    view = ClusterView()
+    for name in ("h1", "h2"):
+        view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
+    agents = FakeAgents()
+    relay = make_relay(agents, FakeAdapters(), view)
+
+    async def full_on_h1(host: str, model: str, timeout_seconds: float, **_: object):
+        agents.loads.append((host, model))
+        if host == "h1":
+            raise ResourceExhausted("h1 has no room right now", not_sent=True)
+        return await FakeAgents().ensure_loaded(host, model, timeout_seconds)
+
+    agents.ensure_loaded = full_on_h1  # type: ignore[method-assign]
+    for _ in range(4):
+        _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+        assert final.route.host == "h2"
+    assert [host for host, _ in agents.loads] == ["h1", "h2"] * 4, (
+        "busy is not broken: h1 is still tried first every time"
+    )
+
+
 async def test_retries_stop_when_the_budget_is_spent() -> None:
     view = ClusterView()
     for name in ("h1", "h2"):

@@ -427,7 +427,10 @@ class Relay:
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
         except (Unavailable, ResourceExhausted) as error:
-            self._breakers.record_failure(key, self._clock())
+            # A replica that is full is busy, not broken: opening its circuit would
+            # turn a moment of overload into seconds of refusing everything.
+            if not isinstance(error, ResourceExhausted):
+                self._breakers.record_failure(key, self._clock())
             if sent_anything or (handed_to_adapter and not error.not_sent):
                 raise
             raise _ReplicaFailed(placement.host, error) from error
