@@ -45,6 +45,7 @@ from harness import (
     router_streamer,
     run_streams,
     signed_ms,
+    start_in_process_router,
     start_mock,
     start_warmpath,
     table,
@@ -65,6 +66,7 @@ DELAY_MS = 20.0
 # Differences of TTFT p50 smaller than this are within run-to-run noise here.
 NOISE_FLOOR_SECONDS = 0.0002
 WARMPATH = "Warmpath (router + adapter)"
+WARMPATH_IN_PROCESS = "Warmpath (router, adapter in-process)"
 
 
 def install(name: str) -> str:
@@ -166,17 +168,27 @@ async def requests_per_second(
 
 
 async def compare(
-    urls: Mapping[str, str], router: str, repeats: int, samples: int, seconds: float
+    urls: Mapping[str, str],
+    router: str,
+    in_process_router: str,
+    repeats: int,
+    samples: int,
+    seconds: float,
 ) -> tuple[dict[str, StreamStats], dict[str, list[float]], dict[str, StreamStats], dict[str, int]]:
     latency: dict[str, StreamStats] = {}
     streaming: dict[str, StreamStats] = {}
     rates: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
-    async with grpc_channel(router) as rc, http_client() as hc:
+    async with (
+        grpc_channel(router) as rc,
+        grpc_channel(in_process_router) as ic,
+        http_client() as hc,
+    ):
         streamers: dict[str, Streamer] = {
             name: http_streamer(hc, url) for name, url in urls.items()
         }
         streamers[WARMPATH] = router_streamer(rc)
+        streamers[WARMPATH_IN_PROCESS] = router_streamer(ic)
         for streamer in streamers.values():
             await run_streams(streamer, 8, 4, 2)  # warm-up, discarded
         for _ in range(repeats):
@@ -189,6 +201,39 @@ async def compare(
                 rates.setdefault(name, []).append(rate)
                 errors[name] = errors.get(name, 0) + failed + latency[name].errors
     return latency, rates, streaming, errors
+
+
+def verdict(
+    ours: str,
+    peer: str,
+    added: Mapping[str, float],
+    rate: Mapping[str, float],
+    latency_target: float,
+    rate_target: float | None,
+) -> str:
+    if added[peer] < NOISE_FLOOR_SECONDS:
+        # Below what this client can tell from direct: a ratio would be noise.
+        over = added[ours] > latency_target * NOISE_FLOOR_SECONDS
+        line = (
+            f"- {ours} vs {peer}: their added TTFT p50 ({signed_ms(added[peer])} ms) is below "
+            f"this client's resolution ({NOISE_FLOOR_SECONDS * 1000:g} ms); Warmpath adds "
+            f"{signed_ms(added[ours])} ms, so the ratio is at least "
+            f"{added[ours] / NOISE_FLOOR_SECONDS:.0f}x (target <= {latency_target:g}x: "
+            f"{'**missed**' if over else 'met'})"
+        )
+    else:
+        latency_ratio = added[ours] / added[peer]
+        line = (
+            f"- {ours} vs {peer}: added latency {latency_ratio:.2f}x theirs "
+            f"(target <= {latency_target:g}x: "
+            f"{'met' if latency_ratio <= latency_target else '**missed**'})"
+        )
+    throughput = rate[ours] / rate[peer]
+    line += f", throughput {throughput:.2f}x theirs"
+    if rate_target is not None:
+        met = "met" if throughput >= rate_target else "**missed**"
+        line += f" (target >= {rate_target:g}x: {met})"
+    return line + "."
 
 
 def main() -> None:
@@ -217,8 +262,9 @@ def main() -> None:
             except (OSError, RuntimeError) as error:
                 notes.append(f"- {name} not measured: {error}")
         stack = start_warmpath(procs, backend)
+        in_process = start_in_process_router(procs, stack)
         latency, rates, streaming, errors = asyncio.run(
-            compare(urls, stack.router, repeats, samples, seconds)
+            compare(urls, stack.router, in_process, repeats, samples, seconds)
         )
     took = time.monotonic() - started
     base_ttft = p50(latency["direct"].ttft)
@@ -242,35 +288,13 @@ def main() -> None:
             ]
         )
     verdicts = []
-    for peer, latency_target, rate_target in (
-        ("LiteLLM proxy", 0.15, 5.0),
-        ("vLLM Router", 10.0, None),
-    ):
-        if peer not in added:
-            continue
-        if added[peer] < NOISE_FLOOR_SECONDS:
-            # Below what this client can tell from direct: a ratio would be noise.
-            over = added[WARMPATH] > latency_target * NOISE_FLOOR_SECONDS
-            line = (
-                f"- vs {peer}: their added TTFT p50 ({signed_ms(added[peer])} ms) is below "
-                f"this client's resolution ({NOISE_FLOOR_SECONDS * 1000:g} ms); Warmpath adds "
-                f"{signed_ms(added[WARMPATH])} ms, so the ratio is at least "
-                f"{added[WARMPATH] / NOISE_FLOOR_SECONDS:.0f}x (target <= {latency_target:g}x: "
-                f"{'**missed**' if over else 'met'})"
-            )
-        else:
-            latency_ratio = added[WARMPATH] / added[peer]
-            line = (
-                f"- vs {peer}: added latency {latency_ratio:.2f}x theirs "
-                f"(target <= {latency_target:g}x: "
-                f"{'met' if latency_ratio <= latency_target else '**missed**'})"
-            )
-        throughput = rate[WARMPATH] / rate[peer]
-        line += f", throughput {throughput:.2f}x theirs"
-        if rate_target is not None:
-            met = "met" if throughput >= rate_target else "**missed**"
-            line += f" (target >= {rate_target:g}x: {met})"
-        verdicts.append(line + ".")
+    for ours in (WARMPATH, WARMPATH_IN_PROCESS):
+        for peer, latency_target, rate_target in (
+            ("LiteLLM proxy", 0.15, 5.0),
+            ("vLLM Router", 10.0, None),
+        ):
+            if peer in added:
+                verdicts.append(verdict(ours, peer, added, rate, latency_target, rate_target))
     text = "\n".join(
         [
             "## Side by side with LiteLLM proxy and vLLM Router (item 4)",
