@@ -436,3 +436,60 @@ async def test_a_not_sent_failure_is_not_retried_past_the_deadline() -> None:
         ):
             pass
     assert adapters.calls == [("h1", "backup")], "too little time was left for another try"
+
+
+def with_warm_backup() -> ClusterView:
+    view = ClusterView()
+    view.update(
+        HostView(
+            "h1",
+            reachable=True,
+            servable=frozenset({"primary", "backup"}),
+            replicas=(
+                Replica(
+                    model="backup",
+                    host="h1",
+                    state=ReplicaState.READY,
+                    gpu_index=0,
+                    gpu_uuid="SIM-0",
+                    load_seconds=2.0,
+                    endpoint=Endpoint("llama_cpp", "http://h1/backup", "backup"),
+                ),
+            ),
+        )
+    )
+    return view
+
+
+async def test_a_load_leaves_its_fallback_time_to_answer() -> None:
+    agents = FakeAgents()
+    timeouts: dict[str, float] = {}
+
+    async def slow_primary(host: str, model: str, timeout_seconds: float, **_: object):
+        timeouts[model] = timeout_seconds
+        # The agent waits for room for as long as it is allowed to, then gives up.
+        raise DeadlineExceeded(f"{model} still waiting for room after {timeout_seconds:.1f} s")
+
+    agents.ensure_loaded = slow_primary  # type: ignore[method-assign]
+    relay = make_relay(agents, FakeAdapters(), with_warm_backup())
+    _text, final = await collect(relay, GenerationRequest(model="primary", prompt="hi"))
+    assert timeouts["primary"] <= 30 - 5, "the warm fallback's share was kept back"
+    assert final.route.served_model == "backup", "and it answered"
+    (hop,) = final.route.fallback_hops
+    assert "in time to leave its fallbacks" in hop.reason
+
+
+async def test_without_fallbacks_a_load_may_use_the_whole_deadline() -> None:
+    agents = FakeAgents()
+    timeouts: list[float] = []
+    real = agents.ensure_loaded
+
+    async def recording(host: str, model: str, timeout_seconds: float, **kwargs: object):
+        timeouts.append(timeout_seconds)
+        return await real(host, model, timeout_seconds)
+
+    agents.ensure_loaded = recording  # type: ignore[method-assign]
+    await collect(
+        make_relay(agents, FakeAdapters()), GenerationRequest(model="backup", prompt="hi")
+    )
+    assert timeouts and timeouts[0] > 29

@@ -12,7 +12,9 @@ accepted and cut before its first token, may have started generation there:
 retrying the same model elsewhere could run it twice, so it is not retried.
 Then the model's configured fallbacks are tried, those already warm somewhere
 first, each at most once per request (also for a cold load that would outlast
-the deadline). A fallback follows either kind of failure: it is another model,
+the deadline). A model's load, including any wait for room at its agent, must
+end early enough to leave the quickest remaining fallback its share of the
+deadline (`_fallback_reserve`); past that, the fallback runs. A fallback follows either kind of failure: it is another model,
 which the operator chose to try when this one fails, so it may do work the
 failed server also began (at most once per model in the chain, and the caller
 still sees only one answer). After the first chunk the stream is committed: a
@@ -93,6 +95,10 @@ _FALLBACK_ON = (Unavailable, ResourceExhausted, ColdLoadTooSlow)
 # keep-alive does not expire a busy model, without an extra RPC per request.
 # While a router has requests in flight on a model it holds a lease on it at the
 # agent, so the model is not evicted under them; a router that dies lets it lapse.
+# Kept back from a model's load for a fallback to answer: a warm fallback's first
+# tokens, or a cold one's load on top (a default when it was never loaded).
+_WARM_FALLBACK_RESERVE_SECONDS = 5.0
+_UNKNOWN_LOAD_SECONDS = 10.0
 _LEASE_SECONDS = 15.0
 _LEASE_RENEW_SECONDS = 5.0
 _LEASE_CALL_TIMEOUT_SECONDS = 5.0
@@ -317,13 +323,21 @@ class Relay:
         deadline = self._clock() + budget
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
-        for spec in self._chain(resolved.spec, caller):
+        chain = self._chain(resolved.spec, caller)
+        for position, spec in enumerate(chain):
             tried_hosts: set[str] = set()
+            load_deadline = deadline - self._fallback_reserve(chain[position + 1 :])
             while True:
                 committed = False
                 try:
                     async for event in self._attempt(
-                        request, resolved, spec, hops, deadline, frozenset(tried_hosts)
+                        request,
+                        resolved,
+                        spec,
+                        hops,
+                        deadline,
+                        frozenset(tried_hosts),
+                        load_deadline,
                     ):
                         committed = True
                         if isinstance(event, RoutedCompletion):
@@ -366,8 +380,12 @@ class Relay:
         hops: list[FallbackHop],
         deadline: float,
         exclude: frozenset[str] = frozenset(),
+        load_deadline: float | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
+
+        The load (and any wait for room at the agent) must end by `load_deadline`,
+        which leaves the fallbacks still to try their share of the deadline.
 
         A retryable failure before the first chunk that provably reached no model
         server is raised as _ReplicaFailed, naming the host, so the caller can try
@@ -391,7 +409,7 @@ class Relay:
         sent_anything = False
         handed_to_adapter = False
         try:
-            load = await self._ensure_loaded(placement, deadline)
+            load = await self._load_before(placement, load_deadline, deadline)
             outbound = dataclasses.replace(
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
@@ -455,6 +473,40 @@ class Relay:
         # Jitter, not cryptography: a pseudo-random pause is what it needs.
         await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS))  # noqa: S311  # nosec B311
         return True
+
+    async def _load_before(
+        self, placement: Placement, load_deadline: float | None, deadline: float
+    ) -> LoadResult:
+        """Loads by `load_deadline`; running past it (but not past the request's own
+        deadline) hands over to the fallbacks, whose time it would otherwise eat."""
+        if load_deadline is None or load_deadline >= deadline:
+            return await self._ensure_loaded(placement, deadline)
+        try:
+            return await self._ensure_loaded(placement, load_deadline)
+        except DeadlineExceeded as error:
+            raise ColdLoadTooSlow(
+                f"{placement.model} was not ready on {placement.host} in time to leave its "
+                f"fallbacks {deadline - load_deadline:.1f} s of the deadline"
+            ) from error
+
+    def _fallback_reserve(self, fallbacks: list[ModelSpec]) -> float:
+        """Seconds to keep back from a model's load for its fallbacks: what the quickest
+        of them needs to answer (a warm one little, a cold one its last load time).
+
+        Without it an agent waiting for room could spend the whole deadline on the
+        first model, and a configured fallback would never get its turn.
+        """
+        if not fallbacks:
+            return 0.0
+        needs = []
+        for spec in fallbacks:
+            replicas = self._cluster.replicas_of(spec.name)
+            if any(r.state is ReplicaState.READY for r in replicas):
+                needs.append(_WARM_FALLBACK_RESERVE_SECONDS)
+            else:
+                loaded = max((r.load_seconds for r in replicas), default=0.0)
+                needs.append(_WARM_FALLBACK_RESERVE_SECONDS + max(loaded, _UNKNOWN_LOAD_SECONDS))
+        return min(needs)
 
     def _check_cold_load_fits(self, placement: Placement, deadline: float) -> None:
         """A request only goes into a cold load its deadline can survive."""
