@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,8 @@ from warmpath_agent.inventory import GpuReading
 from warmpath_agent.process_driver import (
     ChildRecord,
     LlamaCppProcessDriver,
+    ServerLaunch,
+    launch_differences,
     process_command,
     process_start_time,
     record_path,
@@ -94,13 +97,14 @@ class Fixture:
         )
         self.sleepers: list[subprocess.Popen[bytes]] = []
 
-    def spec(self, name: str, weights: Path | None = None) -> ModelSpec:
+    def spec(self, name: str, weights: Path | None = None, **fields: object) -> ModelSpec:
         return ModelSpec.model_validate(
             {
                 "name": name,
                 "backend": "llama_cpp",
                 "source": {"path": str(weights or self.weights)},
                 "memory": "1MiB",
+                **fields,
             }
         )
 
@@ -133,6 +137,11 @@ class Fixture:
             process.wait()
         for pid in _pids_running(str(self.script)):
             os.kill(pid, signal.SIGKILL)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(entry.decode().partition("=")[::2] for entry in raw.split(b"\0") if entry)
 
 
 def _pids_running(needle: str) -> list[int]:
@@ -196,11 +205,17 @@ def test_a_signal_never_reaches_a_process_with_another_start_time(fx: Fixture) -
 
 def test_records_round_trip_and_reject_anything_else() -> None:
     record = ChildRecord(
-        "m", 1234, 99, ("python", "-m", "x"), 41000, "http://h:41000", "/w.gguf", "GPU-1"
-    )
+        "m", 1234, 99, ("python", "-m", "x"), 41000, "http://h:41000", "/w.gguf", "GPU-1",
+        {"CUDA_VISIBLE_DEVICES": "GPU-1"}, False,
+    )  # fmt: skip
     assert ChildRecord.from_json(record.to_json()) == record
     good = json.loads(record.to_json())
+    older = {key: value for key, value in good.items() if key not in ("env", "gpu_simulated")}
+    assert ChildRecord.from_json(json.dumps(older)) == replace(record, env=None, gpu_simulated=None)
     for broken in (
+        {**good, "env": {"CUDA_VISIBLE_DEVICES": 0}},
+        {**good, "env": ["CUDA_VISIBLE_DEVICES"]},
+        {**good, "gpu_simulated": "no"},
         {**good, "version": 2},
         {**good, "pid": True},
         {**good, "pid": 1},
@@ -209,7 +224,9 @@ def test_records_round_trip_and_reject_anything_else() -> None:
         {**good, "command": "python -m x"},
         {key: value for key, value in good.items() if key != "gpu_uuid"},
     ):
-        with pytest.raises(ValueError, match=r"version|pid|port|start_time|command|gpu_uuid"):
+        with pytest.raises(
+            ValueError, match=r"version|pid|port|start_time|command|gpu_uuid|env|gpu_simulated"
+        ):
             ChildRecord.from_json(json.dumps(broken))
     with pytest.raises(ValueError, match="version 1"):
         ChildRecord.from_json("[]")
@@ -247,6 +264,8 @@ async def test_a_started_server_is_recorded_in_its_own_session_until_stopped(
     assert running.base_url.endswith(f":{record.port}")
     assert record.model_file == str(fx.weights)
     assert record.gpu_uuid == GPU.uuid
+    assert record.env == {"CUDA_VISIBLE_DEVICES": ""} and record.gpu_simulated
+    assert _environ(running.pid)["CUDA_VISIBLE_DEVICES"] == ""
     assert record.is_running()
     assert os.getsid(running.pid) == running.pid, "a session of its own, not the agent's"
     await driver.stop(running)
@@ -393,29 +412,24 @@ async def test_our_server_that_cannot_be_adopted_is_stopped(
         with pytest.raises(Exception, match=r"serves|not ready"):
             await first.start(spec, GPU)
         assert fx.records() == {}, "a failed start leaves no record"
+        port = free_port()
+        launch = first.launch(spec, fx.weights, port, gpu_uuid=GPU.uuid, simulated=True)
         process = subprocess.Popen(
-            [
-                sys.executable, str(fx.script), "--model_alias", "model-a",
-                "--host", "127.0.0.1", "--port", str(free_port()), *extra_args,
-            ],
-            start_new_session=True,
-        )  # fmt: skip
+            launch.command, env={**os.environ, **launch.env}, start_new_session=True
+        )
         fx.sleepers.append(process)
         deadline = time.monotonic() + 10
-        while process_command(process.pid) is None or "--host" not in (
-            process_command(process.pid) or ()
-        ):
+        # Until the fork has exec'd the server, /proc shows the test's own command.
+        while process_command(process.pid) != launch.command:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         start_time = process_start_time(process.pid)
-        command = process_command(process.pid)
-        assert start_time is not None and command is not None
-        port = int(command[command.index("--port") + 1])
+        assert start_time is not None
         write_record(
             fx.state_dir,
             ChildRecord(
-                "model-a", process.pid, start_time, command, port,
-                f"http://127.0.0.1:{port}", str(fx.weights), GPU.uuid,
+                "model-a", process.pid, start_time, launch.command, port,
+                f"http://127.0.0.1:{port}", str(fx.weights), GPU.uuid, launch.env, True,
             ),
         )  # fmt: skip
     else:
@@ -424,7 +438,93 @@ async def test_our_server_that_cannot_be_adopted_is_stopped(
     if why == "started from another model file":
         spec = fx.spec("model-a", weights=other_weights)
     specs = {"model-a": spec} if served else {}
-    found = await fx.driver(client, startup_timeout_seconds=1).adopt(specs)
+    # Launched as this driver would launch it: only `why` stands against adoption.
+    successor = fx.driver(client, extra_args=extra_args, startup_timeout_seconds=1)
+    found = await successor.adopt(specs)
     assert found == [], why
     assert fx.records() == {}
     assert await gone(record.pid, record.start_time), f"stopped: it {why}"
+
+
+# -- a launch that no longer matches the config --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec_fields", "driver_changes", "logged"),
+    [
+        ({"context_length": 4096}, {}, "--n_ctx 2048 -> 4096"),
+        ({"chat_format": "chatml"}, {}, "--chat_format (unset) -> chatml"),
+        ({}, {"extra_args": ("--n_threads", "2")}, "--n_threads differs"),
+        ({}, {"bind_host": "127.0.0.2"}, "--host 127.0.0.1 -> 127.0.0.2"),
+    ],
+)
+async def test_a_server_launched_with_other_settings_is_stopped_not_adopted(
+    fx: Fixture,
+    client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    spec_fields: dict[str, object],
+    driver_changes: dict[str, object],
+    logged: str,
+) -> None:
+    await fx.driver(client).start(fx.spec("model-a"), GPU)
+    record = fx.records()["model-a"]
+    # The operator edits the config while the agent is down.
+    successor = fx.driver(client, **driver_changes)
+    with caplog.at_level(logging.WARNING, logger="warmpath_agent.process_driver"):
+        found = await successor.adopt({"model-a": fx.spec("model-a", **spec_fields)})
+    assert found == []
+    assert await gone(record.pid, record.start_time), "the stale server is stopped"
+    assert fx.records() == {}, "its record is dropped: the model loads afresh on demand"
+    [line] = [r.getMessage() for r in caplog.records if "not adopting" in r.getMessage()]
+    assert logged in line
+
+
+async def test_a_config_change_that_leaves_the_launch_alone_still_adopts(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    narrow = {"port_range": (fx.settings.port_range[0] + 5, fx.settings.port_range[1])}
+    await fx.driver(client).start(fx.spec("model-a"), GPU)
+    record = fx.records()["model-a"]
+    # Neither memory nor keep-alive reaches the server, and the port is the one
+    # it has, even outside today's range.
+    changed = fx.spec("model-a", memory="2MiB", keep_alive_seconds=5)
+    found = await fx.driver(client, **narrow).adopt({"model-a": changed})
+    assert [(r.model, r.pid) for r, _ in found] == [("model-a", record.pid)]
+    assert fx.records() == {"model-a": record}
+
+
+async def test_a_record_without_its_launch_environment_is_not_adopted(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    await fx.driver(client).start(fx.spec("model-a"), GPU)
+    record = fx.records()["model-a"]
+    write_record(fx.state_dir, replace(record, env=None, gpu_simulated=None))
+    assert await fx.driver(client).adopt({"model-a": fx.spec("model-a")}) == []
+    assert await gone(record.pid, record.start_time)
+    assert fx.records() == {}
+
+
+def test_launch_differences_name_the_setting_but_never_an_extra_arguments_value() -> None:
+    program = ("python", "-m", "llama_cpp.server")
+    base = (*program, "--model", "/m.gguf", "--n_ctx", "2048", "--n_gpu_layers", "0")
+    env = {"CUDA_VISIBLE_DEVICES": ""}
+
+    def launch(*args: str, program: tuple[str, ...] = program, **env_: str) -> ServerLaunch:
+        return ServerLaunch((*program, *base[3:], *args), env_ or env)
+
+    assert launch_differences(launch("--api_key", "a"), launch("--api_key", "a"), 3) == []
+    assert launch_differences(launch("--api_key", "old"), launch("--api_key", "new"), 3) == [
+        "--api_key differs (an extra argument: values not logged)"
+    ]
+    assert launch_differences(launch("secret"), launch(), 3) == [
+        "the extra arguments differ (values not logged)"
+    ]
+    assert launch_differences(launch("--a", "--b"), launch("--b", "--a"), 3) == [
+        "the extra arguments are in another order"
+    ]
+    assert launch_differences(
+        launch(CUDA_VISIBLE_DEVICES=""), launch(CUDA_VISIBLE_DEVICES="GPU-1"), 3
+    ) == ["CUDA_VISIBLE_DEVICES '' -> 'GPU-1'"]
+    assert launch_differences(launch(program=("py3", "-m", "x")), launch(), 3) == [
+        "server program py3 -m x -> python -m llama_cpp.server"
+    ]

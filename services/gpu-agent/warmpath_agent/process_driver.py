@@ -12,12 +12,16 @@ crash, SIGKILL) leaves them serving, and the next agent adopts them.
 
 Records. For adoption each child is recorded in the state directory
 (`state_dir`, by default `<log_dir>/state`), one JSON file per model: model,
-pid, the process start time from /proc/<pid>/stat, its command line, port,
-base URL, model file and GPU. `stop` removes the record. A record is trusted
-only while that pid still runs with that start time and that command line, so a
-pid reused by another process is never signalled or adopted; on adoption the
-server must also answer `/v1/models` with the model's name. Records that fail
-any check are removed, and a server that is ours but does not answer is
+pid, the process start time from /proc/<pid>/stat, its command line and the
+environment the driver set, port, base URL, model file and GPU. `stop` removes
+the record. A record is trusted only while that pid still runs with that start
+time and that command line, so a pid reused by another process is never
+signalled or adopted. On adoption the server must also have been launched
+exactly as the config would launch it now (command line and environment, the
+port apart: an operator who changed a model's context length or chat format, or
+the driver's arguments, between a crash and the restart gets a fresh server,
+not the stale one) and answer `/v1/models` with the model's name. Records that
+fail any check are removed, and a server that is ours but fails one is
 stopped. An adopted server is not this agent's child: it cannot be waited for,
 so its exit is noticed by polling /proc, and the exit code is unknown.
 """
@@ -145,6 +149,11 @@ class ChildRecord:
     base_url: str
     model_file: str
     gpu_uuid: str
+    env: dict[str, str] | None = None
+    """The variables the driver set for the server; None in a record from an agent
+    that did not record them yet."""
+    gpu_simulated: bool | None = None
+    """None in such older records too."""
 
     def to_json(self) -> str:
         return json.dumps({"version": _RECORD_VERSION, **asdict(self)}, indent=2)
@@ -167,6 +176,8 @@ class ChildRecord:
             base_url=_typed(data, "base_url", str),
             model_file=_typed(data, "model_file", str),
             gpu_uuid=_typed(data, "gpu_uuid", str),
+            env=_optional_env(data),
+            gpu_simulated=_optional_bool(data, "gpu_simulated"),
         )
         if record.pid <= 1 or not 0 < record.port < 65536:
             raise ValueError("pid or port out of range")
@@ -188,6 +199,24 @@ def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
     return value
 
 
+def _optional_env(data: Mapping[str, Any]) -> dict[str, str] | None:
+    env = data.get("env")
+    if env is None:
+        return None
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError("env is not a mapping of strings")
+    return dict(env)
+
+
+def _optional_bool(data: Mapping[str, Any], key: str) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{key} is not a bool")
+    return value
+
+
 def record_path(state_dir: Path, model: str) -> Path:
     # Sanitising alone could map two model names onto one file; the hash keeps
     # them apart.
@@ -204,6 +233,15 @@ def write_record(state_dir: Path, record: ChildRecord) -> Path:
     partial.write_text(record.to_json())
     os.replace(partial, path)
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLaunch:
+    """How the driver runs one model's server."""
+
+    command: tuple[str, ...]
+    env: dict[str, str]
+    """Set on top of the agent's own environment."""
 
 
 @dataclass
@@ -240,34 +278,18 @@ class LlamaCppProcessDriver:
         # A server that died on its own still holds its port and record here.
         await self._stop_child(spec.name)
         port = self._allocate_port()
-        command = [
-            *self._server_command,
-            "--model", str(model_file),
-            "--model_alias", spec.name,
-            "--host", self._settings.bind_host,
-            "--port", str(port),
-            "--n_ctx", str(spec.context_length),
-            # Offload every layer on a real GPU; a simulated one runs on the CPU.
-            "--n_gpu_layers", "0" if gpu.simulated else "-1",
-            # By default the server abandons the request it is streaming whenever
-            # another arrives; requests must queue, not cut each other off.
-            "--interrupt_requests", "False",
-            *(("--chat_format", spec.chat_format) if spec.chat_format else ()),
-            *self._settings.extra_args,
-        ]  # fmt: skip
-        env = dict(os.environ)
-        env["CUDA_VISIBLE_DEVICES"] = "" if gpu.simulated else gpu.uuid
+        launch = self.launch(spec, model_file, port, gpu_uuid=gpu.uuid, simulated=gpu.simulated)
         log = self._open_log(spec.name)
         logger.info(
             "starting llama.cpp server for %s on port %d (GPU %s)", spec.name, port, gpu.uuid
         )
         try:
             process = await asyncio.create_subprocess_exec(
-                *command,
+                *launch.command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log or asyncio.subprocess.DEVNULL,
                 stderr=log or asyncio.subprocess.DEVNULL,
-                env=env,
+                env={**os.environ, **launch.env},
                 # Out of the agent's process group: Ctrl-C meant for the agent
                 # must not kill the servers behind its back (module docstring).
                 start_new_session=True,
@@ -286,8 +308,8 @@ class LlamaCppProcessDriver:
             # later agent can still adopt once it is ready.
             child.record = self._record(
                 ChildRecord(
-                    spec.name, process.pid, start_time, tuple(command), port, base_url,
-                    str(model_file), gpu.uuid,
+                    spec.name, process.pid, start_time, launch.command, port, base_url,
+                    str(model_file), gpu.uuid, launch.env, gpu.simulated,
                 )
             )  # fmt: skip
         running = RunningModel(
@@ -303,6 +325,28 @@ class LlamaCppProcessDriver:
             await self.stop(running)
             raise
         return running
+
+    def launch(
+        self, spec: ModelSpec, model_file: Path | str, port: int, *, gpu_uuid: str, simulated: bool
+    ) -> ServerLaunch:
+        """The one place a server's launch is decided: `start` runs it, and adoption
+        compares a running server against it."""
+        command = (
+            *self._server_command,
+            "--model", str(model_file),
+            "--model_alias", spec.name,
+            "--host", self._settings.bind_host,
+            "--port", str(port),
+            "--n_ctx", str(spec.context_length),
+            # Offload every layer on a real GPU; a simulated one runs on the CPU.
+            "--n_gpu_layers", "0" if simulated else "-1",
+            # By default the server abandons the request it is streaming whenever
+            # another arrives; requests must queue, not cut each other off.
+            "--interrupt_requests", "False",
+            *(("--chat_format", spec.chat_format) if spec.chat_format else ()),
+            *self._settings.extra_args,
+        )  # fmt: skip
+        return ServerLaunch(command, {"CUDA_VISIBLE_DEVICES": "" if simulated else gpu_uuid})
 
     async def stop(self, running: RunningModel) -> None:
         await self._stop_child(running.model)
@@ -356,7 +400,9 @@ class LlamaCppProcessDriver:
         answers `/v1/models` with its model: (the model, the UUID of its GPU).
 
         With `specs` (the models this host serves), a server for a model not served
-        by this runtime any more, or started from another model file, is stopped.
+        by this runtime any more, or launched otherwise than the config would launch
+        it now (another model file, context length, chat format, extra argument, bind
+        host or GPU setting; the port may differ), is stopped.
         Records of processes that are gone are removed; servers that are ours but
         never answer within `startup_timeout_seconds` are stopped.
         """
@@ -413,8 +459,7 @@ class LlamaCppProcessDriver:
         )
         return running, record.gpu_uuid
 
-    @staticmethod
-    async def _check_still_wanted(record: ChildRecord, spec: ModelSpec | None) -> None:
+    async def _check_still_wanted(self, record: ChildRecord, spec: ModelSpec | None) -> None:
         if spec is None or spec.effective_runtime is not Runtime.PROCESS:
             raise ModelLoadFailed("this host no longer serves that model as a process")
         try:
@@ -423,6 +468,23 @@ class LlamaCppProcessDriver:
             raise ModelLoadFailed(f"its configured source does not resolve ({error})") from error
         if str(wanted) != record.model_file:
             raise ModelLoadFailed(f"it serves {record.model_file}, but config names {wanted}")
+        if record.env is None or record.gpu_simulated is None:
+            # Its environment cannot be checked: a fresh server is the safe side.
+            raise ModelLoadFailed("its record predates recorded launch environments")
+        # Which GPU the server is on is the residency manager's check (it knows the
+        # inventory, and a simulated GPU's UUID is never a real one's); the GPU as
+        # recorded stands in for it here.
+        now = self.launch(
+            spec, wanted, record.port, gpu_uuid=record.gpu_uuid, simulated=record.gpu_simulated
+        )
+        differences = launch_differences(
+            ServerLaunch(record.command, record.env), now, len(self._server_command)
+        )
+        if differences:
+            raise ModelLoadFailed(
+                "it was launched otherwise than the config launches it now: "
+                + "; ".join(differences)
+            )
 
     # -- internals -------------------------------------------------------
 
@@ -532,6 +594,67 @@ class LlamaCppProcessDriver:
         if self._settings.log_dir is None:
             return " (set agent.process.log_dir to keep its log)"
         return f" (see {self._settings.log_dir / (_safe_file_name(model) + '.log')})"
+
+
+# Options whose values the driver itself derives from the config: their values are
+# safe to log. Anything else came from extra_args and may hold a key or token.
+_LOGGABLE_OPTIONS = frozenset(
+    {"--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_gpu_layers",
+     "--interrupt_requests", "--chat_format"}
+)  # fmt: skip
+
+
+def launch_differences(recorded: ServerLaunch, now: ServerLaunch, prefix: int) -> list[str]:
+    """How `recorded` differs from `now`, one entry per setting (e.g. "--n_ctx 2048 ->
+    4096"); empty when they are the same launch. The first `prefix` words are the
+    server program. Values of options the driver does not set are never shown."""
+    differences = []
+    if recorded.command[:prefix] != now.command[:prefix]:
+        differences.append(
+            f"server program {' '.join(recorded.command[:prefix])} -> "
+            f"{' '.join(now.command[:prefix])}"
+        )
+    old, new = _options(recorded.command[prefix:]), _options(now.command[prefix:])
+    for name in [*old, *(name for name in new if name not in old)]:
+        if old.get(name) == new.get(name):
+            continue
+        if name in _LOGGABLE_OPTIONS:
+            differences.append(f"{name} {_shown(old.get(name))} -> {_shown(new.get(name))}")
+        elif name.startswith("--"):
+            differences.append(f"{name} differs (an extra argument: values not logged)")
+        else:
+            differences.append("the extra arguments differ (values not logged)")
+    if not differences and recorded.command != now.command:
+        differences.append("the extra arguments are in another order")
+    for variable in sorted(recorded.env.keys() | now.env.keys()):
+        before, after = recorded.env.get(variable), now.env.get(variable)
+        if before != after:
+            differences.append(f"{variable} {before!r} -> {after!r}")
+    # Several stray words would each say the same.
+    return list(dict.fromkeys(differences))
+
+
+def _options(args: Sequence[str]) -> dict[str, list[str | None]]:
+    """Each option's values in order (None for a bare flag); a word that follows no
+    option counts as an option of its own."""
+    found: dict[str, list[str | None]] = {}
+    index = 0
+    while index < len(args):
+        name = args[index]
+        value = args[index + 1] if index + 1 < len(args) else None
+        if name.startswith("--") and value is not None and not value.startswith("--"):
+            found.setdefault(name, []).append(value)
+            index += 2
+        else:
+            found.setdefault(name, []).append(None)
+            index += 1
+    return found
+
+
+def _shown(values: list[str | None] | None) -> str:
+    if not values:
+        return "(unset)"
+    return " ".join("(set)" if value is None else value for value in values)
 
 
 def _live_record(path: Path) -> ChildRecord | None:
