@@ -135,10 +135,69 @@ def test_a_model_never_timed_here_is_assumed_slow_to_reload_in_proportion_to_siz
     assert estimated_load_seconds(10 * GB) > estimated_load_seconds(1 * GB)
 
 
-def test_demand_decays_with_its_half_life() -> None:
-    demand = DemandTracker(half_life_seconds=60)
-    for second in range(600):  # one request a second for ten half-lives
+def test_steady_demand_is_the_request_rate() -> None:
+    demand = DemandTracker()
+    for second in range(0, 600, 10):
         demand.record("m", float(second))
-    assert demand.per_minute("m", 600.0) == pytest.approx(60, rel=0.02)
-    assert demand.per_minute("m", 660.0) == pytest.approx(30, rel=0.02)
+    assert demand.per_minute("m", 590.0) == pytest.approx(6)
     assert demand.per_minute("never", 0.0) == 0
+
+
+def test_requests_reported_together_share_the_time_since_the_last_report() -> None:
+    demand = DemandTracker()
+    for second in range(0, 600, 50):
+        demand.record("m", float(second), requests=10)
+    assert demand.per_minute("m", 550.0) == pytest.approx(12)
+
+
+def test_after_a_burst_the_next_is_expected_when_bursts_come_not_at_the_burst_rate() -> None:
+    demand = DemandTracker()
+    for start in (0.0, 700.0, 1400.0):  # a team's burst of 10 requests every ~12 minutes
+        for i in range(10):
+            demand.record("team", start + 12.0 * i)
+    last = 1400.0 + 12.0 * 9
+    # Only the gaps between bursts (592 s) outlast the minute since the burst ended.
+    assert demand.expected_seconds_to_next("team", last + 60) == pytest.approx(532)
+    assert demand.per_minute("team", last + 60) < 0.2 < 5, "not the burst's 5 per minute"
+
+
+def test_a_periodic_probe_is_expected_when_its_period_comes_round() -> None:
+    demand = DemandTracker()
+    for start in range(0, 3000, 300):
+        demand.record("probed", float(start))
+    assert demand.expected_seconds_to_next("probed", 2700.0 + 60) == pytest.approx(240)
+    assert demand.expected_seconds_to_next("probed", 2700.0 + 290) == pytest.approx(10)
+
+
+def test_a_model_idle_longer_than_its_recent_gaps_is_expected_to_stay_idle() -> None:
+    demand = DemandTracker()
+    for second in range(0, 100, 10):
+        demand.record("was-hot", float(second))
+    assert demand.per_minute("was-hot", 90.0 + 600) == pytest.approx(60 / 600)
+    demand.record("once", 0.0)
+    assert demand.expected_seconds_to_next("once", 10.0) == 300, "the first-gap guess"
+    assert demand.expected_seconds_to_next("once", 900.0) == 900
+
+
+def test_recent_gaps_outweigh_old_ones() -> None:
+    demand = DemandTracker()
+    for minute in range(20):  # once a minute, then once a second
+        demand.record("m", 60.0 * minute)
+    assert demand.per_minute("m", 60.0 * 19) == pytest.approx(1)
+    for second in range(1, 31):
+        demand.record("m", 60.0 * 19 + second)
+    assert demand.per_minute("m", 60.0 * 19 + 30) > 10
+
+
+def test_between_bursts_the_bursty_model_goes_before_a_steadily_used_one() -> None:
+    demand = DemandTracker()
+    for start in (0.0, 700.0, 1400.0):
+        for i in range(10):
+            demand.record("team", start + 12.0 * i)
+    for second in range(0, 1600, 60):
+        demand.record("steady", float(second))
+    now = 1600.0
+    residents = [
+        resident(m, 10, load=60, demand=demand.per_minute(m, now)) for m in ("team", "steady")
+    ]
+    assert names(choose_victims(residents, 5 * GB, now, 0)) == {"team"}

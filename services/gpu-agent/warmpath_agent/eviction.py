@@ -12,16 +12,38 @@ it just loaded: no thrashing). Among the rest it minimises the expected
 reload cost of what it evicts:
 
     reload_cost(model) = load_seconds(model) * demand_per_minute(model)
+    demand_per_minute(model) = 60 / expected_seconds_to_next_request(model)
 
-i.e. the load-seconds per minute the cluster should expect to spend bringing
-the model back. load_seconds is the model's last measured load on this host
-(estimated from its size for a model never loaded here, see
-estimated_load_seconds); demand_per_minute is its request rate, exponentially
-decayed with a 5-minute half-life (DemandTracker), which forgets a one-off
-request within minutes but remembers a model used every few minutes. Victims
-are taken greedily by cost per byte freed (ties: least recently used first),
-then any victim not needed to cover the shortfall is put back, the costliest
-first; the GPU whose victims cost least wins.
+Evicting a model costs one load, due when it is next asked for, and frees its
+memory until then: the cost is in load-seconds per minute of memory borrowed.
+load_seconds is the model's last measured load on this host (estimated from its
+size for a model never loaded here, see estimated_load_seconds). The expected
+wait for the next request (DemandTracker) is the mean residual life of the
+model's recent inter-arrival gaps g_i, given the time t since its last request:
+
+    expected_seconds_to_next_request = sum w_i (g_i - t) / sum w_i  over the g_i > t
+
+with w_i = 0.9 ** k for the gap k requests back, over the last 48 gaps; t itself
+when no recent gap was longer than t; 300 s for a model asked for only once;
+and at least 1 s (a request due within the second costs its load now, so no
+finer ranking helps). It is the offline rule (evict what is needed farthest
+ahead) with the future replaced by the model's own history. For Poisson traffic
+it is the mean gap, so demand_per_minute is the request rate. Unlike a request
+rate, it does not count a burst's requests as separate reloads: once a team's
+burst on a model ends, only the gaps between bursts are longer than the time
+since its last request, so the model is valued by when its next burst is due,
+not by the burst's ten requests. A periodic probe (a health check) is expected
+when its period comes round, so the probe due next is kept rather than evicted
+just before it is needed. A model idle for longer than any recent gap is
+expected to stay idle about as long again, which forgets a one-off request or
+a model whose popularity has passed. (The exponentially decayed request rate
+this replaced kept a bursty model resident between bursts at the expense of
+the hot set, and made health-checked models evict each other in turn:
+bench/results/placement.md, incidents.)
+
+Victims are taken greedily by cost per byte freed (ties: least recently used
+first), then any victim not needed to cover the shortfall is put back, the
+costliest first; the GPU whose victims cost least wins.
 
 Waiting beats a costlier eviction: when the cheapest victims are protected
 only by min_residency for a few more seconds, the plan says so
@@ -33,6 +55,7 @@ and plans again, rather than evicting a hot model for a one-off request
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -192,22 +215,50 @@ def _no_room(gpu: GpuRoom, need: int, now: float, min_residency_seconds: float) 
 
 
 class DemandTracker:
-    """Recent requests per minute for each model, decaying exponentially.
+    """How soon each model is expected to be asked for again, from its recent
+    inter-arrival gaps (the formula is in the module docstring)."""
 
-    `half_life_seconds` sets how quickly old demand is forgotten.
-    """
-
-    def __init__(self, half_life_seconds: float = 300.0) -> None:
-        self._decay = math.log(2) / half_life_seconds
-        self._level: dict[str, tuple[float, float]] = {}
+    def __init__(
+        self,
+        keep_gaps: int = 48,
+        recency_weight: float = 0.9,
+        first_gap_seconds: float = 300.0,
+    ) -> None:
+        self._keep = keep_gaps
+        self._weight = recency_weight
+        self._first_gap = first_gap_seconds
+        self._last: dict[str, float] = {}
+        self._gaps: dict[str, deque[float]] = {}
 
     def record(self, model: str, now: float, requests: int = 1) -> None:
-        self._level[model] = (self._current(model, now) + requests, now)
+        """`requests` at once: served since the last record (the router reports warm
+        requests in batches), so they share the time since then evenly."""
+        requests = max(1, requests)
+        last = self._last.get(model)
+        if last is not None:
+            gaps = self._gaps.setdefault(model, deque(maxlen=self._keep))
+            gaps.extend([max(0.0, now - last) / requests] * min(requests, self._keep))
+        self._last[model] = max(now, last) if last is not None else now
+
+    def expected_seconds_to_next(self, model: str, now: float) -> float:
+        last = self._last.get(model)
+        if last is None:
+            return math.inf
+        idle = max(0.0, now - last)
+        gaps = self._gaps.get(model)
+        if not gaps:
+            return max(idle, self._first_gap)
+        residual = weights = 0.0
+        weight = 1.0
+        for gap in reversed(gaps):
+            if gap > idle:
+                residual += weight * (gap - idle)
+                weights += weight
+            weight *= self._weight
+        # Idle for longer than any recent gap: whatever the pattern was has stopped,
+        # and the longer a model has been idle, the longer it is likely to stay so.
+        return residual / weights if weights > 0 else idle
 
     def per_minute(self, model: str, now: float) -> float:
-        # The decayed count over its mean lifetime (1/decay) is a rate.
-        return self._current(model, now) * self._decay * 60.0
-
-    def _current(self, model: str, now: float) -> float:
-        level, at = self._level.get(model, (0.0, now))
-        return level * math.exp(-self._decay * max(0.0, now - at))
+        # A floor of a second: a request due "now" must not make the cost infinite.
+        return 60.0 / max(self.expected_seconds_to_next(model, now), 1.0)

@@ -10,7 +10,7 @@ The ResidencyManager is the only writer of residency. Its invariants:
   in progress is subtracted because the reading cannot see it yet;
 * placement and eviction follow eviction.py: never a pinned model or one
   resident for less than min_residency; otherwise the lowest expected reload
-  cost (load time x recent demand);
+  cost (load time x how soon the model is expected to be asked for again);
 * a model that does not fit *now*, but would once requests in flight end, loads
   finish or young models age past min_residency, waits for room (within the
   caller's deadline, less the time the load itself needs) instead of failing:
