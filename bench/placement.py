@@ -601,11 +601,16 @@ def table(results: Results, seeds: int, seconds: float) -> str:
 
 def verdict(results: Results) -> str:
     """The result in words, from the figures above (so that it cannot go stale)."""
-    ours, offline = {}, {}
+    ours, offline, ahead = {}, {}, {}
     for name, by_policy in results.items():
         lru = _cold(by_policy["LRU"])
-        ours[name] = _cold(next(o for n, o in by_policy.items() if n.startswith("warmpath"))) / lru
-        offline[name] = _cold(next(o for n, o in by_policy.items() if n.startswith("Belady"))) / lru
+        warmpath = next(o for n, o in by_policy.items() if n.startswith("warmpath"))
+        belady = next(o for n, o in by_policy.items() if n.startswith("Belady"))
+        ours[name] = _cold(warmpath) / lru
+        offline[name] = _cold(belady) / lru
+        # A ratio of medians can pick different seeds; the seed-by-seed count cannot.
+        fewer = sum(w.cold_loads < b.cold_loads for w, b in zip(warmpath, belady, strict=True))
+        ahead[name] = (fewer, len(belady))
     met = [name for name, ratio in ours.items() if ratio <= TARGET_VS_LRU]
     missed = [name for name in ours if name not in met]
     lines = [
@@ -631,7 +636,14 @@ def verdict(results: Results) -> str:
         "longer p99 waits and more failed requests, so the default stays 10 s."
         + "".join(
             f" On {name}, warmpath ({ours[name]:.2f}x) stays short of the offline policy "
-            f"({offline[name]:.2f}x): room left for a better online policy."
+            f"({offline[name]:.2f}x) in the median"
+            + (
+                f", though it needs fewer cold loads than it on {ahead[name][0]} of the "
+                f"{ahead[name][1]} seeds"
+                if 2 * ahead[name][0] > ahead[name][1]
+                else ": room left for a better online policy"
+            )
+            + "."
             for name in ours
             if ours[name] > offline[name] + 0.02
         ),
