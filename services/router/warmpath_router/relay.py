@@ -14,10 +14,11 @@ Then the model's configured fallbacks are tried, those already warm somewhere
 first, each at most once per request (also for a cold load that would outlast
 the deadline). A model's load, including any wait for room at its agent, must
 end early enough to leave the quickest remaining fallback its share of the
-deadline (`_fallback_reserve`); past that, the fallback runs. A fallback follows either kind of failure: it is another model,
-which the operator chose to try when this one fails, so it may do work the
-failed server also began (at most once per model in the chain, and the caller
-still sees only one answer). After the first chunk the stream is committed: a
+deadline (`_fallback_reserve`); past that, the fallback runs. A fallback
+follows either kind of failure: it is another model, which the operator chose
+to try when this one fails, so it may do work the failed server also began (at
+most once per model in the chain, and the caller still sees only one answer).
+After the first chunk the stream is committed: a
 failure ends it with an error, never a retry or a fallback. Deterministic
 errors (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
 """
