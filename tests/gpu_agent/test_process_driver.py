@@ -488,9 +488,15 @@ async def test_a_config_change_that_leaves_the_launch_alone_still_adopts(
     # Neither memory nor keep-alive reaches the server, and the port is the one
     # it has, even outside today's range.
     changed = fx.spec("model-a", memory="2MiB", keep_alive_seconds=5)
-    found = await fx.driver(client, **narrow).adopt({"model-a": changed})
+    found = await fx.driver(client, **narrow, advertise_host="model-host.example").adopt(
+        {"model-a": changed}
+    )
     assert [(r.model, r.pid) for r, _ in found] == [("model-a", record.pid)]
     assert fx.records() == {"model-a": record}
+    ((running, _),) = found
+    assert running.base_url == f"http://model-host.example:{record.port}", (
+        "peers are told today's address"
+    )
 
 
 async def test_a_record_without_its_launch_environment_is_not_adopted(

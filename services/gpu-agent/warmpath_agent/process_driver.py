@@ -452,7 +452,9 @@ class LlamaCppProcessDriver:
         )  # fmt: skip
         running = RunningModel(
             model=record.model,
-            base_url=record.base_url,
+            # Where peers reach it now: advertise_host may have changed while the
+            # agent was down, and it is not part of the launch.
+            base_url=self._base_url(record.port),
             served_model_id=record.model,
             pid=record.pid,
             runtime=Runtime.PROCESS,
