@@ -107,6 +107,34 @@ class _MethodPlumbing:
     guards: tuple[CallGuard, ...]
     probes: HealthProbeCounter | None
 
+    @contextlib.asynccontextmanager
+    async def serving(self, request: Any, context: ServicerContext) -> AsyncIterator[None]:
+        """Around one call: admitted, counted by the drain, inside its span, and any
+        error turned into its status."""
+        span = (
+            start_server_span(self.method, context.invocation_metadata()) if self.traced else None
+        )
+        code = grpc.StatusCode.OK
+        if self.counted:
+            self.drain.enter()
+        try:
+            with activated(span):
+                await self.admit(request, context)
+                yield
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
+            code = _aborted_with(context)
+            raise
+        except Exception as error:
+            code = _status_of(error)
+            await _abort_for(error, context)
+        finally:
+            if self.counted:
+                self.drain.leave()
+            end_rpc_span(span, code)
+
     async def admit(self, request: Any, context: ServicerContext) -> None:
         if self.refusable and self.drain.draining:
             # Refused before any handler ran: nothing was sent on, so it is marked not-sent.
@@ -247,63 +275,17 @@ def _aborted_with(context: ServicerContext) -> grpc.StatusCode:
 
 def _wrap_unary(behaviour: Callable[..., Any], plumbing: _MethodPlumbing) -> Callable[..., Any]:
     async def wrapped(request: Any, context: ServicerContext) -> Any:
-        span = (
-            start_server_span(plumbing.method, context.invocation_metadata())
-            if plumbing.traced
-            else None
-        )
-        code = grpc.StatusCode.OK
-        if plumbing.counted:
-            plumbing.drain.enter()
-        try:
-            with activated(span):
-                await plumbing.admit(request, context)
-                return await behaviour(request, context)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            code = _aborted_with(context)
-            raise
-        except Exception as error:
-            code = _status_of(error)
-            await _abort_for(error, context)
-        finally:
-            if plumbing.counted:
-                plumbing.drain.leave()
-            end_rpc_span(span, code)
+        async with plumbing.serving(request, context):
+            return await behaviour(request, context)
 
     return wrapped
 
 
 def _wrap_stream(behaviour: Callable[..., Any], plumbing: _MethodPlumbing) -> Callable[..., Any]:
     async def wrapped(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-        span = (
-            start_server_span(plumbing.method, context.invocation_metadata())
-            if plumbing.traced
-            else None
-        )
-        code = grpc.StatusCode.OK
-        if plumbing.counted:
-            plumbing.drain.enter()
-        try:
-            with activated(span):
-                await plumbing.admit(request, context)
-                async for response in behaviour(request, context):
-                    yield response
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            code = _aborted_with(context)
-            raise
-        except Exception as error:
-            code = _status_of(error)
-            await _abort_for(error, context)
-        finally:
-            if plumbing.counted:
-                plumbing.drain.leave()
-            end_rpc_span(span, code)
+        async with plumbing.serving(request, context):
+            async for response in behaviour(request, context):
+                yield response
 
     return wrapped
 
