@@ -1,4 +1,5 @@
-"""Shared helpers: config documents for tests, and a polling wait (never a bare sleep)."""
+"""Shared helpers: config documents for tests, polling waits (never a bare sleep), and
+reading a service's metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 GEMMA = {
     "name": "gemma3-270m",
@@ -35,3 +38,24 @@ async def eventually(
             return
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.2) -> None:
+    """The blocking twin of `eventually`, for tests that drive processes synchronously."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def metric_total(port: int, name: str) -> float:
+    """Every sample of `name` (all label sets) on the /metrics of the service at `port`."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )

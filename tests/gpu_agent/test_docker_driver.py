@@ -31,7 +31,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, metric_total
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.__main__ import open_docker
 from warmpath_agent.docker_driver import (
@@ -462,14 +462,6 @@ def test_a_restarted_agent_process_adopts_its_running_model_without_reloading(
         wait_serving(address, 60)
         return process, address, metrics
 
-    def loads(metrics: int) -> float:
-        text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
-        return sum(
-            float(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith("warmpath_agent_loads_total")
-        )
-
     first, address, _ = start_agent()
     with grpc.insecure_channel(address) as channel:
         loaded = gpu_agent_pb2_grpc.GpuAgentStub(channel).EnsureLoaded(
@@ -492,7 +484,7 @@ def test_a_restarted_agent_process_adopts_its_running_model_without_reloading(
                 gpu_agent_pb2.EnsureLoadedRequest(model="stub-model"), timeout=60
             )
         assert not again.cold_start
-        assert loads(metrics) == 0, "adopted, not reloaded"
+        assert metric_total(metrics, "warmpath_agent_loads_total") == 0, "adopted, not reloaded"
         assert owned(engine, owner) == containers, "the same container, no new one"
     finally:
         second.send_signal(signal.SIGTERM)

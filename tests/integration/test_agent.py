@@ -12,13 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, metric_total
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_cli.mesh import free_port, wait_serving
 
@@ -65,13 +63,7 @@ class Agent:
         )
 
     def loads(self) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "warmpath_agent_loads_total"
-        )
+        return metric_total(self.metrics_port, "warmpath_agent_loads_total")
 
     def model_log(self, model: str) -> str:
         path = self.log_dir / "models" / f"{model}.log"

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-import httpx
 import pytest
 import yaml
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, metric_total
 from warmpath.v1 import generate_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh, MeshPorts
 
@@ -54,12 +53,7 @@ def local_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
 
 def adapter_requests(mesh: LocalMesh, service: str) -> float:
     assert mesh.ports.metrics is not None
-    text = httpx.get(f"http://127.0.0.1:{mesh.ports.metrics[service]}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("warmpath_adapter_requests_total{")
-    )
+    return metric_total(mesh.ports.metrics[service], "warmpath_adapter_requests_total")
 
 
 def test_the_router_answers_through_its_own_adapter(local_mesh: LocalMesh) -> None:

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import metric_total
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh
 
@@ -317,11 +318,8 @@ async def test_route_predicts_generate_and_loads_nothing(
     mesh: LocalMesh, router_channel: grpc.aio.Channel
 ) -> None:
     def loads() -> float:
-        return sum(
-            value
-            for (name, _), value in scrape(mesh, "gpu-agent").items()
-            if name == "warmpath_agent_loads_total"
-        )
+        assert mesh.ports.metrics is not None
+        return metric_total(mesh.ports.metrics["gpu-agent"], "warmpath_agent_loads_total")
 
     request = generate_pb2.GenerateRequest(model="untouched", prompt="Hello", max_tokens=2)
     before = loads()

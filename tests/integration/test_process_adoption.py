@@ -13,16 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, metric_total, wait_until
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
 from warmpath_agent.process_driver import ChildRecord, process_start_time, signal_process
 from warmpath_cli.mesh import free_port, wait_serving
@@ -96,13 +94,7 @@ class Host:
         return [ChildRecord.from_json(p.read_text()) for p in sorted(state_dir.glob("*.json"))]
 
     def loads(self) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "warmpath_agent_loads_total"
-        )
+        return metric_total(self.metrics_port, "warmpath_agent_loads_total")
 
     def residency(self) -> gpu_agent_pb2.ModelResidency | None:
         with grpc.insecure_channel(self.addresses["agent"]) as channel:
@@ -111,15 +103,6 @@ class Host:
             )
         found = [m for m in state.models if m.model == MODEL]
         return found[0] if found else None
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def ready_in_router(host: Host) -> bool:
@@ -174,7 +157,7 @@ def test_a_restarted_agent_adopts_the_running_server_and_a_graceful_stop_ends_it
     assert "adopted the running llama.cpp server" in (host.root / "agent.log").read_text()
     assert process_start_time(record.pid) == record.start_time
 
-    wait_until(lambda: ready_in_router(host))
+    wait_until(lambda: ready_in_router(host), timeout=60)
     with grpc.insecure_channel(host.addresses["router"]) as channel:
         request = generate_pb2.GenerateRequest(model="gemma", prompt="The sky is", max_tokens=4)
         chunks = list(router_pb2_grpc.RouterStub(channel).Generate(request, timeout=120))

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, wait_until
 from tests.fakes.faulty_openai import FaultyOpenAI
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import free_port, wait_serving
@@ -120,15 +120,6 @@ def load_on(hosts: TwoHosts, host: str) -> None:
         gpu_agent_pb2_grpc.GpuAgentStub(channel).EnsureLoaded(
             gpu_agent_pb2.EnsureLoadedRequest(model="gemma3-270m"), timeout=120
         )
-
-
-def wait_until(check, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def ready_replicas(hosts: TwoHosts) -> set[str]:
