@@ -69,6 +69,17 @@ def test_errors_name_the_bad_field(section: dict[str, object], expected: str) ->
     assert expected in str(caught.value)
 
 
+def test_a_host_adapter_is_an_address_or_in_process() -> None:
+    hosts = [{"name": "h", "agent": "127.0.0.1:1", "adapter": "inprocess"}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_text(router={"hosts": hosts}), "warmpath.yaml")
+    assert "router.hosts.0.adapter" in str(caught.value)
+    assert "neither host:port (e.g. 127.0.0.1:50053) nor 'in-process'" in str(caught.value)
+    hosts[0]["adapter"] = "in-process"
+    (host,) = parse_config(config_text(router={"hosts": hosts}), "warmpath.yaml").router.hosts
+    assert host.adapter_in_process
+
+
 def test_unknown_keys_are_rejected() -> None:
     with pytest.raises(ConfigError, match=r"router\.lisen"):
         parse_config(config_text(router={"lisen": "127.0.0.1:1"}), "warmpath.yaml")

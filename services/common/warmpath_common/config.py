@@ -261,7 +261,13 @@ class HostSpec(_Strict):
     @field_validator("adapter")
     @classmethod
     def _adapter_address(cls, value: str) -> str:
-        return value if value == IN_PROCESS_ADAPTER else _check_address(value)
+        if value == IN_PROCESS_ADAPTER:
+            return value
+        if not _ADDRESS_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is neither host:port (e.g. 127.0.0.1:50053) nor {IN_PROCESS_ADAPTER!r}"
+            )
+        return _check_address(value)
 
     @property
     def adapter_in_process(self) -> bool:
