@@ -186,3 +186,18 @@ async def test_dispatcher_rejects_bad_urls_and_unknown_kinds() -> None:
         dispatcher.stream(CHAT, BackendTarget(BackendKindName.VLLM, "file:///etc", "x"))
     with pytest.raises(InvalidRequest, match="not supported"):
         dispatcher.stream(CHAT, TARGET)
+
+
+async def test_the_dispatcher_counts_an_unexpected_failure_as_internal_not_ok() -> None:
+    class Broken:
+        async def stream(self, request: object, target: object):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug, not a backend answer")
+            yield  # an async generator, like every backend
+
+    registry = CollectorRegistry()
+    dispatcher = BackendDispatcher({BackendKindName.VLLM: Broken()}, AdapterMetrics(registry))  # type: ignore[dict-item]
+    with pytest.raises(RuntimeError):
+        async for _ in dispatcher.stream(CHAT, TARGET):
+            pass
+    labels = {"backend": "vllm", "outcome": "INTERNAL"}
+    assert registry.get_sample_value("warmpath_adapter_requests_total", labels) == 1

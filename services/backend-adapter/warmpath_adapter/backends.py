@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -12,7 +11,7 @@ from typing import Protocol
 from warmpath_adapter.admission import BackendAdmission
 from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_common.config import BackendKindName
-from warmpath_common.errors import InvalidRequest, WarmpathError
+from warmpath_common.errors import InvalidRequest, status_of
 from warmpath_common.generation import (
     Completion,
     GenerationRequest,
@@ -94,11 +93,9 @@ class BackendDispatcher:
                     elif isinstance(event, Completion):
                         metrics.output_tokens.labels(backend).inc(event.usage.output_tokens)
                     yield event
-        except WarmpathError as error:
-            outcome = error.status_code.name
-            raise
-        except (GeneratorExit, asyncio.CancelledError):
-            outcome = "CANCELLED"
+        except BaseException as error:
+            # Anything unexpected counts as INTERNAL, never as OK.
+            outcome = status_of(error).name
             raise
         finally:
             metrics.in_flight.dec()

@@ -25,6 +25,7 @@ twice. The mark crosses a gRPC hop as the trailing metadata entry
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import grpc
@@ -96,6 +97,16 @@ _BY_CODE: dict[grpc.StatusCode, type[WarmpathError]] = {
 
 # Trailing metadata key (gRPC keys are lower case) that carries `WarmpathError.not_sent`.
 NOT_SENT_METADATA_KEY = "warmpath-not-sent"
+
+
+def status_of(error: BaseException) -> grpc.StatusCode:
+    """The status a call ends with when `error` ends it: a WarmpathError's own,
+    CANCELLED when the caller went away, INTERNAL for anything unexpected."""
+    if isinstance(error, WarmpathError):
+        return error.status_code
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.INTERNAL
 
 
 def error_for_status(

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from warmpath_common.config import TlsSettings
-from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError
+from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError, status_of
 from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.security import server_credentials
 from warmpath_common.telemetry import activated, end_rpc_span, start_server_span, traced_method
@@ -128,7 +128,7 @@ class _MethodPlumbing:
             code = _aborted_with(context)
             raise
         except Exception as error:
-            code = _status_of(error)
+            code = status_of(error)
             await _abort_for(error, context)
         finally:
             if self.counted:
@@ -262,10 +262,6 @@ async def _refuse_undecodable(request: Any, context: ServicerContext) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
             f"the request could not be parsed ({request.reason}); string fields must be UTF-8",
         )
-
-
-def _status_of(error: BaseException) -> grpc.StatusCode:
-    return error.status_code if isinstance(error, WarmpathError) else grpc.StatusCode.INTERNAL
 
 
 def _aborted_with(context: ServicerContext) -> grpc.StatusCode:

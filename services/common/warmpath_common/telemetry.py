@@ -19,7 +19,6 @@ Prompt and completion text are never recorded unless the operator opts in
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,7 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from warmpath_common.errors import WarmpathError
+from warmpath_common.errors import status_of
 from warmpath_common.generation import GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -170,14 +169,8 @@ def client_call_span(method: str) -> Iterator[tuple[tuple[str, str], ...]]:
     code = grpc.StatusCode.OK
     try:
         yield tuple(carrier.items())
-    except WarmpathError as error:
-        code = error.status_code
-        raise
-    except (asyncio.CancelledError, GeneratorExit):
-        code = grpc.StatusCode.CANCELLED
-        raise
-    except BaseException:
-        code = grpc.StatusCode.UNKNOWN
+    except BaseException as error:
+        code = status_of(error)
         raise
     finally:
         end_rpc_span(span, code)

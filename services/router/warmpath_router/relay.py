@@ -46,6 +46,7 @@ from warmpath_common.errors import (
     ResourceExhausted,
     Unavailable,
     WarmpathError,
+    status_of,
 )
 from warmpath_common.generation import Completion, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
@@ -290,14 +291,8 @@ class Relay:
                     for hop in event.route.fallback_hops:
                         metrics.fallbacks.labels(hop.from_model, hop.to_model).inc()
                 yield event
-        except WarmpathError as error:
-            outcome = error.status_code.name
-            raise
-        except (GeneratorExit, asyncio.CancelledError):
-            outcome = "CANCELLED"
-            raise
-        except Exception:
-            outcome = "INTERNAL"
+        except BaseException as error:
+            outcome = status_of(error).name
             raise
         finally:
             metrics.in_flight.dec()
