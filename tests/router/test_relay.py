@@ -15,6 +15,7 @@ from warmpath_common.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unavailable,
+    WarmpathError,
 )
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_common.security import Caller
@@ -178,20 +179,29 @@ async def test_without_a_fallback_a_too_slow_cold_load_fails_fast_and_says_why()
             pass
 
 
-async def test_a_failing_replica_is_retried_elsewhere_then_skipped_once_its_circuit_opens() -> None:
+def two_hosts(*models: str) -> ClusterView:
     view = ClusterView()
     for name in ("h1", "h2"):
-        view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
-    agents = FakeAgents()
-    relay = make_relay(agents, FakeAdapters(), view)
+        view.update(HostView(name, reachable=True, servable=frozenset(models)))
+    return view
 
-    async def failing_on_h1(host: str, model: str, timeout_seconds: float, **_: object):
+
+def loads_fail_on_h1(agents: FakeAgents, error: WarmpathError) -> None:
+    """Every load on h1 raises `error`; h2 loads. Both are recorded in `agents.loads`."""
+
+    async def ensure_loaded(host: str, model: str, timeout_seconds: float, **_: object):
         agents.loads.append((host, model))
         if host == "h1":
-            raise Unavailable("h1 is sick")
+            raise error
         return await FakeAgents().ensure_loaded(host, model, timeout_seconds)
 
-    agents.ensure_loaded = failing_on_h1  # type: ignore[method-assign]
+    agents.ensure_loaded = ensure_loaded  # type: ignore[method-assign]
+
+
+async def test_a_failing_replica_is_retried_elsewhere_then_skipped_once_its_circuit_opens() -> None:
+    agents = FakeAgents()
+    relay = make_relay(agents, FakeAdapters(), two_hosts("backup"))
+    loads_fail_on_h1(agents, Unavailable("h1 is sick"))
     for _ in range(3):
         _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
         assert final.route.host == "h2", "the same request was retried on the other replica"
@@ -205,19 +215,9 @@ async def test_a_failing_replica_is_retried_elsewhere_then_skipped_once_its_circ
 
 
 async def test_a_full_replica_is_retried_elsewhere_but_its_circuit_stays_closed() -> None:
-    view = ClusterView()
-    for name in ("h1", "h2"):
-        view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
     agents = FakeAgents()
-    relay = make_relay(agents, FakeAdapters(), view)
-
-    async def full_on_h1(host: str, model: str, timeout_seconds: float, **_: object):
-        agents.loads.append((host, model))
-        if host == "h1":
-            raise ResourceExhausted("h1 has no room right now", not_sent=True)
-        return await FakeAgents().ensure_loaded(host, model, timeout_seconds)
-
-    agents.ensure_loaded = full_on_h1  # type: ignore[method-assign]
+    relay = make_relay(agents, FakeAdapters(), two_hosts("backup"))
+    loads_fail_on_h1(agents, ResourceExhausted("h1 has no room right now", not_sent=True))
     for _ in range(4):
         _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
         assert final.route.host == "h2"
@@ -227,13 +227,10 @@ async def test_a_full_replica_is_retried_elsewhere_but_its_circuit_stays_closed(
 
 
 async def test_retries_stop_when_the_budget_is_spent() -> None:
-    view = ClusterView()
-    for name in ("h1", "h2"):
-        view.update(HostView(name, reachable=True, servable=frozenset({"backup"})))
     agents = FakeAgents(fail={"backup": Unavailable("everything is down")})
     relay = Relay(
         ModelRegistry([PRIMARY, BACKUP], AutoRouting()),
-        view,
+        two_hosts("backup"),
         agents,
         FakeAdapters(),
         RouterSettings(),
@@ -356,13 +353,6 @@ async def test_requests_in_flight_hold_a_lease_that_is_renewed_while_they_last()
     )
     gate.set()
     await running
-
-
-def two_hosts(*models: str) -> ClusterView:
-    view = ClusterView()
-    for name in ("h1", "h2"):
-        view.update(HostView(name, reachable=True, servable=frozenset(models)))
-    return view
 
 
 @pytest.mark.parametrize(
