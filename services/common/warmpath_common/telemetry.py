@@ -187,10 +187,6 @@ def shutdown_tracing(provider: TracerProvider | None) -> None:
         provider.shutdown()
 
 
-def string_list(values: Sequence[object]) -> list[str]:
-    return [str(value) for value in values]
-
-
 def request_attributes(request: GenerationRequest, model: str) -> dict[str, AttributeValue]:
     """The GenAI request attributes for a span: what was asked, never the prompt text."""
     attributes: dict[str, AttributeValue] = {
