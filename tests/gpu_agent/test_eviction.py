@@ -4,6 +4,7 @@ import pytest
 
 from warmpath_agent.eviction import (
     ASSUMED_START_SECONDS,
+    Candidate,
     DemandTracker,
     GpuRoom,
     NoRoom,
@@ -12,6 +13,7 @@ from warmpath_agent.eviction import (
     choose_victims,
     estimated_load_seconds,
     plan_placement,
+    protected_models,
 )
 
 GB = 1024**3
@@ -201,3 +203,70 @@ def test_between_bursts_the_bursty_model_goes_before_a_steadily_used_one() -> No
         resident(m, 10, load=60, demand=demand.per_minute(m, now)) for m in ("team", "steady")
     ]
     assert names(choose_victims(residents, 5 * GB, now, 0)) == {"team"}
+
+
+# The hot set.
+
+
+def test_the_hot_set_leaves_room_for_the_largest_model_outside_it() -> None:
+    gpus = [GpuRoom(0, 24 * GB, ()), GpuRoom(1, 24 * GB, ())]
+    candidates = [  # in order of reload cost per byte
+        Candidate("a", 10 * GB, 100.0),
+        Candidate("b", 10 * GB, 90.0),
+        Candidate("c", 10 * GB, 80.0),
+        Candidate("d", 20 * GB, 40.0),
+        Candidate("e", 2 * GB, 1.0),
+    ]
+    # a, b and c with d's 20 GB left for the rest would not pack onto 2 x 24 GB; c and d
+    # take turns in that room; e still fits beside a and b.
+    assert protected_models(gpus, candidates) == {"a", "b", "e"}
+
+
+def test_everything_is_hot_when_everything_fits_and_nothing_unasked_is() -> None:
+    gpus = [GpuRoom(0, 10 * GB, (resident("r", 8),)), GpuRoom(1, 2 * GB, ())]
+    candidates = [Candidate("r", 8 * GB, 5.0), Candidate("s", 9 * GB, 1.0)]
+    assert protected_models(gpus, candidates) == {"r", "s"}
+    assert protected_models(gpus, [*candidates, Candidate("never", 1 * GB, 0.0)]) == {"r", "s"}
+
+
+def test_pinned_memory_is_not_room_for_the_hot_set() -> None:
+    gpus = [GpuRoom(0, 4 * GB, (resident("pinned", 16, pinned=True),))]
+    candidates = [Candidate("pinned", 16 * GB, 50.0), Candidate("x", 3 * GB, 5.0)]
+    assert protected_models(gpus, candidates) == {"x"}
+    assert protected_models(gpus, [*candidates, Candidate("y", 3 * GB, 1.0)]) == set()
+
+
+def test_models_outside_the_hot_set_go_first_whatever_their_cost() -> None:
+    hot = resident("hot", 8, demand=0.5)
+    costly_outsider = resident("outsider", 8, demand=5)
+    victims = choose_victims([hot, costly_outsider], 6 * GB, NOW, 0, frozenset({"hot"}))
+    assert names(victims) == {"outsider"}
+    assert names(choose_victims([hot, costly_outsider], 6 * GB, NOW, 0)) == {"hot"}
+
+
+def test_a_model_outside_the_hot_set_waits_rather_than_evict_a_hot_one() -> None:
+    hot = resident("hot", 8, demand=20)
+    busy_outsider = resident("outsider", 8, demand=0.1, in_use=True)
+    gpus = [GpuRoom(0, 0, (hot, busy_outsider))]
+    plan = plan_placement(gpus, 6 * GB, NOW, 0, model="one-off", protected=frozenset({"hot"}))
+    assert isinstance(plan, PlacementPlan)
+    assert names(plan.victims) == {"hot"} and plan.protected_victims == 1
+    assert plan.waits_for_unprotected, "the outsider's memory frees itself"
+
+    hot_request = plan_placement(
+        gpus, 6 * GB, NOW, 0, model="hot2", protected=frozenset({"hot", "hot2"})
+    )
+    assert isinstance(hot_request, PlacementPlan) and not hot_request.waits_for_unprotected
+
+    idle_outsider = resident("outsider", 8, demand=0.1)
+    later = plan_placement(
+        [GpuRoom(0, 0, (hot, idle_outsider))], 6 * GB, NOW, 0, model="one-off",
+        protected=frozenset({"hot"}),
+    )  # fmt: skip
+    assert later == PlacementPlan(0, (idle_outsider,))
+
+
+def test_no_waiting_when_nothing_outside_the_hot_set_will_free_itself() -> None:
+    gpus = [GpuRoom(0, 0, (resident("hot", 8, demand=20),))]
+    plan = plan_placement(gpus, 6 * GB, NOW, 0, model="one-off", protected=frozenset({"hot"}))
+    assert isinstance(plan, PlacementPlan) and not plan.waits_for_unprotected

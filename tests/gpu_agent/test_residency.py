@@ -314,6 +314,30 @@ async def test_a_one_off_waits_for_a_young_cheap_victim_rather_than_evict_a_hot_
     assert hurried.evicted == ("hot",), "with no time to wait, the costlier plan goes ahead"
 
 
+async def test_a_model_outside_the_hot_set_waits_for_another_outsider_not_a_hot_model() -> None:
+    def hot_busy_outsider_and_one_off() -> ResidencyManager:
+        return manager(
+            FakeDriver(), spec("hot", 400), spec("outsider", 400), spec("one-off", 400),
+            clock=time.time,
+        )  # fmt: skip
+
+    # 1000 MiB hold the hot model and one more: the others take turns in that room.
+    agent = hot_busy_outsider_and_one_off()
+    await agent.ensure_loaded("hot")
+    await agent.ensure_loaded("hot", warm_requests=50)
+    await agent.ensure_loaded("outsider", lease_seconds=0.3)
+    patient = await agent.ensure_loaded("one-off", deadline_seconds=_deadline_leaving(10, 400))
+    assert patient.evicted == ("outsider",) and patient.waited_seconds >= 0.25
+
+    agent = hot_busy_outsider_and_one_off()
+    await agent.ensure_loaded("hot")
+    await agent.ensure_loaded("hot", warm_requests=50)
+    await agent.ensure_loaded("outsider", lease_seconds=300)
+    hurried = await agent.ensure_loaded("one-off", deadline_seconds=_deadline_leaving(0.2, 400))
+    assert hurried.evicted == ("hot",), "when the wait runs out, the plan goes ahead"
+    assert hurried.waited_seconds >= 0.15
+
+
 async def test_an_adopted_model_is_not_free_to_evict() -> None:
     clock = Clock()
     driver = FakeDriver()

@@ -45,6 +45,23 @@ Victims are taken greedily by cost per byte freed (ties: least recently used
 first), then any victim not needed to cover the shortfall is put back, the
 costliest first; the GPU whose victims cost least wins.
 
+The hot set (protected_models): cost alone is myopic. With models of very
+different sizes, a one-off request for a large model finds the cheap models
+too small to make room and takes a hot one with them; the hot one is asked for
+again within seconds and evicts something else: LRU's thrashing, a step later.
+So the agent keeps a hot set, the partition an offline planner would pick for
+a window of known demand (bench/placement.py's "hindsight partition" row):
+models in order of reload cost per byte, each admitted while the hot set plus
+room for the largest model left out still packs onto the GPUs (first fit
+decreasing). Every other model takes turns in that room. Eviction takes models
+outside the hot set first (cost decides among them, then among hot ones). A
+model outside the hot set that could only get room by evicting a hot one
+waits instead while other models outside it hold memory that frees itself
+(requests in flight, loading, younger than min_residency), for as long as its
+caller's deadline allows (PlacementPlan.waits_for_unprotected); when the wait
+runs out, it goes ahead with the plan. The hot set is recomputed at every
+placement, from the same demand estimates, so it follows popularity.
+
 Waiting beats a costlier eviction: when the cheapest victims are protected
 only by min_residency for a few more seconds, the plan says so
 (PlacementPlan.cheaper_in_seconds) and a caller that can wait that long waits
@@ -93,9 +110,21 @@ class PlacementPlan:
     now protected only by min_residency age past it. A caller that can wait that long
     should, and plan again; one that cannot goes ahead with this plan."""
 
+    waits_for_unprotected: bool = False
+    """True when the plan evicts a hot-set model for one outside it while models outside
+    the hot set hold memory that frees itself (requests in flight, loading, younger than
+    min_residency): a caller that can wait should, and plan again when room changes;
+    when it can no longer wait, it goes ahead with this plan."""
+    protected_victims: int = 0
+
     @property
     def cost(self) -> float:
         return sum(v.reload_cost for v in self.victims)
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """Lower is better: hot-set models evicted, then reload cost."""
+        return (self.protected_victims, self.cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +169,19 @@ def evictable(resident: ResidentModel, now: float, min_residency_seconds: float)
 
 
 def choose_victims(
-    residents: Sequence[ResidentModel], shortfall: int, now: float, min_residency_seconds: float
+    residents: Sequence[ResidentModel],
+    shortfall: int,
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str] = frozenset(),
 ) -> tuple[ResidentModel, ...] | None:
-    """The cheapest set of residents freeing `shortfall` bytes, or None if none does."""
+    """The cheapest set of residents freeing `shortfall` bytes, or None if none does;
+    models outside `protected` (the hot set) go before any model in it."""
     if shortfall <= 0:
         return ()
     eligible = sorted(
         (r for r in residents if evictable(r, now, min_residency_seconds)),
-        key=lambda r: (r.reload_cost / max(r.size_bytes, 1), r.last_used),
+        key=lambda r: (r.model in protected, r.reload_cost / max(r.size_bytes, 1), r.last_used),
     )
     chosen: list[ResidentModel] = []
     freed = 0
@@ -158,7 +192,10 @@ def choose_victims(
         freed += resident.size_bytes
     if freed < shortfall:
         return None
-    for resident in sorted(chosen, key=lambda r: r.reload_cost, reverse=True):
+    put_back_first = sorted(
+        chosen, key=lambda r: (r.model in protected, r.reload_cost), reverse=True
+    )
+    for resident in put_back_first:
         if freed - resident.size_bytes >= shortfall:
             chosen.remove(resident)
             freed -= resident.size_bytes
@@ -166,23 +203,40 @@ def choose_victims(
 
 
 def plan_placement(
-    gpus: Sequence[GpuRoom], need: int, now: float, min_residency_seconds: float
+    gpus: Sequence[GpuRoom],
+    need: int,
+    now: float,
+    min_residency_seconds: float,
+    *,
+    model: str = "",
+    protected: frozenset[str] = frozenset(),
 ) -> PlacementPlan | NoRoom:
+    """Where `model` (needing `need` bytes) goes and what leaves; `protected` is the
+    hot set (protected_models), empty for plain cost-based eviction."""
     fitting = [gpu for gpu in gpus if gpu.free_bytes >= need]
     if fitting:
         return PlacementPlan(max(fitting, key=lambda g: g.free_bytes).index, ())
-    plan = _cheapest_plan(gpus, need, now, min_residency_seconds)
+    plan = _cheapest_plan(gpus, need, now, min_residency_seconds, protected)
     # min_residency keeps what was just loaded from being evicted at once; it should
     # not push the eviction onto a costlier model (the health checks of the incidents,
     # each loading a model seconds after the last, would evict the hot set instead of
     # each other). So: the plan once every young resident has aged.
     aged = now + min_residency_seconds
-    later = _cheapest_plan(gpus, need, aged, min_residency_seconds) if aged > now else None
-    if later is not None and (plan is None or later.cost < plan.cost):
+    later = (
+        _cheapest_plan(gpus, need, aged, min_residency_seconds, protected) if aged > now else None
+    )
+    if later is not None and (plan is None or later.rank < plan.rank):
         wait = max(v.resident_since + min_residency_seconds for v in later.victims) - now
         if plan is not None and wait > 0:
             return replace(plan, cheaper_in_seconds=wait)
     if plan is not None:
+        if plan.protected_victims and model not in protected:
+            return replace(
+                plan,
+                waits_for_unprotected=_outside_memory_will_free(
+                    gpus, now, min_residency_seconds, protected
+                ),
+            )
         return plan
     if not gpus:
         return NoRoom(-1, 0, 0, 0, need)
@@ -193,15 +247,86 @@ def plan_placement(
     )
 
 
+def _outside_memory_will_free(
+    gpus: Sequence[GpuRoom], now: float, min_residency_seconds: float, protected: frozenset[str]
+) -> bool:
+    """Some model outside the hot set holds memory that frees itself (requests in flight,
+    still loading, or younger than min_residency): worth waiting for before evicting a
+    hot one, since the next plan can take it instead."""
+    return any(
+        not resident.pinned
+        and resident.model not in protected
+        and not evictable(resident, now, min_residency_seconds)
+        for gpu in gpus
+        for resident in gpu.residents
+    )
+
+
 def _cheapest_plan(
-    gpus: Sequence[GpuRoom], need: int, now: float, min_residency_seconds: float
+    gpus: Sequence[GpuRoom],
+    need: int,
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str],
 ) -> PlacementPlan | None:
     plans = []
     for gpu in gpus:
-        victims = choose_victims(gpu.residents, need - gpu.free_bytes, now, min_residency_seconds)
+        victims = choose_victims(
+            gpu.residents, need - gpu.free_bytes, now, min_residency_seconds, protected
+        )
         if victims is not None:
-            plans.append(PlacementPlan(gpu.index, victims))
-    return min(plans, key=lambda p: (p.cost, len(p.victims), p.gpu_index), default=None)
+            hot = sum(v.model in protected for v in victims)
+            plans.append(PlacementPlan(gpu.index, victims, protected_victims=hot))
+    return min(plans, key=lambda p: (p.rank, len(p.victims), p.gpu_index), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A model the hot set may hold: one asked for recently, whether resident or not."""
+
+    model: str
+    size_bytes: int
+    reload_cost: float
+    """load_seconds x demand_per_minute, as ResidentModel.reload_cost."""
+
+
+def protected_models(gpus: Sequence[GpuRoom], candidates: Sequence[Candidate]) -> frozenset[str]:
+    """The hot set: candidates by reload cost per byte, each admitted while the hot set
+    and room for the largest candidate left out still pack onto the GPUs (first fit
+    decreasing; a GPU's room is its free memory plus its unpinned residents)."""
+    capacities = [
+        gpu.free_bytes + sum(r.size_bytes for r in gpu.residents if not r.pinned) for gpu in gpus
+    ]
+    pinned = {r.model for gpu in gpus for r in gpu.residents if r.pinned}
+    ranked = sorted(
+        (c for c in candidates if c.reload_cost > 0 and c.model not in pinned),
+        key=lambda c: c.reload_cost / max(c.size_bytes, 1),
+        reverse=True,
+    )
+    hot: list[Candidate] = []
+    for index, candidate in enumerate(ranked):
+        trial = [*hot, candidate]
+        left_out = [c.size_bytes for c in ranked[index + 1 :]] + [
+            c.size_bytes for c in ranked[:index] if c not in hot
+        ]
+        room_for_the_rest = max(left_out, default=0)
+        sizes = [c.size_bytes for c in trial] + ([room_for_the_rest] if left_out else [])
+        if _packs(sizes, capacities):
+            hot = trial
+    return frozenset(c.model for c in hot)
+
+
+def _packs(sizes: Sequence[int], capacities: Sequence[int]) -> bool:
+    """First fit decreasing: a sufficient test, not an exact one (bin packing is NP-hard)."""
+    room = sorted(capacities, reverse=True)
+    for size in sorted(sizes, reverse=True):
+        for index, free in enumerate(room):
+            if free >= size:
+                room[index] = free - size
+                break
+        else:
+            return False
+    return True
 
 
 def _no_room(gpu: GpuRoom, need: int, now: float, min_residency_seconds: float) -> NoRoom:

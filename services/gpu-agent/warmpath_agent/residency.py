@@ -9,15 +9,19 @@ The ResidencyManager is the only writer of residency. Its invariants:
 * free memory comes from the live GPU reading; memory booked for loads still
   in progress is subtracted because the reading cannot see it yet;
 * placement and eviction follow eviction.py: never a pinned model or one
-  resident for less than min_residency; otherwise the lowest expected reload
-  cost (load time x how soon the model is expected to be asked for again);
+  resident for less than min_residency; models outside the hot set before
+  those in it; otherwise the lowest expected reload cost (load time x how soon
+  the model is expected to be asked for again);
 * a model that does not fit *now*, but would once requests in flight end, loads
   finish or young models age past min_residency, waits for room (within the
   caller's deadline, less the time the load itself needs) instead of failing:
   woken whenever memory is freed, a load ends, or a lease or min_residency runs
-  out. RESOURCE_EXHAUSTED only when waiting cannot help (pinned models or memory
-  the agent does not own stand in the way) or the deadline runs out. Waiting
-  holds no lock: requests for resident models are answered meanwhile.
+  out. A model outside the hot set also waits, rather than evict a hot one,
+  while other models outside it hold memory that frees itself; when its wait
+  budget runs out it evicts after all. RESOURCE_EXHAUSTED only when waiting
+  cannot help (pinned models or memory the agent does not own stand in the
+  way) or the deadline runs out. Waiting holds no lock: requests for resident
+  models are answered meanwhile.
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ from opentelemetry import trace
 
 from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
+    Candidate,
     DemandTracker,
     GpuRoom,
     NoRoom,
     ResidentModel,
     estimated_load_seconds,
     plan_placement,
+    protected_models,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
@@ -555,7 +561,10 @@ class ResidencyManager:
             )
             for gpu in readings.values()
         ]
-        plan = plan_placement(rooms, need, now, self._min_residency)
+        protected = protected_models(rooms, self._candidates(now))
+        plan = plan_placement(
+            rooms, need, now, self._min_residency, model=model, protected=protected
+        )
         if isinstance(plan, NoRoom):
             message = (
                 f"{model} needs {need / _MIB:.0f} MiB; GPU {plan.gpu_index} comes closest, with "
@@ -584,6 +593,14 @@ class ResidencyManager:
                 room_version,
                 self._expected_load(model, need),
             )
+        if plan.waits_for_unprotected and patience > 0:
+            raise _NoRoomYet(
+                f"{model} waits for memory held by other models outside the hot set "
+                f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
+                + ", ".join(v.model for v in plan.victims if v.model in protected),
+                room_version,
+                self._expected_load(model, need),
+            )
         for victim in plan.victims:
             await self._stop(
                 self._residents[victim.model],
@@ -592,6 +609,22 @@ class ResidencyManager:
                 kind="evicted",
             )
         return readings[plan.gpu_index], tuple(v.model for v in plan.victims)
+
+    def _candidates(self, now: float) -> list[Candidate]:
+        """Every model asked for recently whose size is known (the hot set's candidates)."""
+        candidates = []
+        for model in self._specs:
+            demand = self._demand.per_minute(model, now)
+            resident = self._residents.get(model)
+            size = (
+                resident.footprint_bytes
+                if resident is not None
+                else self._measured.get(model) or self._estimated.get(model)
+            )
+            if demand > 0 and size:
+                load = self._expected_load(model, size)
+                candidates.append(Candidate(model, size, max(load, 1.0) * demand))
+        return candidates
 
     def _expected_load(self, model: str, need: int) -> float:
         return self._timed_loads.get(model) or estimated_load_seconds(need)
