@@ -92,6 +92,7 @@ from warmpath_agent.eviction import (
     GpuRoom,
     NoRoom,
     ResidentModel,
+    packs,
     plan_placement,
     protected_models,
 )
@@ -396,7 +397,8 @@ def warmpath(min_residency_seconds: float, hot_set: bool = True) -> Chooser:
             Candidate(
                 str(known),
                 cluster.size(known),
-                max(loads[known], 1.0) * cluster.demand.per_minute(str(known), now),
+                loads[known],
+                cluster.demand.per_minute(str(known), now),
             )
             for known in range(len(cluster.workload.sizes_gb))
         ]
@@ -596,15 +598,7 @@ def _partitions(sizes_gb: tuple[float, ...], gpu_gb: tuple[float, ...]) -> np.nd
     for mask in range(1 << len(sizes_gb)):
         kept = [size for model, size in enumerate(sizes_gb) if mask >> model & 1]
         rest = [size for model, size in enumerate(sizes_gb) if not mask >> model & 1]
-        room = sorted(gpu_gb, reverse=True)
-        for size in sorted([*kept, max(rest, default=0.0)], reverse=True):
-            for index, free in enumerate(room):
-                if free >= size:
-                    room[index] = free - size
-                    break
-            else:
-                break
-        else:
+        if packs([*kept, max(rest, default=0.0)], gpu_gb):
             rows.append([bool(mask >> model & 1) for model in range(len(sizes_gb))])
     return np.array(rows, dtype=bool)
 

@@ -211,11 +211,11 @@ def test_between_bursts_the_bursty_model_goes_before_a_steadily_used_one() -> No
 def test_the_hot_set_leaves_room_for_the_largest_model_outside_it() -> None:
     gpus = [GpuRoom(0, 24 * GB, ()), GpuRoom(1, 24 * GB, ())]
     candidates = [  # in order of reload cost per byte
-        Candidate("a", 10 * GB, 100.0),
-        Candidate("b", 10 * GB, 90.0),
-        Candidate("c", 10 * GB, 80.0),
-        Candidate("d", 20 * GB, 40.0),
-        Candidate("e", 2 * GB, 1.0),
+        Candidate("a", 10 * GB, 10, 10.0),
+        Candidate("b", 10 * GB, 10, 9.0),
+        Candidate("c", 10 * GB, 10, 8.0),
+        Candidate("d", 20 * GB, 10, 4.0),
+        Candidate("e", 2 * GB, 1, 1.0),
     ]
     # a, b and c with d's 20 GB left for the rest would not pack onto 2 x 24 GB; c and d
     # take turns in that room; e still fits beside a and b.
@@ -224,16 +224,16 @@ def test_the_hot_set_leaves_room_for_the_largest_model_outside_it() -> None:
 
 def test_everything_is_hot_when_everything_fits_and_nothing_unasked_is() -> None:
     gpus = [GpuRoom(0, 10 * GB, (resident("r", 8),)), GpuRoom(1, 2 * GB, ())]
-    candidates = [Candidate("r", 8 * GB, 5.0), Candidate("s", 9 * GB, 1.0)]
+    candidates = [Candidate("r", 8 * GB, 5, 1.0), Candidate("s", 9 * GB, 1, 1.0)]
     assert protected_models(gpus, candidates) == {"r", "s"}
-    assert protected_models(gpus, [*candidates, Candidate("never", 1 * GB, 0.0)]) == {"r", "s"}
+    assert protected_models(gpus, [*candidates, Candidate("never", 1 * GB, 5, 0.0)]) == {"r", "s"}
 
 
 def test_pinned_memory_is_not_room_for_the_hot_set() -> None:
     gpus = [GpuRoom(0, 4 * GB, (resident("pinned", 16, pinned=True),))]
-    candidates = [Candidate("pinned", 16 * GB, 50.0), Candidate("x", 3 * GB, 5.0)]
+    candidates = [Candidate("pinned", 16 * GB, 10, 5.0), Candidate("x", 3 * GB, 5, 1.0)]
     assert protected_models(gpus, candidates) == {"x"}
-    assert protected_models(gpus, [*candidates, Candidate("y", 3 * GB, 1.0)]) == set()
+    assert protected_models(gpus, [*candidates, Candidate("y", 3 * GB, 1, 1.0)]) == set()
 
 
 def test_models_outside_the_hot_set_go_first_whatever_their_cost() -> None:

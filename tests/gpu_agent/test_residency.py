@@ -315,24 +315,22 @@ async def test_a_one_off_waits_for_a_young_cheap_victim_rather_than_evict_a_hot_
 
 
 async def test_a_model_outside_the_hot_set_waits_for_another_outsider_not_a_hot_model() -> None:
-    def hot_busy_outsider_and_one_off() -> ResidencyManager:
-        return manager(
+    async def hot_and_leased_outsider(lease_seconds: float) -> ResidencyManager:
+        # 1000 MiB hold the hot model and one more: the others take turns in that room.
+        agent = manager(
             FakeDriver(), spec("hot", 400), spec("outsider", 400), spec("one-off", 400),
             clock=time.time,
         )  # fmt: skip
+        await agent.ensure_loaded("hot")
+        await agent.ensure_loaded("hot", warm_requests=50)
+        await agent.ensure_loaded("outsider", lease_seconds=lease_seconds)
+        return agent
 
-    # 1000 MiB hold the hot model and one more: the others take turns in that room.
-    agent = hot_busy_outsider_and_one_off()
-    await agent.ensure_loaded("hot")
-    await agent.ensure_loaded("hot", warm_requests=50)
-    await agent.ensure_loaded("outsider", lease_seconds=0.3)
+    agent = await hot_and_leased_outsider(0.3)
     patient = await agent.ensure_loaded("one-off", deadline_seconds=_deadline_leaving(10, 400))
     assert patient.evicted == ("outsider",) and patient.waited_seconds >= 0.25
 
-    agent = hot_busy_outsider_and_one_off()
-    await agent.ensure_loaded("hot")
-    await agent.ensure_loaded("hot", warm_requests=50)
-    await agent.ensure_loaded("outsider", lease_seconds=300)
+    agent = await hot_and_leased_outsider(300)
     hurried = await agent.ensure_loaded("one-off", deadline_seconds=_deadline_leaving(0.2, 400))
     assert hurried.evicted == ("hot",), "when the wait runs out, the plan goes ahead"
     assert hurried.waited_seconds >= 0.15

@@ -90,8 +90,12 @@ class ResidentModel:
 
     @property
     def reload_cost(self) -> float:
-        # A model never measured still costs something to bring back.
-        return max(self.load_seconds, 1.0) * self.demand_per_minute
+        return reload_cost(self.load_seconds, self.demand_per_minute)
+
+
+def reload_cost(load_seconds: float, demand_per_minute: float) -> float:
+    # A model never measured still costs something to bring back.
+    return max(load_seconds, 1.0) * demand_per_minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +290,12 @@ class Candidate:
 
     model: str
     size_bytes: int
-    reload_cost: float
-    """load_seconds x demand_per_minute, as ResidentModel.reload_cost."""
+    load_seconds: float
+    demand_per_minute: float
+
+    @property
+    def reload_cost(self) -> float:
+        return reload_cost(self.load_seconds, self.demand_per_minute)
 
 
 def protected_models(gpus: Sequence[GpuRoom], candidates: Sequence[Candidate]) -> frozenset[str]:
@@ -304,19 +312,16 @@ def protected_models(gpus: Sequence[GpuRoom], candidates: Sequence[Candidate]) -
         reverse=True,
     )
     hot: list[Candidate] = []
-    for index, candidate in enumerate(ranked):
+    for candidate in ranked:
         trial = [*hot, candidate]
-        left_out = [c.size_bytes for c in ranked[index + 1 :]] + [
-            c.size_bytes for c in ranked[:index] if c not in hot
-        ]
-        room_for_the_rest = max(left_out, default=0)
-        sizes = [c.size_bytes for c in trial] + ([room_for_the_rest] if left_out else [])
-        if _packs(sizes, capacities):
+        left_out = [c.size_bytes for c in ranked if c not in trial]
+        room_for_the_rest = [max(left_out)] if left_out else []
+        if packs([c.size_bytes for c in trial] + room_for_the_rest, capacities):
             hot = trial
     return frozenset(c.model for c in hot)
 
 
-def _packs(sizes: Sequence[int], capacities: Sequence[int]) -> bool:
+def packs(sizes: Sequence[float], capacities: Sequence[float]) -> bool:
     """First fit decreasing: a sufficient test, not an exact one (bin packing is NP-hard)."""
     room = sorted(capacities, reverse=True)
     for size in sorted(sizes, reverse=True):

@@ -622,8 +622,7 @@ class ResidencyManager:
                 else self._measured.get(model) or self._estimated.get(model)
             )
             if demand > 0 and size:
-                load = self._expected_load(model, size)
-                candidates.append(Candidate(model, size, max(load, 1.0) * demand))
+                candidates.append(Candidate(model, size, self._expected_load(model, size), demand))
         return candidates
 
     def _expected_load(self, model: str, need: int) -> float:
