@@ -74,3 +74,12 @@ def test_a_request_with_no_room_yet_waits_rather_than_vanishes(placement: Module
         # and for warmpath also to age past min_residency (t = 14 s), then loads for 4 s.
         expected = 14.0 + 4.0 - 1.0 if policy.min_residency else 6.0 + 4.0 - 1.0
         assert outcome.waits == [4.0, pytest.approx(expected, abs=1e-3)]
+
+
+def test_held_out_traces_are_reported_apart_on_their_own_seeds(placement: ModuleType) -> None:
+    assert not {w.name for w in placement.HELD_OUT} & {w.name for w in placement.WORKLOADS}
+    for workload in placement.HELD_OUT:
+        assert workload.trace(placement.HELD_OUT_SEED, 0.1), workload.name
+    text = placement.held_out(1, 0.1)
+    assert "### Held-out traces" in text
+    assert all(f"| {w.name}: " in text for w in placement.HELD_OUT)
