@@ -920,13 +920,11 @@ def held_out(seeds: int, hours: float | None = None) -> str:
         by_policy: dict[str, list[Outcome]] = {}
         for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + seeds):
             trace = workload.trace(seed, hours)
-            chosen = [
-                p for p in policies(trace) if p.name.startswith(("warmpath,", "LRU", "Belady"))
-            ]
-            for policy in chosen:
-                key = policy.name.split(",")[0].split(" ")[0]
-                by_policy.setdefault(key, []).append(simulate(workload, trace, policy))
-        ours, lru, offline = by_policy["warmpath"], by_policy["LRU"], by_policy["Belady-style"]
+            every = policies(trace)
+            for prefix in ("warmpath, ", "LRU", "Belady"):
+                policy = next(p for p in every if p.name.startswith(prefix))
+                by_policy.setdefault(prefix, []).append(simulate(workload, trace, policy))
+        ours, lru, offline = by_policy["warmpath, "], by_policy["LRU"], by_policy["Belady"]
         ratio = _cold(ours) / _cold(lru)
         figures[workload.name] = ratio
         more_failed += failed_medians(ours) > failed_medians(lru)
