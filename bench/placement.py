@@ -991,10 +991,14 @@ def residency_tradeoff(seeds: int, hours: float | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--hours", type=float, default=None, help="shorten every trace")
+    parser.add_argument("--seeds", type=int, default=5, help="traces per workload (>= 1)")
+    parser.add_argument("--hours", type=float, default=None, help="shorten every trace (> 0)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    if args.hours is not None and not args.hours > 0:
+        parser.error(f"--hours must be more than 0, not {args.hours:g}")
     started = time.monotonic()
     results = run(args.seeds, args.hours)
     text = table(results, args.seeds, time.monotonic() - started) + verdict(results)

@@ -83,3 +83,21 @@ def test_held_out_traces_are_reported_apart_on_their_own_seeds(placement: Module
     text = placement.held_out(1, 0.1)
     assert "### Held-out traces" in text
     assert all(f"| {w.name}: " in text for w in placement.HELD_OUT)
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [(["--seeds", "0"], "--seeds must be at least 1"), (["--hours", "-1"], "--hours must be more")],
+)
+def test_nonsense_arguments_are_refused_by_name(
+    placement: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    said: str,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["placement.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        placement.main()
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err
