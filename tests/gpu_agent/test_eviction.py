@@ -222,6 +222,26 @@ def test_the_hot_set_leaves_room_for_the_largest_model_outside_it() -> None:
     assert protected_models(gpus, candidates) == {"a", "b", "e"}
 
 
+def test_the_last_hot_set_keeps_its_place_unless_outranked_twice_over() -> None:
+    # One hot place: a 10 GB model, beside room for the 10 GB models outside it.
+    gpus = [GpuRoom(0, 20 * GB, ())]
+    incumbent, rare = Candidate("incumbent", 10 * GB, 10, 1.0), Candidate("rare", 10 * GB, 10, 0.1)
+    was_hot = frozenset({"incumbent"})
+    close_rival = [incumbent, rare, Candidate("rival", 10 * GB, 10, 1.5)]
+    assert protected_models(gpus, close_rival) == {"rival"}
+    assert protected_models(gpus, close_rival, incumbents=was_hot) == {"incumbent"}, (
+        "a rival worth 1.5x is within the estimates' noise: no reason to swap"
+    )
+    clear_rival = [incumbent, rare, Candidate("rival", 10 * GB, 10, 2.5)]
+    assert protected_models(gpus, clear_rival, incumbents=was_hot) == {"rival"}
+
+
+def test_an_incumbent_no_longer_asked_for_leaves_the_hot_set() -> None:
+    gpus = [GpuRoom(0, 20 * GB, ())]
+    rival = Candidate("rival", 10 * GB, 10, 0.1)
+    assert protected_models(gpus, [rival], incumbents=frozenset({"gone"})) == {"rival"}
+
+
 def test_everything_is_hot_when_everything_fits_and_nothing_unasked_is() -> None:
     gpus = [GpuRoom(0, 10 * GB, (resident("r", 8),)), GpuRoom(1, 2 * GB, ())]
     candidates = [Candidate("r", 8 * GB, 5, 1.0), Candidate("s", 9 * GB, 1, 1.0)]

@@ -336,6 +336,31 @@ async def test_a_model_outside_the_hot_set_waits_for_another_outsider_not_a_hot_
     assert hurried.waited_seconds >= 0.15
 
 
+async def test_the_hot_model_keeps_its_place_against_a_slightly_busier_rival() -> None:
+    # 1000 MiB hold one hot model beside room for the others, which take turns there.
+    clock = Clock()
+    agent = manager(
+        FakeDriver(), spec("incumbent", 400), spec("rival", 400), spec("one-off", 400),
+        spec("earlier", 400), clock=clock,
+    )  # fmt: skip
+
+    async def ask(model: str, at: float) -> None:
+        clock.now = at
+        await agent.ensure_loaded(model)
+
+    await ask("earlier", 999)
+    for at in (1000, 1010, 1020, 1030):
+        await ask("incumbent", at)
+    await ask("rival", 1030)  # evicts "earlier"; the incumbent alone is hot
+    for at in (1037, 1040, 1044, 1050, 1051):
+        await ask("rival" if at % 10 else "incumbent", at)
+    # The rival is now asked for every 7 s, the incumbent every 10 s: 1.4x, within the
+    # noise of either estimate, so the one-off takes the rival's memory.
+    clock.now = 1051
+    outcome = await agent.ensure_loaded("one-off")
+    assert outcome.evicted == ("rival",)
+
+
 async def test_an_adopted_model_is_not_free_to_evict() -> None:
     clock = Clock()
     driver = FakeDriver()

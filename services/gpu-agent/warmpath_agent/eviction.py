@@ -62,6 +62,15 @@ caller's deadline allows (PlacementPlan.waits_for_unprotected); when the wait
 runs out, it goes ahead with the plan. The hot set is recomputed at every
 placement, from the same demand estimates, so it follows popularity.
 
+With hysteresis: a model in the last hot set (an incumbent) ranks as if its
+reload cost per byte were INCUMBENT_ADVANTAGE (2) times what it is, so a
+challenger displaces it only when worth more than twice as much. Demand
+estimated from ten-odd recent gaps is noisy (about 30% for Poisson traffic);
+without hysteresis the models at the hot set's edge swapped places on almost
+every placement, and each swap left a model just loaded as hot unprotected, to
+be evicted and loaded again (bench/results/placement.md, the row "hot set
+without hysteresis").
+
 Waiting beats a costlier eviction: when the cheapest victims are protected
 only by min_residency for a few more seconds, the plan says so
 (PlacementPlan.cheaper_in_seconds) and a caller that can wait that long waits
@@ -298,17 +307,31 @@ class Candidate:
         return reload_cost(self.load_seconds, self.demand_per_minute)
 
 
-def protected_models(gpus: Sequence[GpuRoom], candidates: Sequence[Candidate]) -> frozenset[str]:
-    """The hot set: candidates by reload cost per byte, each admitted while the hot set
-    and room for the largest candidate left out still pack onto the GPUs (first fit
-    decreasing; a GPU's room is its free memory plus its unpinned residents)."""
+# How much more a challenger must be worth (reload cost per byte) than a model in the
+# last hot set to take its place: hysteresis against noise in the demand estimates.
+INCUMBENT_ADVANTAGE = 2.0
+
+
+def protected_models(
+    gpus: Sequence[GpuRoom],
+    candidates: Sequence[Candidate],
+    incumbents: frozenset[str] = frozenset(),
+) -> frozenset[str]:
+    """The hot set: candidates by reload cost per byte (an incumbent's, from the last hot
+    set, counted INCUMBENT_ADVANTAGE times), each admitted while the hot set and room for
+    the largest candidate left out still pack onto the GPUs (first fit decreasing; a
+    GPU's room is its free memory plus its unpinned residents)."""
     capacities = [
         gpu.free_bytes + sum(r.size_bytes for r in gpu.residents if not r.pinned) for gpu in gpus
     ]
     pinned = {r.model for gpu in gpus for r in gpu.residents if r.pinned}
     ranked = sorted(
         (c for c in candidates if c.reload_cost > 0 and c.model not in pinned),
-        key=lambda c: c.reload_cost / max(c.size_bytes, 1),
+        key=lambda c: (
+            c.reload_cost
+            / max(c.size_bytes, 1)
+            * (INCUMBENT_ADVANTAGE if c.model in incumbents else 1.0)
+        ),
         reverse=True,
     )
     hot: list[Candidate] = []

@@ -10,8 +10,9 @@ The ResidencyManager is the only writer of residency. Its invariants:
   in progress is subtracted because the reading cannot see it yet;
 * placement and eviction follow eviction.py: never a pinned model or one
   resident for less than min_residency; models outside the hot set before
-  those in it; otherwise the lowest expected reload cost (load time x how soon
-  the model is expected to be asked for again);
+  those in it (the manager keeps the last hot set, whose members hold their
+  place unless clearly outranked); otherwise the lowest expected reload cost
+  (load time x how soon the model is expected to be asked for again);
 * a model that does not fit *now*, but would once requests in flight end, loads
   finish or young models age past min_residency, waits for room (within the
   caller's deadline, less the time the load itself needs) instead of failing:
@@ -190,6 +191,8 @@ class ResidencyManager:
         self._measured: dict[str, int] = {}
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
+        # The last hot set: its members keep their place unless clearly outranked.
+        self._hot_set: frozenset[str] = frozenset()
         # Bumped whenever memory may have become available; room waiters watch it.
         self._room_version = 0
         self._room_changed = asyncio.Event()
@@ -561,7 +564,8 @@ class ResidencyManager:
             )
             for gpu in readings.values()
         ]
-        protected = protected_models(rooms, self._candidates(now))
+        protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
+        self._hot_set = protected
         plan = plan_placement(
             rooms, need, now, self._min_residency, model=model, protected=protected
         )
