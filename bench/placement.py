@@ -655,29 +655,30 @@ def belady(trace: Sequence[Request]) -> Chooser:
     return greedy(farthest)
 
 
+# The policies the tables pick out by name.
+WARMPATH = f"warmpath, min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s (agent default)"
+WARMPATH_NO_HYSTERESIS = (
+    f"warmpath (hot set without hysteresis), min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s"
+)
+WARMPATH_NO_HOT_SET = (
+    f"warmpath without the hot set (cost only), min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s"
+)
+LRU = "LRU"
+BELADY = "Belady-style offline (farthest next use)"
+
+
 def policies(trace: Sequence[Request]) -> list[Policy]:
+    residency = AGENT_MIN_RESIDENCY_SECONDS
     return [
+        Policy(WARMPATH, warmpath(residency), min_residency=residency),
         Policy(
-            f"warmpath, min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s (agent default)",
-            warmpath(AGENT_MIN_RESIDENCY_SECONDS),
-            min_residency=AGENT_MIN_RESIDENCY_SECONDS,
+            WARMPATH_NO_HYSTERESIS, warmpath(residency, hysteresis=False), min_residency=residency
         ),
-        Policy(
-            f"warmpath (hot set without hysteresis), min_residency "
-            f"{AGENT_MIN_RESIDENCY_SECONDS:g} s",
-            warmpath(AGENT_MIN_RESIDENCY_SECONDS, hysteresis=False),
-            min_residency=AGENT_MIN_RESIDENCY_SECONDS,
-        ),
-        Policy(
-            f"warmpath without the hot set (cost only), min_residency "
-            f"{AGENT_MIN_RESIDENCY_SECONDS:g} s",
-            warmpath(AGENT_MIN_RESIDENCY_SECONDS, hot_set=False),
-            min_residency=AGENT_MIN_RESIDENCY_SECONDS,
-        ),
-        Policy("LRU", greedy(least_recently_used)),
+        Policy(WARMPATH_NO_HOT_SET, warmpath(residency, hot_set=False), min_residency=residency),
+        Policy(LRU, greedy(least_recently_used)),
         Policy("keep_alive expiry (5 min) + LRU", greedy(least_recently_used), KEEP_ALIVE_SECONDS),
         Policy("largest first", greedy(lambda cluster, c, now: -cluster.size(c.model))),
-        Policy("Belady-style offline (farthest next use)", belady(trace)),
+        Policy(BELADY, belady(trace)),
     ]
 
 
@@ -895,11 +896,6 @@ def _failed(outcomes: Sequence[Outcome]) -> float:
     return _median(outcomes, lambda o: o.timed_out + o.refused)
 
 
-def _named(by_policy: dict[str, list[Outcome]], prefix: str) -> list[Outcome]:
-    """The outcomes of the policy whose name starts with `prefix`."""
-    return next(outcomes for name, outcomes in by_policy.items() if name.startswith(prefix))
-
-
 def table(results: Results, seeds: int, seconds: float) -> str:
     lines = [
         "## Placement (gpu-agent eviction policy)",
@@ -918,16 +914,16 @@ def table(results: Results, seeds: int, seconds: float) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for name, by_policy in results.items():
-        lru = _cold(by_policy["LRU"])
-        ours = _cold(_named(by_policy, "warmpath, ")) / lru
-        offline = _cold(_named(by_policy, "Belady")) / lru
+        lru = _cold(by_policy[LRU])
+        ours = _cold(by_policy[WARMPATH]) / lru
+        offline = _cold(by_policy[BELADY]) / lru
         hindsight = _cold(by_policy[HINDSIGHT]) / lru if HINDSIGHT in by_policy else math.nan
         met = "yes" if ours <= TARGET_VS_LRU else "no"
         lines.append(f"| {name} | {ours:.2f}x | {offline:.2f}x | {hindsight:.2f}x | {met} |")
     for workload in WORKLOADS:
         by_policy = results[workload.name]
-        lru = _cold(by_policy["LRU"])
-        lru_load = _median(by_policy["LRU"], lambda o: o.load_seconds)
+        lru = _cold(by_policy[LRU])
+        lru_load = _median(by_policy[LRU], lambda o: o.load_seconds)
         lines += [
             "",
             f"### {workload.name}: {workload.summary}",
@@ -952,11 +948,11 @@ def verdict(results: Results) -> str:
     """The result in words, from the figures above (so that it cannot go stale)."""
     ours, unstable, without, offline, hindsight = {}, {}, {}, {}, {}
     for name, by_policy in results.items():
-        lru = _cold(by_policy["LRU"])
-        ours[name] = _cold(_named(by_policy, "warmpath, ")) / lru
-        unstable[name] = _cold(_named(by_policy, "warmpath (")) / lru
-        without[name] = _cold(_named(by_policy, "warmpath without")) / lru
-        offline[name] = _cold(_named(by_policy, "Belady")) / lru
+        lru = _cold(by_policy[LRU])
+        ours[name] = _cold(by_policy[WARMPATH]) / lru
+        unstable[name] = _cold(by_policy[WARMPATH_NO_HYSTERESIS]) / lru
+        without[name] = _cold(by_policy[WARMPATH_NO_HOT_SET]) / lru
+        offline[name] = _cold(by_policy[BELADY]) / lru
         hindsight[name] = _cold(by_policy[HINDSIGHT]) / lru
     met = [name for name, value in ours.items() if value <= TARGET_VS_LRU]
     missed = [name for name in ours if name not in met]
@@ -1009,20 +1005,17 @@ def held_out(seeds: int, hours: float | None = None) -> str:
     more_failed = 0
     for workload in HELD_OUT:
         by_policy = results[workload.name]
-        ours, lru = _named(by_policy, "warmpath, "), by_policy["LRU"]
-        cold = {
-            prefix: _cold(_named(by_policy, prefix)) / _cold(lru)
-            for prefix in ("warmpath, ", "warmpath (", "warmpath without", "Belady", HINDSIGHT)
-        }
-        figures[workload.name] = cold["warmpath, "]
+        ours, lru = by_policy[WARMPATH], by_policy[LRU]
+        cold = {name: _cold(outcomes) / _cold(lru) for name, outcomes in by_policy.items()}
+        figures[workload.name] = cold[WARMPATH]
         more_failed += _failed(ours) > _failed(lru)
         load = _median(ours, lambda o: o.load_seconds) / _median(lru, lambda o: o.load_seconds)
         p99 = [_median(o, lambda o: o.p99_wait) for o in (ours, lru)]
-        met = "yes" if cold["warmpath, "] <= TARGET_VS_LRU else "no"
+        met = "yes" if cold[WARMPATH] <= TARGET_VS_LRU else "no"
         lines.append(
-            f"| {workload.name}: {workload.summary} | {cold['warmpath, ']:.2f}x "
-            f"| {cold['warmpath (']:.2f}x | {cold['warmpath without']:.2f}x | {load:.2f}x "
-            f"| {cold['Belady']:.2f}x "
+            f"| {workload.name}: {workload.summary} | {cold[WARMPATH]:.2f}x "
+            f"| {cold[WARMPATH_NO_HYSTERESIS]:.2f}x | {cold[WARMPATH_NO_HOT_SET]:.2f}x "
+            f"| {load:.2f}x | {cold[BELADY]:.2f}x "
             f"| {cold[HINDSIGHT]:.2f}x | {p99[0]:.1f} / {p99[1]:.1f} "
             f"| {_failed(ours):.0f} / {_failed(lru):.0f} | {met} |"
         )
@@ -1053,7 +1046,7 @@ def residency_tradeoff(seeds: int, hours: float | None = None) -> str:
     traces = {w.name: [w.trace(seed, hours) for seed in range(seeds)] for w in WORKLOADS}
     lru = {
         w.name: _cold(
-            [simulate(w, t, Policy("LRU", greedy(least_recently_used))) for t in traces[w.name]]
+            [simulate(w, t, Policy(LRU, greedy(least_recently_used))) for t in traces[w.name]]
         )
         for w in WORKLOADS
     }

@@ -356,7 +356,6 @@ async def test_the_hot_model_keeps_its_place_against_a_slightly_busier_rival() -
         await ask("rival" if at % 10 else "incumbent", at)
     # The rival is now asked for every 7 s, the incumbent every 10 s: 1.4x, within the
     # noise of either estimate, so the one-off takes the rival's memory.
-    clock.now = 1051
     outcome = await agent.ensure_loaded("one-off")
     assert outcome.evicted == ("rival",)
 
