@@ -70,7 +70,11 @@ def llama_pids() -> list[int]:
 
 
 async def client(
-    stub: router_pb2_grpc.RouterStub, stop: float, tally: defaultdict[str, int], rng: random.Random
+    stub: router_pb2_grpc.RouterStub,
+    stop: float,
+    tally: defaultdict[str, int],
+    reasons: defaultdict[str, int],
+    rng: random.Random,
 ) -> None:
     prompts = ["The sky is", "Q: What is the capital of France?\nA:", "Write a haiku about GPUs."]
     while time.monotonic() < stop:
@@ -91,6 +95,9 @@ async def client(
             tally["cancelled" if cancel else "ok"] += 1
         except grpc.aio.AioRpcError as error:
             tally[error.code().name] += 1
+            # Details name the hop and the cause; digits (ports, seconds) would split them.
+            reason = "".join("#" if c.isdigit() else c for c in (error.details() or "")[:120])
+            reasons[f"{error.code().name}: {reason}"] += 1
 
 
 @pytest.mark.timeout(SOAK_SECONDS + 300)
@@ -111,6 +118,7 @@ async def test_soak_holds_steady(tmp_path: Path) -> None:
     metrics = mesh.ports.metrics
     trends: dict[str, list[tuple[float, float]]] = {}
     tally: defaultdict[str, int] = defaultdict(int)
+    reasons: defaultdict[str, int] = defaultdict(int)
     cuts = 0
     try:
         async with grpc.aio.insecure_channel(mesh.ports.address("router")) as channel:
@@ -118,7 +126,7 @@ async def test_soak_holds_steady(tmp_path: Path) -> None:
             started = time.monotonic()
             stop = started + SOAK_SECONDS
             clients = [
-                asyncio.create_task(client(stub, stop, tally, random.Random(n)))
+                asyncio.create_task(client(stub, stop, tally, reasons, random.Random(n)))
                 for n in range(CONCURRENCY)
             ]
             next_cut = started + CUT_EVERY_SECONDS
@@ -153,6 +161,7 @@ async def test_soak_holds_steady(tmp_path: Path) -> None:
     report = {
         "seconds": SOAK_SECONDS,
         "requests": dict(tally),
+        "failure_reasons": dict(sorted(reasons.items(), key=lambda item: -item[1])),
         "backend_cuts": cuts,
         "slopes_per_minute": slopes,
         "final": {name: samples[-1][1] for name, samples in trends.items()},
