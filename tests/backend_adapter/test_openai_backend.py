@@ -140,7 +140,7 @@ async def test_a_refused_connection_is_marked_not_sent() -> None:
         events = OpenAICompatibleBackend(client, idle_timeout_seconds=5).stream(CHAT, target)
         with pytest.raises(Unavailable, match="cannot connect") as caught:
             _ = [event async for event in events]
-    assert caught.value.not_sent
+    assert caught.value.not_sent and caught.value.backend_down
 
 
 @pytest.mark.parametrize(

@@ -44,13 +44,15 @@ class FakeAgents:
 class FakeAdapters:
     """Streams `tokens`; `fail_after` chunks of a model's stream, raises its error.
 
-    `fail_on_host` fails every stream on a host before its first chunk; `calls`
-    records each stream's (host, model), including those that fail.
+    `fail_on_host` fails every stream on a host before its first chunk, and
+    `fail_on_url` every stream to an endpoint's base URL; `calls` records each
+    stream's (host, model), including those that fail.
     """
 
     tokens: tuple[str, ...] = ("Hello", " world")
     fail: dict[str, tuple[int, WarmpathError]] = field(default_factory=dict)
     fail_on_host: dict[str, WarmpathError] = field(default_factory=dict)
+    fail_on_url: dict[str, WarmpathError] = field(default_factory=dict)
     requests: list[tuple[str, GenerationRequest]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
@@ -60,6 +62,8 @@ class FakeAdapters:
         self.calls.append((host, endpoint.served_model_id))
         if host in self.fail_on_host:
             raise self.fail_on_host[host]
+        if endpoint.base_url in self.fail_on_url:
+            raise self.fail_on_url[endpoint.base_url]
         self.requests.append((endpoint.served_model_id, request))
         failure = self.fail.get(endpoint.served_model_id)
         for position, token in enumerate(self.tokens):

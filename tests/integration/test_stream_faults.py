@@ -162,6 +162,7 @@ async def test_the_not_sent_mark_survives_the_hop_to_the_router(
     error = await router_side_error(adapter, backend.url, mode)
     assert isinstance(error, Unavailable)
     assert error.not_sent is not_sent, error.message
+    assert not error.backend_down, "the server is there: its agent has nothing to restart"
     assert mode in backend.requests_seen
 
 
@@ -170,6 +171,8 @@ async def test_a_refused_connection_to_the_model_server_is_not_sent_at_the_route
 ) -> None:
     error = await router_side_error(adapter, f"http://127.0.0.1:{free_port()}", "ok-stop")
     assert isinstance(error, Unavailable) and error.not_sent, error.message
+    # Nothing listens there: the router asks the model's agent before giving up.
+    assert error.backend_down, error.message
 
 
 async def test_an_adapter_nobody_listens_for_is_not_sent_at_the_router() -> None:

@@ -483,3 +483,56 @@ async def test_without_fallbacks_a_load_may_use_the_whole_deadline() -> None:
         make_relay(agents, FakeAdapters()), GenerationRequest(model="backup", prompt="hi")
     )
     assert timeouts and timeouts[0] > 29
+
+
+def warm_cluster(model: str, base_url: str = "http://warm") -> ClusterView:
+    """A cluster view showing `model` ready on h1 at `base_url`."""
+    cluster = ClusterView()
+    endpoint = Endpoint(GEMMA_BACKEND, base_url, model)
+    cluster.update(
+        HostView(
+            "h1",
+            reachable=True,
+            servable=frozenset({"primary", "backup"}),
+            replicas=(Replica(model, "h1", ReplicaState.READY, 0, "SIM-0", 2.0, endpoint),),
+        )
+    )
+    return cluster
+
+
+async def test_a_dead_server_behind_a_ready_replica_is_asked_of_its_agent_and_served() -> None:
+    # The view still shows the replica ready; its server has died, and the agent
+    # (asked once) starts a new one at another address.
+    agents = FakeAgents()
+    adapters = FakeAdapters(
+        fail_on_url={"http://warm": Unavailable("cannot connect", backend_down=True)}
+    )
+    relay = make_relay(agents, adapters, warm_cluster("backup"))
+    text, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert text == "Hello world"
+    assert final.route.served_model == "backup" and final.route.cold_start
+    assert agents.loads == [("h1", "backup")]
+    assert adapters.calls == [("h1", "backup"), ("h1", "backup")]
+
+
+async def test_a_server_still_down_after_asking_its_agent_is_not_asked_again() -> None:
+    agents = FakeAgents()
+    down = Unavailable("cannot connect", backend_down=True)
+    adapters = FakeAdapters(fail_on_url={"http://warm": down, "http://h1/backup": down})
+    relay = make_relay(agents, adapters, warm_cluster("backup"))
+    with pytest.raises(Unavailable, match="cannot connect"):
+        await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert agents.loads == [("h1", "backup")]
+    assert len(adapters.calls) == 2
+
+
+async def test_a_server_that_is_there_but_refuses_is_not_asked_of_its_agent() -> None:
+    # 429/503: the server is alive, so its agent has nothing to restart.
+    agents = FakeAgents()
+    busy = Unavailable("backend is overloaded (HTTP 429)", not_sent=True)
+    adapters = FakeAdapters(fail_on_url={"http://warm": busy})
+    relay = make_relay(agents, adapters, warm_cluster("backup"))
+    with pytest.raises(Unavailable, match="overloaded"):
+        await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert agents.loads == []
+    assert len(adapters.calls) == 1

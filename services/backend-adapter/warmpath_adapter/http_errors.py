@@ -6,7 +6,8 @@ retry them on another replica:
 - no connection could be made (httpx ConnectError, raised by httpcore only while
   opening the TCP connection or its TLS handshake, e.g. for a refused connection;
   ConnectTimeout; PoolTimeout, no pooled connection came free): the request was
-  never written;
+  never written. A ConnectError also marks the backend down (nothing listens
+  there), so the router asks the model's agent before giving up;
 - the model server answered 429 or 503. Strictly it did receive the request, but
   it refused it without taking it on: 503 says it "is currently unable to handle
   the request" (RFC 9110 section 15.6.4) and 429 is a rate limit (RFC 6585 section
@@ -61,8 +62,9 @@ def translate_transport_errors(target_url: str, idle_timeout_seconds: float) -> 
     try:
         yield
     except httpx.ConnectError as error:
+        # No connection at all: the model's server is not there (see errors.backend_down).
         raise Unavailable(
-            f"cannot connect to backend {target_url}: {error}", not_sent=True
+            f"cannot connect to backend {target_url}: {error}", backend_down=True
         ) from error
     except httpx.ConnectTimeout as error:
         raise Unavailable(f"timed out connecting to backend {target_url}", not_sent=True) from error

@@ -21,6 +21,14 @@ made, or refused outright by the server before it began. Only then may a caller
 run the same request on another replica without risking the work being done
 twice. The mark crosses a gRPC hop as the trailing metadata entry
 ``warmpath-not-sent: true`` (`NOT_SENT_METADATA_KEY`); without it, nobody knows.
+
+A not-sent error may further say that the model server was not there at all
+(``backend_down``: the connection to it was refused). Its process or container
+has died, and its agent may not have said so yet: a caller that took the
+model's endpoint from its view of the cluster, without asking the agent, should
+ask the agent once before giving up (the agent restarts a model whose server
+died). It crosses a hop as ``warmpath-backend-down: true``
+(`BACKEND_DOWN_METADATA_KEY`).
 """
 
 from __future__ import annotations
@@ -36,11 +44,12 @@ class WarmpathError(Exception):
 
     status_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str, *, not_sent: bool = False) -> None:
+    def __init__(self, message: str, *, not_sent: bool = False, backend_down: bool = False) -> None:
         super().__init__(message)
         self.message = message
         # False means "may have reached a model server", the only safe default.
-        self.not_sent = not_sent
+        self.not_sent = not_sent or backend_down
+        self.backend_down = backend_down
 
 
 class InvalidRequest(WarmpathError):
@@ -97,6 +106,8 @@ _BY_CODE: dict[grpc.StatusCode, type[WarmpathError]] = {
 
 # Trailing metadata key (gRPC keys are lower case) that carries `WarmpathError.not_sent`.
 NOT_SENT_METADATA_KEY = "warmpath-not-sent"
+# ... and `WarmpathError.backend_down`.
+BACKEND_DOWN_METADATA_KEY = "warmpath-backend-down"
 
 
 def status_of(error: BaseException) -> grpc.StatusCode:
@@ -110,7 +121,7 @@ def status_of(error: BaseException) -> grpc.StatusCode:
 
 
 def error_for_status(
-    code: grpc.StatusCode, message: str, *, not_sent: bool = False
+    code: grpc.StatusCode, message: str, *, not_sent: bool = False, backend_down: bool = False
 ) -> WarmpathError:
     """The WarmpathError for a status received from a peer (INTERNAL if unmapped)."""
-    return _BY_CODE.get(code, WarmpathError)(message, not_sent=not_sent)
+    return _BY_CODE.get(code, WarmpathError)(message, not_sent=not_sent, backend_down=backend_down)

@@ -18,7 +18,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from warmpath_common.config import TlsSettings
-from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError, status_of
+from warmpath_common.errors import (
+    BACKEND_DOWN_METADATA_KEY,
+    NOT_SENT_METADATA_KEY,
+    Unavailable,
+    WarmpathError,
+    status_of,
+)
 from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.security import server_credentials
 from warmpath_common.telemetry import activated, end_rpc_span, start_server_span, traced_method
@@ -34,9 +40,13 @@ ServicerContext: TypeAlias = Any
 
 
 def _trailing_metadata_for(error: WarmpathError) -> tuple[tuple[str, str], ...]:
-    """What an error's status carries besides code and message: the not-sent mark,
-    which the caller's client restores (see warmpath_common.errors)."""
-    return ((NOT_SENT_METADATA_KEY, "true"),) if error.not_sent else ()
+    """What an error's status carries besides code and message: the not-sent and
+    backend-down marks, which the caller's client restores (see warmpath_common.errors)."""
+    marks = (
+        (NOT_SENT_METADATA_KEY, error.not_sent),
+        (BACKEND_DOWN_METADATA_KEY, error.backend_down),
+    )
+    return tuple((key, "true") for key, marked in marks if marked)
 
 
 async def _abort_for(error: BaseException, context: ServicerContext) -> None:

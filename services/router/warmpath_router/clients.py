@@ -27,6 +27,7 @@ from warmpath_common.convert import (
     request_to_proto,
 )
 from warmpath_common.errors import (
+    BACKEND_DOWN_METADATA_KEY,
     NOT_SENT_METADATA_KEY,
     ModelNotFound,
     Unavailable,
@@ -68,11 +69,15 @@ _NEVER_CONNECTED = (
 )
 
 
+def _marked(error: grpc.aio.AioRpcError, key: str) -> bool:
+    trailing = error.trailing_metadata()
+    return trailing is not None and trailing.get(key) == "true"
+
+
 def _not_sent(error: grpc.aio.AioRpcError) -> bool:
     """True when the call provably never reached a model server: the peer said so
     (see warmpath_common.errors), or the peer itself was never reached."""
-    trailing = error.trailing_metadata()
-    if trailing is not None and trailing.get(NOT_SENT_METADATA_KEY) == "true":
+    if _marked(error, NOT_SENT_METADATA_KEY):
         return True
     details = error.details() or ""
     return error.code() is grpc.StatusCode.UNAVAILABLE and details.startswith(_NEVER_CONNECTED)
@@ -87,7 +92,12 @@ def translate_rpc_errors(peer: str) -> Iterator[None]:
         details = error.details() or code.name
         if code is grpc.StatusCode.UNAVAILABLE:
             details = f"{peer} is unavailable: {details}"
-        raise error_for_status(code, details, not_sent=_not_sent(error)) from error
+        raise error_for_status(
+            code,
+            details,
+            not_sent=_not_sent(error),
+            backend_down=_marked(error, BACKEND_DOWN_METADATA_KEY),
+        ) from error
 
 
 def _endpoint(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:

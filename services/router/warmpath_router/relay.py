@@ -4,23 +4,27 @@ Failure rule, before the first chunk reached the caller only. A retryable
 failure (UNAVAILABLE, RESOURCE_EXHAUSTED) that provably never reached a model
 server is first retried on another replica of the same model, within a retry
 budget, jittered, inside the deadline. Provably: the request had not yet been
-handed to an adapter (placement or load failed), or the error is marked
-not-sent (see warmpath_common.errors: the adapter's admission refused it, no
-connection to the model server or to the adapter itself was made, the model
-server answered 429/503). Any other such failure, e.g. a stream the backend
-accepted and cut before its first token, may have started generation there:
-retrying the same model elsewhere could run it twice, so it is not retried.
-Then the model's configured fallbacks are tried, those already warm somewhere
-first, each at most once per request (also for a cold load that would outlast
-the deadline). A model's load, including any wait for room at its agent, must
-end early enough to leave the quickest remaining fallback its share of the
-deadline (`_fallback_reserve`); past that, the fallback runs. A fallback
-follows either kind of failure: it is another model, which the operator chose
-to try when this one fails, so it may do work the failed server also began (at
-most once per model in the chain, and the caller still sees only one answer).
-After the first chunk the stream is committed: a
-failure ends it with an error, never a retry or a fallback. Deterministic
-errors (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
+handed to an adapter (placement or load failed), or the error is marked not-sent
+(see warmpath_common.errors: the adapter's admission refused it, no connection
+to the model server or to the adapter itself was made, the model server answered
+429/503). Any other such failure, e.g. a stream the backend accepted and cut
+before its first token, may have started generation there: retrying the same
+model elsewhere could run it twice, so it is not retried. Before any of that, a
+model server found down (no connection to it at all, warmpath_common.errors:
+backend_down) behind a replica the cluster view showed ready is asked of its
+agent once, which restarts a server that died, and the request tries again: the
+view lags the agent by a moment after a crash, and without this every request in
+that moment fails. Then the model's configured fallbacks are tried, those
+already warm somewhere first, each at most once per request (also for a cold
+load that would outlast the deadline). A model's load, including any wait for
+room at its agent, must end early enough to leave the quickest remaining
+fallback its share of the deadline (`_fallback_reserve`); past that, the
+fallback runs. A fallback follows either kind of failure: it is another model,
+which the operator chose to try when this one fails, so it may do work the
+failed server also began (at most once per model in the chain, and the caller
+still sees only one answer). After the first chunk the stream is committed: a
+failure ends it with an error, never a retry or a fallback. Deterministic errors
+(INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
 """
 
 from __future__ import annotations
@@ -78,10 +82,13 @@ class _ReplicaFailed(Exception):
     """A retryable failure on one host that reached neither the caller nor a model
     server, so another replica may serve the request."""
 
-    def __init__(self, host: str, error: WarmpathError) -> None:
+    def __init__(self, host: str, error: WarmpathError, *, asked_agent: bool) -> None:
         super().__init__(error.message)
         self.host = host
         self.error = error
+        self.asked_agent = asked_agent
+        """Whether this try asked the agent for the model, or took a ready replica's
+        endpoint from the cluster view."""
 
 
 _RETRY_JITTER_SECONDS = 0.05
@@ -322,6 +329,7 @@ class Relay:
         chain = self._chain(resolved.spec, caller)
         for position, spec in enumerate(chain):
             tried_hosts: set[str] = set()
+            ask_agent = False
             load_deadline = deadline - self._fallback_reserve(chain[position + 1 :])
             while True:
                 committed = False
@@ -334,6 +342,7 @@ class Relay:
                         deadline,
                         frozenset(tried_hosts),
                         load_deadline,
+                        ask_agent=ask_agent,
                     ):
                         committed = True
                         if isinstance(event, RoutedCompletion):
@@ -343,10 +352,18 @@ class Relay:
                         yield event
                     return
                 except _ReplicaFailed as failed:
+                    error = failed.error
+                    if error.backend_down and not failed.asked_agent and not ask_agent:
+                        # Once per model: the agent knows whether its server died.
+                        ask_agent = True
+                        server_span.add_event(
+                            "warmpath.ask_agent",
+                            {"warmpath.host": failed.host, "warmpath.reason": error.message},
+                        )
+                        continue
                     # Nothing reached the caller: another replica of the same
                     # model may serve it, if the budget and the deadline allow.
                     tried_hosts.add(failed.host)
-                    error = failed.error
                     if await self._may_retry_elsewhere(spec, tried_hosts, deadline):
                         server_span.add_event(
                             "warmpath.retry",
@@ -377,8 +394,11 @@ class Relay:
         deadline: float,
         exclude: frozenset[str] = frozenset(),
         load_deadline: float | None = None,
+        *,
+        ask_agent: bool = False,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
+        `ask_agent`: ask the agent for the model even when the view shows it ready.
 
         The load (and any wait for room at the agent) must end by `load_deadline`,
         which leaves the fallbacks still to try their share of the deadline.
@@ -405,7 +425,7 @@ class Relay:
         sent_anything = False
         handed_to_adapter = False
         try:
-            load = await self._load_before(placement, load_deadline, deadline)
+            load = await self._load_before(placement, load_deadline, deadline, ask_agent)
             outbound = dataclasses.replace(
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
@@ -447,7 +467,9 @@ class Relay:
                 self._breakers.record_failure(key, self._clock())
             if sent_anything or (handed_to_adapter and not error.not_sent):
                 raise
-            raise _ReplicaFailed(placement.host, error) from error
+            raise _ReplicaFailed(
+                placement.host, error, asked_agent=ask_agent or placement.load_required
+            ) from error
         finally:
             self._in_flight[key] -= 1
 
@@ -471,14 +493,18 @@ class Relay:
         return True
 
     async def _load_before(
-        self, placement: Placement, load_deadline: float | None, deadline: float
+        self,
+        placement: Placement,
+        load_deadline: float | None,
+        deadline: float,
+        ask_agent: bool = False,
     ) -> LoadResult:
         """Loads by `load_deadline`; running past it (but not past the request's own
         deadline) hands over to the fallbacks, whose time it would otherwise eat."""
         if load_deadline is None or load_deadline >= deadline:
-            return await self._ensure_loaded(placement, deadline)
+            return await self._ensure_loaded(placement, deadline, ask_agent)
         try:
-            return await self._ensure_loaded(placement, load_deadline)
+            return await self._ensure_loaded(placement, load_deadline, ask_agent)
         except DeadlineExceeded as error:
             raise ColdLoadTooSlow(
                 f"{placement.model} was not ready on {placement.host} in time to leave its "
@@ -520,9 +546,16 @@ class Relay:
         for task in list(self._background):
             task.cancel()
 
-    async def _ensure_loaded(self, placement: Placement, deadline: float) -> LoadResult:
+    async def _ensure_loaded(
+        self, placement: Placement, deadline: float, ask_agent: bool = False
+    ) -> LoadResult:
         replica = placement.replica
-        if replica is not None and replica.state is ReplicaState.READY and replica.endpoint:
+        if (
+            not ask_agent
+            and replica is not None
+            and replica.state is ReplicaState.READY
+            and replica.endpoint
+        ):
             self._touch(placement.host, placement.model)
             return LoadResult(replica.endpoint, replica.gpu_index, replica.gpu_uuid, False, 0.0)
         self._lease_until[(placement.host, placement.model)] = self._clock() + _LEASE_SECONDS
