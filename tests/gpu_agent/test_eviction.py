@@ -290,3 +290,62 @@ def test_no_waiting_when_nothing_outside_the_hot_set_will_free_itself() -> None:
     gpus = [GpuRoom(0, 0, (resident("hot", 8, demand=20),))]
     plan = plan_placement(gpus, 6 * GB, NOW, 0, model="one-off", protected=frozenset({"hot"}))
     assert isinstance(plan, PlacementPlan) and not plan.waits_for_unprotected
+
+
+def bursty_team() -> tuple[DemandTracker, float]:
+    """A team's burst of 10 requests, 12 s apart, every 700 s; and when the last one ended."""
+    demand = DemandTracker()
+    for start in (0.0, 700.0, 1400.0):
+        for i in range(10):
+            demand.record("team", start + 12.0 * i)
+    return demand, 1400.0 + 12.0 * 9
+
+
+def test_the_hot_set_sees_a_bursty_model_by_its_time_average_between_bursts() -> None:
+    demand, last = bursty_team()
+    average = demand.average_seconds_to_next("team", last + 60)
+    assert 12 < average < 592, "between the bursts' spacing and the gap between them"
+    # The same at any moment between bursts; the conditional wait swings from 532 s to 42 s.
+    assert demand.average_seconds_to_next("team", last + 550) == pytest.approx(average)
+    assert demand.hot_set_per_minute("team", last + 60) == pytest.approx(60 / average)
+    assert demand.hot_set_per_minute("team", last + 60) > 2 * demand.per_minute("team", last + 60)
+    # Due soon: the conditional wait is the shorter, and the hot set takes it.
+    assert demand.hot_set_per_minute("team", last + 550) == pytest.approx(60 / 42)
+
+
+def test_a_periodic_probe_averages_half_its_period() -> None:
+    demand = DemandTracker()
+    for start in range(0, 3000, 300):
+        demand.record("probed", float(start))
+    assert demand.average_seconds_to_next("probed", 2700.0 + 60) == pytest.approx(150)
+    assert demand.hot_set_per_minute("probed", 2700.0 + 290) == pytest.approx(6)
+
+
+def test_the_time_average_forgets_like_the_conditional_wait() -> None:
+    demand = DemandTracker()
+    for second in range(0, 100, 10):
+        demand.record("was-hot", float(second))
+    assert demand.average_seconds_to_next("was-hot", 90.0 + 600) == 600, "idle past every gap"
+    demand.record("once", 0.0)
+    assert demand.average_seconds_to_next("once", 10.0) == 300, "the first-gap guess"
+    assert demand.average_seconds_to_next("never", 0.0) == float("inf")
+
+
+def test_between_bursts_the_team_model_keeps_its_hot_set_place_from_a_steady_rival() -> None:
+    # 30 GB: the hot set holds the 20 GB team model or the 8 GB rival, with room for the
+    # other. Ranked by the conditional wait the rival wins a minute after the team's
+    # burst, and the team's model would be evicted before its next burst.
+    demand, last = bursty_team()
+    now = last + 60
+    gpus = [GpuRoom(0, 30 * GB, ())]
+
+    def hot_set(team_demand: float) -> frozenset[str]:
+        candidates = [
+            Candidate("team", 20 * GB, 100.0, team_demand),
+            Candidate("rival", 8 * GB, 10.0, 0.8),
+            Candidate("one-off", 4 * GB, 5.0, 0.01),
+        ]
+        return protected_models(gpus, candidates)
+
+    assert hot_set(demand.per_minute("team", now)) == {"rival"}
+    assert hot_set(demand.hot_set_per_minute("team", now)) == {"team"}

@@ -60,7 +60,26 @@ waits instead while other models outside it hold memory that frees itself
 (requests in flight, loading, younger than min_residency), for as long as its
 caller's deadline allows (PlacementPlan.waits_for_unprotected); when the wait
 runs out, it goes ahead with the plan. The hot set is recomputed at every
-placement, from the same demand estimates, so it follows popularity.
+placement, so it follows popularity.
+
+The hot set ranks demand over a longer view than a victim's cost does. The
+expected wait above is conditional on the time since the last request: right
+after a team's burst or a probe it says "not for a while", which is right for
+choosing what to evict now but makes a poor partition, since a model that
+recurs in bursts then fell out of the hot set after each one, lost its memory
+to the next request, and was loaded again for its next burst. So a candidate's
+demand is 60 / the shorter of that expected wait and its time average, the
+wait for the next request seen from a moment picked at random over the recent
+gaps (the inspection paradox's mean residual life):
+
+    average_seconds_to_next_request = sum w_i g_i^2 / (2 sum w_i g_i)
+
+with the same weights (and the same rules for a model asked for once, or idle
+for longer than every recent gap). For Poisson traffic it is the mean gap
+again; for a model asked for in bursts it sits between the bursts' spacing
+and their period, steadily, where the conditional wait swings between the two.
+Taking the shorter keeps the conditional estimate's lift for a model due soon
+(bench/results/placement.md: the row "hot set by the conditional wait").
 
 With hysteresis: a model in the last hot set (an incumbent) ranks as if its
 reload cost per byte were INCUMBENT_ADVANTAGE (2) times what it is, so a
@@ -412,6 +431,30 @@ class DemandTracker:
         # and the longer a model has been idle, the longer it is likely to stay so.
         return residual / weights if weights > 0 else idle
 
+    def average_seconds_to_next(self, model: str, now: float) -> float:
+        """The wait for the next request from a moment picked at random over the recent
+        gaps (time-averaged; the module docstring's formula); like expected_seconds_to_next
+        for a model asked for once or idle for longer than every recent gap."""
+        last = self._last.get(model)
+        gaps = self._gaps.get(model)
+        if last is None or not gaps or max(0.0, now - last) >= max(gaps):
+            return self.expected_seconds_to_next(model, now)
+        lengths = squares = 0.0
+        weight = 1.0
+        for gap in reversed(gaps):
+            lengths += weight * gap
+            squares += weight * gap * gap
+            weight *= self._weight
+        return squares / (2 * lengths)
+
     def per_minute(self, model: str, now: float) -> float:
         # A floor of a second: a request due "now" must not make the cost infinite.
         return 60.0 / max(self.expected_seconds_to_next(model, now), 1.0)
+
+    def hot_set_per_minute(self, model: str, now: float) -> float:
+        """Demand as the hot set ranks it: from the shorter of the conditional and the
+        time-averaged waits for the next request (see the module docstring)."""
+        expected = min(
+            self.expected_seconds_to_next(model, now), self.average_seconds_to_next(model, now)
+        )
+        return 60.0 / max(expected, 1.0)

@@ -618,7 +618,7 @@ class ResidencyManager:
         """Every model asked for recently whose size is known (the hot set's candidates)."""
         candidates = []
         for model in self._specs:
-            demand = self._demand.per_minute(model, now)
+            demand = self._demand.hot_set_per_minute(model, now)
             resident = self._residents.get(model)
             size = (
                 resident.footprint_bytes
