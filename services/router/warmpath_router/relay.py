@@ -9,12 +9,12 @@ handed to an adapter (placement or load failed), or the error is marked not-sent
 to the model server or to the adapter itself was made, the model server answered
 429/503). Any other such failure, e.g. a stream the backend accepted and cut
 before its first token, may have started generation there: retrying the same
-model elsewhere could run it twice, so it is not retried. Before any of that, a
-model server found down (no connection to it at all, warmpath_common.errors:
-backend_down) behind a replica the cluster view showed ready is asked of its
-agent once, which restarts a server that died, and the request tries again: the
-view lags the agent by a moment after a crash, and without this every request in
-that moment fails. Then the model's configured fallbacks are tried, those
+model elsewhere could run it twice, so it is not retried. A model server found
+down (no connection to it at all, warmpath_common.errors: backend_down) behind a
+replica the cluster view showed ready, with no other replica to try, is asked of
+its agent once, which restarts a server that died, and the request tries again:
+the view lags the agent by a moment after a crash, and without this every
+request in that moment fails. Then the model's configured fallbacks are tried, those
 already warm somewhere first, each at most once per request (also for a cold
 load that would outlast the deadline). A model's load, including any wait for
 room at its agent, must end early enough to leave the quickest remaining
@@ -352,21 +352,23 @@ class Relay:
                         yield event
                     return
                 except _ReplicaFailed as failed:
-                    error = failed.error
-                    if error.backend_down and not failed.asked_agent and not ask_agent:
-                        # Once per model: the agent knows whether its server died.
-                        ask_agent = True
-                        server_span.add_event(
-                            "warmpath.ask_agent",
-                            {"warmpath.host": failed.host, "warmpath.reason": error.message},
-                        )
-                        continue
                     # Nothing reached the caller: another replica of the same
                     # model may serve it, if the budget and the deadline allow.
+                    error = failed.error
                     tried_hosts.add(failed.host)
                     if await self._may_retry_elsewhere(spec, tried_hosts, deadline):
                         server_span.add_event(
                             "warmpath.retry",
+                            {"warmpath.host": failed.host, "warmpath.reason": error.message},
+                        )
+                        continue
+                    if error.backend_down and not failed.asked_agent and not ask_agent:
+                        # Once per model: its agent knows whether the server died, and
+                        # starts a new one rather than leave the request to fail.
+                        ask_agent = True
+                        tried_hosts.discard(failed.host)
+                        server_span.add_event(
+                            "warmpath.ask_agent",
                             {"warmpath.host": failed.host, "warmpath.reason": error.message},
                         )
                         continue
