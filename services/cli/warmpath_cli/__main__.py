@@ -294,6 +294,9 @@ def up(
     err.print(f"starting gpu-agent, backend-adapter and router (logs in {log_dir}/)")
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Ctrl-C is how `up` stops; a shell that starts it in the background (`make run &`
+    # in a script) hands it SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         mesh.start()
         err.print("mesh is up: router on 127.0.0.1:50051; sending a sample request", style="green")
