@@ -360,6 +360,29 @@ async def test_the_hot_model_keeps_its_place_against_a_slightly_busier_rival() -
     assert outcome.evicted == ("rival",)
 
 
+async def test_between_its_bursts_a_teams_model_keeps_its_hot_set_place() -> None:
+    # 1000 MiB hold one hot model beside room for another. The team asks for its model in
+    # bursts of 10 (12 s apart) every 700 s; the rival every 600 s, last 400 s ago. A
+    # minute after a burst the team's next request is ~530 s away given the time since
+    # its last (the rival's: 200 s), but ~220 s from a moment picked at random (the
+    # rival's: 300 s). The hot set ranks by the shorter of the two, so the team's model
+    # keeps its place and the one-off takes the rival's memory, not the team's (which
+    # the team's next burst would have to reload).
+    clock = Clock()
+    agent = manager(
+        FakeDriver(), spec("team", 400), spec("rival", 400), spec("one-off", 400), clock=clock
+    )
+    team = [start + 12.0 * i for start in (1000.0, 1700.0, 2400.0) for i in range(10)]
+    rival = [968.0, 1568.0, 2168.0]
+    asked = [(960.0, "one-off")] + [(t, "team") for t in team] + [(t, "rival") for t in rival]
+    for at, model in sorted(asked):  # the team's first load evicts the one-off
+        clock.now = at
+        await agent.ensure_loaded(model)
+    clock.now = team[-1] + 60
+    outcome = await agent.ensure_loaded("one-off")
+    assert outcome.evicted == ("rival",)
+
+
 async def test_an_adopted_model_is_not_free_to_evict() -> None:
     clock = Clock()
     driver = FakeDriver()
