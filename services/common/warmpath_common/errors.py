@@ -23,7 +23,7 @@ twice. The mark crosses a gRPC hop as the trailing metadata entry
 ``warmpath-not-sent: true`` (`NOT_SENT_METADATA_KEY`); without it, nobody knows.
 
 A not-sent error may further say that the model server was not there at all
-(``backend_down``: the connection to it was refused). Its process or container
+(``backend_down``: no connection to it could be made, e.g. refused). Its process or container
 has died, and its agent may not have said so yet: a caller that took the
 model's endpoint from its view of the cluster, without asking the agent, should
 ask the agent once before giving up (the agent restarts a model whose server

@@ -14,10 +14,10 @@ down (no connection to it at all, warmpath_common.errors: backend_down) behind a
 replica the cluster view showed ready, with no other replica to try, is asked of
 its agent once, which restarts a server that died, and the request tries again:
 the view lags the agent by a moment after a crash, and without this every
-request in that moment fails. Then the model's configured fallbacks are tried, those
-already warm somewhere first, each at most once per request (also for a cold
-load that would outlast the deadline). A model's load, including any wait for
-room at its agent, must end early enough to leave the quickest remaining
+request in that moment fails. Then the model's configured fallbacks are tried,
+those already warm somewhere first, each at most once per request (also for a
+cold load that would outlast the deadline). A model's load, including any wait
+for room at its agent, must end early enough to leave the quickest remaining
 fallback its share of the deadline (`_fallback_reserve`); past that, the
 fallback runs. A fallback follows either kind of failure: it is another model,
 which the operator chose to try when this one fails, so it may do work the
