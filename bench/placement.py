@@ -564,7 +564,7 @@ HELD_OUT = (
         cron_trace,
     ),
     # Written after the two above had been run (they took part in choosing between the
-    # time average alone and the larger of the two estimates), before any result on it.
+    # time average alone and the shorter of the two waits), before any result on it.
     Workload(
         "four teams",
         SIZES_GB,

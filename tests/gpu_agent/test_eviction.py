@@ -152,12 +152,17 @@ def test_requests_reported_together_share_the_time_since_the_last_report() -> No
     assert demand.per_minute("m", 550.0) == pytest.approx(12)
 
 
-def test_after_a_burst_the_next_is_expected_when_bursts_come_not_at_the_burst_rate() -> None:
+def bursty_team() -> tuple[DemandTracker, float]:
+    """A team's burst of 10 requests, 12 s apart, every 700 s; and when the last one ended."""
     demand = DemandTracker()
-    for start in (0.0, 700.0, 1400.0):  # a team's burst of 10 requests every ~12 minutes
+    for start in (0.0, 700.0, 1400.0):
         for i in range(10):
             demand.record("team", start + 12.0 * i)
-    last = 1400.0 + 12.0 * 9
+    return demand, 1400.0 + 12.0 * 9
+
+
+def test_after_a_burst_the_next_is_expected_when_bursts_come_not_at_the_burst_rate() -> None:
+    demand, last = bursty_team()
     # Only the gaps between bursts (592 s) outlast the minute since the burst ended.
     assert demand.expected_seconds_to_next("team", last + 60) == pytest.approx(532)
     assert demand.per_minute("team", last + 60) < 0.2 < 5, "not the burst's 5 per minute"
@@ -169,6 +174,9 @@ def test_a_periodic_probe_is_expected_when_its_period_comes_round() -> None:
         demand.record("probed", float(start))
     assert demand.expected_seconds_to_next("probed", 2700.0 + 60) == pytest.approx(240)
     assert demand.expected_seconds_to_next("probed", 2700.0 + 290) == pytest.approx(10)
+    # From a moment picked at random: half the period.
+    assert demand.average_seconds_to_next("probed", 2700.0 + 60) == pytest.approx(150)
+    assert demand.hot_set_per_minute("probed", 2700.0 + 290) == pytest.approx(6)
 
 
 def test_a_model_idle_longer_than_its_recent_gaps_is_expected_to_stay_idle() -> None:
@@ -179,6 +187,10 @@ def test_a_model_idle_longer_than_its_recent_gaps_is_expected_to_stay_idle() -> 
     demand.record("once", 0.0)
     assert demand.expected_seconds_to_next("once", 10.0) == 300, "the first-gap guess"
     assert demand.expected_seconds_to_next("once", 900.0) == 900
+    # The time average forgets the same way.
+    assert demand.average_seconds_to_next("was-hot", 90.0 + 600) == 600, "idle past every gap"
+    assert demand.average_seconds_to_next("once", 10.0) == 300, "the first-gap guess"
+    assert demand.average_seconds_to_next("never", 0.0) == float("inf")
 
 
 def test_recent_gaps_outweigh_old_ones() -> None:
@@ -192,10 +204,7 @@ def test_recent_gaps_outweigh_old_ones() -> None:
 
 
 def test_between_bursts_the_bursty_model_goes_before_a_steadily_used_one() -> None:
-    demand = DemandTracker()
-    for start in (0.0, 700.0, 1400.0):
-        for i in range(10):
-            demand.record("team", start + 12.0 * i)
+    demand, _ = bursty_team()
     for second in range(0, 1600, 60):
         demand.record("steady", float(second))
     now = 1600.0
@@ -292,15 +301,6 @@ def test_no_waiting_when_nothing_outside_the_hot_set_will_free_itself() -> None:
     assert isinstance(plan, PlacementPlan) and not plan.waits_for_unprotected
 
 
-def bursty_team() -> tuple[DemandTracker, float]:
-    """A team's burst of 10 requests, 12 s apart, every 700 s; and when the last one ended."""
-    demand = DemandTracker()
-    for start in (0.0, 700.0, 1400.0):
-        for i in range(10):
-            demand.record("team", start + 12.0 * i)
-    return demand, 1400.0 + 12.0 * 9
-
-
 def test_the_hot_set_sees_a_bursty_model_by_its_time_average_between_bursts() -> None:
     demand, last = bursty_team()
     average = demand.average_seconds_to_next("team", last + 60)
@@ -311,24 +311,6 @@ def test_the_hot_set_sees_a_bursty_model_by_its_time_average_between_bursts() ->
     assert demand.hot_set_per_minute("team", last + 60) > 2 * demand.per_minute("team", last + 60)
     # Due soon: the conditional wait is the shorter, and the hot set takes it.
     assert demand.hot_set_per_minute("team", last + 550) == pytest.approx(60 / 42)
-
-
-def test_a_periodic_probe_averages_half_its_period() -> None:
-    demand = DemandTracker()
-    for start in range(0, 3000, 300):
-        demand.record("probed", float(start))
-    assert demand.average_seconds_to_next("probed", 2700.0 + 60) == pytest.approx(150)
-    assert demand.hot_set_per_minute("probed", 2700.0 + 290) == pytest.approx(6)
-
-
-def test_the_time_average_forgets_like_the_conditional_wait() -> None:
-    demand = DemandTracker()
-    for second in range(0, 100, 10):
-        demand.record("was-hot", float(second))
-    assert demand.average_seconds_to_next("was-hot", 90.0 + 600) == 600, "idle past every gap"
-    demand.record("once", 0.0)
-    assert demand.average_seconds_to_next("once", 10.0) == 300, "the first-gap guess"
-    assert demand.average_seconds_to_next("never", 0.0) == float("inf")
 
 
 def test_between_bursts_the_team_model_keeps_its_hot_set_place_from_a_steady_rival() -> None:
