@@ -18,7 +18,9 @@ class FakeDriver:
     stops: list[str] = field(default_factory=list)
     release: asyncio.Event | None = None
     """When set, every start waits for this event (to hold loads open in a test)."""
+    checks: list[str] = field(default_factory=list)
     _exits: dict[str, asyncio.Event] = field(default_factory=dict)
+    _dead_unseen: set[str] = field(default_factory=set)
 
     async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
         self.starts.append(spec.name)
@@ -28,6 +30,7 @@ class FakeDriver:
         if spec.name in self.fail_models:
             raise ModelLoadFailed(f"{spec.name} refused to start (injected)")
         self._exits[spec.name] = asyncio.Event()
+        self._dead_unseen.discard(spec.name)
         return RunningModel(spec.name, f"http://fake/{spec.name}", spec.name, pid=None)
 
     async def stop(self, running: RunningModel) -> None:
@@ -41,8 +44,16 @@ class FakeDriver:
         await exited.wait()
         return "stopped"
 
+    async def check(self, running: RunningModel) -> str | None:
+        self.checks.append(running.model)
+        return "died (injected)" if running.model in self._dead_unseen else None
+
     def crash(self, model: str) -> None:
         self._exits[model].set()
+
+    def die_unseen(self, model: str) -> None:
+        """The server dies where wait_exited has not noticed yet (between polls)."""
+        self._dead_unseen.add(model)
 
     async def close(self) -> None:
         for event in self._exits.values():

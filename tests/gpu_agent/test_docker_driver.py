@@ -391,6 +391,46 @@ async def test_the_manager_adopts_running_containers_as_ready_without_loading(
         await manager.close()
 
 
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+async def test_a_container_killed_between_polls_is_found_down_by_verify_and_started_again(
+    engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
+) -> None:
+    # The watcher polls once an hour here, so only the caller's verify can notice.
+    served = model()
+    book = MemoryBook()
+    driver = DockerDriver(settings(), engine, owner, http, poll_seconds=3600)
+    manager = ResidencyManager(
+        owner,
+        {served.name: served},
+        SimulatedInventory((SimulatedGpu(memory=1000 * MIB),), book),
+        DriverSet({Runtime.DOCKER: driver}),
+        book=book,
+        estimate_bytes=lambda s: int(s.memory or 0),
+        metrics=AgentMetrics(CollectorRegistry()),
+    )
+    try:
+        await manager.ensure_loaded("stub-model")
+        (killed,) = owned(engine, owner)
+        engine.containers.get(killed).kill()
+
+        stale = await manager.ensure_loaded("stub-model")
+        assert not stale.cold_start, "without verify the agent's state is taken as it is"
+        checked = await manager.ensure_loaded("stub-model", verify=True)
+
+        assert checked.cold_start and checked.residency.state is ResidencyState.READY
+        (replacement,) = owned(engine, owner)
+        assert replacement != killed, "the dead container is removed, a new one serves"
+        assert status(engine, replacement) == "running"
+        assert checked.residency.running is not None
+        response = await http.get(f"{checked.residency.running.base_url}/v1/models", timeout=5)
+        assert response.status_code == 200
+        again = await manager.ensure_loaded("stub-model", verify=True)
+        assert not again.cold_start, "a live container is left alone"
+    finally:
+        await manager.close()
+
+
 # -- the composition root -------------------------------------------------------
 
 

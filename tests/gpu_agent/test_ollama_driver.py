@@ -66,6 +66,18 @@ async def test_a_model_unloaded_behind_our_back_is_noticed(ollama: OllamaStandIn
     assert "no longer lists" in await ours.wait_exited(running)
 
 
+async def test_check_asks_ps_at_once_and_never_generates(ollama: OllamaStandIn) -> None:
+    # A poll period of an hour: only check() can notice here.
+    ours = OllamaDriver(OllamaSettings(url=ollama.url, poll_seconds=3600), httpx.AsyncClient())
+    running = await ours.start(spec("llama3.2"), GPU)
+    assert await ours.check(running) is None
+    ollama.state.loaded.clear()
+    assert "no longer lists" in (await ours.check(running) or "")
+    gone = OllamaDriver(OllamaSettings(url="http://127.0.0.1:9"), httpx.AsyncClient())
+    assert "stopped answering" in (await gone.check(running) or "")
+    assert ollama.state.generate_calls == 0
+
+
 async def test_unknown_and_unreachable_models_fail_clearly(ollama: OllamaStandIn) -> None:
     with pytest.raises(ModelLoadFailed, match="pull it first"):
         await driver(ollama.url).start(spec("mistral:7b"), GPU)

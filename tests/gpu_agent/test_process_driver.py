@@ -324,6 +324,25 @@ async def test_a_new_driver_adopts_a_crashed_agents_server_and_watches_it(
     assert fx.records() == {}, "a dead server's record goes with it"
 
 
+async def test_check_finds_an_adopted_server_dead_at_once_and_forgets_it(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    await fx.driver(client).start(fx.spec("model-a"), GPU)
+    successor = fx.driver(client)
+    [(adopted, _)] = await successor.adopt({"model-a": fx.spec("model-a")})
+    assert await successor.check(adopted) is None, "still serving"
+    assert adopted.pid is not None
+    os.kill(adopted.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while process_start_time(adopted.pid) is not None:
+        assert time.monotonic() < deadline, "the killed server never went"
+        await asyncio.sleep(0.05)
+    reason = await successor.check(adopted)
+    assert reason is not None and f"pid {adopted.pid}" in reason
+    assert fx.records() == {}, "a dead server's record goes with it"
+    assert await successor.check(adopted) == "not running"
+
+
 async def test_stopping_an_adopted_server_stops_it_and_says_so_to_its_watcher(
     fx: Fixture, client: httpx.AsyncClient
 ) -> None:

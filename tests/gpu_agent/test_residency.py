@@ -155,6 +155,30 @@ async def test_a_crash_marks_the_model_failed_and_frees_memory() -> None:
     assert state.gpus[0].memory_used_bytes == 0
 
 
+async def test_a_caller_that_found_the_server_down_has_it_checked_and_loaded_again() -> None:
+    driver = FakeDriver()
+    agent = manager(driver, spec("a", 100))
+    await agent.ensure_loaded("a")
+    driver.die_unseen("a")
+    # Without verify the agent's state is taken as it is: no check, no load.
+    assert not (await agent.ensure_loaded("a")).cold_start
+    assert driver.checks == []
+    outcome = await agent.ensure_loaded("a", verify=True)
+    assert outcome.cold_start and outcome.residency.state is ResidencyState.READY
+    assert driver.checks == ["a"] and driver.starts == ["a", "a"]
+    _, events = await agent.feed.wait_after(0, timeout=0)
+    assert any("a failed: died (injected)" in event for event in events), events
+
+
+async def test_verify_leaves_a_live_server_alone() -> None:
+    driver = FakeDriver()
+    agent = manager(driver, spec("a", 100))
+    await agent.ensure_loaded("a")
+    outcome = await agent.ensure_loaded("a", verify=True)
+    assert not outcome.cold_start
+    assert driver.checks == ["a"] and driver.starts == ["a"]
+
+
 async def test_unload_refuses_pinned_unless_forced_and_unknown_models() -> None:
     agent = manager(FakeDriver(), spec("p", 100, pinned=True))
     await agent.load_pinned()

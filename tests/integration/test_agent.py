@@ -153,9 +153,13 @@ async def test_watch_state_streams_snapshot_changes_and_heartbeats(agent: Agent)
 
 def test_a_crashed_model_server_is_reported_failed_then_reloads(agent: Agent) -> None:
     with grpc.insecure_channel(agent.address) as channel:
-        gpu_agent_pb2_grpc.GpuAgentStub(channel).EnsureLoaded(
-            gpu_agent_pb2.EnsureLoadedRequest(model="gemma-spare")
+        stub = gpu_agent_pb2_grpc.GpuAgentStub(channel)
+        stub.EnsureLoaded(gpu_agent_pb2.EnsureLoadedRequest(model="gemma-spare"))
+        # A caller's check of a live server (verify) leaves it serving: no reload.
+        checked = stub.EnsureLoaded(
+            gpu_agent_pb2.EnsureLoadedRequest(model="gemma-spare", verify=True)
         )
+        assert not checked.cold_start
     used_before = state(agent).gpus[0].memory_used_bytes
     server_pids = [
         int(pid)

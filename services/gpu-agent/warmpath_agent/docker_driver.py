@@ -174,19 +174,31 @@ class DockerDriver:
             self._stopping.discard(running.model)
 
     async def wait_exited(self, running: RunningModel) -> str:
+        watched = self._containers.get(running.model)
         while True:
-            container_id = self._containers.get(running.model)
-            if container_id is None or running.model in self._stopping:
-                return "stopped by Warmpath"
-            try:
-                container = await asyncio.to_thread(self._client.containers.get, container_id)
-            except docker.errors.NotFound:
-                return "container removed outside Warmpath"
-            except docker.errors.DockerException as error:
-                return f"Docker engine stopped answering: {error}"
-            if container.status not in (*_ALIVE, "paused"):
-                return _exit_reason(container)
+            reason = await self._check(running.model, watched)
+            if reason is not None:
+                return reason
             await asyncio.sleep(self._poll_seconds)
+
+    async def check(self, running: RunningModel) -> str | None:
+        return await self._check(running.model, self._containers.get(running.model))
+
+    async def _check(self, model: str, container_id: str | None) -> str | None:
+        """None while `container_id` still serves `model` and is alive."""
+        if container_id is None or self._containers.get(model) != container_id:
+            return "stopped by Warmpath"
+        if model in self._stopping:
+            return "stopped by Warmpath"
+        try:
+            container = await asyncio.to_thread(self._client.containers.get, container_id)
+        except docker.errors.NotFound:
+            return "container removed outside Warmpath"
+        except docker.errors.DockerException as error:
+            return f"Docker engine stopped answering: {error}"
+        if container.status not in (*_ALIVE, "paused"):
+            return _exit_reason(container)
+        return None
 
     async def close(self) -> None:
         # Containers keep running: the next agent on this host adopts them

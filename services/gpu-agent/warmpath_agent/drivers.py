@@ -42,6 +42,12 @@ class ModelDriver(Protocol):
         """Returns (with the reason) when the server stops without being asked to."""
         ...
 
+    async def check(self, running: RunningModel) -> str | None:
+        """Looks now, without generating, whether the server is still up: None if it
+        is, else why not. For a caller that could not reach a server the agent holds
+        ready: `wait_exited` may only notice a death at its next poll."""
+        ...
+
     async def close(self) -> None:
         """Stops everything this driver started."""
         ...
@@ -71,6 +77,9 @@ class DriverSet:
 
     async def wait_exited(self, running: RunningModel) -> str:
         return await self._for(running.runtime).wait_exited(running)
+
+    async def check(self, running: RunningModel) -> str | None:
+        return await self._for(running.runtime).check(running)
 
     async def close(self) -> None:
         for driver in self._drivers.values():

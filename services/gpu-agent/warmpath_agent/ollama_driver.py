@@ -86,14 +86,20 @@ class OllamaDriver:
         """Returns when Ollama stops listing the model, or stops answering."""
         while True:
             await asyncio.sleep(self._settings.poll_seconds)
-            if running.model in self._stopping:
-                return "unloaded by Warmpath"
-            try:
-                listed = await self._listed(running.served_model_id)
-            except httpx.HTTPError as error:
-                return f"Ollama at {self._url} stopped answering: {type(error).__name__}"
-            if listed is None:
-                return "Ollama no longer lists the model (unloaded outside Warmpath)"
+            reason = await self.check(running)
+            if reason is not None:
+                return reason
+
+    async def check(self, running: RunningModel) -> str | None:
+        if running.model in self._stopping:
+            return "unloaded by Warmpath"
+        try:
+            listed = await self._listed(running.served_model_id)
+        except httpx.HTTPError as error:
+            return f"Ollama at {self._url} stopped answering: {type(error).__name__}"
+        if listed is None:
+            return "Ollama no longer lists the model (unloaded outside Warmpath)"
+        return None
 
     async def close(self) -> None:
         # Models stay in Ollama, which outlives the agent; the agent's next

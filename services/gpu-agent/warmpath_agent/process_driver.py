@@ -381,15 +381,30 @@ class LlamaCppProcessDriver:
                 await asyncio.sleep(self._poll_seconds)
             if self._children.get(running.model) is not child:
                 return "stopped by Warmpath"
-            reason = (
-                f"adopted llama.cpp server (pid {child.pid}) exited "
-                "(not this agent's child: exit code unknown)"
-            )
-        if self._children.get(running.model) is child:
-            # It died on its own: nobody will call stop() for it.
-            self._children.pop(running.model)
-            self._release(child)
+            reason = _adopted_exit_reason(child.pid)
+        self._reap(running.model, child)
         return reason
+
+    async def check(self, running: RunningModel) -> str | None:
+        child = self._children.get(running.model)
+        if child is None or child.pid != running.pid:
+            return "not running"
+        if child.process is not None:
+            if child.process.returncode is None:
+                return None
+            reason = f"llama.cpp server exited with code {child.process.returncode}"
+        elif process_start_time(child.pid) == child.start_time:
+            return None
+        else:
+            reason = _adopted_exit_reason(child.pid)
+        self._reap(running.model, child)
+        return reason
+
+    def _reap(self, model: str, child: _Child) -> None:
+        if self._children.get(model) is child:
+            # It died on its own: nobody will call stop() for it.
+            self._children.pop(model)
+            self._release(child)
 
     # -- adoption --------------------------------------------------------
 
@@ -684,6 +699,12 @@ async def _gone_within(pid: int, start_time: int, seconds: float) -> bool:
             return False
         await asyncio.sleep(0.1)
     return True
+
+
+def _adopted_exit_reason(pid: int) -> str:
+    return (
+        f"adopted llama.cpp server (pid {pid}) exited (not this agent's child: exit code unknown)"
+    )
 
 
 def _exit_reason(process: asyncio.subprocess.Process) -> str | None:

@@ -22,7 +22,10 @@ The ResidencyManager is the only writer of residency. Its invariants:
   budget runs out it evicts after all. RESOURCE_EXHAUSTED only when waiting
   cannot help (pinned models or memory the agent does not own stand in the
   way) or the deadline runs out. Waiting holds no lock: requests for resident
-  models are answered meanwhile.
+  models are answered meanwhile;
+* a server that dies unasked is marked failed (never silently reloaded): its
+  watcher notices, or a caller that could not reach it asks with `verify` and
+  the driver checks at once, so the caller's own call loads it again.
 """
 
 from __future__ import annotations
@@ -187,7 +190,8 @@ class ResidencyManager:
         self._residents: dict[str, Residency] = {}
         self._loads: dict[str, asyncio.Task[tuple[Residency, tuple[str, ...]]]] = {}
         self._placement = asyncio.Lock()
-        self._watchers: set[asyncio.Task[None]] = set()
+        # Per model: the task waiting for its server to die unasked.
+        self._watchers: dict[str, asyncio.Task[None]] = {}
         self._measured: dict[str, int] = {}
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
@@ -218,13 +222,16 @@ class ResidencyManager:
         warm_requests: int = 0,
         lease_seconds: float = 0.0,
         deadline_seconds: float | None = 0.0,
+        verify: bool = False,
     ) -> LoadOutcome:
         """Makes `model` resident. `warm_requests`: requests the caller served from it
         without asking (they count towards its demand, hence its eviction cost).
         `lease_seconds`: the caller has requests in flight on it for that long.
         `deadline_seconds`: how long the caller will wait for the answer, so how long
         a model that does not fit yet may wait for room (0: answer at once; None: no
-        deadline, wait up to MAX_ROOM_WAIT_SECONDS)."""
+        deadline, wait up to MAX_ROOM_WAIT_SECONDS). `verify`: the caller could not
+        reach the model's server; if it is ready here, the driver checks that server
+        now, and one found down is marked failed and loaded again."""
         if not 0.0 <= lease_seconds <= MAX_LEASE_SECONDS:  # NaN fails too
             raise InvalidRequest(
                 f"lease_seconds must be between 0 and {MAX_LEASE_SECONDS:g} "
@@ -237,6 +244,8 @@ class ResidencyManager:
             self._demand.record(model, now, max(1, warm_requests))
             if lease_seconds > 0:
                 self._leases[model] = max(self._leases.get(model, 0.0), now + lease_seconds)
+            if verify:
+                await self._verify(model, span)
             outcome = await self._ensure_loaded(model, span, deadline_seconds)
             residency = outcome.residency
             span.set_attributes(
@@ -438,7 +447,7 @@ class ResidencyManager:
                 )
 
     async def close(self) -> None:
-        for watcher in list(self._watchers):
+        for watcher in list(self._watchers.values()):
             watcher.cancel()
         for load in list(self._loads.values()):
             load.cancel()
@@ -661,23 +670,55 @@ class ResidencyManager:
             f"{residency.model} unloaded from GPU {residency.gpu_index}: {reason}"
         )
 
+    async def _verify(self, model: str, span: trace.Span) -> None:
+        """Asks the driver whether a ready model's server is still up, rather than wait
+        for its watcher's next poll, and marks one found down failed."""
+        current = self._residents.get(model)
+        if current is None or current.state is not ResidencyState.READY:
+            return
+        running = current.running
+        if running is None:
+            return
+        reason = await self._driver.check(running)
+        span.set_attribute("warmpath.server_found_down", reason is not None)
+        if reason is not None:
+            watcher = self._watchers.pop(model, None)
+            if watcher is not None:
+                watcher.cancel()
+            await self._server_down(model, running, reason)
+
+    async def _server_down(self, model: str, running: RunningModel, reason: str) -> None:
+        """Marks `model` failed if `running` still serves it (its watcher and a caller's
+        check may both find the same death; only the first counts)."""
+        current = self._residents.get(model)
+        if current is None or current.state is not ResidencyState.READY:
+            return
+        if current.running is not running:
+            return
+        self._book.release(model)
+        self._residents[model] = replace(
+            current, state=ResidencyState.FAILED, running=None, failure_reason=reason
+        )
+        self._metrics.unloads.labels(model, "crashed").inc()
+        self._room_may_have_changed()
+        await self.feed.publish(f"{model} failed: {reason}")
+
     def _watch_for_exit(self, ready: Residency) -> None:
         running = ready.running
         if running is None:
             return
+        model = ready.model
 
         async def watch() -> None:
-            reason = await self._driver.wait_exited(running)
-            current = self._residents.get(ready.model)
-            if current is not None and current.state is ResidencyState.READY:
-                self._book.release(ready.model)
-                self._residents[ready.model] = replace(
-                    current, state=ResidencyState.FAILED, running=None, failure_reason=reason
-                )
-                self._metrics.unloads.labels(ready.model, "crashed").inc()
-                self._room_may_have_changed()
-                await self.feed.publish(f"{ready.model} failed: {reason}")
+            await self._server_down(model, running, await self._driver.wait_exited(running))
 
-        task = asyncio.create_task(watch(), name=f"watch {ready.model}")
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        previous = self._watchers.pop(model, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(watch(), name=f"watch {model}")
+        self._watchers[model] = task
+        task.add_done_callback(lambda done: self._watcher_ended(model, done))
+
+    def _watcher_ended(self, model: str, watcher: asyncio.Task[None]) -> None:
+        if self._watchers.get(model) is watcher:
+            del self._watchers[model]

@@ -66,6 +66,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
             request.warm_requests,
             request.lease_seconds,
             deadline_seconds=context.time_remaining(),
+            verify=request.verify,
         )
         return gpu_agent_pb2.EnsureLoadedResponse(
             residency=self._residency_to_proto(outcome.residency),
