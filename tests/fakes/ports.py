@@ -18,6 +18,8 @@ class FakeAgents:
     loads: list[tuple[str, str]] = field(default_factory=list)
 
     leases: list[tuple[str, str, float]] = field(default_factory=list)
+    verified: list[tuple[str, str]] = field(default_factory=list)
+    """The loads that asked the agent to check the model's server."""
 
     async def ensure_loaded(
         self,
@@ -26,9 +28,12 @@ class FakeAgents:
         timeout_seconds: float,
         warm_requests: int = 0,
         lease_seconds: float = 0.0,
+        verify: bool = False,
     ) -> LoadResult:
         self.loads.append((host, model))
         self.leases.append((host, model, lease_seconds))
+        if verify:
+            self.verified.append((host, model))
         if model in self.fail:
             raise self.fail[model]
         return LoadResult(

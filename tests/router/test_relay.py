@@ -512,7 +512,7 @@ async def test_a_dead_server_behind_a_ready_replica_is_asked_of_its_agent_and_se
     assert text == "Hello world"
     # A cold start: the endpoint came from the agent, not from the view.
     assert final.route.served_model == "backup" and final.route.cold_start
-    assert ("h1", "backup") in agents.loads
+    assert agents.verified == [("h1", "backup")], "asked to check the server it gave"
     assert adapters.calls == [("h1", "backup"), ("h1", "backup")]
 
 
@@ -548,3 +548,4 @@ async def test_a_dead_server_with_another_replica_to_try_is_retried_there() -> N
     _, final = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
     assert final.route.host == "h2" and final.route.cold_start
     assert adapters.calls == [("h1", "backup"), ("h2", "backup")], "h1 is not tried again"
+    assert agents.verified == [], "a plain load on h2: nothing there was found down"

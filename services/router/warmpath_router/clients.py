@@ -170,6 +170,7 @@ class AgentClient:
         timeout_seconds: float,
         warm_requests: int = 0,
         lease_seconds: float = 0.0,
+        verify: bool = False,
     ) -> LoadResult:
         with (
             client_call_span(_ENSURE_LOADED) as metadata,
@@ -177,7 +178,10 @@ class AgentClient:
         ):
             response = await self._channels.agents[host].EnsureLoaded(
                 gpu_agent_pb2.EnsureLoadedRequest(
-                    model=model, warm_requests=warm_requests, lease_seconds=lease_seconds
+                    model=model,
+                    warm_requests=warm_requests,
+                    lease_seconds=lease_seconds,
+                    verify=verify,
                 ),
                 timeout=timeout_seconds,
                 metadata=metadata,

@@ -130,6 +130,7 @@ class AgentPort(Protocol):
         timeout_seconds: float,
         warm_requests: int = 0,
         lease_seconds: float = 0.0,
+        verify: bool = False,
     ) -> LoadResult: ...
 
 
@@ -400,7 +401,8 @@ class Relay:
         ask_agent: bool = False,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
-        `ask_agent`: ask the agent for the model even when the view shows it ready.
+        `ask_agent`: its server could not be reached; ask the agent for the model, and to
+        check that server, even when the view shows it ready.
 
         The load (and any wait for room at the agent) must end by `load_deadline`,
         which leaves the fallbacks still to try their share of the deadline.
@@ -568,6 +570,8 @@ class Relay:
                 placement.model,
                 self._remaining(deadline),
                 lease_seconds=_LEASE_SECONDS,
+                # Asked because its server could not be reached: the agent checks it.
+                verify=ask_agent,
             )
             load_span.set_attributes(
                 {
