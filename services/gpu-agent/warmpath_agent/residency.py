@@ -682,19 +682,21 @@ class ResidencyManager:
         reason = await self._driver.check(running)
         span.set_attribute("warmpath.server_found_down", reason is not None)
         if reason is not None:
-            watcher = self._watchers.pop(model, None)
-            if watcher is not None:
-                watcher.cancel()
-            await self._server_down(model, running, reason)
+            await self._server_down(model, running, reason, stop_watching=True)
 
-    async def _server_down(self, model: str, running: RunningModel, reason: str) -> None:
+    async def _server_down(
+        self, model: str, running: RunningModel, reason: str, *, stop_watching: bool = False
+    ) -> None:
         """Marks `model` failed if `running` still serves it (its watcher and a caller's
-        check may both find the same death; only the first counts)."""
+        check may both find the same death; only the first counts). `stop_watching`:
+        found by a check, so its watcher, still waiting, is cancelled."""
         current = self._residents.get(model)
         if current is None or current.state is not ResidencyState.READY:
             return
         if current.running is not running:
             return
+        if stop_watching and (watcher := self._watchers.pop(model, None)) is not None:
+            watcher.cancel()
         self._book.release(model)
         self._residents[model] = replace(
             current, state=ResidencyState.FAILED, running=None, failure_reason=reason
