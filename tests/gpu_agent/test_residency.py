@@ -9,12 +9,14 @@ from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.drivers import FakeDriver
+from warmpath.v1 import gpu_agent_pb2_grpc
 from warmpath_agent.eviction import estimated_load_seconds
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
-from warmpath_common.config import ModelSpec, SimulatedGpu
+from warmpath_common.config import BackendKindName, HostSpec, ModelSpec, SimulatedGpu
 from warmpath_common.errors import (
     FailedPrecondition,
     InvalidRequest,
@@ -22,6 +24,8 @@ from warmpath_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from warmpath_common.grpc_server import create_server
+from warmpath_router.clients import AgentClient, HostChannels
 
 MIB = 1024 * 1024
 
@@ -168,6 +172,30 @@ async def test_a_caller_that_found_the_server_down_has_it_checked_and_loaded_aga
     assert driver.checks == ["a"] and driver.starts == ["a", "a"]
     _, events = await agent.feed.wait_after(0, timeout=0)
     assert any("a failed: died (injected)" in event for event in events), events
+
+
+async def test_verify_crosses_the_hop_from_the_routers_client_to_the_agent() -> None:
+    driver = FakeDriver()
+    agent = manager(driver, spec("a", 100))
+    server = await create_server(
+        "127.0.0.1:0",
+        lambda grpc_server: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(
+            GpuAgentServicer(agent, {"a": BackendKindName.LLAMA_CPP}, 1.0), grpc_server
+        ),
+        ["warmpath.v1.GpuAgent"],
+    )
+    address = f"127.0.0.1:{server.port}"
+    channels = HostChannels((HostSpec(name="h", agent=address, adapter=address),))
+    try:
+        client = AgentClient(channels)
+        assert (await client.ensure_loaded("h", "a", 10)).cold_start
+        driver.die_unseen("a")
+        assert not (await client.ensure_loaded("h", "a", 10)).cold_start
+        assert (await client.ensure_loaded("h", "a", 10, verify=True)).cold_start
+        assert driver.starts == ["a", "a"]
+    finally:
+        await channels.close()
+        await server.server.stop(0)
 
 
 async def test_verify_leaves_a_live_server_alone() -> None:
