@@ -198,6 +198,25 @@ def status(engine: docker.DockerClient, container_id: str) -> str:
     return str(engine.containers.get(container_id).status)
 
 
+def docker_manager(
+    owner: str,
+    served: ModelSpec,
+    driver: DockerDriver,
+    registry: CollectorRegistry | None = None,
+) -> ResidencyManager:
+    """An agent's residency manager serving `served` through `driver` on a simulated GPU."""
+    book = MemoryBook()
+    return ResidencyManager(
+        owner,
+        {served.name: served},
+        SimulatedInventory((SimulatedGpu(memory=1000 * MIB),), book),
+        DriverSet({Runtime.DOCKER: driver}),
+        book=book,
+        estimate_bytes=lambda s: int(s.memory or 0),
+        metrics=AgentMetrics(registry or CollectorRegistry()),
+    )
+
+
 @pytest.mark.docker
 @pytest.mark.timeout(120)
 async def test_start_runs_a_labelled_container_that_answers_and_stop_removes_it(
@@ -352,18 +371,9 @@ async def test_the_manager_adopts_running_containers_as_ready_without_loading(
     await previous.close()
     containers = owned(engine, owner)
 
-    book = MemoryBook()
     registry = CollectorRegistry()
     driver = DockerDriver(settings(), engine, owner, http, poll_seconds=0.1)
-    manager = ResidencyManager(
-        owner,
-        {served.name: served},
-        SimulatedInventory((SimulatedGpu(memory=1000 * MIB),), book),
-        DriverSet({Runtime.DOCKER: driver}),
-        book=book,
-        estimate_bytes=lambda s: int(s.memory or 0),
-        metrics=AgentMetrics(registry),
-    )
+    manager = docker_manager(owner, served, driver, registry)
     try:
         assert await manager.adopt(await driver.adopt()) == ["stub-model"]
 
@@ -397,18 +407,8 @@ async def test_a_container_killed_between_polls_is_found_down_by_verify_and_star
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
     # The watcher polls once an hour here, so only the caller's verify can notice.
-    served = model()
-    book = MemoryBook()
     driver = DockerDriver(settings(), engine, owner, http, poll_seconds=3600)
-    manager = ResidencyManager(
-        owner,
-        {served.name: served},
-        SimulatedInventory((SimulatedGpu(memory=1000 * MIB),), book),
-        DriverSet({Runtime.DOCKER: driver}),
-        book=book,
-        estimate_bytes=lambda s: int(s.memory or 0),
-        metrics=AgentMetrics(CollectorRegistry()),
-    )
+    manager = docker_manager(owner, model(), driver)
     try:
         await manager.ensure_loaded("stub-model")
         (killed,) = owned(engine, owner)
