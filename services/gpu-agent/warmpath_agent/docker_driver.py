@@ -186,9 +186,11 @@ class DockerDriver:
 
     async def _check(self, model: str, container_id: str | None) -> str | None:
         """None while `container_id` still serves `model` and is alive."""
-        if container_id is None or self._containers.get(model) != container_id:
-            return "stopped by Warmpath"
-        if model in self._stopping:
+        if (
+            container_id is None
+            or self._containers.get(model) != container_id
+            or model in self._stopping
+        ):
             return "stopped by Warmpath"
         try:
             container = await asyncio.to_thread(self._client.containers.get, container_id)

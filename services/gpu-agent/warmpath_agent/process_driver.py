@@ -372,8 +372,8 @@ class LlamaCppProcessDriver:
         if child is None:
             return "not running"
         if child.process is not None:
-            code = await child.process.wait()
-            reason = f"llama.cpp server exited with code {code}"
+            await child.process.wait()
+            reason = f"llama.cpp server {_exit_reason(child.process)}"
         else:
             while process_start_time(child.pid) == child.start_time:
                 if self._children.get(running.model) is not child:
@@ -390,9 +390,10 @@ class LlamaCppProcessDriver:
         if child is None or child.pid != running.pid:
             return "not running"
         if child.process is not None:
-            if child.process.returncode is None:
+            exited = _exit_reason(child.process)
+            if exited is None:
                 return None
-            reason = f"llama.cpp server exited with code {child.process.returncode}"
+            reason = f"llama.cpp server {exited}"
         elif process_start_time(child.pid) == child.start_time:
             return None
         else:

@@ -363,7 +363,7 @@ class Relay:
                             {"warmpath.host": failed.host, "warmpath.reason": error.message},
                         )
                         continue
-                    if error.backend_down and not failed.asked_agent and not ask_agent:
+                    if error.backend_down and not failed.asked_agent:
                         # Once per model: its agent knows whether the server died, and
                         # starts a new one rather than leave the request to fail.
                         ask_agent = True
