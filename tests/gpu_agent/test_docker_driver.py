@@ -431,6 +431,62 @@ async def test_a_container_killed_between_polls_is_found_down_by_verify_and_star
         await manager.close()
 
 
+SUPERVISED = [
+    "sh",
+    "-c",
+    # The server is not the container's main process: its shell outlives it.
+    "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & echo $! >/tmp/server.pid; sleep 86400 & wait",
+]
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+async def test_a_running_container_whose_server_died_is_found_down_by_verify_and_replaced(
+    engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
+) -> None:
+    driver = DockerDriver(settings(), engine, owner, http, poll_seconds=0.1)
+    manager = docker_manager(owner, model(command=SUPERVISED), driver)
+    try:
+        await manager.ensure_loaded("stub-model")
+        (hollow,) = owned(engine, owner)
+        killed = engine.containers.get(hollow).exec_run(["sh", "-c", "kill $(cat /tmp/server.pid)"])
+        assert killed.exit_code == 0, killed.output
+        await asyncio.sleep(0.5)
+        assert status(engine, hollow) == "running", "the watcher sees a live container"
+        assert not (await manager.ensure_loaded("stub-model")).cold_start
+
+        checked = await manager.ensure_loaded("stub-model", verify=True)
+
+        assert checked.cold_start and checked.residency.state is ResidencyState.READY
+        (replacement,) = owned(engine, owner)
+        assert replacement != hollow, "the hollow container is removed, a new one serves"
+        assert checked.residency.running is not None
+        response = await http.get(f"{checked.residency.running.base_url}/v1/models", timeout=5)
+        assert response.status_code == 200
+    finally:
+        await manager.close()
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+async def test_a_server_too_busy_to_answer_in_time_is_not_taken_for_dead(
+    engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
+) -> None:
+    driver = DockerDriver(settings(), engine, owner, http)
+    running = await driver.start(model(command=SUPERVISED), SIM_GPU)
+    (container_id,) = owned(engine, owner)
+    container = engine.containers.get(container_id)
+    # Stopped, the server still holds its socket: connections are accepted, never answered.
+    assert container.exec_run(["sh", "-c", "kill -STOP $(cat /tmp/server.pid)"]).exit_code == 0
+
+    assert await driver.check(running) is None
+    assert owned(engine, owner) == [container_id]
+
+    assert container.exec_run(["sh", "-c", "kill -CONT $(cat /tmp/server.pid)"]).exit_code == 0
+    await driver.stop(running)
+    assert owned(engine, owner) == []
+
+
 # -- the composition root -------------------------------------------------------
 
 

@@ -29,6 +29,10 @@ failed to the residency manager, which decides whether to load it again.
 Every SDK call blocks, so each runs in a worker thread (`asyncio.to_thread`).
 Crash detection polls the container's state rather than blocking in
 `container.wait()`, whose thread could not be cancelled on agent shutdown.
+A caller's `check` (EnsureLoaded with verify) also asks the readiness path,
+because a container can outlive its server (a shell or supervisor as its main
+process): only a refused or dropped connection counts as down there, never a
+slow answer, since a server busy generating may answer late but is not dead.
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ READINESS_LABEL = "warmpath.readiness_path"
 SERVED_ID_LABEL = "warmpath.served_id"
 _NAME_PREFIX = "warmpath-"
 _READINESS_POLL_SECONDS = 0.2
+_CHECK_TIMEOUT_SECONDS = 2.0
+_CHECK_ATTEMPTS = 2
+"""A pooled connection the server closed can fail once on its own; two refusals
+in a row are the server."""
 _LOG_LINES = 15
 _T = TypeVar("_T")
 _ALIVE = ("created", "running", "restarting")
@@ -137,6 +145,8 @@ class DockerDriver:
         self._poll_seconds = poll_seconds
         self._containers: dict[str, str] = {}
         """Model name -> id of the container serving it (started or adopted)."""
+        self._readiness_urls: dict[str, str] = {}
+        """Container id -> where this agent asks it whether it answers."""
         self._stopping: set[str] = set()
 
     # -- ModelDriver -----------------------------------------------------
@@ -182,7 +192,35 @@ class DockerDriver:
             await asyncio.sleep(self._poll_seconds)
 
     async def check(self, running: RunningModel) -> str | None:
-        return await self._check(running.model, self._containers.get(running.model))
+        container_id = self._containers.get(running.model)
+        reason = await self._check(running.model, container_id)
+        url = self._readiness_urls.get(container_id or "")
+        if reason is None and container_id is not None and url is not None:
+            reason = await self._refused(url)
+            if reason is not None:
+                # The container would otherwise go on holding its GPU memory, and
+                # its name, from the replacement the manager starts next.
+                await self._remove(running.model, container_id)
+        return reason
+
+    async def _refused(self, url: str) -> str | None:
+        """Why nothing serves `url`, if no connection to it can be made; None if
+        anything answers, whatever its status, or it is only slow."""
+        refusal: httpx.HTTPError | None = None
+        for attempt in range(_CHECK_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(_READINESS_POLL_SECONDS)
+            try:
+                await self._http.get(url, timeout=_CHECK_TIMEOUT_SECONDS)
+                return None
+            except httpx.TimeoutException:
+                return None
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
+                refusal = error
+        return (
+            f"container running, but nothing serves {url} "
+            f"({type(refusal).__name__}: {refusal or 'no answer'})"
+        )
 
     async def _check(self, model: str, container_id: str | None) -> str | None:
         """None while `container_id` still serves `model` and is alive."""
@@ -211,6 +249,7 @@ class DockerDriver:
                 len(self._containers), ", ".join(sorted(self._containers)),
             )  # fmt: skip
         self._containers.clear()
+        self._readiness_urls.clear()
 
     # -- adoption --------------------------------------------------------
 
@@ -335,6 +374,7 @@ class DockerDriver:
     async def _wait_ready(self, model: str, container: Container, address: _Address) -> None:
         path = container.labels.get(READINESS_LABEL) or "/v1/models"
         url = address.probe_url + path
+        self._readiness_urls[container.id] = url
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
@@ -355,6 +395,7 @@ class DockerDriver:
         """Stops with grace, then removes. Idempotent; only ever given owned ids."""
         if self._containers.get(model) == container_id:
             del self._containers[model]
+        self._readiness_urls.pop(container_id, None)
         try:
             await asyncio.to_thread(self._stop_and_remove, container_id)
         except docker.errors.DockerException as error:
