@@ -19,6 +19,8 @@ class FakeDriver:
     release: asyncio.Event | None = None
     """When set, every start waits for this event (to hold loads open in a test)."""
     checks: list[str] = field(default_factory=list)
+    pid: int | None = None
+    """The host pid every started server reports (for measuring its memory)."""
     _exits: dict[str, asyncio.Event] = field(default_factory=dict)
     _dead_unseen: set[str] = field(default_factory=set)
 
@@ -31,7 +33,7 @@ class FakeDriver:
             raise ModelLoadFailed(f"{spec.name} refused to start (injected)")
         self._exits[spec.name] = asyncio.Event()
         self._dead_unseen.discard(spec.name)
-        return RunningModel(spec.name, f"http://fake/{spec.name}", spec.name, pid=None)
+        return RunningModel(spec.name, f"http://fake/{spec.name}", spec.name, pid=self.pid)
 
     async def stop(self, running: RunningModel) -> None:
         self.stops.append(running.model)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import cast
 
@@ -49,6 +50,17 @@ async def test_readings_decode_names_and_report_live_memory() -> None:
 async def test_process_memory_is_per_pid() -> None:
     assert await inventory(two_gpus()).process_memory(4242) == {0: 9 * GB}
     assert await inventory(two_gpus()).process_memory(1) == {}
+
+
+async def test_process_memory_counts_the_workers_a_server_started(
+    server_and_worker: tuple[int, int],
+) -> None:
+    server, worker = server_and_worker
+    nvml = two_gpus()
+    nvml.gpus[0].processes = [(worker, 7 * GB), (os.getpid(), 1 * GB)]
+    nvml.gpus[1].processes = [(server, 2 * GB)]
+    # The test process started the server: its memory is not the server's.
+    assert await inventory(nvml).process_memory(server) == {0: 7 * GB, 1: 2 * GB}
 
 
 async def test_an_nvml_error_marks_the_gpu_unhealthy_and_backs_off() -> None:

@@ -3,16 +3,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from types import ModuleType
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.drivers import FakeDriver
+from tests.fakes.nvml import FakeGpu, FakeNvml
 from warmpath.v1 import gpu_agent_pb2_grpc
 from warmpath_agent.eviction import estimated_load_seconds
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
@@ -237,6 +241,32 @@ async def test_simulated_state_is_labelled_and_counts_booked_memory() -> None:
     assert state.simulated
     assert state.gpus[0].uuid.startswith("SIM-")
     assert state.gpus[0].memory_used_bytes == 250 * MIB
+
+
+async def test_on_real_gpus_the_measured_footprint_replaces_the_estimate(
+    server_and_worker: tuple[int, int],
+) -> None:
+    server, worker = server_and_worker
+    # A live inventory (NVML's, read from a stand-in), where the server's worker holds
+    # the model's memory, as vLLM's engine core does.
+    nvml = FakeNvml([FakeGpu("GPU-aaa", "NVIDIA H100", 80 * 1024 * MIB, 0, [(worker, 700 * MIB)])])
+    agent = ResidencyManager(
+        "host-a",
+        {"a": spec("a", 1000)},
+        NvmlInventory(cast(ModuleType, nvml)),
+        FakeDriver(pid=server),
+        book=MemoryBook(),
+        estimate_bytes=lambda s: int(s.memory or 0),
+        metrics=AgentMetrics(CollectorRegistry()),
+    )
+    first = (await agent.ensure_loaded("a")).residency
+    assert (first.estimated_bytes, first.measured_bytes) == (1000 * MIB, 700 * MIB)
+    (reported,) = (await agent.state()).models
+    assert (reported.estimated_bytes, reported.measured_bytes) == (1000 * MIB, 700 * MIB)
+
+    assert await agent.unload("a", force=False)
+    again = (await agent.ensure_loaded("a")).residency
+    assert again.estimated_bytes == 700 * MIB, "the next placement plans with what was measured"
 
 
 async def test_a_leased_model_is_neither_evicted_nor_expired_nor_unloaded() -> None:

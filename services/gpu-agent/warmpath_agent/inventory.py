@@ -41,7 +41,7 @@ class GpuInventory(Protocol):
     async def read(self) -> list[GpuReading]: ...
 
     async def process_memory(self, pid: int) -> Mapping[int, int]:
-        """GPU memory held by `pid` (and only it), bytes by GPU index."""
+        """GPU memory held by `pid` and the processes it started, bytes by GPU index."""
         ...
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, TypeVar
 
+import psutil
+
 from warmpath_agent.inventory import GpuProcessReading, GpuReading
 
 logger = logging.getLogger(__name__)
@@ -68,11 +70,11 @@ class NvmlInventory:
         return await asyncio.to_thread(self._read_all)
 
     async def process_memory(self, pid: int) -> Mapping[int, int]:
-        readings = await self.read()
+        readings, family = await asyncio.gather(self.read(), asyncio.to_thread(process_family, pid))
         found: dict[int, int] = {}
         for gpu in readings:
             for process in gpu.processes:
-                if process.pid == pid:
+                if process.pid in family:
                     found[gpu.index] = found.get(gpu.index, 0) + process.used_memory_bytes
         return found
 
@@ -150,3 +152,14 @@ class NvmlInventory:
             healthy=False,
             unhealthy_reason=reason,
         )
+
+
+def process_family(pid: int) -> frozenset[int]:
+    """`pid` and every process under it now. A server's GPU memory can sit in
+    workers it started (vLLM's engine core, SGLang's schedulers, or the server
+    itself under a container's shell), not in the process the driver knows."""
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:  # gone, or not ours to look at: the pid alone
+        return frozenset({pid})
+    return frozenset({pid, *(child.pid for child in descendants)})
