@@ -243,22 +243,29 @@ async def test_simulated_state_is_labelled_and_counts_booked_memory() -> None:
     assert state.gpus[0].memory_used_bytes == 250 * MIB
 
 
+def live_manager(
+    gpu_processes: list[tuple[int, int | None]], driver: FakeDriver, *specs: ModelSpec
+) -> ResidencyManager:
+    """An agent on a live inventory: NVML's, read from a stand-in listing `gpu_processes`."""
+    nvml = FakeNvml([FakeGpu("GPU-aaa", "NVIDIA H100", 80 * 1024 * MIB, 0, gpu_processes)])
+    return ResidencyManager(
+        "host-a",
+        {s.name: s for s in specs},
+        NvmlInventory(cast(ModuleType, nvml)),
+        driver,
+        book=MemoryBook(),
+        estimate_bytes=lambda s: int(s.memory or 0),
+        metrics=AgentMetrics(CollectorRegistry()),
+    )
+
+
 async def test_on_real_gpus_the_measured_footprint_replaces_the_estimate(
     server_and_worker: tuple[int, int],
 ) -> None:
     server, worker = server_and_worker
     # A live inventory (NVML's, read from a stand-in), where the server's worker holds
     # the model's memory, as vLLM's engine core does.
-    nvml = FakeNvml([FakeGpu("GPU-aaa", "NVIDIA H100", 80 * 1024 * MIB, 0, [(worker, 700 * MIB)])])
-    agent = ResidencyManager(
-        "host-a",
-        {"a": spec("a", 1000)},
-        NvmlInventory(cast(ModuleType, nvml)),
-        FakeDriver(pid=server),
-        book=MemoryBook(),
-        estimate_bytes=lambda s: int(s.memory or 0),
-        metrics=AgentMetrics(CollectorRegistry()),
-    )
+    agent = live_manager([(worker, 700 * MIB)], FakeDriver(pid=server), spec("a", 1000))
     first = (await agent.ensure_loaded("a")).residency
     assert (first.estimated_bytes, first.measured_bytes) == (1000 * MIB, 700 * MIB)
     (reported,) = (await agent.state()).models
@@ -267,6 +274,18 @@ async def test_on_real_gpus_the_measured_footprint_replaces_the_estimate(
     assert await agent.unload("a", force=False)
     again = (await agent.ensure_loaded("a")).residency
     assert again.estimated_bytes == 700 * MIB, "the next placement plans with what was measured"
+
+
+async def test_a_server_nvml_does_not_list_keeps_its_estimate_and_the_log_says_why(
+    server_and_worker: tuple[int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _ = server_and_worker
+    # As in a container with its own PID namespace: NVML lists a host pid it cannot see.
+    agent = live_manager([(4_000_000, 700 * MIB)], FakeDriver(pid=server), spec("a", 1000))
+    loaded = (await agent.ensure_loaded("a")).residency
+    assert (loaded.estimated_bytes, loaded.measured_bytes) == (1000 * MIB, 0)
+    assert f"NVML lists no process of its server (pid {server})" in caplog.text
+    assert "pid: host" in caplog.text and "hostPID: true" in caplog.text
 
 
 async def test_a_leased_model_is_neither_evicted_nor_expired_nor_unloaded() -> None:

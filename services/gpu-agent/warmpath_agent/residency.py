@@ -541,6 +541,14 @@ class ResidencyManager:
             measured = running.memory_bytes
         elif running.pid is not None:
             measured = sum((await self._inventory.process_memory(running.pid)).values())
+            if not measured:
+                logger.warning(
+                    "could not measure %s's GPU memory: NVML lists no process of its server "
+                    "(pid %d) or its workers; placement goes on with the estimate. NVML "
+                    "reports host pids: an agent in a container needs the host's PID "
+                    "namespace (compose: pid: host; Kubernetes: hostPID: true)",
+                    running.model, running.pid,
+                )  # fmt: skip
         else:
             return 0
         if measured:
