@@ -194,13 +194,13 @@ class DockerDriver:
     async def check(self, running: RunningModel) -> str | None:
         container_id = self._containers.get(running.model)
         reason = await self._check(running.model, container_id)
-        url = self._readiness_urls.get(container_id or "")
-        if reason is None and container_id is not None and url is not None:
-            reason = await self._refused(url)
-            if reason is not None:
-                # The container would otherwise go on holding its GPU memory, and
-                # its name, from the replacement the manager starts next.
-                await self._remove(running.model, container_id)
+        if reason is not None or container_id is None:
+            return reason
+        url = self._readiness_urls.get(container_id)
+        if url is not None and (reason := await self._refused(url)) is not None:
+            # The container would otherwise go on holding its GPU memory, and its
+            # name, from the replacement the manager starts next.
+            await self._remove(running.model, container_id)
         return reason
 
     async def _refused(self, url: str) -> str | None:
