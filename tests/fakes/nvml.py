@@ -19,6 +19,7 @@ class FakeGpu:
     total: int
     used: int
     processes: list[tuple[int, int | None]] = field(default_factory=list)
+    graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     power_supported: bool = True
     broken: bool = False
     """Every reading of this GPU raises NVMLError (e.g. it fell off the bus)."""
@@ -77,3 +78,9 @@ class FakeNvml:
     def nvmlDeviceGetComputeRunningProcesses(self, gpu: FakeGpu) -> list[Any]:
         self._call("nvmlDeviceGetComputeRunningProcesses")
         return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, gpu: FakeGpu) -> list[Any]:
+        self._call("nvmlDeviceGetGraphicsRunningProcesses")
+        return [
+            SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.graphics_processes
+        ]

@@ -47,6 +47,17 @@ async def test_readings_decode_names_and_report_live_memory() -> None:
     assert [(p.pid, p.used_memory_bytes) for p in first.processes] == [(4242, 9 * GB), (7, 0)]
 
 
+async def test_graphics_processes_count_too_and_a_process_in_both_lists_once() -> None:
+    nvml = two_gpus()
+    nvml.gpus[0].graphics_processes = [(1234, 1 * GB), (4242, 9 * GB)]
+    first, _ = await inventory(nvml).read()
+    assert sorted((p.pid, p.used_memory_bytes) for p in first.processes) == [
+        (7, 0),
+        (1234, 1 * GB),
+        (4242, 9 * GB),
+    ]
+
+
 async def test_process_memory_is_per_pid() -> None:
     assert await inventory(two_gpus()).process_memory(4242) == {0: 9 * GB}
     assert await inventory(two_gpus()).process_memory(1) == {}

@@ -109,12 +109,18 @@ class NvmlInventory:
         nvml = self._nvml
         handle = nvml.call("nvmlDeviceGetHandleByIndex", index)
         memory = nvml.call("nvmlDeviceGetMemoryInfo", handle)
-        raw_processes: list[Any] = nvml.optional(
-            "nvmlDeviceGetComputeRunningProcesses", [], handle, convert=list
-        )
-        processes = tuple(
-            GpuProcessReading(int(p.pid), int(p.usedGpuMemory or 0)) for p in raw_processes
-        )
+        # A process with both kinds of context is listed in both, with the same memory.
+        used_by_pid: dict[int, int] = {}
+        for listing in (
+            "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlDeviceGetGraphicsRunningProcesses",
+        ):
+            listed: list[Any] = nvml.optional(listing, [], handle, convert=list)
+            for process in listed:
+                pid = int(process.pid)
+                used = int(process.usedGpuMemory or 0)  # None: not available (e.g. Windows WDDM)
+                used_by_pid[pid] = max(used, used_by_pid.get(pid, 0))
+        processes = tuple(GpuProcessReading(pid, used) for pid, used in used_by_pid.items())
         return GpuReading(
             index=index,
             uuid=nvml.text(nvml.call("nvmlDeviceGetUUID", handle)),
