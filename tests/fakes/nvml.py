@@ -21,6 +21,8 @@ class FakeGpu:
     processes: list[tuple[int, int | None]] = field(default_factory=list)
     graphics_processes: list[tuple[int, int | None]] = field(default_factory=list)
     power_supported: bool = True
+    mig_enabled: bool | None = None
+    """None: a GPU without MIG support."""
     broken: bool = False
     """Every reading of this GPU raises NVMLError (e.g. it fell off the bus)."""
 
@@ -33,6 +35,7 @@ class FakeNvml:
     calls: list[str] = field(default_factory=list)
     NVMLError: type[Exception] = NVMLError
     NVML_TEMPERATURE_GPU: int = 0
+    NVML_DEVICE_MIG_ENABLE: int = 1
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -84,3 +87,9 @@ class FakeNvml:
         return [
             SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.graphics_processes
         ]
+
+    def nvmlDeviceGetMigMode(self, gpu: FakeGpu) -> list[int]:
+        self._call("nvmlDeviceGetMigMode")
+        if gpu.mig_enabled is None:
+            raise NVMLError("Not Supported")
+        return [int(gpu.mig_enabled), int(gpu.mig_enabled)]

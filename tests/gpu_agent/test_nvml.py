@@ -58,6 +58,18 @@ async def test_graphics_processes_count_too_and_a_process_in_both_lists_once() -
     ]
 
 
+async def test_a_gpu_in_mig_mode_is_reported_unusable_with_what_to_do() -> None:
+    nvml = two_gpus()
+    nvml.gpus[0].mig_enabled = True
+    nvml.gpus[1].mig_enabled = False
+    partitioned, whole = await inventory(nvml).read()
+    assert not partitioned.healthy
+    assert "MIG mode is on" in partitioned.unhealthy_reason
+    assert "nvidia-smi -i 0 -mig 0" in partitioned.unhealthy_reason
+    assert partitioned.memory_total_bytes == 80 * GB, "still read, for the state stream"
+    assert whole.healthy
+
+
 async def test_process_memory_is_per_pid() -> None:
     assert await inventory(two_gpus()).process_memory(4242) == {0: 9 * GB}
     assert await inventory(two_gpus()).process_memory(1) == {}

@@ -121,6 +121,13 @@ class NvmlInventory:
                 used = int(process.usedGpuMemory or 0)  # None: not available (e.g. Windows WDDM)
                 used_by_pid[pid] = max(used, used_by_pid.get(pid, 0))
         processes = tuple(GpuProcessReading(pid, used) for pid, used in used_by_pid.items())
+        # [current, pending]; GPUs without MIG answer NOT_SUPPORTED.
+        mig_enabled = nvml.optional(
+            "nvmlDeviceGetMigMode",
+            False,
+            handle,
+            convert=lambda modes: modes[0] == nvml.module.NVML_DEVICE_MIG_ENABLE,
+        )
         return GpuReading(
             index=index,
             uuid=nvml.text(nvml.call("nvmlDeviceGetUUID", handle)),
@@ -143,6 +150,15 @@ class NvmlInventory:
                 "nvmlDeviceGetPowerUsage", 0.0, handle, convert=lambda mw: float(mw) / 1000.0
             ),
             processes=processes,
+            # A whole-GPU placement on a partitioned GPU fails in the model server
+            # (CUDA sees only MIG instances), so it is not offered one.
+            healthy=not mig_enabled,
+            unhealthy_reason=(
+                "MIG mode is on: Warmpath places models on whole GPUs; turn MIG off for "
+                f"this GPU (nvidia-smi -i {index} -mig 0) or leave it to other workloads"
+                if mig_enabled
+                else ""
+            ),
         )
 
     def _unhealthy(self, index: int, reason: str) -> GpuReading:
