@@ -6,13 +6,16 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import cast
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
 from tests.fakes.drivers import FakeDriver
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from warmpath.v1 import gpu_agent_pb2_grpc
+from warmpath_agent.__main__ import gpu_health_name, observe_gpus
 from warmpath_agent.eviction import estimated_load_seconds
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
@@ -32,6 +35,8 @@ from warmpath_common.grpc_server import create_server
 from warmpath_router.clients import AgentClient, HostChannels
 
 MIB = 1024 * 1024
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def spec(name: str, memory_mib: int, **extra: object) -> ModelSpec:
@@ -243,15 +248,22 @@ async def test_simulated_state_is_labelled_and_counts_booked_memory() -> None:
     assert state.gpus[0].memory_used_bytes == 250 * MIB
 
 
+def one_gpu(processes: list[tuple[int, int | None]]) -> FakeNvml:
+    """NVML's stand-in with one GPU, on which `processes` (pid, bytes) hold memory."""
+    return FakeNvml([FakeGpu("GPU-aaa", "NVIDIA H100", 80 * 1024 * MIB, 0, processes)])
+
+
 def live_manager(
-    gpu_processes: list[tuple[int, int | None]], driver: FakeDriver, *specs: ModelSpec
+    nvml: FakeNvml,
+    driver: FakeDriver,
+    *specs: ModelSpec,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ResidencyManager:
-    """An agent on a live inventory: NVML's, read from a stand-in listing `gpu_processes`."""
-    nvml = FakeNvml([FakeGpu("GPU-aaa", "NVIDIA H100", 80 * 1024 * MIB, 0, gpu_processes)])
+    """An agent on a live inventory: NVML's, read from `nvml`."""
     return ResidencyManager(
         "host-a",
         {s.name: s for s in specs},
-        NvmlInventory(cast(ModuleType, nvml)),
+        NvmlInventory(cast(ModuleType, nvml), clock=clock),
         driver,
         book=MemoryBook(),
         estimate_bytes=lambda s: int(s.memory or 0),
@@ -265,7 +277,7 @@ async def test_on_real_gpus_the_measured_footprint_replaces_the_estimate(
     server, worker = server_and_worker
     # A live inventory (NVML's, read from a stand-in), where the server's worker holds
     # the model's memory, as vLLM's engine core does.
-    agent = live_manager([(worker, 700 * MIB)], FakeDriver(pid=server), spec("a", 1000))
+    agent = live_manager(one_gpu([(worker, 700 * MIB)]), FakeDriver(pid=server), spec("a", 1000))
     first = (await agent.ensure_loaded("a")).residency
     assert (first.estimated_bytes, first.measured_bytes) == (1000 * MIB, 700 * MIB)
     (reported,) = (await agent.state()).models
@@ -281,11 +293,53 @@ async def test_a_server_nvml_does_not_list_keeps_its_estimate_and_the_log_says_w
 ) -> None:
     server, _ = server_and_worker
     # As in a container with its own PID namespace: NVML lists a host pid it cannot see.
-    agent = live_manager([(4_000_000, 700 * MIB)], FakeDriver(pid=server), spec("a", 1000))
+    agent = live_manager(one_gpu([(4_000_000, 700 * MIB)]), FakeDriver(pid=server), spec("a", 1000))
     loaded = (await agent.ensure_loaded("a")).residency
     assert (loaded.estimated_bytes, loaded.measured_bytes) == (1000 * MIB, 0)
     assert f"NVML lists no process of its server (pid {server})" in caplog.text
     assert "pid: host" in caplog.text and "hostPID: true" in caplog.text
+
+
+async def test_a_gpu_turning_unhealthy_and_back_is_on_the_feed_and_in_grpc_health() -> None:
+    clock = Clock()
+    nvml = FakeNvml(
+        [
+            FakeGpu("GPU-aaa", "NVIDIA H100", 80 * 1024 * MIB, 0),
+            FakeGpu("GPU-bbb", "NVIDIA H100", 80 * 1024 * MIB, 0),
+        ]
+    )
+    agent = live_manager(nvml, FakeDriver(), clock=clock)
+    server = await create_server("127.0.0.1:0", lambda _: None, ["warmpath.v1.GpuAgent"])
+    metrics = AgentMetrics(CollectorRegistry())
+
+    async def health(index: int) -> int:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            request = health_pb2.HealthCheckRequest(service=gpu_health_name(index))
+            reply = await health_pb2_grpc.HealthStub(channel).Check(request)
+            return int(reply.status)
+
+    try:
+        await observe_gpus(agent, metrics, server)
+        assert [await health(0), await health(1)] == [SERVING, SERVING]
+        nvml.gpus[1].broken = True
+        await observe_gpus(agent, metrics, server)
+        assert [await health(0), await health(1)] == [SERVING, NOT_SERVING]
+        nvml.gpus[1].broken = False
+        clock.now += 60  # past the back-off: read again
+        await observe_gpus(agent, metrics, server)
+        assert await health(1) == SERVING
+        _, events = await agent.feed.wait_after(0, timeout=0)
+        assert events == [
+            "GPU 1 unhealthy: nvmlDeviceGetMemoryInfo: GPU is lost (injected)",
+            "GPU 1 healthy again",
+        ]
+        await server.stop(0)
+        # The server is gone: ask its health servicer itself.
+        request = health_pb2.HealthCheckRequest(service=gpu_health_name(0))
+        reply = await server.health.Check(request, None)  # type: ignore[arg-type]
+        assert reply.status == NOT_SERVING, "shut down: every part is NOT_SERVING"
+    finally:
+        await server.server.stop(0)
 
 
 async def test_a_leased_model_is_neither_evicted_nor_expired_nor_unloaded() -> None:

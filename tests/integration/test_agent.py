@@ -111,12 +111,12 @@ def test_health_probes_never_load_or_generate(agent: Agent) -> None:
         health = health_pb2_grpc.HealthStub(channel)
         stub = gpu_agent_pb2_grpc.GpuAgentStub(channel)
         while time.monotonic() < deadline:
-            for service in ("", "warmpath.v1.GpuAgent"):
+            for service in ("", "warmpath.v1.GpuAgent", "warmpath.v1.GpuAgent/gpu/0"):
                 assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == 1
             next(iter(health.Watch(health_pb2.HealthCheckRequest())))
             stub.GetState(gpu_agent_pb2.GetStateRequest())
             next(iter(stub.WatchState(gpu_agent_pb2.WatchStateRequest())))
-            probes += 5
+            probes += 6
     assert probes > 50
     assert agent.loads() == loads_before
     assert {m.model for m in state(agent).models} == {"gemma-pinned"}, "probing loaded a model"

@@ -8,7 +8,7 @@ import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -306,29 +306,42 @@ class ServiceServer:
     service_names: tuple[str, ...]
     drain: Drain
     stopping: bool = False
+    parts: set[str] = field(default_factory=set)
+    """Health names of parts of the service (one per GPU on an agent)."""
 
     async def set_serving(self, serving: bool) -> None:
         if serving and self.stopping:
             return  # once shutting down, never SERVING again
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
         for name in ("", *self.service_names):
-            await self.health.set(name, status)
+            await self.health.set(name, _health_status(serving))
+
+    async def set_part_serving(self, name: str, serving: bool) -> None:
+        """The health of one part of the service, under its own name, for probes that
+        ask about it; NOT_SERVING once shutting down, as the whole."""
+        self.parts.add(name)
+        await self.health.set(name, _health_status(serving and not self.stopping))
 
     async def stop(self, grace_seconds: float) -> None:
         """Flip health to NOT_SERVING, refuse new calls with UNAVAILABLE, let the calls in
         flight finish within `grace_seconds`, then stop (ending long-lived streams)."""
         self.stopping = True
         await self.set_serving(False)
+        for part in self.parts:
+            await self.health.set(part, _health_status(False))
         self.drain.draining = True
         if not await self.drain.wait_idle(grace_seconds):
             logger.warning(
                 "calls still in flight after %.1f s of grace; cancelling them", grace_seconds
             )
         await self.server.stop(0)
+
+
+def _health_status(serving: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    return (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
 
 
 async def create_server(

@@ -39,7 +39,7 @@ from warmpath_common.config import (
     with_overrides,
 )
 from warmpath_common.entrypoint import run_service
-from warmpath_common.grpc_server import create_server, serve_until_signalled
+from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import PeerIdentityGuard
 
@@ -170,7 +170,7 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
         if settings.metrics_listen:
             serve_metrics(settings.metrics_listen, registry)
         pinned = asyncio.create_task(manager.load_pinned())
-        expiry = asyncio.create_task(_housekeeping(manager, metrics))
+        expiry = asyncio.create_task(_housekeeping(manager, metrics, server))
         try:
             await serve_until_signalled(server, settings.shutdown_grace_seconds)
         finally:
@@ -181,12 +181,29 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             await manager.close()
 
 
-async def _housekeeping(manager: ResidencyManager, metrics: AgentMetrics) -> None:
-    """Keep-alive expiry and GPU gauges, every few seconds."""
+async def _housekeeping(
+    manager: ResidencyManager, metrics: AgentMetrics, server: ServiceServer
+) -> None:
+    """Keep-alive expiry and GPU health, every few seconds."""
     while True:
-        metrics.observe_gpus((await manager.state()).gpus)
+        await observe_gpus(manager, metrics, server)
         await asyncio.sleep(_EXPIRY_CHECK_SECONDS)
         await manager.expire_idle()
+
+
+def gpu_health_name(index: int) -> str:
+    """The gRPC health service name of one GPU, e.g. `warmpath.v1.GpuAgent/gpu/0`."""
+    return f"{SERVICE_NAME}/gpu/{index}"
+
+
+async def observe_gpus(
+    manager: ResidencyManager, metrics: AgentMetrics, server: ServiceServer
+) -> None:
+    """Each GPU's health to the state feed, the gauges and gRPC health."""
+    gpus = await manager.watch_gpus()
+    for gpu in gpus:
+        await server.set_part_serving(gpu_health_name(gpu.index), gpu.healthy)
+    metrics.observe_gpus(gpus)
 
 
 def cli(

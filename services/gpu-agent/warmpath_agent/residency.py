@@ -195,6 +195,7 @@ class ResidencyManager:
         self._measured: dict[str, int] = {}
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
+        self._gpu_healthy: dict[int, bool] = {}
         # The last hot set: its members keep their place unless clearly outranked.
         self._hot_set: frozenset[str] = frozenset()
         # Bumped whenever memory may have become available; room waiters watch it.
@@ -213,6 +214,21 @@ class ResidencyManager:
             servable_models=tuple(sorted(self._specs)),
             observed_at=self._clock(),
         )
+
+    async def watch_gpus(self) -> tuple[GpuReading, ...]:
+        """Reads the GPUs and puts on the feed each GPU that turned unhealthy or
+        healthy again since the last call (and any unhealthy at the first)."""
+        gpus = tuple(await self._inventory.read())
+        for gpu in gpus:
+            was_healthy = self._gpu_healthy.get(gpu.index, True)
+            self._gpu_healthy[gpu.index] = gpu.healthy
+            if gpu.healthy != was_healthy:
+                await self.feed.publish(
+                    f"GPU {gpu.index} healthy again"
+                    if gpu.healthy
+                    else f"GPU {gpu.index} unhealthy: {gpu.unhealthy_reason}"
+                )
+        return gpus
 
     # -- commands --------------------------------------------------------
 
