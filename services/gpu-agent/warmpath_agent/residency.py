@@ -560,8 +560,9 @@ class ResidencyManager:
             if not measured:
                 logger.warning(
                     "could not measure %s's GPU memory: NVML lists no process of its server "
-                    "(pid %d) or its workers; placement goes on with the estimate. NVML "
-                    "reports host pids: an agent in a container needs the host's PID "
+                    "(pid %d) or its workers; placement goes on with the estimate. Either the "
+                    "server does not use the GPU (a CPU-only build?), or the agent runs in a "
+                    "container of its own: NVML reports host pids, so it needs the host's PID "
                     "namespace (compose: pid: host; Kubernetes: hostPID: true)",
                     running.model, running.pid,
                 )  # fmt: skip
