@@ -469,6 +469,27 @@ async def test_a_running_container_whose_server_died_is_found_down_by_verify_and
 
 @pytest.mark.docker
 @pytest.mark.timeout(120)
+async def test_the_watcher_finds_a_running_container_whose_server_died_and_removes_it(
+    engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
+) -> None:
+    driver = DockerDriver(settings(), engine, owner, http, poll_seconds=0.1, liveness_seconds=0.5)
+    running = await driver.start(model(command=SUPERVISED), SIM_GPU)
+    exited = asyncio.create_task(driver.wait_exited(running))
+    await asyncio.sleep(1.5)
+    assert not exited.done(), "a live server passes the watcher's liveness check"
+
+    (hollow,) = owned(engine, owner)
+    assert (
+        engine.containers.get(hollow).exec_run(["sh", "-c", "kill $(cat /tmp/server.pid)"])[0] == 0
+    )
+
+    reason = await asyncio.wait_for(exited, 10)
+    assert reason.startswith("container running, but nothing serves http://127.0.0.1:")
+    assert owned(engine, owner) == [], "the hollow container is removed, freeing its memory"
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
 async def test_a_server_too_busy_to_answer_in_time_is_not_taken_for_dead(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:

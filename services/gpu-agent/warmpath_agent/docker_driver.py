@@ -29,10 +29,12 @@ failed to the residency manager, which decides whether to load it again.
 Every SDK call blocks, so each runs in a worker thread (`asyncio.to_thread`).
 Crash detection polls the container's state rather than blocking in
 `container.wait()`, whose thread could not be cancelled on agent shutdown.
-A caller's `check` (EnsureLoaded with verify) also asks the readiness path,
-because a container can outlive its server (a shell or supervisor as its main
-process): only a refused or dropped connection counts as down there, never a
-slow answer, since a server busy generating may answer late but is not dead.
+A container can outlive its server (a shell or supervisor as its main
+process), so the readiness path is asked too: by a caller's `check`
+(EnsureLoaded with verify) at once, and by the watcher every
+`liveness_seconds`. Only a refused or dropped connection counts as down there,
+never a slow answer, since a server busy generating may answer late but is not
+dead; a container found so is removed, so that it frees its memory.
 """
 
 from __future__ import annotations
@@ -137,12 +139,14 @@ class DockerDriver:
         http: httpx.AsyncClient,
         *,
         poll_seconds: float = 1.0,
+        liveness_seconds: float = 10.0,
     ) -> None:
         self._settings = settings
         self._client = client
         self._owner = owner
         self._http = http
         self._poll_seconds = poll_seconds
+        self._liveness_seconds = liveness_seconds
         self._containers: dict[str, str] = {}
         """Model name -> id of the container serving it (started or adopted)."""
         self._readiness_urls: dict[str, str] = {}
@@ -185,8 +189,12 @@ class DockerDriver:
 
     async def wait_exited(self, running: RunningModel) -> str:
         watched = self._containers.get(running.model)
+        asked_at = time.monotonic()
         while True:
             reason = await self._check(running.model, watched)
+            if reason is None and time.monotonic() - asked_at >= self._liveness_seconds:
+                asked_at = time.monotonic()
+                reason = await self._check_server(running.model, watched)
             if reason is not None:
                 return reason
             await asyncio.sleep(self._poll_seconds)
@@ -194,13 +202,21 @@ class DockerDriver:
     async def check(self, running: RunningModel) -> str | None:
         container_id = self._containers.get(running.model)
         reason = await self._check(running.model, container_id)
-        if reason is not None or container_id is None:
-            return reason
-        url = self._readiness_urls.get(container_id)
-        if url is not None and (reason := await self._refused(url)) is not None:
+        if reason is None:
+            reason = await self._check_server(running.model, container_id)
+        return reason
+
+    async def _check_server(self, model: str, container_id: str | None) -> str | None:
+        """None unless nothing accepts connections at the running container's
+        readiness path; then the container is removed, and why is returned."""
+        url = self._readiness_urls.get(container_id or "")
+        if container_id is None or url is None:
+            return None
+        reason = await self._refused(url)
+        if reason is not None:
             # The container would otherwise go on holding its GPU memory, and its
             # name, from the replacement the manager starts next.
-            await self._remove(running.model, container_id)
+            await self._remove(model, container_id)
         return reason
 
     async def _refused(self, url: str) -> str | None:
