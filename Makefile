@@ -8,7 +8,7 @@ PY_DIRS := $(wildcard services tests bench scripts)
 
 .DEFAULT_GOAL := help
 .PHONY: help install proto fmt lint test test-unit test-integration test-soak run bench up down clean \
-	images test-compose test-docker
+	images test-compose test-docker test-gpu
 
 help:
 	@echo "make run        set up, start the local mesh, send a sample request, serve until Ctrl-C"
@@ -21,6 +21,7 @@ help:
 	@echo "make up|down    start / stop compose.yaml's cpu profile (router on 127.0.0.1:50051)"
 	@echo "make test-compose  build the images, bring the cpu profile up on Docker, ask it, tear down"
 	@echo "make test-docker   the gpu-agent's Docker driver against a real engine (seconds)"
+	@echo "make test-gpu      the NVML inventory and footprint measurement on this host's NVIDIA GPU"
 
 # The first run compiles llama-cpp-python (about 10-15 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
@@ -105,6 +106,12 @@ test-compose: gen/.stamp
 test-docker: gen/.stamp
 	bash scripts/docker/engine.sh
 	WARMPATH_REQUIRE_DOCKER=1 $(BIN)/pytest -m docker tests/gpu_agent
+
+# On an NVIDIA host; the "model servers" are processes allocating GPU memory
+# with torch (pip install torch into .venv first). Where there is no GPU it
+# says why and fails (pytest's exit 5: nothing ran); `make test` skips them.
+test-gpu: gen/.stamp
+	$(BIN)/pytest -m gpu -s -rs tests/gpu_agent/test_nvml_gpu.py
 
 clean:
 	rm -rf gen .run .mypy_cache .ruff_cache .pytest_cache
