@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
+from tests.gpu_agent.process_tree import server_with_worker
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.drivers import RunningModel
 from warmpath_agent.inventory import GpuReading, MemoryBook
@@ -50,17 +51,6 @@ block = torch.empty(int(sys.argv[1]) * 2**20, dtype=torch.uint8, device="cuda")
 torch.cuda.synchronize()
 print("ready", flush=True)
 time.sleep(600)
-"""
-# A "server" holding no GPU memory itself: its worker does (as vLLM's engine core).
-SUPERVISOR = f"""
-import subprocess, sys
-worker = subprocess.Popen([sys.executable, "-c", {HOLDER!r}, sys.argv[1]], stdout=subprocess.PIPE)
-assert worker.stdout.readline().strip() == b"ready"
-print(worker.pid, flush=True)
-try:
-    worker.wait()
-finally:
-    worker.kill()
 """
 
 
@@ -134,26 +124,14 @@ async def test_a_servers_memory_held_by_its_worker_is_measured_as_the_servers() 
     pytest.importorskip("torch")
     inventory = NvmlInventory(pynvml)
     (first, *_) = await inventory.read()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SUPERVISOR, "1024"],
-        stdout=subprocess.PIPE,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": first.uuid},
-    )
-    worker = 0
-    try:
-        assert server.stdout is not None
-        worker = int(server.stdout.readline())
-        measured = await inventory.process_memory(server.pid)
+    pinned = {**os.environ, "CUDA_VISIBLE_DEVICES": first.uuid}
+    with server_with_worker(HOLDER, "1024", env=pinned) as (server, worker):
+        measured = await inventory.process_memory(server)
         by_pid = listed((await inventory.read())[0])
-        print(f"[gpu test] server {server.pid} measured {measured}; NVML lists {by_pid}")
-        assert server.pid not in by_pid, "the server itself holds no GPU memory"
+        print(f"[gpu test] server {server} measured {measured}; NVML lists {by_pid}")
+        assert server not in by_pid, "the server itself holds no GPU memory"
         assert measured == {0: by_pid[worker]}
         assert GIB <= measured[0] < 3 * GIB
-    finally:
-        server.kill()
-        server.wait(30)
-        if worker:  # killed, its server could not stop it
-            os.kill(worker, signal.SIGKILL)
 
 
 class TorchHolderDriver:
