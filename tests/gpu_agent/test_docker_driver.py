@@ -45,7 +45,7 @@ from warmpath_agent.docker_driver import (
 from warmpath_agent.drivers import DriverSet, ModelLoadFailed
 from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
-from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.residency import LoadOutcome, ResidencyManager, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ConfigError, DockerSettings, ModelSpec, Runtime, SimulatedGpu
@@ -215,6 +215,30 @@ def docker_manager(
         estimate_bytes=lambda s: int(s.memory or 0),
         metrics=AgentMetrics(registry or CollectorRegistry()),
     )
+
+
+async def assert_replaced(
+    outcome: LoadOutcome,
+    down: str,
+    engine: docker.DockerClient,
+    owner: str,
+    http: httpx.AsyncClient,
+) -> None:
+    """`outcome` loaded the model again: the container `down` is gone and a new one serves."""
+    assert outcome.cold_start and outcome.residency.state is ResidencyState.READY
+    (replacement,) = owned(engine, owner)
+    assert replacement != down, "the container found down is removed, a new one serves"
+    assert status(engine, replacement) == "running"
+    assert outcome.residency.running is not None
+    response = await http.get(f"{outcome.residency.running.base_url}/v1/models", timeout=5)
+    assert response.status_code == 200
+
+
+def signal_server(engine: docker.DockerClient, container_id: str, option: str = "") -> None:
+    """`kill <option>` to the server inside a SUPERVISED container (by its pid file)."""
+    command = f"kill {option} $(cat /tmp/server.pid)"
+    done = engine.containers.get(container_id).exec_run(["sh", "-c", command])
+    assert done.exit_code == 0, done.output
 
 
 @pytest.mark.docker
@@ -418,13 +442,7 @@ async def test_a_container_killed_between_polls_is_found_down_by_verify_and_star
         assert not stale.cold_start, "without verify the agent's state is taken as it is"
         checked = await manager.ensure_loaded("stub-model", verify=True)
 
-        assert checked.cold_start and checked.residency.state is ResidencyState.READY
-        (replacement,) = owned(engine, owner)
-        assert replacement != killed, "the dead container is removed, a new one serves"
-        assert status(engine, replacement) == "running"
-        assert checked.residency.running is not None
-        response = await http.get(f"{checked.residency.running.base_url}/v1/models", timeout=5)
-        assert response.status_code == 200
+        await assert_replaced(checked, killed, engine, owner, http)
         again = await manager.ensure_loaded("stub-model", verify=True)
         assert not again.cold_start, "a live container is left alone"
     finally:
@@ -449,20 +467,14 @@ async def test_a_running_container_whose_server_died_is_found_down_by_verify_and
     try:
         await manager.ensure_loaded("stub-model")
         (hollow,) = owned(engine, owner)
-        killed = engine.containers.get(hollow).exec_run(["sh", "-c", "kill $(cat /tmp/server.pid)"])
-        assert killed.exit_code == 0, killed.output
+        signal_server(engine, hollow)
         await asyncio.sleep(0.5)
         assert status(engine, hollow) == "running", "the watcher sees a live container"
         assert not (await manager.ensure_loaded("stub-model")).cold_start
 
         checked = await manager.ensure_loaded("stub-model", verify=True)
 
-        assert checked.cold_start and checked.residency.state is ResidencyState.READY
-        (replacement,) = owned(engine, owner)
-        assert replacement != hollow, "the hollow container is removed, a new one serves"
-        assert checked.residency.running is not None
-        response = await http.get(f"{checked.residency.running.base_url}/v1/models", timeout=5)
-        assert response.status_code == 200
+        await assert_replaced(checked, hollow, engine, owner, http)
     finally:
         await manager.close()
 
@@ -479,9 +491,7 @@ async def test_the_watcher_finds_a_running_container_whose_server_died_and_remov
     assert not exited.done(), "a live server passes the watcher's liveness check"
 
     (hollow,) = owned(engine, owner)
-    assert (
-        engine.containers.get(hollow).exec_run(["sh", "-c", "kill $(cat /tmp/server.pid)"])[0] == 0
-    )
+    signal_server(engine, hollow)
 
     reason = await asyncio.wait_for(exited, 10)
     assert reason.startswith("container running, but nothing serves http://127.0.0.1:")
@@ -496,14 +506,13 @@ async def test_a_server_too_busy_to_answer_in_time_is_not_taken_for_dead(
     driver = DockerDriver(settings(), engine, owner, http)
     running = await driver.start(model(command=SUPERVISED), SIM_GPU)
     (container_id,) = owned(engine, owner)
-    container = engine.containers.get(container_id)
     # Stopped, the server still holds its socket: connections are accepted, never answered.
-    assert container.exec_run(["sh", "-c", "kill -STOP $(cat /tmp/server.pid)"]).exit_code == 0
+    signal_server(engine, container_id, "-STOP")
 
     assert await driver.check(running) is None
     assert owned(engine, owner) == [container_id]
 
-    assert container.exec_run(["sh", "-c", "kill -CONT $(cat /tmp/server.pid)"]).exit_code == 0
+    signal_server(engine, container_id, "-CONT")
     await driver.stop(running)
     assert owned(engine, owner) == []
 
