@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ import grpc
 
 from warmpath_common.config import CallerToken, ConfigError, TlsSettings
 from warmpath_common.errors import PermissionDenied, Unauthenticated
+from warmpath_common.servicer_context import ServicerContext
 
 ALL_MODELS = "*"
 
@@ -86,10 +87,10 @@ class BearerTokenGuard:
     def applies_to(self, method: str) -> bool:
         return method.startswith(self._prefix)
 
-    async def check(self, method: str, context: Any) -> None:
+    async def check(self, method: str, context: ServicerContext) -> None:
         _current_caller.set(self._caller(dict(context.invocation_metadata() or ())))
 
-    def _caller(self, metadata: dict[str, Any]) -> Caller:
+    def _caller(self, metadata: dict[str, str | bytes]) -> Caller:
         header = str(metadata.get("authorization", ""))
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -117,8 +118,8 @@ class PeerIdentityGuard:
     def applies_to(self, method: str) -> bool:
         return method in self._methods
 
-    async def check(self, method: str, context: Any) -> None:
-        auth = context.auth_context() or {}
+    async def check(self, method: str, context: ServicerContext) -> None:
+        auth: Mapping[str, Iterable[bytes]] = context.auth_context() or {}
         names = {
             value.decode(errors="replace")
             for key in ("x509_common_name", "x509_subject_alternative_name")

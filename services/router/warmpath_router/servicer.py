@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_common.convert import BACKEND_TO_PROTO, event_to_proto, request_from_proto
-from warmpath_common.grpc_server import ServicerContext
 from warmpath_common.security import Caller, current_caller
+from warmpath_common.servicer_context import ServicerContext
 from warmpath_router.cluster import ClusterView
 from warmpath_router.registry import Resolution
 from warmpath_router.relay import Decision, FallbackHop, Relay, RoutedCompletion, RouteTaken
