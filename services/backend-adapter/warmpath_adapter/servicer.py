@@ -10,6 +10,8 @@ from warmpath_common.convert import BACKEND_FROM_PROTO, event_to_proto, request_
 from warmpath_common.errors import InvalidRequest
 from warmpath_common.servicer_context import ServicerContext
 
+__all__ = ["BackendAdapterServicer"]
+
 
 class BackendAdapterServicer(backend_adapter_pb2_grpc.BackendAdapterServicer):
     def __init__(self, dispatcher: BackendDispatcher) -> None:

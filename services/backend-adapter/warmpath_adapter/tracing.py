@@ -33,6 +33,8 @@ from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import Completion, GenerationRequest, StreamEvent, TextDelta
 from warmpath_common.telemetry import TraceContentPolicy, request_attributes
 
+__all__ = ["BackendCallSpan", "traced"]
+
 _tracer = trace.get_tracer(__name__)
 _CHAT = GenAiOperationNameValues.CHAT.value
 _TEXT_COMPLETION = GenAiOperationNameValues.TEXT_COMPLETION.value

@@ -38,6 +38,23 @@ from typing import ClassVar
 
 import grpc
 
+__all__ = [
+    "BACKEND_DOWN_METADATA_KEY",
+    "NOT_SENT_METADATA_KEY",
+    "Cancelled",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InvalidRequest",
+    "ModelNotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "WarmpathError",
+    "error_for_status",
+    "status_of",
+]
+
 
 class WarmpathError(Exception):
     """Base of every error Warmpath reports to a caller."""

@@ -24,6 +24,19 @@ from warmpath_common.config import CallerToken, ConfigError, TlsSettings
 from warmpath_common.errors import PermissionDenied, Unauthenticated
 from warmpath_common.servicer_context import ServicerContext
 
+__all__ = [
+    "ALL_MODELS",
+    "BearerTokenGuard",
+    "Caller",
+    "PeerIdentityGuard",
+    "caller_of",
+    "channel_credentials",
+    "current_caller",
+    "hash_token",
+    "peer_address",
+    "server_credentials",
+]
+
 ALL_MODELS = "*"
 
 
@@ -46,6 +59,19 @@ _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 def current_caller() -> Caller | None:
     """The caller the token guard authenticated for this call, if any."""
     return _current_caller.get()
+
+
+def caller_of(context: ServicerContext) -> Caller:
+    """The token's owner when the router requires tokens, else the caller's address."""
+    return current_caller() or Caller(peer_address(context.peer()))
+
+
+def peer_address(peer: str) -> str:
+    """The caller's address without its port: "ipv4:10.0.0.7:51234" -> "10.0.0.7"."""
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return address.rsplit(":", 1)[0].strip("[]")
+    return peer or "anonymous"
 
 
 def hash_token(token: str) -> str:

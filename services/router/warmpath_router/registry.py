@@ -11,6 +11,8 @@ from warmpath_common.config import AUTO_MODEL, AutoRouting, ModelSpec
 from warmpath_common.errors import InvalidRequest, ModelNotFound
 from warmpath_router.classifier import FeatureClassifier, RequestClassifier
 
+__all__ = ["ModelRegistry", "Resolution", "ResolvedModel"]
+
 _CLOSEST_MATCHES = 3
 
 

@@ -15,6 +15,8 @@ from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
 
+__all__ = ["Candidate", "Placement", "RouteReason", "models_fitting_nowhere", "place"]
+
 # Lower is better. A ready replica beats one still loading, which beats a host
 # that would have to start a load, which beats retrying a failed one.
 _SCORE = {
