@@ -1,22 +1,9 @@
-"""Tracing set-up shared by the three services: the provider, RPC spans, GenAI attributes.
+"""Tracing shared by the three services: the provider, RPC spans, GenAI attributes.
 
-Configuration is the standard OpenTelemetry environment (read by the SDK
-itself): `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) turns on
-OTLP/gRPC export, `OTEL_SERVICE_NAME` names the service, `OTEL_TRACES_SAMPLER`
-picks the sampler, `OTEL_SDK_DISABLED=true` turns tracing off. Without an
-endpoint, spans are still created so that trace ids reach callers and
-propagate, but nothing is exported.
-
-W3C trace context travels in gRPC metadata: Warmpath's server plumbing
-(warmpath_common.grpc_server) opens each call's SERVER span from it, and the
-router's clients send it with a CLIENT span per call, so a caller's own trace
-continues through Warmpath. (opentelemetry-instrumentation-grpc did the same
-through interceptors at several times the cost per call.)
-
-Prompt and completion text are never recorded unless the operator opts in
-(`WARMPATH_TRACE_CONTENT=true`).
-
-Attribute names come from OpenTelemetry's semantic-conventions package.
+Configured by the standard OTEL_* environment; docs/operations.md says how, and what
+one request's trace looks like. Server spans are opened by Warmpath's own plumbing
+(warmpath_common.grpc_server), not an interceptor, which cost several times as much
+per call. Prompt text is recorded only with WARMPATH_TRACE_CONTENT=true.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """Features: the named signals in a prompt that count for a class, with their weights.
 
-Every code signal is gated by a plain substring test (C speed) before any regex
-runs, regexes start with a literal so `re` can skip ahead, and single-word
-keywords are a set intersection rather than one big alternation: the router
-extracts features on the request path.
-
-Feature names never quote the prompt: a configured keyword that matched is named,
-nothing else, because explanations end up in logs and in responses that other
-people read.
+Feature names never quote the prompt (a configured keyword that matched is named,
+nothing else): explanations end up in logs and in responses other people read.
 """
 
 from __future__ import annotations
@@ -143,6 +137,10 @@ class _Signal:
         return False
 
 
+# Features are extracted on the request path, so every code signal is gated by a
+# plain substring test (C speed) before any regex runs, regexes start with a literal
+# so `re` can skip ahead, and single-word keywords are a set intersection rather than
+# one big alternation.
 _TRACE = "stack trace or compiler error"
 _SHELL = "shell command"
 _STRONG_CODE_SIGNALS: tuple[tuple[_Signal, float], ...] = (
