@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from warmpath_common.config import AutoClass
 from warmpath_router.classifier import (
     DEFAULT_CLASSES,
+    Classification,
     FeatureClassifier,
     RequestClassifier,
     SignalClasses,
@@ -80,14 +81,20 @@ def test_typical_prompts(classifier: FeatureClassifier, prompt: str, label: str)
     assert classifier.classify(prompt).label == label
 
 
-def test_below_threshold_escalates_and_says_so() -> None:
-    classes = (
-        AutoClass(
-            name="fast", model="small", keywords=("hello",), min_confidence=0.99, escalate_to="big"
-        ),
-        AutoClass(name="big", model="large"),
+def classify_hello(min_confidence: float) -> Classification:
+    """A "fast" class that matches hello and escalates to "big" below `min_confidence`."""
+    fast = AutoClass(
+        name="fast",
+        model="small",
+        keywords=("hello",),
+        min_confidence=min_confidence,
+        escalate_to="big",
     )
-    result = FeatureClassifier(classes).classify("hello there")
+    return FeatureClassifier((fast, AutoClass(name="big", model="large"))).classify("hello there")
+
+
+def test_below_threshold_escalates_and_says_so() -> None:
+    result = classify_hello(min_confidence=0.99)
     assert result.label == "big"
     assert result.escalated_from == "fast"
     assert result.confidence < 0.99
@@ -99,13 +106,7 @@ def test_below_threshold_escalates_and_says_so() -> None:
 
 
 def test_above_threshold_does_not_escalate() -> None:
-    classes = (
-        AutoClass(
-            name="fast", model="small", keywords=("hello",), min_confidence=0.5, escalate_to="big"
-        ),
-        AutoClass(name="big", model="large"),
-    )
-    result = FeatureClassifier(classes).classify("hello there")
+    result = classify_hello(min_confidence=0.5)
     assert result.label == "fast"
     assert result.escalated_from is None
     assert "escalated" not in result.explanation
