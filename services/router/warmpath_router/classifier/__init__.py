@@ -6,7 +6,9 @@ question), so `Route` can say *why* a prompt went to a model. A semantic classif
 can replace it by implementing `RequestClassifier`.
 
 - `_vocabulary`: the built-in keywords and cue words;
-- `_features`: the signals found in a prompt, with their weights;
+- `_phrases`: whole-word matching of a vocabulary;
+- `_code`: code detection (fences, traces, shell commands, syntax, file names);
+- `_features`: every feature of a prompt, per class, with its weight;
 - `_scoring`: weights to confidences, and the pick;
 - `_decision`: the class rules, the threshold (escalation) rule and the explanation.
 """
