@@ -8,7 +8,13 @@ import importlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("warmpath_common", "warmpath_router", "warmpath_agent", "warmpath_adapter")
+PACKAGES = (
+    "warmpath_common",
+    "warmpath_router",
+    "warmpath_agent",
+    "warmpath_adapter",
+    "warmpath_cli",
+)
 
 
 def _imports() -> list[tuple[str, str, str]]:
