@@ -1,6 +1,7 @@
 """Prints the config file reference (Markdown) from the pydantic models' docstrings.
 
-.venv/bin/python scripts/config_reference.py > /tmp/reference.md
+.venv/bin/python scripts/config_reference.py            # print the table
+.venv/bin/python scripts/config_reference.py --write    # replace it in docs/configuration.md
 """
 
 from __future__ import annotations
@@ -66,16 +67,17 @@ def table() -> str:
     )
 
 
-def write_into(readme: Path) -> None:
-    """Replaces the table that follows the README's '### Reference' heading."""
-    text = readme.read_text()
-    start = text.index("| field | type | default | meaning |", text.index("### Reference"))
-    end = text.index("\n\n", start)
-    readme.write_text(text[:start] + table() + text[end:])
+def write_into(page: Path) -> None:
+    """Replaces the table that follows the page's '## Reference' heading."""
+    text = page.read_text()
+    start = text.index("| field | type | default | meaning |", text.index("## Reference"))
+    end = text.find("\n\n", start)
+    end = len(text.rstrip("\n")) if end == -1 else end
+    page.write_text(text[:start] + table() + text[end:])
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        write_into(Path(__file__).resolve().parents[1] / "README.md")
+        write_into(Path(__file__).resolve().parents[1] / "docs/configuration.md")
     else:
         print(table())

@@ -158,4 +158,4 @@ def test_auto_classes_are_checked() -> None:
     message = str(caught.value)
     assert "router.auto.classes.1 (code): model 'nope' is not a registered model name" in message
     assert "escalation cycle: fast -> code -> fast" in message
-    assert "heavy escalates to unknown class 'huge'" in message
+    assert "class 'heavy' escalates to unknown class 'huge'" in message

@@ -78,12 +78,19 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         started.stop(service)
 
 
-def test_router_is_not_serving_until_an_agent_answers_and_recovers_after_losing_it(
-    processes: Processes,
-) -> None:
+@pytest.fixture
+def lone_router(processes: Processes) -> str:
+    """A router started before any agent answers: up, and NOT_SERVING. Its address."""
     router = processes.ports.address("router")
     processes.start("router", "warmpath_router")
     wait_health(router, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return router
+
+
+def test_router_is_not_serving_until_an_agent_answers_and_recovers_after_losing_it(
+    processes: Processes, lone_router: str
+) -> None:
+    router = lone_router
     with grpc.insecure_channel(router) as channel, pytest.raises(grpc.RpcError) as caught:
         router_pb2_grpc.RouterStub(channel).Route(
             router_pb2.RouteRequest(
@@ -111,11 +118,9 @@ def test_router_is_not_serving_until_an_agent_answers_and_recovers_after_losing_
 
 
 def test_config_changes_reload_and_bad_ones_are_rejected_while_serving(
-    processes: Processes,
+    processes: Processes, lone_router: str
 ) -> None:
-    router = processes.ports.address("router")
-    processes.start("router", "warmpath_router")
-    wait_health(router, health_pb2.HealthCheckResponse.NOT_SERVING)
+    router = lone_router
 
     def aliases() -> list[str]:
         with grpc.insecure_channel(router) as channel:

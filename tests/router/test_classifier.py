@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from warmpath_common.config import AutoClass
 from warmpath_router.classifier import (
     DEFAULT_CLASSES,
+    Classification,
     FeatureClassifier,
-    RequestClass,
     RequestClassifier,
     SignalClasses,
 )
@@ -79,12 +81,20 @@ def test_typical_prompts(classifier: FeatureClassifier, prompt: str, label: str)
     assert classifier.classify(prompt).label == label
 
 
-def test_below_threshold_escalates_and_says_so() -> None:
-    classes = (
-        RequestClass("fast", "small", keywords=("hello",), min_confidence=0.99, escalate_to="big"),
-        RequestClass("big", "large"),
+def classify_hello(min_confidence: float) -> Classification:
+    """A "fast" class that matches hello and escalates to "big" below `min_confidence`."""
+    fast = AutoClass(
+        name="fast",
+        model="small",
+        keywords=("hello",),
+        min_confidence=min_confidence,
+        escalate_to="big",
     )
-    result = FeatureClassifier(classes).classify("hello there")
+    return FeatureClassifier((fast, AutoClass(name="big", model="large"))).classify("hello there")
+
+
+def test_below_threshold_escalates_and_says_so() -> None:
+    result = classify_hello(min_confidence=0.99)
     assert result.label == "big"
     assert result.escalated_from == "fast"
     assert result.confidence < 0.99
@@ -96,11 +106,7 @@ def test_below_threshold_escalates_and_says_so() -> None:
 
 
 def test_above_threshold_does_not_escalate() -> None:
-    classes = (
-        RequestClass("fast", "small", keywords=("hello",), min_confidence=0.5, escalate_to="big"),
-        RequestClass("big", "large"),
-    )
-    result = FeatureClassifier(classes).classify("hello there")
+    result = classify_hello(min_confidence=0.5)
     assert result.label == "fast"
     assert result.escalated_from is None
     assert "escalated" not in result.explanation
@@ -108,9 +114,9 @@ def test_above_threshold_does_not_escalate() -> None:
 
 def test_escalation_takes_one_hop_along_the_chain() -> None:
     classes = (
-        RequestClass("a", "m-a", keywords=("hello",), min_confidence=1.0, escalate_to="b"),
-        RequestClass("b", "m-b", min_confidence=1.0, escalate_to="c"),
-        RequestClass("c", "m-c"),
+        AutoClass(name="a", model="m-a", keywords=("hello",), min_confidence=1.0, escalate_to="b"),
+        AutoClass(name="b", model="m-b", min_confidence=1.0, escalate_to="c"),
+        AutoClass(name="c", model="m-c"),
     )
     result = FeatureClassifier(classes).classify("hello")
     assert (result.label, result.escalated_from) == ("b", "a")
@@ -129,14 +135,14 @@ def test_default_chain_escalates_uncertain_prompts_to_heavy(
 
 def test_unknown_escalation_target_is_named() -> None:
     with pytest.raises(ValueError, match=r"'fast' escalates to unknown class 'huge'"):
-        FeatureClassifier([RequestClass("fast", "m", escalate_to="huge")])
+        FeatureClassifier([AutoClass(name="fast", model="m", escalate_to="huge")])
 
 
 def test_escalation_cycle_is_refused_with_its_path() -> None:
     classes = [
-        RequestClass("fast", "m1", escalate_to="code"),
-        RequestClass("code", "m2", escalate_to="heavy"),
-        RequestClass("heavy", "m3", escalate_to="fast"),
+        AutoClass(name="fast", model="m1", escalate_to="code"),
+        AutoClass(name="code", model="m2", escalate_to="heavy"),
+        AutoClass(name="heavy", model="m3", escalate_to="fast"),
     ]
     with pytest.raises(ValueError, match=r"escalation cycle: fast -> code -> heavy -> fast"):
         FeatureClassifier(classes)
@@ -144,26 +150,31 @@ def test_escalation_cycle_is_refused_with_its_path() -> None:
 
 def test_self_escalation_is_a_cycle() -> None:
     with pytest.raises(ValueError, match=r"escalation cycle: fast -> fast"):
-        FeatureClassifier([RequestClass("fast", "m", escalate_to="fast")])
+        FeatureClassifier([AutoClass(name="fast", model="m", escalate_to="fast")])
 
 
 def test_duplicate_names_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"duplicate request class name 'fast'"):
-        FeatureClassifier([RequestClass("fast", "m1"), RequestClass("fast", "m2")])
+    with pytest.raises(ValueError, match=r"class 'fast' appears more than once"):
+        FeatureClassifier([AutoClass(name="fast", model="m1"), AutoClass(name="fast", model="m2")])
 
 
 def test_every_problem_is_listed_at_once() -> None:
     classes = [
-        RequestClass("fast", "m1", escalate_to="nowhere"),
-        RequestClass("fast", "m2"),
-        RequestClass("code", "", min_confidence=1.5),
+        AutoClass(name="fast", model="m1", escalate_to="nowhere"),
+        AutoClass(name="fast", model="m2"),
+        AutoClass(name="code", model="m3", escalate_to="code"),
     ]
-    with pytest.raises(ValueError, match="duplicate") as caught:
+    with pytest.raises(ValueError, match="more than once") as caught:
         FeatureClassifier(classes)
     message = str(caught.value)
     assert "unknown class 'nowhere'" in message
-    assert "'code' has no model" in message
-    assert "min_confidence 1.5 is not between 0 and 1" in message
+    assert "escalation cycle: code -> code" in message
+
+
+def test_a_class_without_a_model_or_with_a_threshold_outside_0_1_cannot_be_made() -> None:
+    with pytest.raises(ValidationError) as caught:
+        AutoClass(name="code", model="", min_confidence=1.5)
+    assert {error["loc"] for error in caught.value.errors()} == {("model",), ("min_confidence",)}
 
 
 def test_no_classes_is_refused() -> None:
@@ -173,13 +184,13 @@ def test_no_classes_is_refused() -> None:
 
 def test_signals_naming_an_unknown_class_are_refused() -> None:
     with pytest.raises(ValueError, match=r"signals.code names unknown class 'code'"):
-        FeatureClassifier([RequestClass("small", "m")], signals=SignalClasses())
+        FeatureClassifier([AutoClass(name="small", model="m")], signals=SignalClasses())
 
 
 def test_custom_classes_work_on_keywords_alone() -> None:
     classes = (
-        RequestClass("chat", "m1", keywords=("hello",)),
-        RequestClass("maths", "m2", keywords=("integral", "c++")),
+        AutoClass(name="chat", model="m1", keywords=("hello",)),
+        AutoClass(name="maths", model="m2", keywords=("integral", "c++")),
     )
     classifier = FeatureClassifier(classes)
     result = classifier.classify("Solve this integral in C++, please")
@@ -190,7 +201,9 @@ def test_custom_classes_work_on_keywords_alone() -> None:
 
 
 def test_keywords_match_whole_words_only() -> None:
-    classifier = FeatureClassifier([RequestClass("a", "m1"), RequestClass("b", "m2", ("port",))])
+    classifier = FeatureClassifier(
+        [AutoClass(name="a", model="m1"), AutoClass(name="b", model="m2", keywords=("port",))]
+    )
     assert classifier.classify("an important report").label == "a"
     assert classifier.classify("which PORT is it").label == "b"
 

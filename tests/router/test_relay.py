@@ -25,7 +25,6 @@ from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay, RoutedCompletion
 from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import RouteReason
-from warmpath_router.servicer import caller_of
 
 PRIMARY = ModelSpec.model_validate(
     {**GEMMA, "name": "primary", "aliases": ["p"], "fallbacks": ["backup"]}
@@ -276,12 +275,6 @@ async def test_one_caller_cannot_take_every_slot() -> None:
     gate.set()
     await asyncio.gather(*greedy, other)
     await run("10.0.0.1")  # slots come back when requests finish
-
-
-def test_callers_are_addresses_without_ports() -> None:
-    assert caller_of("ipv4:10.0.0.7:51234") == "10.0.0.7"
-    assert caller_of("ipv6:[::1]:5555") == "::1"
-    assert caller_of("unix:/run/x.sock") == "unix:/run/x.sock"
 
 
 async def test_a_caller_may_only_use_its_models_and_their_permitted_fallbacks() -> None:

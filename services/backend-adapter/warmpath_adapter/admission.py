@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from warmpath_common.errors import ResourceExhausted
 
+__all__ = ["BackendAdmission"]
+
 
 @dataclass
 class _Backend:

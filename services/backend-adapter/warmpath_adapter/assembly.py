@@ -14,6 +14,8 @@ from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_common.config import AdapterSettings, BackendKindName
 from warmpath_common.telemetry import TraceContentPolicy
 
+__all__ = ["build_dispatcher", "http_client"]
+
 
 def http_client() -> httpx.AsyncClient:
     """One pooled client for every model server: connections are reused across requests."""

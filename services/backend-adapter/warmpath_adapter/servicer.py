@@ -8,7 +8,9 @@ from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc, generate_
 from warmpath_adapter.backends import BackendDispatcher, BackendTarget
 from warmpath_common.convert import BACKEND_FROM_PROTO, event_to_proto, request_from_proto
 from warmpath_common.errors import InvalidRequest
-from warmpath_common.grpc_server import ServicerContext
+from warmpath_common.servicer_context import ServicerContext
+
+__all__ = ["BackendAdapterServicer"]
 
 
 class BackendAdapterServicer(backend_adapter_pb2_grpc.BackendAdapterServicer):

@@ -9,12 +9,7 @@ from collections.abc import AsyncGenerator
 from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
-from warmpath_adapter.backends import BackendTarget
-from warmpath_common.errors import WarmpathError
-from warmpath_common.generation import Completion, GenerationRequest, StreamEvent, TextDelta
-from warmpath_common.telemetry import (
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES,
     GEN_AI_PROVIDER_NAME,
@@ -22,11 +17,27 @@ from warmpath_common.telemetry import (
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
-    TraceContentPolicy,
-    request_attributes,
+    GenAiOperationNameValues,
 )
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+)
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_PATH
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from warmpath_adapter.backends import BackendTarget
+from warmpath_common.errors import WarmpathError
+from warmpath_common.generation import Completion, GenerationRequest, StreamEvent, TextDelta
+from warmpath_common.telemetry import TraceContentPolicy, request_attributes
+
+__all__ = ["BackendCallSpan", "traced"]
 
 _tracer = trace.get_tracer(__name__)
+_CHAT = GenAiOperationNameValues.CHAT.value
+_TEXT_COMPLETION = GenAiOperationNameValues.TEXT_COMPLETION.value
 
 
 class BackendCallSpan:
@@ -44,7 +55,7 @@ class BackendCallSpan:
         url: str,
         policy: TraceContentPolicy,
     ) -> None:
-        operation = "chat" if request.is_chat else "text_completion"
+        operation = _CHAT if request.is_chat else _TEXT_COMPLETION
         parts = urlsplit(url)
         self._policy = policy
         self._request = request
@@ -57,10 +68,10 @@ class BackendCallSpan:
             attributes={
                 **request_attributes(request, target.served_model_id),
                 GEN_AI_PROVIDER_NAME: target.kind.value,
-                "server.address": parts.hostname or "",
-                "server.port": parts.port or (443 if parts.scheme == "https" else 80),
-                "url.path": parts.path,
-                "http.request.method": "POST",
+                SERVER_ADDRESS: parts.hostname or "",
+                SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
+                URL_PATH: parts.path,
+                HTTP_REQUEST_METHOD: "POST",
             },
         )
         self.headers: dict[str, str] = {}
@@ -76,7 +87,7 @@ class BackendCallSpan:
             self._output.append(piece)
 
     def http_status(self, status: int) -> None:
-        self._span.set_attribute("http.response.status_code", status)
+        self._span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
 
     def finish(self, completion: Completion, served_model: str) -> None:
         self._span.set_attributes(
@@ -97,17 +108,17 @@ class BackendCallSpan:
     def fail(self, error: BaseException) -> None:
         if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
             # The caller went away; the HTTP request is closed with the stream.
-            self._span.set_attribute("error.type", "CANCELLED")
+            self._span.set_attribute(ERROR_TYPE, "CANCELLED")
             self._span.set_status(Status(StatusCode.ERROR, "cancelled by the caller"))
         elif isinstance(error, WarmpathError):
             # The message is ours and carries no prompt text.
             self._span.set_status(
                 Status(StatusCode.ERROR, f"{error.status_code.name}: {error.message}")
             )
-            self._span.set_attribute("error.type", error.status_code.name)
+            self._span.set_attribute(ERROR_TYPE, error.status_code.name)
         else:
             self._span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            self._span.set_attribute("error.type", type(error).__name__)
+            self._span.set_attribute(ERROR_TYPE, type(error).__name__)
 
     def end(self) -> None:
         self._span.end()

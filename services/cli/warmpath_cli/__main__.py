@@ -91,6 +91,8 @@ JaegerOption = Annotated[
     ),
 ]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name, alias, or 'auto'.")]
+PromptArgument = Annotated[str, typer.Argument(help="The prompt.")]
+MaxTokensOption = Annotated[int | None, typer.Option(help="Most tokens to generate.")]
 
 
 def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -193,10 +195,10 @@ async def _generate(
 @app.command()
 def generate(
     ctx: typer.Context,
-    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    prompt: PromptArgument,
     router: RouterOption = "127.0.0.1:50051",
     model: ModelOption = "auto",
-    max_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate.")] = None,
+    max_tokens: MaxTokensOption = None,
     temperature: Annotated[float | None, typer.Option(help="0 (greedy) to 2.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus mass in (0, 1].")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop sequence (repeatable).")] = None,
@@ -213,10 +215,10 @@ def generate(
 @app.command()
 def route(
     ctx: typer.Context,
-    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    prompt: PromptArgument,
     router: RouterOption = "127.0.0.1:50051",
     model: ModelOption = "auto",
-    max_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate.")] = None,
+    max_tokens: MaxTokensOption = None,
     jaeger_url: JaegerOption = None,
 ) -> None:
     """Explain where a request would go, without loading or generating anything."""

@@ -15,6 +15,8 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+__all__ = ["EXIT_NOT_SERVING", "EXIT_SERVING", "check", "main"]
+
 EXIT_SERVING = 0
 EXIT_NOT_SERVING = 1
 

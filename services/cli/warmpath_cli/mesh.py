@@ -25,6 +25,8 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+__all__ = ["LocalMesh", "MeshError", "MeshPorts", "free_port", "wait_serving"]
+
 _STOP_ORDER = ("router", "backend-adapter", "gpu-agent")
 _MODULES = {
     "gpu-agent": "warmpath_agent",

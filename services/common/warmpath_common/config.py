@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from warmpath_common.auto_classes import class_problems
+
 DEFAULT_CONFIG_RESOURCE = "defaults/warmpath.yaml"
 AUTO_MODEL = "auto"
 
@@ -578,28 +580,7 @@ def _auto_problems(auto: AutoRouting, names: set[str]) -> Iterator[str]:
                 f"router.auto.classes.{position} ({auto_class.name}): model "
                 f"{auto_class.model!r} is not a registered model name"
             )
-    yield from _class_graph_problems(auto.classes)
-
-
-def _class_graph_problems(classes: tuple[AutoClass, ...]) -> Iterator[str]:
-    """Duplicate class names, unknown escalation targets and escalation cycles."""
-    seen: set[str] = set()
-    for auto_class in classes:
-        if auto_class.name in seen:
-            yield f"router.auto.classes: class {auto_class.name!r} appears more than once"
-        seen.add(auto_class.name)
-    targets = {c.name: c.escalate_to for c in classes}
-    for name, target in targets.items():
-        if target is not None and target not in targets:
-            yield f"router.auto.classes: {name} escalates to unknown class {target!r}"
-    for start in targets:
-        path = [start]
-        while (nxt := targets.get(path[-1])) is not None and nxt in targets:
-            if nxt in path:
-                if nxt == start:
-                    yield "router.auto.classes: escalation cycle: " + " -> ".join([*path, nxt])
-                break
-            path.append(nxt)
+    yield from (f"router.auto.classes: {problem}" for problem in class_problems(auto.classes))
 
 
 def _fallback_cycles(config: WarmpathConfig) -> Iterator[str]:

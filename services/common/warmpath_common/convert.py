@@ -14,6 +14,15 @@ from warmpath_common.generation import (
     Usage,
 )
 
+__all__ = [
+    "BACKEND_FROM_PROTO",
+    "BACKEND_TO_PROTO",
+    "event_from_proto",
+    "event_to_proto",
+    "request_from_proto",
+    "request_to_proto",
+]
+
 _FINISH_TO_PROTO = {
     FinishReason.STOP: generate_pb2.FINISH_REASON_STOP,
     FinishReason.LENGTH: generate_pb2.FINISH_REASON_LENGTH,

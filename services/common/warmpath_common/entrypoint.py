@@ -14,6 +14,8 @@ from warmpath_common.config import ConfigError
 from warmpath_common.logs import configure_logging
 from warmpath_common.telemetry import setup_tracing, shutdown_tracing
 
+__all__ = ["EXIT_BAD_CONFIG", "run_service"]
+
 logger = logging.getLogger(__name__)
 
 # Distinct from a crash (1) so supervisors can tell "fix your config" apart.

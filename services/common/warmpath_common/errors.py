@@ -11,24 +11,14 @@
     ├── DeadlineExceeded      DEADLINE_EXCEEDED    a backend stalled or the deadline ran out
     └── Cancelled             CANCELLED            the caller went away
 
-Domain code raises these; the server interceptor in ``grpc_server`` is the one
-place that turns them into statuses, and the client adapters are the one place
-that turns statuses back into them.
+Domain code raises these; the server plumbing in ``grpc_server`` is the one place
+that turns them into statuses, and the client adapters the one place that turns
+statuses back into them.
 
-An error may also say that the request provably never reached a model server
-(``not_sent``): refused by the adapter's own admission limits, no connection
-made, or refused outright by the server before it began. Only then may a caller
-run the same request on another replica without risking the work being done
-twice. The mark crosses a gRPC hop as the trailing metadata entry
-``warmpath-not-sent: true`` (`NOT_SENT_METADATA_KEY`); without it, nobody knows.
-
-A not-sent error may further say that the model server was not there at all
-(``backend_down``: no connection to it could be made, e.g. refused). Its process or container
-has died, and its agent may not have said so yet: a caller that took the
-model's endpoint from its view of the cluster, without asking the agent, should
-ask the agent once before giving up (the agent restarts a model whose server
-died). It crosses a hop as ``warmpath-backend-down: true``
-(`BACKEND_DOWN_METADATA_KEY`).
+``not_sent``: the request provably never reached a model server, so another replica
+may run it (``warmpath-not-sent: true`` across a hop). ``backend_down``: no
+connection to the model server could be made at all, so ask its agent once
+(``warmpath-backend-down: true``). docs/architecture.md explains both.
 """
 
 from __future__ import annotations
@@ -37,6 +27,23 @@ import asyncio
 from typing import ClassVar
 
 import grpc
+
+__all__ = [
+    "BACKEND_DOWN_METADATA_KEY",
+    "NOT_SENT_METADATA_KEY",
+    "Cancelled",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InvalidRequest",
+    "ModelNotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "WarmpathError",
+    "error_for_status",
+    "status_of",
+]
 
 
 class WarmpathError(Exception):

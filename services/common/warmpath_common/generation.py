@@ -9,6 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+__all__ = [
+    "ChatTurn",
+    "Completion",
+    "FinishReason",
+    "GenerationRequest",
+    "StreamEvent",
+    "TextDelta",
+    "Usage",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+__all__ = ["configure_logging"]
+
 
 def configure_logging(service: str, level: str) -> None:
     logging.basicConfig(

@@ -13,6 +13,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+__all__ = ["LATENCY_BUCKETS", "HealthProbeCounter", "serve_metrics"]
+
 logger = logging.getLogger(__name__)
 
 # Seconds; wide enough for a cold load and for a sub-millisecond hop.

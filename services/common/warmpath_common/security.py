@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,20 @@ import grpc
 
 from warmpath_common.config import CallerToken, ConfigError, TlsSettings
 from warmpath_common.errors import PermissionDenied, Unauthenticated
+from warmpath_common.servicer_context import ServicerContext
+
+__all__ = [
+    "ALL_MODELS",
+    "BearerTokenGuard",
+    "Caller",
+    "PeerIdentityGuard",
+    "caller_of",
+    "channel_credentials",
+    "current_caller",
+    "hash_token",
+    "peer_address",
+    "server_credentials",
+]
 
 ALL_MODELS = "*"
 
@@ -45,6 +59,19 @@ _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 def current_caller() -> Caller | None:
     """The caller the token guard authenticated for this call, if any."""
     return _current_caller.get()
+
+
+def caller_of(context: ServicerContext) -> Caller:
+    """The token's owner when the router requires tokens, else the caller's address."""
+    return current_caller() or Caller(peer_address(context.peer()))
+
+
+def peer_address(peer: str) -> str:
+    """The caller's address without its port: "ipv4:10.0.0.7:51234" -> "10.0.0.7"."""
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return address.rsplit(":", 1)[0].strip("[]")
+    return peer or "anonymous"
 
 
 def hash_token(token: str) -> str:
@@ -86,10 +113,10 @@ class BearerTokenGuard:
     def applies_to(self, method: str) -> bool:
         return method.startswith(self._prefix)
 
-    async def check(self, method: str, context: Any) -> None:
+    async def check(self, method: str, context: ServicerContext) -> None:
         _current_caller.set(self._caller(dict(context.invocation_metadata() or ())))
 
-    def _caller(self, metadata: dict[str, Any]) -> Caller:
+    def _caller(self, metadata: dict[str, str | bytes]) -> Caller:
         header = str(metadata.get("authorization", ""))
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -117,8 +144,8 @@ class PeerIdentityGuard:
     def applies_to(self, method: str) -> bool:
         return method in self._methods
 
-    async def check(self, method: str, context: Any) -> None:
-        auth = context.auth_context() or {}
+    async def check(self, method: str, context: ServicerContext) -> None:
+        auth: Mapping[str, Iterable[bytes]] = context.auth_context() or {}
         names = {
             value.decode(errors="replace")
             for key in ("x509_common_name", "x509_subject_alternative_name")

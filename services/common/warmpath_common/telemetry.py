@@ -1,20 +1,9 @@
-"""Tracing set-up shared by the three services, and the GenAI attribute names they use.
+"""Tracing shared by the three services: the provider, RPC spans, GenAI attributes.
 
-Configuration is the standard OpenTelemetry environment (read by the SDK
-itself): `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) turns on
-OTLP/gRPC export, `OTEL_SERVICE_NAME` names the service, `OTEL_TRACES_SAMPLER`
-picks the sampler, `OTEL_SDK_DISABLED=true` turns tracing off. Without an
-endpoint, spans are still created so that trace ids reach callers and
-propagate, but nothing is exported.
-
-W3C trace context travels in gRPC metadata: Warmpath's server plumbing
-(warmpath_common.grpc_server) opens each call's SERVER span from it, and the
-router's clients send it with a CLIENT span per call, so a caller's own trace
-continues through Warmpath. (opentelemetry-instrumentation-grpc did the same
-through interceptors at several times the cost per call.)
-
-Prompt and completion text are never recorded unless the operator opts in
-(`WARMPATH_TRACE_CONTENT=true`).
+Configured by the standard OTEL_* environment; docs/operations.md says how, and what
+one request's trace looks like. Server spans are opened by Warmpath's own plumbing
+(warmpath_common.grpc_server), not an interceptor, which cost several times as much
+per call. Prompt text is recorded only with WARMPATH_TRACE_CONTENT=true.
 """
 
 from __future__ import annotations
@@ -31,28 +20,54 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_SEED,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GenAiOperationNameValues,
+)
+from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
+    RPC_GRPC_STATUS_CODE,
+    RPC_METHOD,
+    RPC_SERVICE,
+    RPC_SYSTEM,
+    RpcSystemValues,
+)
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from warmpath_common.errors import status_of
 from warmpath_common.generation import GenerationRequest
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    # Re-exported for relay.py until it imports them from the semantic-conventions
+    # package itself, as the adapter's tracing does.
+    "GEN_AI_RESPONSE_FINISH_REASONS",
+    "GEN_AI_RESPONSE_MODEL",
+    "GEN_AI_USAGE_INPUT_TOKENS",
+    "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "PROMPTS_NOT_RECORDED",
+    "TraceContentPolicy",
+    "activated",
+    "client_call_span",
+    "current_trace_id",
+    "end_rpc_span",
+    "request_attributes",
+    "setup_tracing",
+    "shutdown_tracing",
+    "start_server_span",
+    "traced_method",
+]
 
-# GenAI semantic convention attribute names (OpenTelemetry gen_ai.* registry).
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
-GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
-GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
-GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
-GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+logger = logging.getLogger(__name__)
 
 # Long-lived or high-frequency RPCs whose spans would only be noise: health
 # probes, reflection and the agents' never-ending state streams.
@@ -69,11 +84,10 @@ _TRACED_ONLY_IN_CALLERS_TRACE = frozenset(
     }
 )
 
-# RPC semantic convention attribute names.
-RPC_SYSTEM = "rpc.system"
-RPC_SERVICE = "rpc.service"
-RPC_METHOD = "rpc.method"
-RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
+# The attribute values, looked up once rather than per span.
+_GRPC = RpcSystemValues.GRPC.value
+_CHAT = GenAiOperationNameValues.CHAT.value
+_TEXT_COMPLETION = GenAiOperationNameValues.TEXT_COMPLETION.value
 
 _tracer = trace.get_tracer("warmpath.grpc")
 
@@ -92,7 +106,7 @@ def setup_tracing(default_service_name: str, environ: Mapping[str, str]) -> Trac
     """Installs the global tracer provider from the OTEL_* environment."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    provider = TracerProvider(resource=Resource.create({"service.name": default_service_name}))
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: default_service_name}))
     if environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
     ):
@@ -130,7 +144,7 @@ def start_server_span(method: str, metadata: Sequence[tuple[str, Any]] | None) -
         method,
         context=parent,
         kind=SpanKind.SERVER,
-        attributes={RPC_SYSTEM: "grpc", RPC_SERVICE: service, RPC_METHOD: name},
+        attributes={RPC_SYSTEM: _GRPC, RPC_SERVICE: service, RPC_METHOD: name},
     )
 
 
@@ -162,7 +176,7 @@ def client_call_span(method: str) -> Iterator[tuple[tuple[str, str], ...]]:
     span = _tracer.start_span(
         method,
         kind=SpanKind.CLIENT,
-        attributes={RPC_SYSTEM: "grpc", RPC_SERVICE: service, RPC_METHOD: name},
+        attributes={RPC_SYSTEM: _GRPC, RPC_SERVICE: service, RPC_METHOD: name},
     )
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=trace.set_span_in_context(span))
@@ -190,7 +204,7 @@ def shutdown_tracing(provider: TracerProvider | None) -> None:
 def request_attributes(request: GenerationRequest, model: str) -> dict[str, AttributeValue]:
     """The GenAI request attributes for a span: what was asked, never the prompt text."""
     attributes: dict[str, AttributeValue] = {
-        GEN_AI_OPERATION_NAME: "chat" if request.is_chat else "text_completion",
+        GEN_AI_OPERATION_NAME: _CHAT if request.is_chat else _TEXT_COMPLETION,
         GEN_AI_REQUEST_MODEL: model,
     }
     optional = {

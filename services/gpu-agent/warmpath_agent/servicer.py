@@ -10,7 +10,7 @@ from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.residency import HostState, Residency, ResidencyManager, ResidencyState
 from warmpath_common.config import BackendKindName
 from warmpath_common.convert import BACKEND_TO_PROTO
-from warmpath_common.grpc_server import ServicerContext
+from warmpath_common.servicer_context import ServicerContext
 
 _STATE_TO_PROTO = {
     ResidencyState.LOADING: gpu_agent_pb2.RESIDENCY_STATE_LOADING,

@@ -19,6 +19,8 @@ from warmpath_common.generation import Completion, GenerationRequest, TextDelta
 from warmpath_router.cluster import Endpoint
 from warmpath_router.relay import AdapterPort
 
+__all__ = ["AdaptersByHost", "InProcessAdapter"]
+
 
 class InProcessAdapter:
     def __init__(

@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from warmpath_common.metrics import LATENCY_BUCKETS
 
+__all__ = ["RouterMetrics"]
+
 
 class RouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:

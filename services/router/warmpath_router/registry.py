@@ -7,14 +7,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from warmpath_common.config import AUTO_MODEL, AutoClass, AutoRouting, ModelSpec
+from warmpath_common.config import AUTO_MODEL, AutoRouting, ModelSpec
 from warmpath_common.errors import InvalidRequest, ModelNotFound
-from warmpath_router.classifier import (
-    DEFAULT_CLASSES,
-    FeatureClassifier,
-    RequestClass,
-    RequestClassifier,
-)
+from warmpath_router.classifier import FeatureClassifier, RequestClassifier
+
+__all__ = ["ModelRegistry", "Resolution", "ResolvedModel"]
 
 _CLOSEST_MATCHES = 3
 
@@ -42,7 +39,7 @@ class ModelRegistry:
         self._aliases = {alias: spec for spec in self._specs.values() for alias in spec.aliases}
         self._auto = auto
         self._classifier: RequestClassifier | None = (
-            FeatureClassifier([_request_class(c) for c in auto.classes]) if auto.classes else None
+            FeatureClassifier(auto.classes) if auto.classes else None
         )
         self._class_models = {c.name: c.model for c in auto.classes}
 
@@ -111,19 +108,3 @@ class ModelRegistry:
         if closest:
             message += f"; closest matches: {', '.join(closest)}"
         return message + " (or 'auto' to let the router choose)"
-
-
-_BUILT_IN_KEYWORDS = {c.name: c.keywords for c in DEFAULT_CLASSES}
-
-
-def _request_class(configured: AutoClass) -> RequestClass:
-    keywords = configured.keywords
-    if keywords is None:
-        keywords = _BUILT_IN_KEYWORDS.get(configured.name, ())
-    return RequestClass(
-        name=configured.name,
-        model=configured.model,
-        keywords=keywords,
-        min_confidence=configured.min_confidence,
-        escalate_to=configured.escalate_to,
-    )

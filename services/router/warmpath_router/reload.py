@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from warmpath_common.config import ConfigError, WarmpathConfig, load_config
 
+__all__ = ["ConfigReloader", "ReloadOutcome"]
+
 logger = logging.getLogger(__name__)
 
 _RESTART_ONLY = ("listen", "metrics_listen", "hosts")

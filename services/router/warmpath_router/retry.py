@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+__all__ = ["RetryBudget"]
+
 
 class RetryBudget:
     def __init__(

@@ -15,6 +15,8 @@ from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
 
+__all__ = ["Candidate", "Placement", "RouteReason", "models_fitting_nowhere", "place"]
+
 # Lower is better. A ready replica beats one still loading, which beats a host
 # that would have to start a load, which beats retrying a failed one.
 _SCORE = {
@@ -92,17 +94,13 @@ def place(
         queued = load.get((view.name, model), 0)
         ready.append((queued / (queued + 1), order, view.name, replica))
     if not ready:
-        return _place_by_scan(
-            resolved, cluster, in_flight=load, circuit_open=circuit_open, rng=rng, exclude=exclude
-        )
+        return _place_by_scan(resolved, cluster, load, circuit_open, rng, exclude)
     drawn = (rng or random).sample(ready, 2) if len(ready) > 2 else ready
     _, _, host, replica = min(drawn, key=lambda item: (item[0], item[1]))
     reason, explanation = _explain(model, host, replica)
 
     def explain() -> tuple[Candidate, ...]:
-        scanned = _place_by_scan(
-            resolved, cluster, in_flight=load, circuit_open=circuit_open, exclude=exclude
-        )
+        scanned = _place_by_scan(resolved, cluster, load, circuit_open, None, exclude)
         chosen = next(c for c in scanned.candidates if c.host == host)
         others = [
             c
@@ -121,11 +119,10 @@ def place(
 def _place_by_scan(
     resolved: ResolvedModel,
     cluster: ClusterView,
-    *,
-    in_flight: Mapping[tuple[str, str], int] | None = None,
-    circuit_open: Callable[[tuple[str, str]], float] | None = None,
-    rng: random.Random | None = None,
-    exclude: frozenset[str] = frozenset(),
+    load: Mapping[tuple[str, str], int],
+    circuit_open: Callable[[tuple[str, str]], float] | None,
+    rng: random.Random | None,
+    exclude: frozenset[str],
 ) -> Placement:
     """Every host weighed: the cold path, and the explanation of any placement.
 
@@ -136,7 +133,6 @@ def _place_by_scan(
     circuit is open is passed over, unless every viable replica's is.
     """
     model = resolved.spec.name
-    load = in_flight or {}
     viable: list[tuple[float, int, str, Replica | None]] = []
     rejected: list[Candidate] = []
     tripped: list[tuple[float, int, str, Replica | None, float]] = []
@@ -163,11 +159,10 @@ def _place_by_scan(
         tripped = []
     for score, _, host, replica, open_for in tripped:
         rejected.append(
-            Candidate(
+            _candidate(
                 model,
                 host,
-                replica.gpu_index if replica else -1,
-                bool(replica and replica.state is ReplicaState.READY),
+                replica,
                 score,
                 f"circuit open for {open_for:.0f} s after repeated failures",
             )
@@ -185,19 +180,12 @@ def _place_by_scan(
     else:
         chosen_item = best_tier[0]
     score, _, host, replica = chosen_item
-    chosen = Candidate(
-        model,
-        host,
-        replica.gpu_index if replica else -1,
-        bool(replica and replica.state is ReplicaState.READY),
-        score,
-    )
+    chosen = _candidate(model, host, replica, score)
     others = [
-        Candidate(
+        _candidate(
             model,
             other_host,
-            other.gpu_index if other else -1,
-            bool(other and other.state is ReplicaState.READY),
+            other,
             other_score,
             "a better-scored host was chosen"
             if math.floor(other_score) > math.floor(score)
@@ -210,6 +198,14 @@ def _place_by_scan(
     expected = 0.0 if reason is RouteReason.RESIDENT else _expected_load_seconds(model, cluster)
     candidates = (chosen, *others, *rejected)
     return Placement(model, host, replica, reason, explanation, expected, lambda: candidates)
+
+
+def _candidate(
+    model: str, host: str, replica: Replica | None, score: float, rejected_because: str = ""
+) -> Candidate:
+    ready = replica is not None and replica.state is ReplicaState.READY
+    gpu_index = replica.gpu_index if replica else -1
+    return Candidate(model, host, gpu_index, ready, score, rejected_because)
 
 
 def _rejection(view: HostView, model: str, need: int, exclude: frozenset[str]) -> str:

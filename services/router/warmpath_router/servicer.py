@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_common.convert import BACKEND_TO_PROTO, event_to_proto, request_from_proto
-from warmpath_common.grpc_server import ServicerContext
-from warmpath_common.security import Caller, current_caller
+from warmpath_common.security import caller_of
+from warmpath_common.servicer_context import ServicerContext
 from warmpath_router.cluster import ClusterView
 from warmpath_router.registry import Resolution
 from warmpath_router.relay import Decision, FallbackHop, Relay, RoutedCompletion, RouteTaken
 from warmpath_router.routing import RouteReason
+
+__all__ = ["RouterServicer"]
 
 _RESOLUTION = {
     Resolution.EXACT: generate_pb2.RESOLUTION_EXACT,
@@ -33,14 +35,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def Route(
         self, request: router_pb2.RouteRequest, context: ServicerContext
     ) -> router_pb2.RouteDecision:
-        caller = _caller(context)
+        caller = caller_of(context)
         return _decision_to_proto(self._relay.decide(request_from_proto(request.request), caller))
 
     async def Generate(
         self, request: generate_pb2.GenerateRequest, context: ServicerContext
     ) -> AsyncIterator[generate_pb2.GenerateResponse]:
         async for event in self._relay.generate(
-            request_from_proto(request), context.time_remaining(), _caller(context)
+            request_from_proto(request), context.time_remaining(), caller_of(context)
         ):
             if isinstance(event, RoutedCompletion):
                 final = event_to_proto(event.completion)
@@ -134,16 +136,3 @@ def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
         auto_confidence=resolved.auto_confidence,
         trace_id=decision.trace_id,
     )
-
-
-def caller_of(peer: str) -> str:
-    """The caller's address without its port: "ipv4:10.0.0.7:51234" -> "10.0.0.7"."""
-    kind, _, address = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
-        return address.rsplit(":", 1)[0].strip("[]")
-    return peer or "anonymous"
-
-
-def _caller(context: ServicerContext) -> Caller:
-    """The token's owner when the router requires tokens, else the caller's address."""
-    return current_caller() or Caller(caller_of(context.peer()))

@@ -6,6 +6,8 @@ from warmpath_common.config import ModelSpec, RouterSettings
 from warmpath_common.errors import InvalidRequest
 from warmpath_common.generation import GenerationRequest
 
+__all__ = ["CHAT_ROLES", "check_against_model", "check_shape"]
+
 CHAT_ROLES = frozenset({"system", "user", "assistant"})
 _MAX_STOP_SEQUENCES = 8
 _MAX_TEMPERATURE = 2.0
