@@ -25,6 +25,7 @@ from warmpath_common.errors import (
     WarmpathError,
     status_of,
 )
+from warmpath_common.liveness import server_keepalive_options
 from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.security import server_credentials
 from warmpath_common.telemetry import activated, end_rpc_span, start_server_span, traced_method
@@ -365,6 +366,8 @@ async def create_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Accept the router's keepalive pings (warmpath_common.liveness).
+            *server_keepalive_options(),
         ],
     )
     registrar = _Registrar(

@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +52,7 @@ from warmpath_common.errors import (
     WarmpathError,
     status_of,
 )
-from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.generation import AdapterEvent, Completion, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
 from warmpath_common.telemetry import (
     GEN_AI_RESPONSE_FINISH_REASONS,
@@ -64,6 +64,7 @@ from warmpath_common.telemetry import (
 )
 from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
+from warmpath_router.first_token import FirstTokenTimes, SilentTry, first_token_within
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.retry import RetryBudget
@@ -137,7 +138,7 @@ class AgentPort(Protocol):
 class AdapterPort(Protocol):
     def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
-    ) -> AsyncIterator[TextDelta | Completion]: ...
+    ) -> AsyncGenerator[AdapterEvent, None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class Relay:
         self._callers: Counter[str] = Counter()
         self._retry_budget = retry_budget or RetryBudget()
         self._breakers = breakers or CircuitBreakers()
+        self._first_token = FirstTokenTimes()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -433,8 +435,17 @@ class Relay:
             outbound = dataclasses.replace(
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
-            stream = self._adapters.generate(
-                placement.host, load.endpoint, outbound, self._remaining(deadline)
+            prompt_chars = len(request.text())
+            first_token_limit = self._first_token.timeout_for(
+                spec, self._settings.first_token_timeout, prompt_chars
+            )
+            stream = first_token_within(
+                self._adapters.generate(
+                    placement.host, load.endpoint, outbound, self._remaining(deadline)
+                ),
+                first_token_limit,
+                self._clock,
+                lambda seconds: self._first_token.observe(spec.name, seconds, prompt_chars),
             )
             handed_to_adapter = True
             async for event in stream:
@@ -464,6 +475,21 @@ class Relay:
                 )
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
+        except SilentTry as silent:
+            # Nothing reached the caller and the try is cancelled at the model server:
+            # another replica may serve it; this one is passed over for a while.
+            self._breakers.record_silence(key, self._clock())
+            self._metrics.first_token_timeouts.labels(spec.name, placement.host).inc()
+            self._metrics.abandoned_try_seconds.labels(spec.name).inc(silent.waited_seconds)
+            error = Unavailable(
+                f"{spec.name} on {placement.host} sent no first token within "
+                f"{first_token_limit:.1f} s (its first-token timeout); the try was cancelled"
+            )
+            raise _ReplicaFailed(placement.host, error, asked_agent=True) from silent
+        except DeadlineExceeded:
+            if handed_to_adapter and not sent_anything:
+                self._breakers.record_silence(key, self._clock())
+            raise
         except (Unavailable, ResourceExhausted) as error:
             # A replica that is full is busy, not broken: opening its circuit would
             # turn a moment of overload into seconds of refusing everything.
