@@ -29,6 +29,11 @@ model's endpoint from its view of the cluster, without asking the agent, should
 ask the agent once before giving up (the agent restarts a model whose server
 died). It crosses a hop as ``warmpath-backend-down: true``
 (`BACKEND_DOWN_METADATA_KEY`).
+
+Every status a Warmpath server sends for a WarmpathError carries
+``warmpath-peer-answered: true`` (`PEER_ANSWERED_METADATA_KEY`): the peer was
+up and said what failed, so a client does not report the peer itself as
+unavailable (a model whose load failed is not an agent that is down).
 """
 
 from __future__ import annotations
@@ -108,6 +113,8 @@ _BY_CODE: dict[grpc.StatusCode, type[WarmpathError]] = {
 NOT_SENT_METADATA_KEY = "warmpath-not-sent"
 # ... and `WarmpathError.backend_down`.
 BACKEND_DOWN_METADATA_KEY = "warmpath-backend-down"
+# ... and that the peer itself answered with this status (it is up).
+PEER_ANSWERED_METADATA_KEY = "warmpath-peer-answered"
 
 
 def status_of(error: BaseException) -> grpc.StatusCode:

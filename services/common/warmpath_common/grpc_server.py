@@ -21,6 +21,7 @@ from warmpath_common.config import TlsSettings
 from warmpath_common.errors import (
     BACKEND_DOWN_METADATA_KEY,
     NOT_SENT_METADATA_KEY,
+    PEER_ANSWERED_METADATA_KEY,
     Unavailable,
     WarmpathError,
     status_of,
@@ -41,11 +42,13 @@ ServicerContext: TypeAlias = Any
 
 
 def _trailing_metadata_for(error: WarmpathError) -> tuple[tuple[str, str], ...]:
-    """What an error's status carries besides code and message: the not-sent and
-    backend-down marks, which the caller's client restores (see warmpath_common.errors)."""
+    """What an error's status carries besides code and message: the not-sent,
+    backend-down and peer-answered marks, which the caller's client reads (see
+    warmpath_common.errors)."""
     marks = (
         (NOT_SENT_METADATA_KEY, error.not_sent),
         (BACKEND_DOWN_METADATA_KEY, error.backend_down),
+        (PEER_ANSWERED_METADATA_KEY, True),
     )
     return tuple((key, "true") for key, marked in marks if marked)
 

@@ -29,6 +29,7 @@ from warmpath_common.convert import (
 from warmpath_common.errors import (
     BACKEND_DOWN_METADATA_KEY,
     NOT_SENT_METADATA_KEY,
+    PEER_ANSWERED_METADATA_KEY,
     ModelNotFound,
     Unavailable,
     error_for_status,
@@ -91,7 +92,8 @@ def translate_rpc_errors(peer: str) -> Iterator[None]:
     except grpc.aio.AioRpcError as error:
         code = error.code()
         details = error.details() or code.name
-        if code is grpc.StatusCode.UNAVAILABLE:
+        if code is grpc.StatusCode.UNAVAILABLE and not _marked(error, PEER_ANSWERED_METADATA_KEY):
+            # The peer itself was not reached; one that answered said what failed.
             details = f"{peer} is unavailable: {details}"
         raise error_for_status(
             code,

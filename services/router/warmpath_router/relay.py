@@ -14,9 +14,10 @@ down (no connection to it at all, warmpath_common.errors: backend_down) behind a
 replica the cluster view showed ready, with no other replica to try, is asked of
 its agent once, which restarts a server that died, and the request tries again:
 the view lags the agent by a moment after a crash, and without this every
-request in that moment fails. Then the model's configured fallbacks are tried,
-those already warm somewhere first, each at most once per request (also for a
-cold load that would outlast the deadline). A model's load, including any wait
+request in that moment fails. Then the model's fallback graph is walked to its end:
+its fallbacks, then theirs, nearest first, those already warm somewhere first
+within each step, each model at most once per request (also for a cold load
+that would outlast the deadline). A model's load, including any wait
 for room at its agent, must end early enough to leave the quickest remaining
 fallback its share of the deadline (`_fallback_reserve`); past that, the
 fallback runs. A fallback follows either kind of failure: it is another model,
@@ -651,16 +652,28 @@ class Relay:
         return remaining
 
     def _chain(self, spec: ModelSpec, caller: Caller = ANONYMOUS) -> list[ModelSpec]:
-        """The model, then its fallbacks: those already warm somewhere first (a cold
-        fallback adds a load to a failure), each group in configured order; less those
-        the caller may not use."""
-        fallbacks = [self._registry.get(name) for name in spec.fallbacks if caller.may_use(name)]
-        warm = {
-            f.name
-            for f in fallbacks
-            if any(r.state is ReplicaState.READY for r in self._cluster.replicas_of(f.name))
-        }
-        return [spec, *sorted(fallbacks, key=lambda f: f.name not in warm)]
+        """The model, then the whole fallback graph below it, nearest first: its own
+        fallbacks, then theirs, and so on; within each step those already warm
+        somewhere first (a cold fallback adds a load to a failure), then in configured
+        order; each model once; less those the caller may not use (the walk still goes
+        through them: the operator's graph says what to try next)."""
+        seen = {spec.name}
+        walk: list[ModelSpec] = []
+        step = [spec]
+        while step:
+            names = [name for s in step for name in s.fallbacks]
+            following = []
+            for name in names:
+                if name not in seen:
+                    seen.add(name)
+                    following.append(self._registry.get(name))
+            following.sort(key=lambda f: not self._is_warm(f.name))
+            walk.extend(following)
+            step = following
+        return [spec, *(f for f in walk if caller.may_use(f.name))]
+
+    def _is_warm(self, model: str) -> bool:
+        return any(r.state is ReplicaState.READY for r in self._cluster.replicas_of(model))
 
     @staticmethod
     def _as_resolved(original: ResolvedModel, spec: ModelSpec) -> ResolvedModel:
