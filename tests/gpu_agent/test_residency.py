@@ -207,6 +207,28 @@ async def test_verify_crosses_the_hop_from_the_routers_client_to_the_agent() -> 
         await server.server.stop(0)
 
 
+async def test_a_failed_load_tells_the_caller_what_failed_where_without_host_paths() -> None:
+    agent = manager(FakeDriver(fail_models={"a"}), spec("a", 100))
+    server = await create_server(
+        "127.0.0.1:0",
+        lambda grpc_server: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(
+            GpuAgentServicer(agent, {"a": BackendKindName.LLAMA_CPP}, 1.0), grpc_server
+        ),
+        ["warmpath.v1.GpuAgent"],
+    )
+    address = f"127.0.0.1:{server.port}"
+    channels = HostChannels((HostSpec(name="h", agent=address, adapter=address),))
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await AgentClient(channels).ensure_loaded("h", "a", 10)
+        assert caught.value.message == "could not load a on host-a: a refused to start (injected)"
+        (failed,) = (await agent.state()).models
+        assert "/var/log/agent/a.log" in failed.failure_reason, "the agent's state keeps it"
+    finally:
+        await channels.close()
+        await server.server.stop(0)
+
+
 async def test_verify_leaves_a_live_server_alone() -> None:
     driver = FakeDriver()
     agent = manager(driver, spec("a", 100))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SERVER_MIN_PING_INTERVAL_SECONDS = 5.0
 """Every Warmpath server accepts keepalive pings this often, also between calls;
@@ -32,14 +32,15 @@ class KeepaliveSettings(_Strict):
     timeout_seconds: float = Field(default=5.0, gt=0)
     """A ping unanswered for this long closes the connection; its calls fail UNAVAILABLE."""
 
-    @model_validator(mode="after")
-    def _accepted_by_servers(self) -> Self:
-        if self.time_seconds < SERVER_MIN_PING_INTERVAL_SECONDS:
+    @field_validator("time_seconds")
+    @classmethod
+    def _accepted_by_servers(cls, value: float) -> float:
+        if value < SERVER_MIN_PING_INTERVAL_SECONDS:
             raise ValueError(
-                f"time_seconds {self.time_seconds:g} is more aggressive than Warmpath servers "
-                f"accept (at least {SERVER_MIN_PING_INTERVAL_SECONDS:g} s between pings)"
+                f"{value:g} s is more aggressive than Warmpath servers accept "
+                f"(at least {SERVER_MIN_PING_INTERVAL_SECONDS:g} s between pings)"
             )
-        return self
+        return value
 
 
 class FirstTokenTimeout(_Strict):
