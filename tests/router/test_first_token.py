@@ -99,3 +99,12 @@ def test_the_timeout_follows_the_models_own_times() -> None:
     assert quick.timeout_for(MODEL, settings, 10) == 1, "never below the floor"
     own = MODEL.model_copy(update={"first_token_timeout": FirstTokenTimeout(ceiling_seconds=7)})
     assert FirstTokenTimes().timeout_for(own, settings, 10) == 7, "a model's own settings win"
+
+
+async def test_with_every_replica_silent_the_caller_hears_each_host() -> None:
+    relay, _ = relay_for(FakeAdapters(hang_on_host={"h1", "h2"}), ready_on("h1", "h2"))
+    with pytest.raises(Unavailable) as caught:
+        await answer(relay, timeout=30.0)
+    assert "every replica of m tried failed" in caught.value.message
+    assert "m on h1 sent no first token" in caught.value.message
+    assert "m on h2 sent no first token" in caught.value.message

@@ -333,6 +333,7 @@ class Relay:
         chain = self._chain(resolved.spec, caller)
         for position, spec in enumerate(chain):
             tried_hosts: set[str] = set()
+            replica_failures: list[WarmpathError] = []
             ask_agent = False
             load_deadline = deadline - self._fallback_reserve(chain[position + 1 :])
             while True:
@@ -360,6 +361,7 @@ class Relay:
                     # model may serve it, if the budget and the deadline allow.
                     error = failed.error
                     tried_hosts.add(failed.host)
+                    replica_failures.append(error)
                     if await self._may_retry_elsewhere(spec, tried_hosts, deadline):
                         server_span.add_event(
                             "warmpath.retry",
@@ -378,6 +380,11 @@ class Relay:
                         continue
                 except (InvalidRequest, *_FALLBACK_ON) as caught:
                     error = caught
+                    replica_failures.append(error)
+                if len(replica_failures) > 1 and not committed:
+                    # Say what happened on each replica tried, not only the last.
+                    each = "; ".join(dict.fromkeys(f.message for f in replica_failures))
+                    error = type(error)(f"every replica of {spec.name} tried failed ({each})")
                 if committed or (isinstance(error, InvalidRequest) and spec is resolved.spec):
                     raise error
                 logger.info("falling back from %s: %s", spec.name, error.message)
