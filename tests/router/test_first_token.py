@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
-from warmpath_common.errors import Unavailable
+from warmpath_common.errors import PeerLost, Unavailable
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_common.liveness import FirstTokenTimeout
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
@@ -108,3 +108,11 @@ async def test_with_every_replica_silent_the_caller_hears_each_host() -> None:
     assert "every replica of m tried failed" in caught.value.message
     assert "m on h1 sent no first token" in caught.value.message
     assert "m on h2 sent no first token" in caught.value.message
+
+
+async def test_an_adapter_lost_before_the_first_token_is_abandoned_for_another_replica() -> None:
+    lost = PeerLost("backend-adapter h1 is unavailable: Connection timed out")
+    adapters = FakeAdapters(fail_on_host={"h1": lost})
+    relay, _ = relay_for(adapters, ready_on("h1", "h2"))
+    assert [(await answer(relay)).route.host for _ in range(2)] == ["h2", "h2"]
+    assert [host for host, _ in adapters.calls] == ["h1", "h2", "h2"], "h1 is passed over"

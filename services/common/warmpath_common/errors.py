@@ -8,6 +8,7 @@
     ├── FailedPrecondition    FAILED_PRECONDITION  the system's state forbids it (e.g. pinned)
     ├── ResourceExhausted     RESOURCE_EXHAUSTED   no room: memory, queue, concurrency
     ├── Unavailable           UNAVAILABLE          a peer or backend cannot be reached / cut off
+    │   └── PeerLost                                   the peer itself was lost, saying nothing
     ├── DeadlineExceeded      DEADLINE_EXCEEDED    a backend stalled or the deadline ran out
     └── Cancelled             CANCELLED            the caller went away
 
@@ -83,6 +84,11 @@ class ResourceExhausted(WarmpathError):
 
 class Unavailable(WarmpathError):
     status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class PeerLost(Unavailable):
+    """The peer itself could not be reached, or its connection died (keepalive, reset):
+    it did not answer this status (no peer-answered mark)."""
 
 
 class DeadlineExceeded(WarmpathError):

@@ -31,6 +31,7 @@ from warmpath_common.errors import (
     NOT_SENT_METADATA_KEY,
     PEER_ANSWERED_METADATA_KEY,
     ModelNotFound,
+    PeerLost,
     Unavailable,
     error_for_status,
 )
@@ -94,7 +95,11 @@ def translate_rpc_errors(peer: str) -> Iterator[None]:
         details = error.details() or code.name
         if code is grpc.StatusCode.UNAVAILABLE and not _marked(error, PEER_ANSWERED_METADATA_KEY):
             # The peer itself was not reached; one that answered said what failed.
-            details = f"{peer} is unavailable: {details}"
+            raise PeerLost(
+                f"{peer} is unavailable: {details}",
+                not_sent=_not_sent(error),
+                backend_down=_marked(error, BACKEND_DOWN_METADATA_KEY),
+            ) from error
         raise error_for_status(
             code,
             details,

@@ -23,7 +23,13 @@ fallback its share of the deadline (`_fallback_reserve`); past that, the
 fallback runs. A fallback follows either kind of failure: it is another model,
 which the operator chose to try when this one fails, so it may do work the
 failed server also began (at most once per model in the chain, and the caller
-still sees only one answer). After the first chunk the stream is committed: a
+still sees only one answer). A try that sends no first chunk within the model's first-token timeout
+(warmpath_router.first_token), or whose adapter connection dies before one
+(errors.PeerLost: keepalive found the host gone), is abandoned: cancelled down
+to the model server, its replica's circuit opened, the abandoned seconds
+counted, and another replica tried within the retry budget. Nothing reached the
+caller, so it still gets one answer; the work repeated is bounded by the budget.
+After the first chunk the stream is committed: a
 failure ends it with an error, never a retry or a fallback. Deterministic errors
 (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
 """
@@ -47,6 +53,7 @@ from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
+    PeerLost,
     PermissionDenied,
     ResourceExhausted,
     Unavailable,
@@ -438,6 +445,7 @@ class Relay:
         self._in_flight[key] += 1
         sent_anything = False
         handed_to_adapter = False
+        handed_at = 0.0
         try:
             load = await self._load_before(placement, load_deadline, deadline, ask_agent)
             outbound = dataclasses.replace(
@@ -456,6 +464,7 @@ class Relay:
                 lambda seconds: self._first_token.observe(spec.name, seconds, prompt_chars),
             )
             handed_to_adapter = True
+            handed_at = self._clock()
             async for event in stream:
                 sent_anything = True
                 if isinstance(event, TextDelta):
@@ -494,11 +503,19 @@ class Relay:
                 f"{first_token_limit:.1f} s (its first-token timeout); the try was cancelled"
             )
             raise _ReplicaFailed(placement.host, error, asked_agent=True) from silent
-        except DeadlineExceeded:
-            if handed_to_adapter and not sent_anything:
-                self._breakers.record_silence(key, self._clock())
-            raise
         except (Unavailable, ResourceExhausted) as error:
+            if (
+                isinstance(error, PeerLost)
+                and handed_to_adapter
+                and not sent_anything
+                and not error.not_sent
+            ):
+                # The adapter's connection died before a first token (keepalive found
+                # the host gone): as with silence, its work is abandoned (an adapter
+                # that lives on sees the call cancelled) and another replica may serve it.
+                self._breakers.record_silence(key, self._clock())
+                self._metrics.abandoned_try_seconds.labels(spec.name).inc(self._clock() - handed_at)
+                raise _ReplicaFailed(placement.host, error, asked_agent=True) from error
             # A replica that is full is busy, not broken: opening its circuit would
             # turn a moment of overload into seconds of refusing everything.
             if not isinstance(error, ResourceExhausted):
