@@ -10,13 +10,14 @@ waited past the timeout, duplicated work).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import eventually, metric_total
 from tests.integration.hosts import (
     FIRST_TOKEN,
     Answer,
@@ -27,7 +28,9 @@ from tests.integration.hosts import (
     start_hosts,
     unreachable_in_route,
 )
-from warmpath.v1 import router_pb2_grpc
+from warmpath.v1 import generate_pb2, router_pb2_grpc
+from warmpath_cli.mesh import LocalMesh
+from warmpath_common.liveness import FirstTokenTimeout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -175,3 +178,40 @@ async def test_a_link_that_drops_every_packet(partitioned: tuple[Hosts, dict]) -
 
 async def _said_unreachable(stub: router_pb2_grpc.RouterStub, host: str) -> bool:
     return bool(await unreachable_in_route(stub, host))
+
+
+async def test_requests_waiting_their_turn_at_one_llama_cpp_server_are_not_silence(
+    mesh: LocalMesh, router_channel: grpc.aio.Channel
+) -> None:
+    """As in the soak: concurrent clients on one llama.cpp server, which serves one
+    request at a time, so most wait several answers' time for their first token."""
+    stub = router_pb2_grpc.RouterStub(router_channel)
+    for _ in range(6):  # enough measurements for the timeout to adapt (min_samples 5)
+        await ask(stub)
+    assert mesh.ports.metrics is not None
+    port = mesh.ports.metrics["router"]
+    before = metric_total(port, TIMEOUTS)
+
+    async def client() -> list[float]:
+        firsts = []
+        for _ in range(3):
+            started = time.monotonic()
+            call = stub.Generate(
+                generate_pb2.GenerateRequest(model="gemma", prompt="Tell a story:", max_tokens=48),
+                timeout=LONG_DEADLINE,
+            )
+            async for _chunk in call:
+                firsts.append(time.monotonic() - started)
+                break
+            async for _chunk in call:
+                pass
+        return firsts
+
+    firsts = [t for times in await asyncio.gather(*(client() for _ in range(4))) for t in times]
+    print(
+        f"\n[one server, 4 clients] slowest first token {max(firsts):.1f} s (the first-token "
+        f"timeout: {FirstTokenTimeout().floor_seconds:g} s floor, default settings); "
+        "tries cancelled for silence: "
+        f"{metric_total(port, TIMEOUTS) - before:g}"
+    )
+    assert metric_total(port, TIMEOUTS) == before, "waiting its turn is not silence"
