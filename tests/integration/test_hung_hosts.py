@@ -103,36 +103,24 @@ async def serves_again(stub: router_pb2_grpc.RouterStub, host: str, label: str) 
     print(f"[{label}] {host} served again {time.monotonic() - started:.1f} s after recovery")
 
 
-async def test_a_stopped_adapter_and_model_server(pair: Hosts) -> None:
+@pytest.mark.parametrize(
+    ("label", "adapter_too"), [("SIGSTOP adapter+server", True), ("SIGSTOP server", False)]
+)
+async def test_a_stopped_host(pair: Hosts, label: str, adapter_too: bool) -> None:
+    """(a) a host's adapter and model server stopped; (b) its model server alone."""
     h1, h2 = pair.hosts["h1"], pair.hosts["h2"]
     async with grpc.aio.insecure_channel(pair.address) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         await warm_up(stub)
         try:
-            h1.freeze(adapter=True, model_server=True)
-            await served_through_fault(pair, stub, "SIGSTOP adapter+server", "h2")
-            h2.freeze(adapter=True, model_server=True)
-            await refused_without_healthy_host(stub, "SIGSTOP adapter+server", ["h1", "h2"])
+            h1.freeze(adapter=adapter_too, model_server=True)
+            await served_through_fault(pair, stub, label, "h2")
+            h2.freeze(adapter=adapter_too, model_server=True)
+            await refused_without_healthy_host(stub, label, ["h1", "h2"])
         finally:
             h1.thaw()
             h2.thaw()
-        await serves_again(stub, "h1", "SIGSTOP adapter+server")
-
-
-async def test_a_stopped_model_server(pair: Hosts) -> None:
-    h1, h2 = pair.hosts["h1"], pair.hosts["h2"]
-    async with grpc.aio.insecure_channel(pair.address) as channel:
-        stub = router_pb2_grpc.RouterStub(channel)
-        await warm_up(stub)
-        try:
-            h1.freeze(adapter=False, model_server=True)
-            await served_through_fault(pair, stub, "SIGSTOP server", "h2")
-            h2.freeze(adapter=False, model_server=True)
-            await refused_without_healthy_host(stub, "SIGSTOP server", ["h1", "h2"])
-        finally:
-            h1.thaw()
-            h2.thaw()
-        await serves_again(stub, "h1", "SIGSTOP server")
+        await serves_again(stub, "h1", label)
 
 
 @pytest.fixture(scope="module")
