@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
-from warmpath_common.errors import PeerLost, Unavailable
+from warmpath_common.errors import DeadlineExceeded, PeerLost, Unavailable
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_common.liveness import FirstTokenTimeout
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
@@ -116,3 +116,13 @@ async def test_an_adapter_lost_before_the_first_token_is_abandoned_for_another_r
     relay, _ = relay_for(adapters, ready_on("h1", "h2"))
     assert [(await answer(relay)).route.host for _ in range(2)] == ["h2", "h2"]
     assert [host for host, _ in adapters.calls] == ["h1", "h2", "h2"], "h1 is passed over"
+
+
+async def test_a_stalled_server_is_passed_over_after_its_deadline_exceeded() -> None:
+    stalled = DeadlineExceeded("backend http://h1 sent nothing for 60 s (stalled)")
+    adapters = FakeAdapters(fail_on_host={"h1": stalled})
+    relay, _ = relay_for(adapters, ready_on("h1", "h2"))
+    with pytest.raises(DeadlineExceeded):
+        await answer(relay)  # it may have started generating: not run twice
+    assert (await answer(relay)).route.host == "h2"
+    assert [host for host, _ in adapters.calls] == ["h1", "h2"]

@@ -53,7 +53,6 @@ from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
-    PeerLost,
     PermissionDenied,
     ResourceExhausted,
     Unavailable,
@@ -74,6 +73,7 @@ from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.first_token import FirstTokenTimes, SilentTry, first_token_within
 from warmpath_router.metrics import RouterMetrics
+from warmpath_router.outcome import ReplicaFailed, TryProgress, judge_failure
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import Placement, RouteReason, place
@@ -85,19 +85,6 @@ _tracer = trace.get_tracer(__name__)
 
 class ColdLoadTooSlow(DeadlineExceeded):
     """The model would need a load that takes longer than the request may wait."""
-
-
-class _ReplicaFailed(Exception):
-    """A retryable failure on one host that reached neither the caller nor a model
-    server, so another replica may serve the request."""
-
-    def __init__(self, host: str, error: WarmpathError, *, asked_agent: bool) -> None:
-        super().__init__(error.message)
-        self.host = host
-        self.error = error
-        self.asked_agent = asked_agent
-        """Whether this try asked the agent for the model, or took a ready replica's
-        endpoint from the cluster view."""
 
 
 _RETRY_JITTER_SECONDS = 0.05
@@ -363,7 +350,7 @@ class Relay:
                             )
                         yield event
                     return
-                except _ReplicaFailed as failed:
+                except ReplicaFailed as failed:
                     # Nothing reached the caller: another replica of the same
                     # model may serve it, if the budget and the deadline allow.
                     error = failed.error
@@ -425,7 +412,7 @@ class Relay:
         which leaves the fallbacks still to try their share of the deadline.
 
         A retryable failure before the first chunk that provably reached no model
-        server is raised as _ReplicaFailed, naming the host, so the caller can try
+        server is raised as ReplicaFailed, naming the host, so the caller can try
         another replica; one that may have reached it is raised as it is.
         """
         attempt_resolved = self._as_resolved(resolved, spec)
@@ -446,6 +433,7 @@ class Relay:
         sent_anything = False
         handed_to_adapter = False
         handed_at = 0.0
+        first_token_limit = 0.0
         try:
             load = await self._load_before(placement, load_deadline, deadline, ask_agent)
             outbound = dataclasses.replace(
@@ -492,39 +480,24 @@ class Relay:
                 )
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
-        except SilentTry as silent:
-            # Nothing reached the caller and the try is cancelled at the model server:
-            # another replica may serve it; this one is passed over for a while.
-            self._breakers.record_silence(key, self._clock())
-            self._metrics.first_token_timeouts.labels(spec.name, placement.host).inc()
-            self._metrics.abandoned_try_seconds.labels(spec.name).inc(silent.waited_seconds)
-            error = Unavailable(
-                f"{spec.name} on {placement.host} sent no first token within "
-                f"{first_token_limit:.1f} s (its first-token timeout); the try was cancelled"
+        except (SilentTry, DeadlineExceeded, Unavailable, ResourceExhausted) as error:
+            instead = judge_failure(
+                error,
+                key,
+                self._clock() < deadline,
+                self._breakers,
+                self._metrics,
+                self._clock(),
+                TryProgress(
+                    handed_at if handed_to_adapter else None,
+                    sent_anything,
+                    first_token_limit,
+                    ask_agent or placement.load_required,
+                ),
             )
-            raise _ReplicaFailed(placement.host, error, asked_agent=True) from silent
-        except (Unavailable, ResourceExhausted) as error:
-            if (
-                isinstance(error, PeerLost)
-                and handed_to_adapter
-                and not sent_anything
-                and not error.not_sent
-            ):
-                # The adapter's connection died before a first token (keepalive found
-                # the host gone): as with silence, its work is abandoned (an adapter
-                # that lives on sees the call cancelled) and another replica may serve it.
-                self._breakers.record_silence(key, self._clock())
-                self._metrics.abandoned_try_seconds.labels(spec.name).inc(self._clock() - handed_at)
-                raise _ReplicaFailed(placement.host, error, asked_agent=True) from error
-            # A replica that is full is busy, not broken: opening its circuit would
-            # turn a moment of overload into seconds of refusing everything.
-            if not isinstance(error, ResourceExhausted):
-                self._breakers.record_failure(key, self._clock())
-            if sent_anything or (handed_to_adapter and not error.not_sent):
+            if instead is None:
                 raise
-            raise _ReplicaFailed(
-                placement.host, error, asked_agent=ask_agent or placement.load_required
-            ) from error
+            raise instead from error
         finally:
             self._in_flight[key] -= 1
 
