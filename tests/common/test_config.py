@@ -61,6 +61,17 @@ def test_every_problem_is_listed_at_once() -> None:
         ({"agent": {"inventory": {"simulated": True}}}, "agent.inventory"),
         ({"adapter": {"idle_timeout_seconds": -1}}, "adapter.idle_timeout_seconds"),
         ({"router": {"hosts": [{"name": "h", "agent": "a:1"}]}}, "router.hosts.0.adapter"),
+        ({"router": {"keepalive": {"time_seconds": 1}}}, "router.keepalive.time_seconds: 1 s"),
+        ({"router": {"keepalive": {"timeout_seconds": 0}}}, "router.keepalive.timeout_seconds"),
+        (
+            {"router": {"first_token_timeout": {"floor_seconds": 9, "ceiling_seconds": 3}}},
+            "router.first_token_timeout: floor_seconds 9 must be below ceiling_seconds 3",
+        ),
+        (
+            {"router": {"first_token_timeout": {"multiplier": 0.5}}},
+            "router.first_token_timeout.multiplier",
+        ),
+        ({"router": {"heartbeat_timeout_seconds": 6}}, "router.heartbeat_timeout_seconds 6"),
     ],
 )
 def test_errors_name_the_bad_field(section: dict[str, object], expected: str) -> None:
@@ -159,3 +170,15 @@ def test_auto_classes_are_checked() -> None:
     assert "router.auto.classes.1 (code): model 'nope' is not a registered model name" in message
     assert "escalation cycle: fast -> code -> fast" in message
     assert "class 'heavy' escalates to unknown class 'huge'" in message
+
+
+def test_liveness_settings_say_what_would_be_accepted() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_text(router={"keepalive": {"time_seconds": 1}}), "w.yaml")
+    assert "more aggressive than Warmpath servers accept (at least 5 s" in str(caught.value)
+    document = yaml.safe_load(config_text())
+    document["models"][0]["first_token_timeout"] = {"floor_seconds": 5, "ceiling_seconds": 5}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(yaml.safe_dump(document), "w.yaml")
+    assert "models.0.first_token_timeout" in str(caught.value)
+    assert "floor_seconds 5 must be below ceiling_seconds 5" in str(caught.value)

@@ -30,7 +30,10 @@ class FakeDriver:
             await self.release.wait()
         await asyncio.sleep(self.load_seconds)
         if spec.name in self.fail_models:
-            raise ModelLoadFailed(f"{spec.name} refused to start (injected)")
+            raise ModelLoadFailed(
+                f"{spec.name} refused to start (injected; see /var/log/agent/{spec.name}.log)",
+                for_caller=f"{spec.name} refused to start (injected)",
+            )
         self._exits[spec.name] = asyncio.Event()
         self._dead_unseen.discard(spec.name)
         return RunningModel(spec.name, f"http://fake/{spec.name}", spec.name, pid=self.pid)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import WarmpathError
-from warmpath_common.generation import Completion, FinishReason, GenerationRequest, TextDelta, Usage
+from warmpath_common.generation import (
+    AdapterEvent,
+    Completion,
+    FinishReason,
+    GenerationRequest,
+    Queued,
+    TextDelta,
+    Usage,
+)
 from warmpath_router.cluster import Endpoint
 from warmpath_router.relay import LoadResult
 
@@ -51,7 +60,10 @@ class FakeAdapters:
 
     `fail_on_host` fails every stream on a host before its first chunk, and
     `fail_on_url` every stream to an endpoint's base URL; `calls` records each
-    stream's (host, model), including those that fail.
+    stream's (host, model), including those that fail. Streams on a host in
+    `hang_on_host` never send anything (a stopped server) until cancelled, which
+    `cancelled` records; `queued_for` seconds of waiting its turn (Queued events)
+    precede every stream.
     """
 
     tokens: tuple[str, ...] = ("Hello", " world")
@@ -60,11 +72,23 @@ class FakeAdapters:
     fail_on_url: dict[str, WarmpathError] = field(default_factory=dict)
     requests: list[tuple[str, GenerationRequest]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    hang_on_host: set[str] = field(default_factory=set)
+    cancelled: list[str] = field(default_factory=list)
+    queued_for: float = 0.0
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
-    ) -> AsyncIterator[TextDelta | Completion]:
+    ) -> AsyncGenerator[AdapterEvent, None]:
         self.calls.append((host, endpoint.served_model_id))
+        if self.queued_for:
+            yield Queued(1)
+            await asyncio.sleep(self.queued_for)  # a request ahead being served
+            yield Queued(0)
+        if host in self.hang_on_host:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self.cancelled.append(host)
         if host in self.fail_on_host:
             raise self.fail_on_host[host]
         if endpoint.base_url in self.fail_on_url:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import cast
 
@@ -183,9 +184,9 @@ async def test_a_caller_that_found_the_server_down_has_it_checked_and_loaded_aga
     assert any("a failed: died (injected)" in event for event in events), events
 
 
-async def test_verify_crosses_the_hop_from_the_routers_client_to_the_agent() -> None:
-    driver = FakeDriver()
-    agent = manager(driver, spec("a", 100))
+@contextlib.asynccontextmanager
+async def agent_client(agent: ResidencyManager) -> AsyncIterator[AgentClient]:
+    """The router's client to `agent`, served over a real gRPC hop as host "h"."""
     server = await create_server(
         "127.0.0.1:0",
         lambda grpc_server: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(
@@ -196,15 +197,31 @@ async def test_verify_crosses_the_hop_from_the_routers_client_to_the_agent() -> 
     address = f"127.0.0.1:{server.port}"
     channels = HostChannels((HostSpec(name="h", agent=address, adapter=address),))
     try:
-        client = AgentClient(channels)
+        yield AgentClient(channels)
+    finally:
+        await channels.close()
+        await server.server.stop(0)
+
+
+async def test_verify_crosses_the_hop_from_the_routers_client_to_the_agent() -> None:
+    driver = FakeDriver()
+    agent = manager(driver, spec("a", 100))
+    async with agent_client(agent) as client:
         assert (await client.ensure_loaded("h", "a", 10)).cold_start
         driver.die_unseen("a")
         assert not (await client.ensure_loaded("h", "a", 10)).cold_start
         assert (await client.ensure_loaded("h", "a", 10, verify=True)).cold_start
         assert driver.starts == ["a", "a"]
-    finally:
-        await channels.close()
-        await server.server.stop(0)
+
+
+async def test_a_failed_load_tells_the_caller_what_failed_where_without_host_paths() -> None:
+    agent = manager(FakeDriver(fail_models={"a"}), spec("a", 100))
+    async with agent_client(agent) as client:
+        with pytest.raises(Unavailable) as caught:
+            await client.ensure_loaded("h", "a", 10)
+    assert caught.value.message == "could not load a on host-a: a refused to start (injected)"
+    (failed,) = (await agent.state()).models
+    assert "/var/log/agent/a.log" in failed.failure_reason, "the agent's state keeps it"
 
 
 async def test_verify_leaves_a_live_server_alone() -> None:

@@ -23,11 +23,19 @@ BROKEN = {
     "source": {"path": "/nonexistent/broken.gguf"},
     "fallbacks": ["gemma3-270m"],
 }
+# Fits no GPU; its fallback is BROKEN, whose own fallback is Gemma: a chain to walk.
+HUGE = {
+    **GEMMA,
+    "name": "huge-model",
+    "aliases": [],
+    "memory": "64GiB",
+    "fallbacks": ["broken-model"],
+}
 
 
 def mesh_config(ports: MeshPorts) -> dict[str, object]:
     return {
-        "models": [GEMMA, UNTOUCHED, BROKEN],
+        "models": [GEMMA, UNTOUCHED, BROKEN, HUGE],
         "router": {
             "hosts": [
                 {

@@ -74,7 +74,7 @@ async def test_unknown_model_is_not_found_with_the_list(router_channel: grpc.aio
         )
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
     details = caught.value.details() or ""
-    assert "available models: broken-model, gemma-untouched, gemma3-270m" in details
+    assert "available models: broken-model, gemma-untouched, gemma3-270m, huge-model" in details
     assert "closest matches: gemma3-270m" in details
 
 
@@ -175,6 +175,22 @@ async def test_failed_load_takes_the_configured_fallback_and_says_so(
     (hop,) = final.route.fallback_hops
     assert hop.from_model == "broken-model" and hop.to_model == "gemma3-270m"
     assert "UNAVAILABLE" in hop.reason and "does not exist" in hop.reason
+    # The agent was fine, and its paths mean nothing to a remote caller.
+    assert "could not load broken-model on local: its model file" in hop.reason
+    assert "/nonexistent" not in hop.reason and "gpu-agent local is unavailable" not in hop.reason
+
+
+async def test_the_fallback_chain_is_walked_to_its_end(router_channel: grpc.aio.Channel) -> None:
+    request = generate_pb2.GenerateRequest(model="huge-model", prompt="Hi", max_tokens=2)
+    stub = router_pb2_grpc.RouterStub(router_channel)
+    decision = await stub.Route(router_pb2.RouteRequest(request=request))
+    assert list(decision.fallback_chain) == ["broken-model", "gemma3-270m"]
+    _, final, _ = await generate(router_channel, request)
+    assert final.route.served_model == "gemma3-270m"
+    assert [(h.from_model, h.to_model) for h in final.route.fallback_hops] == [
+        ("huge-model", "broken-model"),
+        ("broken-model", "gemma3-270m"),
+    ]
 
 
 async def test_list_models_shows_residency(router_channel: grpc.aio.Channel) -> None:
@@ -185,7 +201,7 @@ async def test_list_models_shows_residency(router_channel: grpc.aio.Channel) -> 
         router_pb2.ListModelsRequest()
     )
     by_name = {m.name: m for m in listing.models}
-    assert set(by_name) == {"gemma3-270m", "gemma-untouched", "broken-model"}
+    assert set(by_name) == {"gemma3-270m", "gemma-untouched", "broken-model", "huge-model"}
     assert list(by_name["gemma3-270m"].aliases) == ["gemma", "default"]
     assert any(r.state == "ready" for r in by_name["gemma3-270m"].replicas)
 

@@ -26,3 +26,11 @@ def test_success_closes_and_forgets() -> None:
     assert breakers.open_for(KEY, now=0) > 0
     breakers.record_success(KEY)
     assert breakers.open_for(KEY, now=0) == 0
+
+
+def test_silence_opens_at_the_first_one_for_longer() -> None:
+    breakers = CircuitBreakers(threshold=3, cooldown_seconds=5, silence_cooldown_seconds=30)
+    breakers.record_silence(KEY, now=0)
+    assert breakers.open_for(KEY, now=0) == 30
+    breakers.record_success(KEY)
+    assert breakers.open_for(KEY, now=0) == 0

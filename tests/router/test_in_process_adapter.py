@@ -17,6 +17,7 @@ from warmpath_common.generation import (
     Completion,
     FinishReason,
     GenerationRequest,
+    Queued,
     StreamEvent,
     TextDelta,
     Usage,
@@ -98,3 +99,16 @@ async def test_hosts_go_to_their_own_adapter() -> None:
 def test_local_hosts_without_a_local_adapter_are_refused() -> None:
     with pytest.raises(ValueError, match="in-process adapter"):
         AdaptersByHost(FakeAdapters(), None, frozenset({"here"}))
+
+
+async def test_a_one_at_a_time_server_gets_one_request_and_the_next_hears_it_waits() -> None:
+    clock = [0.0]
+    local = adapter(ScriptedBackend(clock), clock)
+    first = local.generate("h", ENDPOINT, REQUEST, 5.0)
+    assert isinstance(await anext(first), TextDelta), "the first is sent to the server at once"
+    second = local.generate("h", ENDPOINT, REQUEST, 5.0)
+    assert await anext(second) == Queued(1), "the next waits its turn, and says so"
+    await first.aclose()
+    assert await anext(second) == Queued(0), "its turn: the server now owes it a token"
+    assert isinstance(await anext(second), TextDelta)
+    await second.aclose()

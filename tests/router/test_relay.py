@@ -542,3 +542,35 @@ async def test_a_dead_server_with_another_replica_to_try_is_retried_there() -> N
     assert final.route.host == "h2" and final.route.cold_start
     assert adapters.calls == [("h1", "backup"), ("h2", "backup")], "h1 is not tried again"
     assert agents.verified == [], "a plain load on h2: nothing there was found down"
+
+
+async def test_the_fallback_graph_is_walked_to_its_end_and_route_shows_all_of_it() -> None:
+    specs = [
+        ModelSpec.model_validate({**GEMMA, "name": "huge", "aliases": [], "fallbacks": ["broken"]}),
+        ModelSpec.model_validate(
+            {**GEMMA, "name": "broken", "aliases": [], "fallbacks": ["gemma"]}
+        ),
+        ModelSpec.model_validate({**GEMMA, "name": "gemma", "aliases": []}),
+    ]
+    cluster = ClusterView()
+    cluster.update(HostView("h1", reachable=True, servable=frozenset({"huge", "broken", "gemma"})))
+    agents = FakeAgents(
+        fail={"huge": Unavailable("fits no GPU"), "broken": Unavailable("could not load broken")}
+    )
+    relay = Relay(
+        ModelRegistry(specs, AutoRouting()),
+        cluster,
+        agents,
+        FakeAdapters(),
+        RouterSettings(),
+        RouterMetrics(CollectorRegistry()),
+    )
+    request = GenerationRequest(model="huge", prompt="hi")
+    assert relay.decide(request).fallback_chain == ("broken", "gemma")
+    _, final = await collect(relay, request)
+    assert final.route.served_model == "gemma"
+    assert [(h.from_model, h.to_model) for h in final.route.fallback_hops] == [
+        ("huge", "broken"),
+        ("broken", "gemma"),
+    ]
+    assert [model for _, model in agents.loads] == ["huge", "broken", "gemma"], "each once"

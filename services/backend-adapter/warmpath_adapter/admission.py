@@ -5,7 +5,9 @@ limit the adapter queues a few more and refuses the rest at once with
 RESOURCE_EXHAUSTED, rather than letting them pile up until deadlines expire.
 A request waiting in the queue gives its place up when its caller leaves.
 A refusal is marked not-sent: the model server never saw the request, so the
-router may try another replica.
+router may try another replica. A server known to serve one request at a time
+(llama-cpp-python's) is sent one at a time, so the adapter knows which requests
+wait their turn and can tell the router (their wait is not silence).
 """
 
 from __future__ import annotations
@@ -33,9 +35,23 @@ class BackendAdmission:
         self._max_waiting = max_waiting
         self._backends: dict[str, _Backend] = {}
 
+    def _slots(self, backend: str, one_at_a_time: bool) -> _Backend:
+        slots = self._backends.get(backend)
+        if slots is None:
+            limit = min(1, self._max_running) if one_at_a_time else self._max_running
+            slots = _Backend(asyncio.Semaphore(limit))
+            self._backends[backend] = slots
+        return slots
+
+    def ahead(self, backend: str, one_at_a_time: bool = False) -> int:
+        """Requests a new one would wait behind (running and waiting), 0 if it would
+        run at once."""
+        slots = self._slots(backend, one_at_a_time)
+        return slots.active + slots.waiting if slots.running.locked() else 0
+
     @asynccontextmanager
-    async def admit(self, backend: str) -> AsyncIterator[None]:
-        slots = self._backends.setdefault(backend, _Backend(asyncio.Semaphore(self._max_running)))
+    async def admit(self, backend: str, one_at_a_time: bool = False) -> AsyncIterator[None]:
+        slots = self._slots(backend, one_at_a_time)
         if slots.running.locked():
             if slots.waiting >= self._max_waiting:
                 raise ResourceExhausted(

@@ -41,4 +41,5 @@ def build_dispatcher(
         },
         AdapterMetrics(metrics),
         BackendAdmission(settings.max_concurrent_per_backend, settings.max_queued_per_backend),
+        settings.one_at_a_time,
     )

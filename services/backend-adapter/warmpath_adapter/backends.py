@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,8 +13,10 @@ from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import InvalidRequest, status_of
 from warmpath_common.generation import (
+    AdapterEvent,
     Completion,
     GenerationRequest,
+    Queued,
     StreamEvent,
     TextDelta,
 )
@@ -50,14 +52,17 @@ class BackendDispatcher:
         backends: Mapping[BackendKindName, InferenceBackend],
         metrics: AdapterMetrics,
         admission: BackendAdmission | None = None,
+        one_at_a_time: Collection[BackendKindName] = (BackendKindName.LLAMA_CPP,),
     ) -> None:
         self._backends = dict(backends)
         self._metrics = metrics
         self._admission = admission or BackendAdmission(max_running=32, max_waiting=64)
+        self._one_at_a_time = frozenset(one_at_a_time)
 
     def stream(
         self, request: GenerationRequest, target: BackendTarget
-    ) -> AsyncGenerator[StreamEvent, None]:
+    ) -> AsyncGenerator[AdapterEvent, None]:
+        """The answer, preceded by Queued events when the request has to wait its turn."""
         # The overall deadline is the gRPC call's: when it expires the call is
         # cancelled, the iterator is closed and the HTTP request with it.
         if not target.base_url.startswith(("http://", "https://")):
@@ -72,18 +77,33 @@ class BackendDispatcher:
             backend.stream(request, target),
             target.kind.value,
             f"{target.base_url} ({target.served_model_id})",
+            target.kind in self._one_at_a_time,
         )
 
     async def _measured(
-        self, events: AsyncGenerator[StreamEvent, None], backend: str, server: str
-    ) -> AsyncGenerator[StreamEvent, None]:
+        self,
+        events: AsyncGenerator[StreamEvent, None],
+        backend: str,
+        server: str,
+        one_at_a_time: bool,
+    ) -> AsyncGenerator[AdapterEvent, None]:
         metrics = self._metrics
         started = time.monotonic()
         first_token_seen = False
         outcome = "OK"
         metrics.in_flight.inc()
         try:
-            async with self._admission.admit(server), contextlib.aclosing(events):
+            # The router counts a try's silence from its last Queued(0) (or its start):
+            # a request waiting its turn here is not a hung server.
+            ahead = self._admission.ahead(server, one_at_a_time)
+            if ahead:
+                yield Queued(ahead)
+            async with (
+                self._admission.admit(server, one_at_a_time),
+                contextlib.aclosing(events),
+            ):
+                if ahead:
+                    yield Queued(0)
                 async for event in events:
                     if isinstance(event, TextDelta) and not first_token_seen:
                         first_token_seen = True

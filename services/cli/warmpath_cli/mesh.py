@@ -52,6 +52,8 @@ class MeshPorts:
     adapter: int = 50053
     metrics: dict[str, int] | None = None
     """Metrics port per service; None: as the config says."""
+    host: str = "127.0.0.1"
+    """Address every service listens on (metrics stay on loopback)."""
 
     @classmethod
     def free(cls) -> MeshPorts:
@@ -60,7 +62,7 @@ class MeshPorts:
 
     def address(self, service: str) -> str:
         port = {"router": self.router, "gpu-agent": self.agent, "backend-adapter": self.adapter}
-        return f"127.0.0.1:{port[service]}"
+        return f"{self.host}:{port[service]}"
 
 
 @dataclass
@@ -73,6 +75,10 @@ class LocalMesh:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     health_credentials: grpc.ChannelCredentials | None = None
     """Credentials for the start-up health checks when the services use TLS."""
+    services: tuple[str, ...] = ("gpu-agent", "backend-adapter", "router")
+    """Which services to start, in this order (a host of a larger mesh runs no router)."""
+    wrap: tuple[str, ...] = ()
+    """A command each service runs under, e.g. `ip netns exec NAME`."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -80,7 +86,7 @@ class LocalMesh:
         """Starts agent and adapter, then the router, each once the previous is healthy."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for service in ("gpu-agent", "backend-adapter", "router"):
+            for service in self.services:
                 self._spawn(service)
                 wait_serving(
                     self.ports.address(service),
@@ -118,7 +124,14 @@ class LocalMesh:
     def _spawn(self, service: str) -> None:
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         env.pop("WARMPATH_CONFIG", None)
-        args = [sys.executable, "-m", _MODULES[service], "--listen", self.ports.address(service)]
+        args = [
+            *self.wrap,
+            sys.executable,
+            "-m",
+            _MODULES[service],
+            "--listen",
+            self.ports.address(service),
+        ]
         if self.config is not None:
             args += ["--config", str(self.config)]
         if self.ports.metrics is not None:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from warmpath_common.auto_classes import class_problems
+from warmpath_common.liveness import FirstTokenTimeout, KeepaliveSettings
 
 DEFAULT_CONFIG_RESOURCE = "defaults/warmpath.yaml"
 AUTO_MODEL = "auto"
@@ -150,6 +151,9 @@ class ModelSpec(_Strict):
     """How long an idle model stays resident before it may be unloaded."""
     chat_format: str | None = Field(default=None, pattern=r"^[a-z0-9_.-]{1,64}$")
     """llama.cpp chat template name (e.g. "gemma") for GGUF files that carry none."""
+    first_token_timeout: FirstTokenTimeout | None = None
+    """How long one try of this model may go without a first token before the router
+    cancels it and tries elsewhere. Unset: `router.first_token_timeout`."""
 
     runtime: Runtime | None = None
     """How the gpu-agent runs it: process (a llama.cpp server child), docker, or ollama (an
@@ -327,6 +331,13 @@ class RouterSettings(_Strict):
     """host:port serving Prometheus /metrics (flag --metrics-listen). Unset: off."""
     tls: TlsSettings | None = None
     """TLS for the router's server and for its connections to agents and adapters."""
+    keepalive: KeepaliveSettings = Field(default_factory=KeepaliveSettings)
+    """gRPC keepalive on every channel to the agents and adapters."""
+    heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
+    """A host whose gpu-agent sent nothing on WatchState for this long is marked
+    unreachable (and Route says so); a few of `agent.heartbeat_seconds`."""
+    first_token_timeout: FirstTokenTimeout = Field(default_factory=FirstTokenTimeout)
+    """How long one try may go without a first token, for models that set none."""
 
     _listen = field_validator("listen")(_check_address)
     _metrics = field_validator("metrics_listen")(_check_optional_address)
@@ -485,11 +496,16 @@ class AdapterSettings(_Strict):
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long connecting to an inference server may take."""
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
-    """A backend silent for this long mid-stream is treated as stalled."""
+    """A backend silent for this long (for its first byte, or mid-stream) is treated as
+    stalled: the request fails DEADLINE_EXCEEDED rather than wait out its deadline."""
     max_concurrent_per_backend: int = Field(default=32, gt=0)
     """Requests sent to one model server at once; more wait in a queue."""
     max_queued_per_backend: int = Field(default=64, ge=0)
     """Requests waiting for one model server; beyond this, RESOURCE_EXHAUSTED at once."""
+    one_at_a_time: tuple[BackendKindName, ...] = (BackendKindName.LLAMA_CPP,)
+    """Server kinds that serve one request at a time (llama-cpp-python's server): the
+    adapter sends them one request at a time and tells the router which requests wait
+    their turn, so that wait is never taken for a hung server."""
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight streams may take to finish."""
     metrics_listen: str | None = None
@@ -548,6 +564,12 @@ def registry_problems(config: WarmpathConfig) -> Iterator[str]:
             elif target == spec.name:
                 yield f"model {spec.name}: falls back to itself"
     yield from _fallback_cycles(config)
+    if config.router.heartbeat_timeout_seconds < 2 * config.agent.heartbeat_seconds:
+        yield (
+            f"router.heartbeat_timeout_seconds {config.router.heartbeat_timeout_seconds:g} must "
+            f"be at least twice agent.heartbeat_seconds ({config.agent.heartbeat_seconds:g}): "
+            "a quiet agent would be taken for a lost one"
+        )
     yield from _auto_problems(config.router.auto, names)
     yield from _security_problems(config)
     for name in config.agent.models or ():

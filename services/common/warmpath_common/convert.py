@@ -5,11 +5,12 @@ from __future__ import annotations
 from warmpath.v1 import generate_pb2
 from warmpath_common.config import BackendKindName
 from warmpath_common.generation import (
+    AdapterEvent,
     ChatTurn,
     Completion,
     FinishReason,
     GenerationRequest,
-    StreamEvent,
+    Queued,
     TextDelta,
     Usage,
 )
@@ -71,9 +72,11 @@ def request_to_proto(request: GenerationRequest) -> generate_pb2.GenerateRequest
     return message
 
 
-def event_to_proto(event: StreamEvent) -> generate_pb2.GenerateResponse:
+def event_to_proto(event: AdapterEvent) -> generate_pb2.GenerateResponse:
     if isinstance(event, TextDelta):
         return generate_pb2.GenerateResponse(text=event.text)
+    if isinstance(event, Queued):
+        return generate_pb2.GenerateResponse(queued=generate_pb2.QueuePosition(ahead=event.ahead))
     return generate_pb2.GenerateResponse(
         text=event.trailing_text,
         finish_reason=_FINISH_TO_PROTO[event.finish_reason],
@@ -83,7 +86,9 @@ def event_to_proto(event: StreamEvent) -> generate_pb2.GenerateResponse:
     )
 
 
-def event_from_proto(message: generate_pb2.GenerateResponse) -> StreamEvent:
+def event_from_proto(message: generate_pb2.GenerateResponse) -> AdapterEvent:
+    if message.HasField("queued"):
+        return Queued(message.queued.ahead)
     if message.finish_reason == generate_pb2.FINISH_REASON_UNSPECIFIED:
         return TextDelta(message.text)
     return Completion(

@@ -8,6 +8,7 @@
     ├── FailedPrecondition    FAILED_PRECONDITION  the system's state forbids it (e.g. pinned)
     ├── ResourceExhausted     RESOURCE_EXHAUSTED   no room: memory, queue, concurrency
     ├── Unavailable           UNAVAILABLE          a peer or backend cannot be reached / cut off
+    │   └── PeerLost                                   the peer itself was lost, saying nothing
     ├── DeadlineExceeded      DEADLINE_EXCEEDED    a backend stalled or the deadline ran out
     └── Cancelled             CANCELLED            the caller went away
 
@@ -19,6 +20,9 @@ statuses back into them.
 may run it (``warmpath-not-sent: true`` across a hop). ``backend_down``: no
 connection to the model server could be made at all, so ask its agent once
 (``warmpath-backend-down: true``). docs/architecture.md explains both.
+Every status a Warmpath server sends for a WarmpathError carries
+``warmpath-peer-answered: true``: the peer was up and said what failed, so a
+client does not report the peer itself as unavailable.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import grpc
 __all__ = [
     "BACKEND_DOWN_METADATA_KEY",
     "NOT_SENT_METADATA_KEY",
+    "PEER_ANSWERED_METADATA_KEY",
     "Cancelled",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -87,6 +92,11 @@ class Unavailable(WarmpathError):
     status_code = grpc.StatusCode.UNAVAILABLE
 
 
+class PeerLost(Unavailable):
+    """The peer itself could not be reached, or its connection died (keepalive, reset):
+    it did not answer this status (no peer-answered mark)."""
+
+
 class DeadlineExceeded(WarmpathError):
     status_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -115,6 +125,8 @@ _BY_CODE: dict[grpc.StatusCode, type[WarmpathError]] = {
 NOT_SENT_METADATA_KEY = "warmpath-not-sent"
 # ... and `WarmpathError.backend_down`.
 BACKEND_DOWN_METADATA_KEY = "warmpath-backend-down"
+# ... and that the peer itself answered with this status (it is up).
+PEER_ANSWERED_METADATA_KEY = "warmpath-peer-answered"
 
 
 def status_of(error: BaseException) -> grpc.StatusCode:

@@ -75,4 +75,16 @@ class Completion:
     trailing_text: str = field(default="")
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """From an adapter, before the first token: the request waits behind `ahead` others
+    for its model server; 0: it has just been sent to the server. Time spent waiting is
+    not silence (see the router's first-token timeout). Never reaches a caller."""
+
+    ahead: int
+
+
 StreamEvent = TextDelta | Completion
+"""What a model server's answer is made of."""
+AdapterEvent = TextDelta | Completion | Queued
+"""What an adapter streams to the router: the answer, and where the request waits."""

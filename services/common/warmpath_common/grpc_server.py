@@ -21,10 +21,12 @@ from warmpath_common.config import TlsSettings
 from warmpath_common.errors import (
     BACKEND_DOWN_METADATA_KEY,
     NOT_SENT_METADATA_KEY,
+    PEER_ANSWERED_METADATA_KEY,
     Unavailable,
     WarmpathError,
     status_of,
 )
+from warmpath_common.liveness import server_keepalive_options
 from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.security import server_credentials
 from warmpath_common.telemetry import activated, end_rpc_span, start_server_span, traced_method
@@ -40,11 +42,13 @@ ServicerContext: TypeAlias = Any
 
 
 def _trailing_metadata_for(error: WarmpathError) -> tuple[tuple[str, str], ...]:
-    """What an error's status carries besides code and message: the not-sent and
-    backend-down marks, which the caller's client restores (see warmpath_common.errors)."""
+    """What an error's status carries besides code and message: the not-sent,
+    backend-down and peer-answered marks, which the caller's client reads (see
+    warmpath_common.errors)."""
     marks = (
         (NOT_SENT_METADATA_KEY, error.not_sent),
         (BACKEND_DOWN_METADATA_KEY, error.backend_down),
+        (PEER_ANSWERED_METADATA_KEY, True),
     )
     return tuple((key, "true") for key, marked in marks if marked)
 
@@ -365,6 +369,8 @@ async def create_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Accept the router's keepalive pings (warmpath_common.liveness).
+            *server_keepalive_options(),
         ],
     )
     registrar = _Registrar(

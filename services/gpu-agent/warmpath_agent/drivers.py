@@ -54,7 +54,15 @@ class ModelDriver(Protocol):
 
 
 class ModelLoadFailed(Exception):
-    """A model server could not be started or never became ready."""
+    """A model server could not be started or never became ready.
+
+    The message is for the agent's log and state, and may name files on this host;
+    `for_caller` says the same without them, for a remote caller.
+    """
+
+    def __init__(self, message: str, *, for_caller: str | None = None) -> None:
+        super().__init__(message)
+        self.for_caller = message if for_caller is None else for_caller
 
 
 class DriverSet:

@@ -63,7 +63,10 @@ def resolve_model_file(source: ModelSource) -> Path:
     """The GGUF file for a source. Blocking (may assemble a packaged file): call in a thread."""
     if source.path is not None:
         if not source.path.is_file():
-            raise ModelLoadFailed(f"model file {source.path} does not exist")
+            raise ModelLoadFailed(
+                f"model file {source.path} does not exist",
+                for_caller="its model file (source.path) does not exist on the host",
+            )
         return source.path
     if source.python_package is not None:
         try:
@@ -568,7 +571,9 @@ class LlamaCppProcessDriver:
             reason = exited()
             if reason is not None:
                 raise ModelLoadFailed(
-                    f"llama.cpp server for {model} {reason} while loading{self._log_hint(model)}"
+                    f"llama.cpp server for {model} {reason} while loading{self._log_hint(model)}",
+                    for_caller=f"its llama.cpp server {reason} while loading "
+                    "(the gpu-agent's log says why)",
                 )
             with contextlib.suppress(httpx.HTTPError):
                 response = await self._client.get(url, timeout=2.0)
@@ -580,9 +585,10 @@ class LlamaCppProcessDriver:
                         f"the server on port {port} serves {sorted(served)}, not {model}"
                     )
             await asyncio.sleep(_READINESS_POLL_SECONDS)
+        waited = f"was not ready after {self._settings.startup_timeout_seconds:g} s"
         raise ModelLoadFailed(
-            f"llama.cpp server for {model} was not ready after "
-            f"{self._settings.startup_timeout_seconds:g} s{self._log_hint(model)}"
+            f"llama.cpp server for {model} {waited}{self._log_hint(model)}",
+            for_caller=f"its llama.cpp server {waited} (the gpu-agent's log says why)",
         )
 
     def _base_url(self, port: int) -> str:

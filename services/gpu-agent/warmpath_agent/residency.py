@@ -481,6 +481,12 @@ class ResidencyManager:
             raise ModelNotFound(f"host {self.host} does not serve {model!r}; it serves: {known}")
         return spec
 
+    def _load_failure(self, model: str, error: ModelLoadFailed) -> Unavailable:
+        """What the caller hears: the model, this host and why, but no path on this host
+        (the agent's log and state keep the full message)."""
+        logger.error("could not load %s: %s", model, error)
+        return Unavailable(f"could not load {model} on {self.host}: {error.for_caller}")
+
     async def _load(self, spec: ModelSpec, give_up_at: float) -> tuple[Residency, tuple[str, ...]]:
         need = self._measured.get(spec.name) or self._estimated.get(spec.name)
         if not need:
@@ -488,7 +494,7 @@ class ResidencyManager:
                 need = await asyncio.to_thread(self._estimate_bytes, spec)
             except ModelLoadFailed as error:
                 self._metrics.loads.labels(spec.name, "failed").inc()
-                raise Unavailable(f"could not load {spec.name}: {error}") from error
+                raise self._load_failure(spec.name, error) from error
             # Kept: a model waiting for room asks again at every chance of some.
             self._estimated[spec.name] = need
         async with self._placement:
@@ -518,7 +524,7 @@ class ResidencyManager:
             )
             self._room_may_have_changed()
             await self.feed.publish(f"{spec.name} failed to load: {error}")
-            raise Unavailable(f"could not load {spec.name}: {error}") from error
+            raise self._load_failure(spec.name, error) from error
         except BaseException:
             self._book.release(spec.name)
             self._residents.pop(spec.name, None)

@@ -68,6 +68,7 @@ async def _serve(
     channels = HostChannels(
         settings.hosts,
         channel_credentials(settings.tls, "router") if settings.tls is not None else None,
+        settings.keepalive,
     )
     relay = Relay(
         registry,
@@ -78,7 +79,9 @@ async def _serve(
         RouterMetrics(metrics),
     )
     stop_watching = asyncio.Event()
-    watcher = asyncio.create_task(watch_cluster(channels, cluster, stop_watching))
+    watcher = asyncio.create_task(
+        watch_cluster(channels, cluster, stop_watching, settings.heartbeat_timeout_seconds)
+    )
     server = await create_server(
         settings.listen,
         lambda s: router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(relay, cluster), s),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 
 import grpc
 
@@ -29,11 +29,14 @@ from warmpath_common.convert import (
 from warmpath_common.errors import (
     BACKEND_DOWN_METADATA_KEY,
     NOT_SENT_METADATA_KEY,
+    PEER_ANSWERED_METADATA_KEY,
     ModelNotFound,
+    PeerLost,
     Unavailable,
     error_for_status,
 )
-from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.generation import AdapterEvent, Completion, GenerationRequest
+from warmpath_common.liveness import KeepaliveSettings, channel_options
 from warmpath_common.telemetry import client_call_span
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
 from warmpath_router.relay import LoadResult
@@ -90,8 +93,13 @@ def translate_rpc_errors(peer: str) -> Iterator[None]:
     except grpc.aio.AioRpcError as error:
         code = error.code()
         details = error.details() or code.name
-        if code is grpc.StatusCode.UNAVAILABLE:
-            details = f"{peer} is unavailable: {details}"
+        if code is grpc.StatusCode.UNAVAILABLE and not _marked(error, PEER_ANSWERED_METADATA_KEY):
+            # The peer itself was not reached; one that answered said what failed.
+            raise PeerLost(
+                f"{peer} is unavailable: {details}",
+                not_sent=_not_sent(error),
+                backend_down=_marked(error, BACKEND_DOWN_METADATA_KEY),
+            ) from error
         raise error_for_status(
             code,
             details,
@@ -132,14 +140,19 @@ class HostChannels:
     """One channel per agent and per adapter, reused for every call."""
 
     def __init__(
-        self, hosts: tuple[HostSpec, ...], credentials: grpc.ChannelCredentials | None = None
+        self,
+        hosts: tuple[HostSpec, ...],
+        credentials: grpc.ChannelCredentials | None = None,
+        keepalive: KeepaliveSettings | None = None,
     ) -> None:
         self.specs = {host.name: host for host in hosts}
+        # Keepalive finds a stopped peer or a silent link in seconds, calls or not.
+        options = channel_options(keepalive or KeepaliveSettings())
 
         def open_channel(address: str) -> grpc.aio.Channel:
             if credentials is None:
-                return grpc.aio.insecure_channel(address)
-            return grpc.aio.secure_channel(address, credentials)
+                return grpc.aio.insecure_channel(address, options=options)
+            return grpc.aio.secure_channel(address, credentials, options=options)
 
         self._agent_channels = {h.name: open_channel(h.agent) for h in hosts}
         self._adapter_channels = {
@@ -211,7 +224,7 @@ class AdapterClient:
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
-    ) -> AsyncIterator[TextDelta | Completion]:
+    ) -> AsyncGenerator[AdapterEvent, None]:
         stub = self._channels.adapters.get(host)
         if stub is None:
             raise ModelNotFound(f"no backend-adapter configured for host {host!r}")
@@ -247,10 +260,21 @@ class AdapterClient:
             yield completion
 
 
-async def watch_cluster(channels: HostChannels, cluster: ClusterView, stop: asyncio.Event) -> None:
-    """Keeps `cluster` current from every agent's WatchState until `stop` is set."""
+async def watch_cluster(
+    channels: HostChannels,
+    cluster: ClusterView,
+    stop: asyncio.Event,
+    heartbeat_timeout_seconds: float = 15.0,
+) -> None:
+    """Keeps `cluster` current from every agent's WatchState until `stop` is set.
+
+    A host whose agent sends nothing (no change, no heartbeat) for
+    `heartbeat_timeout_seconds` is marked unreachable, and its stream opened again.
+    """
     watchers = [
-        asyncio.create_task(_watch_host(name, stub, cluster, stop), name=f"watch {name}")
+        asyncio.create_task(
+            _watch_host(name, stub, cluster, stop, heartbeat_timeout_seconds), name=f"watch {name}"
+        )
         for name, stub in channels.agents.items()
     ]
     try:
@@ -262,21 +286,39 @@ async def watch_cluster(channels: HostChannels, cluster: ClusterView, stop: asyn
 
 
 async def _watch_host(
-    name: str, stub: gpu_agent_pb2_grpc.GpuAgentStub, cluster: ClusterView, stop: asyncio.Event
+    name: str,
+    stub: gpu_agent_pb2_grpc.GpuAgentStub,
+    cluster: ClusterView,
+    stop: asyncio.Event,
+    heartbeat_timeout_seconds: float,
 ) -> None:
     backoff = _RECONNECT_MIN_SECONDS
     while not stop.is_set():
+        problem = "state stream ended"
+        call = stub.WatchState(gpu_agent_pb2.WatchStateRequest())
+        events = aiter(call)
         try:
-            async for event in stub.WatchState(gpu_agent_pb2.WatchStateRequest()):
+            while True:
+                # A stopped agent or a silent link keeps the stream open and quiet:
+                # only the missing heartbeats tell.
+                event = await asyncio.wait_for(anext(events), heartbeat_timeout_seconds)
                 if not cluster.hosts.get(name, HostView(name, False)).reachable:
                     logger.info("gpu-agent %s connected", name)
                 cluster.update(host_view(event.state, name))
                 backoff = _RECONNECT_MIN_SECONDS
+        except StopAsyncIteration:
+            pass
+        except TimeoutError:
+            problem = (
+                f"no heartbeat from its gpu-agent for {heartbeat_timeout_seconds:g} s "
+                "(router.heartbeat_timeout_seconds)"
+            )
         except grpc.aio.AioRpcError as error:
-            if cluster.hosts.get(name, HostView(name, False)).reachable:
-                logger.warning("lost gpu-agent %s: %s", name, error.code().name)
-            cluster.mark_unreachable(name, f"{error.code().name}: {error.details()}")
-        else:
-            cluster.mark_unreachable(name, "state stream ended")
+            problem = f"{error.code().name}: {error.details()}"
+        finally:
+            call.cancel()
+        if cluster.hosts.get(name, HostView(name, False)).reachable:
+            logger.warning("lost gpu-agent %s: %s", name, problem)
+        cluster.mark_unreachable(name, problem)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, _RECONNECT_MAX_SECONDS)

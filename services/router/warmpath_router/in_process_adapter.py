@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from warmpath_adapter.backends import BackendDispatcher, BackendTarget
 from warmpath_common.errors import DeadlineExceeded
-from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.generation import AdapterEvent, GenerationRequest
 from warmpath_router.cluster import Endpoint
 from warmpath_router.relay import AdapterPort
 
@@ -31,7 +31,7 @@ class InProcessAdapter:
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
-    ) -> AsyncIterator[TextDelta | Completion]:
+    ) -> AsyncGenerator[AdapterEvent, None]:
         # Over gRPC the call's deadline cancels the stream. Here it is checked at
         # every event; a server that goes quiet is caught by the adapter's idle timeout.
         deadline = self._clock() + timeout_seconds
@@ -60,6 +60,6 @@ class AdaptersByHost:
 
     def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
-    ) -> AsyncIterator[TextDelta | Completion]:
+    ) -> AsyncGenerator[AdapterEvent, None]:
         adapter = self._local if host in self._local_hosts and self._local else self._remote
         return adapter.generate(host, endpoint, request, timeout_seconds)

@@ -48,3 +48,16 @@ class RouterMetrics:
             ["from_model", "to_model"],
             registry=registry,
         )
+        self.first_token_timeouts = Counter(
+            "warmpath_router_first_token_timeouts",
+            "Tries cancelled for sending no first token in time, by model and host.",
+            ["model", "host"],
+            registry=registry,
+        )
+        self.abandoned_try_seconds = Counter(
+            "warmpath_router_abandoned_try_seconds",
+            "Seconds model servers spent on tries cancelled for silence (work that another "
+            "try then did again), by model.",
+            ["model"],
+            registry=registry,
+        )

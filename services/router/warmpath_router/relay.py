@@ -14,15 +14,22 @@ down (no connection to it at all, warmpath_common.errors: backend_down) behind a
 replica the cluster view showed ready, with no other replica to try, is asked of
 its agent once, which restarts a server that died, and the request tries again:
 the view lags the agent by a moment after a crash, and without this every
-request in that moment fails. Then the model's configured fallbacks are tried,
-those already warm somewhere first, each at most once per request (also for a
-cold load that would outlast the deadline). A model's load, including any wait
+request in that moment fails. Then the model's fallback graph is walked to its end:
+its fallbacks, then theirs, nearest first, those already warm somewhere first
+within each step, each model at most once per request (also for a cold load
+that would outlast the deadline). A model's load, including any wait
 for room at its agent, must end early enough to leave the quickest remaining
 fallback its share of the deadline (`_fallback_reserve`); past that, the
 fallback runs. A fallback follows either kind of failure: it is another model,
 which the operator chose to try when this one fails, so it may do work the
 failed server also began (at most once per model in the chain, and the caller
-still sees only one answer). After the first chunk the stream is committed: a
+still sees only one answer). A try that sends no first chunk within the model's first-token timeout
+(warmpath_router.first_token), or whose adapter connection dies before one
+(errors.PeerLost: keepalive found the host gone), is abandoned: cancelled down
+to the model server, its replica's circuit opened, the abandoned seconds
+counted, and another replica tried within the retry budget. Nothing reached the
+caller, so it still gets one answer; the work repeated is bounded by the budget.
+After the first chunk the stream is committed: a
 failure ends it with an error, never a retry or a fallback. Deterministic errors
 (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
 """
@@ -35,7 +42,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +59,7 @@ from warmpath_common.errors import (
     WarmpathError,
     status_of,
 )
-from warmpath_common.generation import Completion, GenerationRequest, TextDelta
+from warmpath_common.generation import AdapterEvent, Completion, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
 from warmpath_common.telemetry import (
     GEN_AI_RESPONSE_FINISH_REASONS,
@@ -64,7 +71,9 @@ from warmpath_common.telemetry import (
 )
 from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
+from warmpath_router.first_token import FirstTokenTimes, SilentTry, first_token_within
 from warmpath_router.metrics import RouterMetrics
+from warmpath_router.outcome import ReplicaFailed, TryProgress, judge_failure
 from warmpath_router.registry import ModelRegistry, Resolution, ResolvedModel
 from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import Placement, RouteReason, place
@@ -76,19 +85,6 @@ _tracer = trace.get_tracer(__name__)
 
 class ColdLoadTooSlow(DeadlineExceeded):
     """The model would need a load that takes longer than the request may wait."""
-
-
-class _ReplicaFailed(Exception):
-    """A retryable failure on one host that reached neither the caller nor a model
-    server, so another replica may serve the request."""
-
-    def __init__(self, host: str, error: WarmpathError, *, asked_agent: bool) -> None:
-        super().__init__(error.message)
-        self.host = host
-        self.error = error
-        self.asked_agent = asked_agent
-        """Whether this try asked the agent for the model, or took a ready replica's
-        endpoint from the cluster view."""
 
 
 _RETRY_JITTER_SECONDS = 0.05
@@ -137,7 +133,7 @@ class AgentPort(Protocol):
 class AdapterPort(Protocol):
     def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
-    ) -> AsyncIterator[TextDelta | Completion]: ...
+    ) -> AsyncGenerator[AdapterEvent, None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +206,7 @@ class Relay:
         self._callers: Counter[str] = Counter()
         self._retry_budget = retry_budget or RetryBudget()
         self._breakers = breakers or CircuitBreakers()
+        self._first_token = FirstTokenTimes()
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -330,6 +327,7 @@ class Relay:
         chain = self._chain(resolved.spec, caller)
         for position, spec in enumerate(chain):
             tried_hosts: set[str] = set()
+            replica_failures: list[WarmpathError] = []
             ask_agent = False
             load_deadline = deadline - self._fallback_reserve(chain[position + 1 :])
             while True:
@@ -352,11 +350,12 @@ class Relay:
                             )
                         yield event
                     return
-                except _ReplicaFailed as failed:
+                except ReplicaFailed as failed:
                     # Nothing reached the caller: another replica of the same
                     # model may serve it, if the budget and the deadline allow.
                     error = failed.error
                     tried_hosts.add(failed.host)
+                    replica_failures.append(error)
                     if await self._may_retry_elsewhere(spec, tried_hosts, deadline):
                         server_span.add_event(
                             "warmpath.retry",
@@ -375,6 +374,11 @@ class Relay:
                         continue
                 except (InvalidRequest, *_FALLBACK_ON) as caught:
                     error = caught
+                    replica_failures.append(error)
+                if len(replica_failures) > 1 and not committed:
+                    # Say what happened on each replica tried, not only the last.
+                    each = "; ".join(dict.fromkeys(f.message for f in replica_failures))
+                    error = type(error)(f"every replica of {spec.name} tried failed ({each})")
                 if committed or (isinstance(error, InvalidRequest) and spec is resolved.spec):
                     raise error
                 logger.info("falling back from %s: %s", spec.name, error.message)
@@ -408,7 +412,7 @@ class Relay:
         which leaves the fallbacks still to try their share of the deadline.
 
         A retryable failure before the first chunk that provably reached no model
-        server is raised as _ReplicaFailed, naming the host, so the caller can try
+        server is raised as ReplicaFailed, naming the host, so the caller can try
         another replica; one that may have reached it is raised as it is.
         """
         attempt_resolved = self._as_resolved(resolved, spec)
@@ -428,15 +432,27 @@ class Relay:
         self._in_flight[key] += 1
         sent_anything = False
         handed_to_adapter = False
+        handed_at = 0.0
+        first_token_limit = 0.0
         try:
             load = await self._load_before(placement, load_deadline, deadline, ask_agent)
             outbound = dataclasses.replace(
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
-            stream = self._adapters.generate(
-                placement.host, load.endpoint, outbound, self._remaining(deadline)
+            prompt_chars = len(request.text())
+            first_token_limit = self._first_token.timeout_for(
+                spec, self._settings.first_token_timeout, prompt_chars
+            )
+            stream = first_token_within(
+                self._adapters.generate(
+                    placement.host, load.endpoint, outbound, self._remaining(deadline)
+                ),
+                first_token_limit,
+                self._clock,
+                lambda seconds: self._first_token.observe(spec.name, seconds, prompt_chars),
             )
             handed_to_adapter = True
+            handed_at = self._clock()
             async for event in stream:
                 sent_anything = True
                 if isinstance(event, TextDelta):
@@ -464,16 +480,24 @@ class Relay:
                 )
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
-        except (Unavailable, ResourceExhausted) as error:
-            # A replica that is full is busy, not broken: opening its circuit would
-            # turn a moment of overload into seconds of refusing everything.
-            if not isinstance(error, ResourceExhausted):
-                self._breakers.record_failure(key, self._clock())
-            if sent_anything or (handed_to_adapter and not error.not_sent):
+        except (SilentTry, DeadlineExceeded, Unavailable, ResourceExhausted) as error:
+            instead = judge_failure(
+                error,
+                key,
+                self._clock() < deadline,
+                self._breakers,
+                self._metrics,
+                self._clock(),
+                TryProgress(
+                    handed_at if handed_to_adapter else None,
+                    sent_anything,
+                    first_token_limit,
+                    ask_agent or placement.load_required,
+                ),
+            )
+            if instead is None:
                 raise
-            raise _ReplicaFailed(
-                placement.host, error, asked_agent=ask_agent or placement.load_required
-            ) from error
+            raise instead from error
         finally:
             self._in_flight[key] -= 1
 
@@ -625,16 +649,28 @@ class Relay:
         return remaining
 
     def _chain(self, spec: ModelSpec, caller: Caller = ANONYMOUS) -> list[ModelSpec]:
-        """The model, then its fallbacks: those already warm somewhere first (a cold
-        fallback adds a load to a failure), each group in configured order; less those
-        the caller may not use."""
-        fallbacks = [self._registry.get(name) for name in spec.fallbacks if caller.may_use(name)]
-        warm = {
-            f.name
-            for f in fallbacks
-            if any(r.state is ReplicaState.READY for r in self._cluster.replicas_of(f.name))
-        }
-        return [spec, *sorted(fallbacks, key=lambda f: f.name not in warm)]
+        """The model, then the whole fallback graph below it, nearest first: its own
+        fallbacks, then theirs, and so on; within each step those already warm
+        somewhere first (a cold fallback adds a load to a failure), then in configured
+        order; each model once; less those the caller may not use (the walk still goes
+        through them: the operator's graph says what to try next)."""
+        seen = {spec.name}
+        walk: list[ModelSpec] = []
+        step = [spec]
+        while step:
+            names = [name for s in step for name in s.fallbacks]
+            following = []
+            for name in names:
+                if name not in seen:
+                    seen.add(name)
+                    following.append(self._registry.get(name))
+            following.sort(key=lambda f: not self._is_warm(f.name))
+            walk.extend(following)
+            step = following
+        return [spec, *(f for f in walk if caller.may_use(f.name))]
+
+    def _is_warm(self, model: str) -> bool:
+        return any(r.state is ReplicaState.READY for r in self._cluster.replicas_of(model))
 
     @staticmethod
     def _as_resolved(original: ResolvedModel, spec: ModelSpec) -> ResolvedModel:
