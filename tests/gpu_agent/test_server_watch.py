@@ -3,17 +3,30 @@ unresponsive, when it is ready again, and when it is stopped to be loaded again.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.fakes.drivers import FakeDriver
 from tests.fakes.probes import FakeProbe
 from tests.gpu_agent.test_residency import Clock, manager, spec
+from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.server_watch import ServerWatch
-from warmpath_common.config import ConfigError, ServerProbeSettings, parse_config
+from warmpath_agent.servicer import GpuAgentServicer
+from warmpath_common.config import (
+    BackendKindName,
+    ConfigError,
+    ServerProbeSettings,
+    parse_config,
+)
 from warmpath_common.errors import Unavailable
+from warmpath_common.grpc_server import create_server
+from warmpath_router.clients import host_view
+from warmpath_router.cluster import ReplicaState
 
 SETTINGS = ServerProbeSettings(
     period_seconds=1, timeout_seconds=1, failures_before_unresponsive=3, restart_after_seconds=10
@@ -54,11 +67,12 @@ class Watched:
 
 
 @pytest.fixture
-async def watched() -> Watched:
+async def watched() -> AsyncIterator[Watched]:
     setup = Watched()
     await setup.agent.ensure_loaded("a")
     await setup.agent.ensure_loaded("b")
-    return setup
+    yield setup
+    await setup.agent.close()
 
 
 async def test_a_server_that_answers_stays_ready_and_only_its_probe_path_is_asked(
@@ -97,6 +111,31 @@ async def test_failures_in_a_row_make_it_unresponsive_refused_and_said_on_the_fe
     with pytest.raises(Unavailable, match="a's server on host-a is unresponsive"):
         await watched.agent.ensure_loaded("a")
     assert watched.driver.starts == ["a", "b"]
+
+
+async def test_the_routers_view_shows_it_unresponsive_with_the_agents_reason(
+    watched: Watched,
+) -> None:
+    server = await create_server(
+        "127.0.0.1:0",
+        lambda grpc_server: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(
+            GpuAgentServicer(watched.agent, dict.fromkeys("ab", BackendKindName.LLAMA_CPP), 1.0),
+            grpc_server,
+        ),
+        ["warmpath.v1.GpuAgent"],
+    )
+    watched.probe.hang("a")
+    await watched.rounds(3)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            state = await gpu_agent_pb2_grpc.GpuAgentStub(channel).GetState(
+                gpu_agent_pb2.GetStateRequest()
+            )
+    finally:
+        await server.server.stop(0)
+    replica = host_view(state, "h").replica("a")
+    assert replica is not None and replica.state is ReplicaState.UNRESPONSIVE
+    assert replica.problem.startswith("3 readiness probes in a row failed")
 
 
 async def test_an_answer_before_the_grace_makes_it_ready_again_without_a_restart(
