@@ -203,8 +203,9 @@ async def test_an_unresponsive_server_that_dies_is_failed_like_any_crash(
         ({"failures_before_unresponsive": 0}, "agent.server_probe.failures_before_unresponsive"),
         (
             {"period_seconds": 5, "failures_before_unresponsive": 3, "restart_after_seconds": 15},
-            "agent.server_probe: restart_after_seconds (15) must be longer than period_seconds "
-            "x failures_before_unresponsive (15 s)",
+            "agent.server_probe: restart_after_seconds (15) must be longer than "
+            "failures_before_unresponsive x the longer of period_seconds and timeout_seconds "
+            "(15 s)",
         ),
     ],
 )

@@ -460,16 +460,19 @@ class ServerProbeSettings(_Strict):
     restart_after_seconds: float = Field(default=60.0, gt=0)
     """A server still failing its probes this long after the first failure is stopped
     (killed if it does not stop) and marked failed, so that the next request loads it
-    again. Must be longer than `period_seconds` x `failures_before_unresponsive`."""
+    again. Must be longer than `failures_before_unresponsive` x `period_seconds` (or
+    x `timeout_seconds` where that is longer: a round of probes lasts that long)."""
 
     @model_validator(mode="after")
     def _restart_after_unresponsive(self) -> Self:
-        detection = self.period_seconds * self.failures_before_unresponsive
+        spacing = max(self.period_seconds, self.timeout_seconds)
+        detection = spacing * self.failures_before_unresponsive
         if self.restart_after_seconds <= detection:
             raise ValueError(
                 f"restart_after_seconds ({self.restart_after_seconds:g}) must be longer than "
-                f"period_seconds x failures_before_unresponsive ({detection:g} s), or a server "
-                "would be restarted before it is ever reported unresponsive"
+                f"failures_before_unresponsive x the longer of period_seconds and "
+                f"timeout_seconds ({detection:g} s): a server must be reported unresponsive "
+                "before it is restarted"
             )
         return self
 
