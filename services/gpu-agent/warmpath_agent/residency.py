@@ -515,18 +515,21 @@ class ResidencyManager:
         self._residents[model] = stopping
         if (watcher := self._watchers.pop(model, None)) is not None:
             watcher.cancel()
-        await self._driver.stop(running)
+        try:
+            await self._driver.stop(running)
+        finally:
+            # Failed even if the stop failed: left unloading, it would never load again.
+            if self._residents.get(model) is stopping:
+                self._book.release(model)
+                self._residents[model] = replace(
+                    current,
+                    state=ResidencyState.FAILED,
+                    running=None,
+                    failure_reason=f"{reason}; stopped, the next request loads it again",
+                )
+                self._room_may_have_changed()
         self._metrics.hung_restarts.labels(model).inc()
         self._metrics.unloads.labels(model, "unresponsive").inc()
-        if self._residents.get(model) is stopping:
-            self._book.release(model)
-            self._residents[model] = replace(
-                current,
-                state=ResidencyState.FAILED,
-                running=None,
-                failure_reason=f"{reason}; stopped, the next request loads it again",
-            )
-            self._room_may_have_changed()
         await self.feed.publish(
             f"{model} failed: {reason}; its server was stopped, the next request loads it again"
         )
