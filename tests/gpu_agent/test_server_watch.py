@@ -75,7 +75,7 @@ async def watched() -> AsyncIterator[Watched]:
     await setup.agent.close()
 
 
-async def test_a_server_that_answers_stays_ready_and_only_its_probe_path_is_asked(
+async def test_servers_that_answer_stay_ready_and_each_is_probed_every_round(
     watched: Watched,
 ) -> None:
     await watched.rounds(5)
