@@ -36,7 +36,13 @@ class FakeDriver:
             )
         self._exits[spec.name] = asyncio.Event()
         self._dead_unseen.discard(spec.name)
-        return RunningModel(spec.name, f"http://fake/{spec.name}", spec.name, pid=self.pid)
+        return RunningModel(
+            spec.name,
+            f"http://fake/{spec.name}",
+            spec.name,
+            pid=self.pid,
+            probe_url=f"http://fake/{spec.name}/health",
+        )
 
     async def stop(self, running: RunningModel) -> None:
         self.stops.append(running.model)

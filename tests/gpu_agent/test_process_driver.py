@@ -10,6 +10,7 @@ time logic. Every test kills what it started, whatever the driver did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,12 +25,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from warmpath_agent.drivers import RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_agent.process_driver import (
+    PROBE_PATH,
     ChildRecord,
     LlamaCppProcessDriver,
     ServerLaunch,
+    is_stopped,
     launch_differences,
     process_command,
     process_start_time,
@@ -37,6 +41,7 @@ from warmpath_agent.process_driver import (
     signal_process,
     write_record,
 )
+from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_cli.mesh import free_port
 from warmpath_common.config import ModelSpec, ProcessDriverSettings, Runtime
 
@@ -273,6 +278,34 @@ async def test_a_started_server_is_recorded_in_its_own_session_until_stopped(
     assert await gone(record.pid, record.start_time)
 
 
+async def test_a_stopped_server_fails_its_probe_and_a_stop_kills_it_without_the_grace(
+    fx: Fixture, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = fx.driver(client)
+    running = await driver.start(fx.spec("model-a"), GPU)
+    assert running.pid is not None and running.probe_url.endswith(PROBE_PATH)
+    probe = HttpServerProbe(client)
+    assert await probe.probe(running, 10) is None, "any answer counts, a 404 too"
+    pid = running.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        async def stopped() -> bool:
+            return is_stopped(pid)
+
+        await eventually(stopped)  # the signal is delivered asynchronously
+        assert await probe.probe(running, 0.5) == (
+            f"no answer to GET {running.probe_url} within 0.5 s"
+        )
+        with caplog.at_level(logging.WARNING):
+            await driver.stop(running)
+        assert "did not stop within" not in caplog.text, "SIGKILL at once, not after SIGTERM"
+        assert fx.records() == {}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 async def test_a_graceful_close_stops_servers_unless_told_to_keep_them(
     fx: Fixture, client: httpx.AsyncClient
 ) -> None:
@@ -309,6 +342,7 @@ async def test_a_new_driver_adopts_a_crashed_agents_server_and_watches_it(
                 served_model_id="model-a",
                 pid=started.pid,
                 runtime=Runtime.PROCESS,
+                probe_url=started.probe_url,
             ),
             GPU.uuid,
         )

@@ -60,6 +60,7 @@ def manager(
     gpu_mib: int = 1000,
     clock: Callable[[], float] | None = None,
     min_residency_seconds: float = 0.0,
+    metrics: AgentMetrics | None = None,
 ) -> ResidencyManager:
     book = MemoryBook()
     return ResidencyManager(
@@ -69,7 +70,7 @@ def manager(
         driver,
         book=book,
         estimate_bytes=lambda s: int(s.memory or 0),
-        metrics=AgentMetrics(CollectorRegistry()),
+        metrics=metrics or AgentMetrics(CollectorRegistry()),
         min_residency_seconds=min_residency_seconds,
         clock=clock or Clock(),
     )

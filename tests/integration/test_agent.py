@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -27,7 +27,8 @@ SPARE = {**GEMMA, "name": "gemma-spare", "aliases": []}
 
 
 class Agent:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: Mapping[str, object] | None = None) -> None:
+        """`settings`: added to the agent section of its config."""
         self.address = f"127.0.0.1:{free_port()}"
         self.metrics_port = free_port()
         self.log_dir = root / "logs"
@@ -40,6 +41,7 @@ class Agent:
                         "heartbeat_seconds": 0.5,
                         "min_residency_seconds": 0,
                         "inventory": {"simulated": True, "gpus": [{"memory": "2GiB"}]},
+                        **(settings or {}),
                     },
                 }
             )

@@ -53,6 +53,19 @@ def test_no_host_at_all_is_unavailable_with_reasons() -> None:
         place(RESOLVED, cluster(host("down", reachable=False)))
 
 
+def test_an_unresponsive_replica_is_passed_over_with_its_agents_reason() -> None:
+    hung = Replica(
+        SPEC.name, "hung", ReplicaState.UNRESPONSIVE, 0, "SIM", 3.0, None, "3 probes failed"
+    )
+    view = HostView("hung", reachable=True, servable=frozenset({SPEC.name}), replicas=(hung,))
+    placement = place(RESOLVED, cluster(view, host("cold"), host("failed", ReplicaState.FAILED)))
+    assert placement.host == "cold", "a cold load, even a failed host, beats a hung server"
+    rejected = {c.host: c.rejected_because for c in placement.candidates}
+    assert rejected["hung"] == "model server unresponsive: 3 probes failed"
+    with pytest.raises(Unavailable, match="hung: model server unresponsive: 3 probes failed"):
+        place(RESOLVED, cluster(view))
+
+
 def test_a_busy_warm_replica_loses_to_an_idle_warm_one_but_not_to_a_cold_host() -> None:
     view = cluster(host("busy", ReplicaState.READY), host("idle", ReplicaState.READY), host("cold"))
     placement = place(RESOLVED, view, in_flight={("busy", SPEC.name): 7})

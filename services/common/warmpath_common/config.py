@@ -459,6 +459,37 @@ class DockerSettings(_Strict):
     """Grace given to a container on stop before it is killed."""
 
 
+class ServerProbeSettings(_Strict):
+    """Readiness probes of every ready model server, so that one that hangs (alive but
+    answering nothing) is noticed and routers avoid it (docs/hung-servers.md)."""
+
+    period_seconds: float = Field(default=2.0, gt=0)
+    """How often each ready model server is probed (never by generating)."""
+    timeout_seconds: float = Field(default=3.0, gt=0)
+    """How long a probe waits for an answer before it counts as failed."""
+    failures_before_unresponsive: int = Field(default=3, gt=0)
+    """Failed probes in a row (no answer in time, or no connection) after which the
+    server is reported unresponsive and routers send it nothing."""
+    restart_after_seconds: float = Field(default=60.0, gt=0)
+    """A server still failing its probes this long after the first failure is stopped
+    (killed if it does not stop) and marked failed, so that the next request loads it
+    again. Must be longer than `failures_before_unresponsive` x `period_seconds` (or
+    x `timeout_seconds` where that is longer: a round of probes lasts that long)."""
+
+    @model_validator(mode="after")
+    def _restart_after_unresponsive(self) -> Self:
+        spacing = max(self.period_seconds, self.timeout_seconds)
+        detection = spacing * self.failures_before_unresponsive
+        if self.restart_after_seconds <= detection:
+            raise ValueError(
+                f"restart_after_seconds ({self.restart_after_seconds:g}) must be longer than "
+                f"failures_before_unresponsive x the longer of period_seconds and "
+                f"timeout_seconds ({detection:g} s): a server must be reported unresponsive "
+                "before it is restarted"
+            )
+        return self
+
+
 class AgentSettings(_Strict):
     listen: str = "127.0.0.1:50052"
     """Address the gpu-agent listens on (flag --listen, env WARMPATH_AGENT_LISTEN)."""
@@ -476,6 +507,8 @@ class AgentSettings(_Strict):
     """The Docker driver."""
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     """WatchState sends a heartbeat after this long without a change."""
+    server_probe: ServerProbeSettings = Field(default_factory=ServerProbeSettings)
+    """How a hung model server is noticed and restarted (docs/hung-servers.md)."""
     min_residency_seconds: float = Field(default=10.0, ge=0)
     """A model resident for less than this is never evicted, so bursts cannot thrash; longer
     trades cold loads for longer waits for room under memory pressure (bench/RESULTS.md)."""

@@ -27,6 +27,8 @@ from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.ollama_driver import OllamaDriver
 from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
 from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.server_probe import HttpServerProbe
+from warmpath_agent.server_watch import ServerWatch
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import (
@@ -171,10 +173,13 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             serve_metrics(settings.metrics_listen, registry)
         pinned = asyncio.create_task(manager.load_pinned())
         expiry = asyncio.create_task(_housekeeping(manager, metrics, server))
+        probes = asyncio.create_task(
+            ServerWatch(manager, HttpServerProbe(client), settings.server_probe).run()
+        )
         try:
             await serve_until_signalled(server, settings.shutdown_grace_seconds)
         finally:
-            for task in (pinned, expiry):
+            for task in (pinned, expiry, probes):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -385,10 +385,11 @@ class DockerDriver:
             # so NVML's per-process memory can be read for it.
             pid=pid or None,
             runtime=Runtime.DOCKER,
+            probe_url=address.probe_url + _readiness_path(container),
         )
 
     async def _wait_ready(self, model: str, container: Container, address: _Address) -> None:
-        path = container.labels.get(READINESS_LABEL) or "/v1/models"
+        path = _readiness_path(container)
         url = address.probe_url + path
         self._readiness_urls[container.id] = url
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
@@ -428,6 +429,10 @@ class DockerDriver:
         with contextlib.suppress(docker.errors.NotFound):
             container.stop(timeout=math.ceil(self._settings.stop_timeout_seconds))
         _force_remove(container)
+
+
+def _readiness_path(container: Container) -> str:
+    return container.labels.get(READINESS_LABEL) or "/v1/models"
 
 
 def _force_remove(container: Container) -> None:

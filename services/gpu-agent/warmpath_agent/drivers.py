@@ -22,6 +22,10 @@ class RunningModel:
     runtime: Runtime = Runtime.PROCESS
     memory_bytes: int | None = None
     """GPU memory the server itself reports for the model (Ollama's size_vram), if any."""
+    probe_url: str = ""
+    """Where the agent asks, by GET and never by generating, whether the server still
+    answers (server_watch.py): a path it answers even while it generates. Empty: not
+    probed."""
 
 
 class ModelDriver(Protocol):

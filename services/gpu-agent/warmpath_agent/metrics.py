@@ -26,8 +26,20 @@ class AgentMetrics:
         )
         self.unloads = Counter(
             "warmpath_agent_unloads",
-            "Models unloaded, by reason (evicted, keep_alive, request, crashed).",
+            "Models unloaded, by reason (evicted, keep_alive, request, crashed, unresponsive).",
             ["model", "reason"],
+            registry=registry,
+        )
+        self.unresponsive = Counter(
+            "warmpath_agent_unresponsive_servers",
+            "Model servers reported unresponsive: alive, but failing their readiness probes.",
+            ["model"],
+            registry=registry,
+        )
+        self.hung_restarts = Counter(
+            "warmpath_agent_hung_server_restarts",
+            "Unresponsive model servers stopped and marked failed after the restart grace.",
+            ["model"],
             registry=registry,
         )
         self.gpu_memory_used = Gauge(

@@ -68,6 +68,8 @@ class OllamaDriver:
             pid=None,
             runtime=Runtime.OLLAMA,
             memory_bytes=int(listed.get("size_vram") or 0) or None,
+            # Answered while Ollama generates: a hung Ollama fails it, a busy one not.
+            probe_url=f"{self._url}/api/version",
         )
 
     async def stop(self, running: RunningModel) -> None:

@@ -2,7 +2,10 @@
 
 The server is llama-cpp-python's OpenAI-compatible server. Readiness is its
 `GET /v1/models`, which answers only once the weights are loaded; nothing is
-ever generated to probe it.
+ever generated to probe it. Once ready, the agent's periodic probe asks
+`GET /docs` instead (`PROBE_PATH`): `/v1/models` takes the model's lock, which
+a generation holds to its end, while `/docs` is answered by the HTTP loop alone,
+so a busy server is never taken for a hung one (docs/hung-servers.md).
 
 Lifetime. Each child runs in a session of its own, so a signal aimed at the
 agent's process group (Ctrl-C in a terminal) reaches the agent alone, which
@@ -56,6 +59,9 @@ _READINESS_POLL_SECONDS = 0.2
 _STOP_GRACE_SECONDS = 10.0
 _KILL_WAIT_SECONDS = 5.0
 _RECORD_VERSION = 1
+PROBE_PATH = "/docs"
+"""Answered without the model's lock: within milliseconds while a generation streams
+(measured), where /v1/models waits for the generation to end."""
 SERVER_COMMAND = (sys.executable, "-m", "llama_cpp.server")
 
 
@@ -102,6 +108,15 @@ def process_start_time(pid: int) -> int | None:
         return int(fields[19])
     except ValueError:
         return None
+
+
+def is_stopped(pid: int) -> bool:
+    """True while `pid` is stopped by a signal (SIGSTOP, or a tracer): /proc state T or t."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :][:1] in ("T", "t")
 
 
 def process_command(pid: int) -> tuple[str, ...] | None:
@@ -321,6 +336,7 @@ class LlamaCppProcessDriver:
             served_model_id=spec.name,
             pid=process.pid,
             runtime=Runtime.PROCESS,
+            probe_url=self._local_url(port, PROBE_PATH),
         )
         try:
             await self._wait_ready(spec.name, port, lambda: _exit_reason(process))
@@ -477,6 +493,7 @@ class LlamaCppProcessDriver:
             served_model_id=record.model,
             pid=record.pid,
             runtime=Runtime.PROCESS,
+            probe_url=self._local_url(record.port, PROBE_PATH),
         )
         return running, record.gpu_uuid
 
@@ -526,7 +543,8 @@ class LlamaCppProcessDriver:
         if process.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+            # A stopped process would handle SIGTERM only once continued.
+            process.send_signal(signal.SIGKILL if is_stopped(process.pid) else signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), _STOP_GRACE_SECONDS)
         except TimeoutError:
@@ -536,7 +554,9 @@ class LlamaCppProcessDriver:
             await process.wait()
 
     async def _stop_adopted(self, model: str, pid: int, start_time: int) -> None:
-        if not signal_process(pid, start_time, signal.SIGTERM):
+        if is_stopped(pid):
+            signal_process(pid, start_time, signal.SIGKILL)
+        elif not signal_process(pid, start_time, signal.SIGTERM):
             return
         if await _gone_within(pid, start_time, _STOP_GRACE_SECONDS):
             return
@@ -565,8 +585,7 @@ class LlamaCppProcessDriver:
 
     async def _wait_ready(self, model: str, port: int, exited: Callable[[], str | None]) -> None:
         deadline = time.monotonic() + self._settings.startup_timeout_seconds
-        # Probe on the bind address: the advertised name may not resolve here.
-        url = f"http://{reachable_host(self._settings.bind_host)}:{port}/v1/models"
+        url = self._local_url(port, "/v1/models")
         while time.monotonic() < deadline:
             reason = exited()
             if reason is not None:
@@ -590,6 +609,10 @@ class LlamaCppProcessDriver:
             f"llama.cpp server for {model} {waited}{self._log_hint(model)}",
             for_caller=f"its llama.cpp server {waited} (the gpu-agent's log says why)",
         )
+
+    def _local_url(self, port: int, path: str) -> str:
+        # On the bind address: the advertised name may not resolve here.
+        return f"http://{reachable_host(self._settings.bind_host)}:{port}{path}"
 
     def _base_url(self, port: int) -> str:
         return f"http://{self._settings.advertise_host or self._settings.bind_host}:{port}"

@@ -25,7 +25,10 @@ The ResidencyManager is the only writer of residency. Its invariants:
   models are answered meanwhile;
 * a server that dies unasked is marked failed (never silently reloaded): its
   watcher notices, or a caller that could not reach it asks with `verify` and
-  the driver checks at once, so the caller's own call loads it again.
+  the driver checks at once, so the caller's own call loads it again;
+* a server that runs but stops answering is found by server_watch.py's probes:
+  unresponsive (refused to callers, never evicted) until it answers again, or
+  stopped and marked failed after the restart grace, like a crashed one.
 """
 
 from __future__ import annotations
@@ -81,6 +84,12 @@ class ResidencyState(StrEnum):
     READY = "ready"
     UNLOADING = "unloading"
     FAILED = "failed"
+    UNRESPONSIVE = "unresponsive"
+    """Running, but failing its readiness probes (server_watch.py)."""
+
+
+# States in which a model's server runs and is watched.
+_SERVING = (ResidencyState.READY, ResidencyState.UNRESPONSIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +295,11 @@ class ResidencyManager:
             touched = replace(current, last_used=self._clock())
             self._residents[model] = touched
             return LoadOutcome(touched, cold_start=False, waited_seconds=0.0, evicted=())
+        if current is not None and current.state is ResidencyState.UNRESPONSIVE:
+            # Loading it again beside the hung server would book its memory twice.
+            raise Unavailable(
+                f"{model}'s server on {self.host} is unresponsive ({current.failure_reason})"
+            )
         span.set_attribute("warmpath.memory.free_before_bytes", await self._total_free())
         started = time.monotonic()
         give_up_at = started + (
@@ -461,6 +475,72 @@ class ResidencyManager:
                     reason=f"keep-alive expired after {idle:.0f} s idle",
                     kind="keep_alive",
                 )
+
+    # -- hung servers (server_watch.py decides, the manager records) ----------
+
+    def probed_servers(self) -> tuple[Residency, ...]:
+        """Ready and unresponsive models whose server can be probed."""
+        return tuple(
+            r
+            for r in self._residents.values()
+            if r.state in _SERVING and r.running is not None and r.running.probe_url
+        )
+
+    async def server_unresponsive(self, model: str, running: RunningModel, reason: str) -> None:
+        """Marks a ready model unresponsive, if `running` still serves it."""
+        current = self._serving(model, running, ResidencyState.READY)
+        if current is None:
+            return
+        self._residents[model] = replace(
+            current, state=ResidencyState.UNRESPONSIVE, failure_reason=reason
+        )
+        self._metrics.unresponsive.labels(model).inc()
+        await self.feed.publish(f"{model} unresponsive: {reason}")
+
+    async def server_answers_again(self, model: str, running: RunningModel, note: str) -> None:
+        """Marks an unresponsive model ready again, if `running` still serves it."""
+        current = self._serving(model, running, ResidencyState.UNRESPONSIVE)
+        if current is None:
+            return
+        self._residents[model] = replace(current, state=ResidencyState.READY, failure_reason="")
+        await self.feed.publish(f"{model} answers again ({note}): ready")
+
+    async def restart_unresponsive(self, model: str, running: RunningModel, reason: str) -> None:
+        """Stops an unresponsive model's server and marks it failed: the next request
+        loads it again, as after a crash."""
+        current = self._serving(model, running, ResidencyState.UNRESPONSIVE)
+        if current is None:
+            return
+        stopping = replace(current, state=ResidencyState.UNLOADING)
+        self._residents[model] = stopping
+        if (watcher := self._watchers.pop(model, None)) is not None:
+            watcher.cancel()
+        try:
+            await self._driver.stop(running)
+        finally:
+            # Failed even if the stop failed: left unloading, it would never load again.
+            if self._residents.get(model) is stopping:
+                self._book.release(model)
+                self._residents[model] = replace(
+                    current,
+                    state=ResidencyState.FAILED,
+                    running=None,
+                    failure_reason=f"{reason}; stopped, the next request loads it again",
+                )
+                self._room_may_have_changed()
+        self._metrics.hung_restarts.labels(model).inc()
+        self._metrics.unloads.labels(model, "unresponsive").inc()
+        await self.feed.publish(
+            f"{model} failed: {reason}; its server was stopped, the next request loads it again"
+        )
+
+    def _serving(
+        self, model: str, running: RunningModel, state: ResidencyState
+    ) -> Residency | None:
+        current = self._residents.get(model)
+        if current is None or current.state is not state or current.running is not running:
+            return None
+        return current
 
     async def close(self) -> None:
         for watcher in list(self._watchers.values()):
@@ -705,7 +785,7 @@ class ResidencyManager:
         """Asks the driver whether a ready model's server is still up, rather than wait
         for its watcher's next poll, and marks one found down failed."""
         current = self._residents.get(model)
-        if current is None or current.state is not ResidencyState.READY:
+        if current is None or current.state not in _SERVING:
             return
         running = current.running
         if running is None:
@@ -722,7 +802,7 @@ class ResidencyManager:
         check may both find the same death; only the first counts). `stop_watching`:
         found by a check, so its watcher, still waiting, is cancelled."""
         current = self._residents.get(model)
-        if current is None or current.state is not ResidencyState.READY:
+        if current is None or current.state not in _SERVING:
             return
         if current.running is not running:
             return

@@ -17,6 +17,7 @@ _STATE_TO_PROTO = {
     ResidencyState.READY: gpu_agent_pb2.RESIDENCY_STATE_READY,
     ResidencyState.UNLOADING: gpu_agent_pb2.RESIDENCY_STATE_UNLOADING,
     ResidencyState.FAILED: gpu_agent_pb2.RESIDENCY_STATE_FAILED,
+    ResidencyState.UNRESPONSIVE: gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE,
 }
 
 

@@ -54,6 +54,7 @@ _REPLICA_STATE = {
     gpu_agent_pb2.RESIDENCY_STATE_READY: ReplicaState.READY,
     gpu_agent_pb2.RESIDENCY_STATE_UNLOADING: ReplicaState.UNLOADING,
     gpu_agent_pb2.RESIDENCY_STATE_FAILED: ReplicaState.FAILED,
+    gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE: ReplicaState.UNRESPONSIVE,
 }
 
 
@@ -130,6 +131,7 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
                 gpu_uuid=m.gpu_uuid,
                 load_seconds=m.load_seconds,
                 endpoint=_endpoint(m.endpoint) if m.HasField("endpoint") else None,
+                problem=m.failure_reason,
             )
             for m in state.models
         ),

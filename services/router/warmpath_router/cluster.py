@@ -14,6 +14,8 @@ class ReplicaState(StrEnum):
     READY = "ready"
     UNLOADING = "unloading"
     FAILED = "failed"
+    UNRESPONSIVE = "unresponsive"
+    """Its server runs but fails the agent's readiness probes: never chosen."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class Replica:
     gpu_uuid: str
     load_seconds: float
     endpoint: Endpoint | None
+    problem: str = ""
+    """Why it failed or is unresponsive, as its agent says."""
 
 
 @dataclass(frozen=True, slots=True)

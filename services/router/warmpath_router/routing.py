@@ -142,6 +142,11 @@ def _place_by_scan(
             rejected.append(Candidate(model, view.name, -1, False, math.inf, why_not))
             continue
         replica = view.replica(model)
+        if replica is not None and replica.state is ReplicaState.UNRESPONSIVE:
+            # Its agent neither serves nor reloads it until it answers or is restarted.
+            why = f"model server unresponsive: {replica.problem or 'its agent says so'}"
+            rejected.append(Candidate(model, view.name, replica.gpu_index, False, math.inf, why))
+            continue
         state = replica.state if replica else None
         if state is ReplicaState.UNLOADING:
             state = None
