@@ -56,7 +56,7 @@ import httpx
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel, reachable_host
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
 
@@ -155,7 +155,9 @@ class DockerDriver:
 
     # -- ModelDriver -----------------------------------------------------
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         if spec.container is None:
             raise ModelLoadFailed(f"{spec.name}: runtime docker needs a container section")
         arguments = create_arguments(self._settings, self._owner, spec, spec.container, gpu)

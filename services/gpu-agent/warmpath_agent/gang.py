@@ -273,16 +273,18 @@ def _gpu_only(
             ),
             shape,
         )
-    if any(_capacity(g) >= shape.total_bytes for g in gpus) or not (
-        shape.splittable and shape.by_layer
-    ):
+    splits = shape.splittable and shape.by_layer
+    waiting: NoRoom | None = None
+    if any(_capacity(g) >= shape.total_bytes for g in gpus) or not splits:
         single = plan_placement(
             gpus, shape.total_bytes, now, min_residency_seconds, model=model, protected=protected
         )
-        if isinstance(single, NoRoom):
-            return single if single.fits_after_waiting or not shape.splittable else None
-        return _from_single(single, shape)
-    waiting: NoRoom | None = None
+        if not isinstance(single, NoRoom):
+            return _from_single(single, shape)
+        if single.fits_after_waiting or not splits:
+            return single
+        # Pinned models or foreign memory stand in the way on one GPU: maybe a split.
+        waiting = single
     for size in range(2, len(gpus) + 1):
         capacities = sorted((_capacity(g) for g in gpus), reverse=True)[:size]
         if sum(shape.layers_fitting(c) for c in capacities) < shape.layers:
@@ -303,7 +305,8 @@ def _gpu_only(
         if isinstance(plan, GangPlan):
             return plan
         # More GPUs may hold it now where fewer need waiting: the fewest that can.
-        waiting = waiting or plan
+        if waiting is None or (plan.fits_after_waiting and not waiting.fits_after_waiting):
+            waiting = plan
     return waiting
 
 
@@ -546,3 +549,43 @@ def _no_room(
                 waitable += resident.size_bytes
     first = min((g.index for g in gpus), default=-1)
     return NoRoom(first, free, freeable, waitable, shape.total_bytes, no_gpu_set=never)
+
+
+# How much slower a layer runs from host RAM than from GPU memory: decoding reads
+# every weight once per token, so it goes at memory bandwidth (an H100's ~3 TB/s or a
+# 5090's ~1.8 TB/s against ~100-200 GB/s of host DRAM): about ten times, conservatively.
+HOST_RAM_SLOWDOWN_PER_LAYER = 10.0
+
+
+def expected_slowdown(gpu_layers: int, total_layers: int) -> float:
+    """Time per token relative to the whole model on GPUs, with `total_layers -
+    gpu_layers` layers read from host RAM instead (docs/big-models.md)."""
+    if total_layers <= 0 or gpu_layers >= total_layers:
+        return 1.0
+    offloaded = (total_layers - gpu_layers) / total_layers
+    return (1 - offloaded) + offloaded * HOST_RAM_SLOWDOWN_PER_LAYER
+
+
+def describe(
+    layout: Layout,
+    gpu_indexes: Sequence[int],
+    layers_on_gpu: Sequence[int] = (),
+    total_layers: int = 0,
+) -> str:
+    """How a model is placed, in words, for routes, state and spans."""
+    gpus = ", ".join(str(i) for i in gpu_indexes)
+    if layout is Layout.TENSOR_PARALLEL:
+        return f"tensor parallel {len(gpu_indexes)} over GPUs {gpus}"
+    if layout is Layout.LAYER_SPLIT:
+        total = sum(layers_on_gpu) or 1
+        shares = "/".join(f"{100 * n / total:.0f}%" for n in layers_on_gpu)
+        return f"layer split over GPUs {gpus} ({shares} of {sum(layers_on_gpu)} layers)"
+    if layout is Layout.OFFLOAD:
+        on_gpu = sum(layers_on_gpu)
+        where = "GPU" if len(gpu_indexes) == 1 else "GPUs"
+        return (
+            f"{total_layers - on_gpu} of {total_layers} layers offloaded to host RAM, "
+            f"{on_gpu} on {where} {gpus} (expected about "
+            f"{expected_slowdown(on_gpu, total_layers):.1f}x slower per token)"
+        )
+    return f"GPU {gpus}"

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec, OllamaSettings, Runtime
 
@@ -39,7 +39,9 @@ class OllamaDriver:
         self._url = settings.url.rstrip("/")
         self._stopping: set[str] = set()
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         served_id = spec.source.served_id
         if served_id is None:
             raise ModelLoadFailed(f"{spec.name}: runtime ollama needs source.served_id")

@@ -46,7 +46,7 @@ from typing import IO, Any
 
 import httpx
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel, reachable_host
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings, Runtime
 
@@ -273,7 +273,9 @@ class LlamaCppProcessDriver:
         self._children: dict[str, _Child] = {}
         self._ports_in_use: set[int] = set()
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         model_file = await asyncio.to_thread(resolve_model_file, spec.source)
         # A server that died on its own still holds its port and record here.
         await self._stop_child(spec.name)
