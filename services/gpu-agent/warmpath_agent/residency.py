@@ -41,6 +41,7 @@ from enum import StrEnum
 
 from opentelemetry import trace
 
+from warmpath_agent.capacity import shape_for
 from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
     Candidate,
@@ -56,7 +57,6 @@ from warmpath_agent.gang import (
     HostRamShort,
     Layout,
     ModelShape,
-    Offload,
     describe,
     expected_slowdown,
     plan_gang,
@@ -704,16 +704,7 @@ class ResidencyManager:
                 logger.info("%s is placed whole: %s", spec.name, error)
                 layers = ModelShape(need)
             self._shapes[spec.name] = layers
-        layers = layers or ModelShape(need)
-        return ModelShape(
-            total_bytes=need,
-            layers=layers.layers,
-            layer_bytes=layers.layer_bytes,
-            tensor_parallel=spec.tensor_parallel,
-            splittable=spec.splits_by_layer,
-            offload=Offload(spec.effective_offload.value),
-            page_cache_bytes=layers.page_cache_bytes,
-        )
+        return shape_for(spec, need, layers)
 
     async def _place(
         self, model: str, shape: ModelShape, give_up_at: float
