@@ -29,7 +29,7 @@ from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.ollama_driver import OllamaDriver
 from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
-from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residency import ASSUMED_SERVER_LAYERS, ResidencyManager
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import (
@@ -83,20 +83,17 @@ def estimate_bytes(spec: ModelSpec) -> int:
         ) from error
 
 
-# An Ollama model has no file here to read its layers from: placement assumes this many
-# equal layers, with a tenth of the model needed on every GPU; Ollama decides the real
-# split and offload itself, and the agent reads what it placed (/api/ps).
-ASSUMED_OLLAMA_LAYERS = 32
-
-
 def estimate_shape(spec: ModelSpec) -> ModelShape:
     """A model's layers and their sizes, for splits and offload (footprint.py)."""
     if spec.source.served_id is not None:
         if spec.memory is None or not spec.splits_by_layer:
             raise ModelLoadFailed("no model file to read its layers from")
         total = int(spec.memory)
-        per_layer = total * 9 // 10 // ASSUMED_OLLAMA_LAYERS
-        return ModelShape(total, ASSUMED_OLLAMA_LAYERS, per_layer, page_cache_bytes=total)
+        # No file here to read its layers from (Ollama): equal layers are assumed, with a
+        # tenth of the model needed on every GPU; Ollama decides the real split and
+        # offload itself, and the agent reads what it placed (/api/ps).
+        per_layer = total * 9 // 10 // ASSUMED_SERVER_LAYERS
+        return ModelShape(total, ASSUMED_SERVER_LAYERS, per_layer, page_cache_bytes=total)
     try:
         estimate = estimate_footprint(resolve_model_file(spec.source), spec.context_length)
     except (NotAGgufFile, OSError) as error:

@@ -44,6 +44,9 @@ class RunningModel:
     runtime: Runtime = Runtime.PROCESS
     memory_bytes: int | None = None
     """GPU memory the server itself reports for the model (Ollama's size_vram), if any."""
+    host_bytes: int | None = None
+    """Host RAM the server itself reports for the model's offloaded part (Ollama's
+    size - size_vram), if any: the server chose to offload it."""
 
 
 class ModelDriver(Protocol):

@@ -63,13 +63,16 @@ class OllamaDriver:
                 f"Ollama refused to load {served_id!r} (HTTP {response.status_code})"
             )
         listed = await self._wait_listed(served_id, spec.name)
+        # What Ollama really placed: size_vram on GPUs, the rest of size in host RAM.
+        size, vram = int(listed.get("size") or 0), int(listed.get("size_vram") or 0)
         return RunningModel(
             model=spec.name,
             base_url=self._url,
             served_model_id=served_id,
             pid=None,
             runtime=Runtime.OLLAMA,
-            memory_bytes=int(listed.get("size_vram") or 0) or None,
+            memory_bytes=vram or None,
+            host_bytes=(size - vram) if size > vram else None,
         )
 
     async def stop(self, running: RunningModel) -> None:

@@ -80,6 +80,9 @@ _MIB = 1024 * 1024
 MAX_LEASE_SECONDS = 300.0
 # A caller with no deadline waits for room no longer than a lease can last.
 MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
+# Layers assumed for a model whose server offloaded part of it and whose layer count
+# is unknown here (an Ollama model: no file to read), to say "K of L layers".
+ASSUMED_SERVER_LAYERS = 32
 # Stop waiting for room this long before the load could no longer finish in time,
 # so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
 _ANSWER_MARGIN_SECONDS = 1.0
@@ -630,7 +633,9 @@ class ResidencyManager:
         self._timed_loads[spec.name] = load_seconds
         self._metrics.loads.labels(spec.name, "ok").inc()
         self._metrics.load_seconds.labels(spec.name).observe(load_seconds)
-        measured = await self._measure(running, whole=plan.layout is not Layout.OFFLOAD)
+        measured = await self._measure(
+            running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
+        )
         ready = replace(
             loading,
             state=ResidencyState.READY,
@@ -641,6 +646,9 @@ class ResidencyManager:
             ready_since=self._clock(),
             last_used=self._clock(),
         )
+        if running.host_bytes:
+            ready = self._offloaded_by_server(ready, running.host_bytes, plan.shares)
+            self._book.book_host(spec.name, running.host_bytes)
         self._residents[spec.name] = ready
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
         # Its booking may have shrunk to the measured size, and it starts to age.
@@ -689,6 +697,29 @@ class ResidencyManager:
         if not per_gpu:
             return residency.gpu_bytes
         return tuple(per_gpu.get(i, 0) for i in residency.on_gpus)
+
+    @staticmethod
+    def _offloaded_by_server(
+        ready: Residency, host_bytes: int, shares: tuple[float, ...]
+    ) -> Residency:
+        """The server (Ollama) put part of the model in host RAM itself: the residency
+        says what it reports, in layers where the model's layer count is known."""
+        on_gpu_bytes = ready.footprint_bytes
+        total_layers = ready.total_layers or ASSUMED_SERVER_LAYERS
+        on_gpu = round(total_layers * on_gpu_bytes / max(on_gpu_bytes + host_bytes, 1))
+        on_gpu = min(max(on_gpu, 0), total_layers)
+        layers = tuple(round(on_gpu * share) for share in shares) or (on_gpu,)
+        return replace(
+            ready,
+            layout=Layout.OFFLOAD,
+            layers_on_gpu=layers,
+            total_layers=total_layers,
+            host_bytes=host_bytes,
+            placement_reason=(
+                f"the server placed {host_bytes / _MIB:.0f} MiB of the model in host RAM "
+                f"and {on_gpu_bytes / _MIB:.0f} MiB on GPUs"
+            ),
+        )
 
     def _shares(self, residency: Residency) -> dict[int, int]:
         return {i: residency.bytes_on(i) for i in residency.on_gpus}
