@@ -113,6 +113,8 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
         largest_gpu_bytes=max(
             (gpu.memory_total_bytes for gpu in state.gpus if gpu.healthy), default=0
         ),
+        total_gpu_bytes=sum(gpu.memory_total_bytes for gpu in state.gpus if gpu.healthy),
+        gpu_count=sum(gpu.healthy for gpu in state.gpus),
         replicas=tuple(
             Replica(
                 model=m.model,

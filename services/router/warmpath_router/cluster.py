@@ -48,6 +48,10 @@ class HostView:
     problem: str = ""
     largest_gpu_bytes: int = 0
     """Total memory of the host's largest healthy GPU (0: unknown)."""
+    total_gpu_bytes: int = 0
+    """Total memory of all its healthy GPUs together (0: unknown)."""
+    gpu_count: int = 0
+    """Its healthy GPUs (0: unknown)."""
 
     def replica(self, model: str) -> Replica | None:
         return next((r for r in self.replicas if r.model == model), None)
