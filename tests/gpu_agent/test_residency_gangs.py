@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from tests.fakes.drivers import FakeDriver
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from tests.gpu_agent.test_residency import MIB, spec
+from warmpath.v1 import gpu_agent_pb2
 from warmpath_agent.gang import Layout, ModelShape
 from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
@@ -20,7 +21,9 @@ from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import ModelSpec, SimulatedGpu
+from warmpath_common.convert import placement_to_proto
 from warmpath_common.errors import ResourceExhausted, Unavailable
+from warmpath_router.clients import host_view
 
 # Every model here: 10 equal layers, and 100 MiB more that each GPU holding layers needs.
 LAYERS = 10
@@ -191,3 +194,24 @@ async def test_on_real_gpus_each_gpus_share_is_measured(
     assert loaded.on_gpus == (0, 1)
     assert loaded.gpu_bytes == (450 * MIB, 420 * MIB)
     assert loaded.measured_bytes == 870 * MIB
+
+
+async def test_the_placement_reaches_the_router_as_the_agent_reports_it() -> None:
+    agent, _ = two_gpus(FakeDriver(), spec("big", 1000))
+    loaded = (await agent.ensure_loaded("big")).residency
+    state = gpu_agent_pb2.AgentState(
+        models=[
+            gpu_agent_pb2.ModelResidency(
+                model="big",
+                gpu_index=loaded.gpu_index,
+                placement=placement_to_proto(loaded.placement),
+            )
+        ]
+    )
+    (replica,) = host_view(state, "host-a").replicas
+    assert replica.placement is not None
+    assert replica.placement.layout == "layer_split"
+    assert replica.placement.gpu_indexes == (0, 1)
+    assert replica.placement.gpu_uuids == loaded.gpu_uuids
+    assert sum(replica.placement.layer_shares) == pytest.approx(1.0)
+    assert replica.placement.description == loaded.description

@@ -64,6 +64,7 @@ from warmpath_agent.gang import (
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_common.config import ModelSpec
+from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import (
     FailedPrecondition,
     InvalidRequest,
@@ -147,6 +148,24 @@ class Residency:
     def description(self) -> str:
         """Where and how it is placed, in words (gang.describe)."""
         return describe(self.layout, self.on_gpus, self.layers_on_gpu, self.total_layers)
+
+    @property
+    def placement(self) -> PlacementInfo:
+        """Where each part of it lives, for the wire (convert.placement_to_proto)."""
+        layers = sum(self.layers_on_gpu)
+        return PlacementInfo(
+            layout=self.layout.value,
+            gpu_indexes=self.on_gpus,
+            gpu_uuids=self.gpu_uuids or (self.gpu_uuid,),
+            layer_shares=tuple(n / layers for n in self.layers_on_gpu) if layers else (),
+            gpu_memory_bytes=self.gpu_bytes or (self.footprint_bytes,),
+            gpu_layers=layers if self.layout is Layout.OFFLOAD else self.total_layers,
+            total_layers=self.total_layers,
+            host_memory_bytes=self.host_bytes,
+            expected_slowdown=self.expected_slowdown,
+            description=self.description,
+            reason=self.placement_reason,
+        )
 
     @property
     def expected_slowdown(self) -> float:

@@ -24,6 +24,7 @@ from warmpath_common.convert import (
     BACKEND_FROM_PROTO,
     BACKEND_TO_PROTO,
     event_from_proto,
+    placement_from_proto,
     request_to_proto,
 )
 from warmpath_common.errors import (
@@ -124,6 +125,7 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
                 gpu_uuid=m.gpu_uuid,
                 load_seconds=m.load_seconds,
                 endpoint=_endpoint(m.endpoint) if m.HasField("endpoint") else None,
+                placement=placement_from_proto(m.placement),
             )
             for m in state.models
         ),
@@ -197,6 +199,7 @@ class AgentClient:
             gpu_uuid=residency.gpu_uuid,
             cold_start=response.cold_start,
             load_seconds=response.load_seconds,
+            placement=placement_from_proto(residency.placement),
         )
 
     async def state(self, host: str, timeout_seconds: float) -> gpu_agent_pb2.AgentState:

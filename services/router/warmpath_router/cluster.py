@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from warmpath_common.config import BackendKindName
+from warmpath_common.convert import PlacementInfo
 
 
 class ReplicaState(StrEnum):
@@ -34,6 +35,8 @@ class Replica:
     gpu_uuid: str
     load_seconds: float
     endpoint: Endpoint | None
+    placement: PlacementInfo | None = None
+    """Every GPU (and host RAM) it occupies there; None from an agent that did not say."""
 
 
 @dataclass(frozen=True, slots=True)
