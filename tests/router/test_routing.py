@@ -99,22 +99,43 @@ def test_an_open_circuit_is_skipped_unless_it_is_the_last_replica() -> None:
 
 
 def test_a_host_whose_gpus_are_all_too_small_is_rejected_with_the_figures() -> None:
+    never = ModelSpec.model_validate({**GEMMA, "offload": "never"})
+    resolved = ModelRegistry([never], AutoRouting()).resolve("gemma3-270m")
     small = HostView(
         "small", reachable=True, servable=frozenset({SPEC.name}), largest_gpu_bytes=512 * 2**20
     )
     big = HostView(
         "big", reachable=True, servable=frozenset({SPEC.name}), largest_gpu_bytes=8 * 2**30
     )
-    placement = place(RESOLVED, cluster(small, big))
+    placement = place(resolved, cluster(small, big))
     assert placement.host == "big"
     notes = {c.host: c.rejected_because for c in placement.candidates}
-    assert notes["small"] == "fits no GPU here (needs 600 MiB, largest GPU 512 MiB)"
+    assert notes["small"] == (
+        "fits no GPU here (needs 600 MiB, largest GPU 512 MiB, all GPUs 512 MiB, offload never)"
+    )
     with pytest.raises(Unavailable, match="fits no GPU here"):
-        place(RESOLVED, cluster(small))
+        place(resolved, cluster(small))
+
+
+def test_a_llama_cpp_model_bigger_than_one_gpu_may_go_to_a_host_that_splits_or_offloads() -> None:
+    two_small = HostView(
+        "two-small",
+        reachable=True,
+        servable=frozenset({SPEC.name}),
+        largest_gpu_bytes=512 * 2**20,
+        total_gpu_bytes=1024 * 2**20,
+        gpu_count=2,
+    )
+    assert place(RESOLVED, cluster(two_small)).host == "two-small"
+    never = ModelSpec.model_validate({**GEMMA, "offload": "never"})
+    resolved = ModelRegistry([never], AutoRouting()).resolve("gemma3-270m")
+    assert place(resolved, cluster(two_small)).host == "two-small", "split over both GPUs"
 
 
 def test_models_too_big_for_every_reported_gpu_are_named() -> None:
-    big = ModelSpec.model_validate({**GEMMA, "name": "huge", "aliases": [], "memory": "100GiB"})
+    big = ModelSpec.model_validate(
+        {**GEMMA, "name": "huge", "aliases": [], "memory": "100GiB", "offload": "never"}
+    )
     view = cluster(
         HostView("a", reachable=True, largest_gpu_bytes=80 * 2**30),
         HostView("b", reachable=True, largest_gpu_bytes=24 * 2**30),

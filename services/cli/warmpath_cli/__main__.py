@@ -155,7 +155,12 @@ def _route_summary(
     backend = generate_pb2.BackendKind.Name(route.backend).removeprefix("BACKEND_KIND_").lower()
     parts = [
         f"model {route.served_model} ({how})",
-        f"host {route.host} GPU {route.gpu_index} {route.gpu_uuid}",
+        f"host {route.host} GPU {route.gpu_index} {route.gpu_uuid}"
+        + (
+            f" ({route.placement.description}; GPUs {', '.join(route.placement.gpu_uuids)})"
+            if len(route.placement.gpu_indexes) > 1 or route.placement.host_memory_bytes
+            else ""
+        ),
         f"backend {backend}",
         start,
         f"tokens in {usage.input_tokens} / out {usage.output_tokens}",
@@ -239,6 +244,10 @@ def route(
         f"[bold]{decision.model}[/bold] on {decision.host} GPU {decision.gpu_index} ({reason})"
     )
     out.print(decision.explanation, highlight=False)
+    if decision.placement.description:
+        out.print(f"placed: {decision.placement.description}", highlight=False)
+        if decision.placement.reason:
+            out.print(f"why: {decision.placement.reason}", highlight=False)
     if decision.load_required:
         out.print(f"load required (expected {decision.expected_load_seconds:.1f} s)")
     if decision.fallback_chain:
@@ -273,7 +282,21 @@ def models(ctx: typer.Context, router: RouterOption = "127.0.0.1:50051") -> None
     table = Table("model", "aliases", "backend", "context", "resident on")
     for model in response.models:
         backend = generate_pb2.BackendKind.Name(model.backend).removeprefix("BACKEND_KIND_").lower()
-        where = ", ".join(f"{r.host}/GPU{r.gpu_index} ({r.state})" for r in model.replicas) or "-"
+        where = (
+            ", ".join(
+                f"{r.host}/GPU{','.join(map(str, r.placement.gpu_indexes or [r.gpu_index]))}"
+                f" ({r.state}"
+                + (
+                    f", {r.placement.total_layers - r.placement.gpu_layers} of "
+                    f"{r.placement.total_layers} layers in host RAM"
+                    if r.placement.host_memory_bytes
+                    else ""
+                )
+                + ")"
+                for r in model.replicas
+            )
+            or "-"
+        )
         table.add_row(
             model.name, ", ".join(model.aliases), backend, str(model.context_length), where
         )

@@ -85,6 +85,20 @@ class Runtime(StrEnum):
     OLLAMA = "ollama"
 
 
+class OffloadPolicy(StrEnum):
+    """Whether a model may run with some of its layers in host RAM (docs/big-models.md)."""
+
+    NEVER = "never"
+    ALLOWED = "allowed"
+    PREFERRED = "preferred"
+
+
+# Backends that can keep some layers in host RAM, and that split a model by layers.
+_OFFLOADING_BACKENDS = frozenset({BackendKindName.LLAMA_CPP, BackendKindName.OLLAMA})
+# Backends that shard a model over N GPUs (tensor parallelism).
+_TENSOR_PARALLEL_BACKENDS = frozenset({BackendKindName.VLLM, BackendKindName.SGLANG})
+
+
 class ModelSource(_Strict):
     """Where the model's weights come from. Exactly one field must be set."""
 
@@ -161,6 +175,27 @@ class ModelSpec(_Strict):
     ollama, process otherwise."""
     container: ContainerSpec | None = None
     """For runtime docker: the image and how to run it."""
+    tensor_parallel: int = Field(default=1, ge=1, le=64, strict=True)
+    """vllm and sglang: shard the model over exactly this many GPUs of one host, each with
+    room for 1/N (the agent gives its server exactly those GPUs). 1: one GPU. llama.cpp and
+    Ollama models need no setting: one too big for any single GPU is split by layers."""
+    offload: OffloadPolicy | None = None
+    """llama_cpp and ollama: whether some layers may run from host RAM when the model fits
+    on no set of GPUs (much slower). never; allowed (as a last resort); preferred (also
+    rather than evict another model). Unset: allowed where the backend can offload."""
+
+    @property
+    def effective_offload(self) -> OffloadPolicy:
+        if self.offload is not None:
+            return self.offload
+        return (
+            OffloadPolicy.ALLOWED if self.backend in _OFFLOADING_BACKENDS else OffloadPolicy.NEVER
+        )
+
+    @property
+    def splits_by_layer(self) -> bool:
+        """Its server can split it by layers over several GPUs (llama.cpp, Ollama)."""
+        return self.backend in _OFFLOADING_BACKENDS
 
     @property
     def effective_runtime(self) -> Runtime:
@@ -198,6 +233,13 @@ class ModelSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _placement_fits_backend(self) -> Self:
+        problems = list(placement_problems(self))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _default_fits_context(self) -> Self:
         if self.default_max_tokens > self.context_length:
             raise ValueError(
@@ -205,6 +247,37 @@ class ModelSpec(_Strict):
                 f"context_length {self.context_length}"
             )
         return self
+
+
+def placement_problems(spec: ModelSpec) -> Iterator[str]:
+    """tensor_parallel and offload against what the model's backend can do."""
+    if spec.tensor_parallel > 1 and spec.backend not in _TENSOR_PARALLEL_BACKENDS:
+        yield (
+            f"tensor_parallel {spec.tensor_parallel}: backend {spec.backend.value} does not "
+            "shard a model over GPUs (vllm and sglang do); llama_cpp and ollama split a model "
+            "too big for one GPU by layers on their own, so leave tensor_parallel unset"
+        )
+    if spec.offload not in (None, OffloadPolicy.NEVER) and spec.backend not in _OFFLOADING_BACKENDS:
+        yield (
+            f"offload {spec.offload.value}: backend {spec.backend.value} cannot keep layers "
+            "in host RAM (llama_cpp and ollama can); set offload: never or remove it"
+        )
+
+
+def big_model_problems(config: WarmpathConfig) -> Iterator[str]:
+    """Models that need more GPUs than the agent's simulated inventory declares (an NVML
+    host is checked when the agent starts and reads its GPUs)."""
+    inventory = config.agent.inventory
+    if not inventory.simulated:
+        return
+    served = set(config.agent.models or (spec.name for spec in config.models))
+    for position, spec in enumerate(config.models):
+        if spec.name in served and spec.tensor_parallel > len(inventory.gpus):
+            yield (
+                f"models.{position}.tensor_parallel: {spec.name} needs {spec.tensor_parallel} "
+                f"GPUs, but agent.inventory declares {len(inventory.gpus)}; lower "
+                "tensor_parallel or serve it from a host with that many GPUs"
+            )
 
 
 def _reject_duplicates(field: str, names: list[str]) -> None:
@@ -362,13 +435,18 @@ class Inventory(_Strict):
     """True: use `gpus` below instead of NVML. Every state message says so."""
     gpus: tuple[SimulatedGpu, ...] = ()
     """The declared GPUs of a simulated inventory."""
+    host_memory: ByteSize | None = None
+    """Host RAM of a simulated inventory, which offloaded layers use, e.g. "64GiB".
+    Unset: the host's real available memory, read live."""
 
     @model_validator(mode="after")
     def _gpus_only_when_simulated(self) -> Self:
         if self.simulated and not self.gpus:
             raise ValueError("a simulated inventory needs at least one entry in gpus")
-        if not self.simulated and self.gpus:
-            raise ValueError("gpus are only declared for a simulated inventory (simulated: true)")
+        if not self.simulated and (self.gpus or self.host_memory is not None):
+            raise ValueError(
+                "gpus and host_memory are only declared for a simulated inventory (simulated: true)"
+            )
         return self
 
 
@@ -605,6 +683,7 @@ def registry_problems(config: WarmpathConfig) -> Iterator[str]:
         )
     yield from _auto_problems(config.router.auto, names)
     yield from _security_problems(config)
+    yield from big_model_problems(config)
     for name in config.agent.models or ():
         if name not in names:
             yield f"agent.models: {name!r} is not a registered model name"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from warmpath.v1 import generate_pb2
 from warmpath_common.config import BackendKindName
 from warmpath_common.generation import (
@@ -37,6 +39,68 @@ BACKEND_TO_PROTO: dict[BackendKindName, generate_pb2.BackendKind.ValueType] = {
     BackendKindName.OLLAMA: generate_pb2.BACKEND_KIND_OLLAMA,
 }
 BACKEND_FROM_PROTO = {value: key for key, value in BACKEND_TO_PROTO.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementInfo:
+    """Where each part of a model lives on its host (the Placement message, as data)."""
+
+    layout: str
+    """single, layer_split, tensor_parallel or offload."""
+    gpu_indexes: tuple[int, ...]
+    gpu_uuids: tuple[str, ...]
+    layer_shares: tuple[float, ...] = ()
+    gpu_memory_bytes: tuple[int, ...] = ()
+    gpu_layers: int = 0
+    total_layers: int = 0
+    host_memory_bytes: int = 0
+    expected_slowdown: float = 1.0
+    description: str = ""
+    reason: str = ""
+
+
+_LAYOUT_TO_PROTO = {
+    "single": generate_pb2.PLACEMENT_LAYOUT_SINGLE_GPU,
+    "layer_split": generate_pb2.PLACEMENT_LAYOUT_LAYER_SPLIT,
+    "tensor_parallel": generate_pb2.PLACEMENT_LAYOUT_TENSOR_PARALLEL,
+    "offload": generate_pb2.PLACEMENT_LAYOUT_OFFLOAD,
+}
+_LAYOUT_FROM_PROTO = {value: key for key, value in _LAYOUT_TO_PROTO.items()}
+
+
+def placement_to_proto(info: PlacementInfo) -> generate_pb2.Placement:
+    return generate_pb2.Placement(
+        layout=_LAYOUT_TO_PROTO.get(info.layout, generate_pb2.PLACEMENT_LAYOUT_UNSPECIFIED),
+        gpu_indexes=list(info.gpu_indexes),
+        gpu_uuids=list(info.gpu_uuids),
+        layer_shares=list(info.layer_shares),
+        gpu_memory_bytes=list(info.gpu_memory_bytes),
+        gpu_layers=info.gpu_layers,
+        total_layers=info.total_layers,
+        host_memory_bytes=info.host_memory_bytes,
+        expected_slowdown=info.expected_slowdown,
+        description=info.description,
+        reason=info.reason,
+    )
+
+
+def placement_from_proto(message: generate_pb2.Placement) -> PlacementInfo | None:
+    """None for an unset message (an agent from before placements)."""
+    if not message.gpu_indexes:
+        return None
+    return PlacementInfo(
+        layout=_LAYOUT_FROM_PROTO.get(message.layout, "single"),
+        gpu_indexes=tuple(message.gpu_indexes),
+        gpu_uuids=tuple(message.gpu_uuids),
+        layer_shares=tuple(message.layer_shares),
+        gpu_memory_bytes=tuple(message.gpu_memory_bytes),
+        gpu_layers=message.gpu_layers,
+        total_layers=message.total_layers,
+        host_memory_bytes=message.host_memory_bytes,
+        expected_slowdown=message.expected_slowdown,
+        description=message.description,
+        reason=message.reason,
+    )
 
 
 def request_from_proto(message: generate_pb2.GenerateRequest) -> GenerationRequest:

@@ -18,15 +18,18 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
+from warmpath_agent.capacity import capacity_problems, shape_for
 from warmpath_agent.docker_driver import DockerDriver
 from warmpath_agent.drivers import DriverSet, ModelDriver, ModelLoadFailed
 from warmpath_agent.footprint import NotAGgufFile, estimate_footprint
-from warmpath_agent.inventory import GpuInventory, MemoryBook
+from warmpath_agent.gang import ModelShape
+from warmpath_agent.host_memory import DeclaredHostMemory, LiveHostMemory
+from warmpath_agent.inventory import GpuInventory, HostMemory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.ollama_driver import OllamaDriver
 from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
-from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residency import ASSUMED_SERVER_LAYERS, ResidencyManager
 from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_agent.server_watch import ServerWatch
 from warmpath_agent.servicer import GpuAgentServicer
@@ -82,6 +85,67 @@ def estimate_bytes(spec: ModelSpec) -> int:
         ) from error
 
 
+def estimate_shape(spec: ModelSpec) -> ModelShape:
+    """A model's layers and their sizes, for splits and offload (footprint.py)."""
+    if spec.source.served_id is not None:
+        if spec.memory is None or not spec.splits_by_layer:
+            raise ModelLoadFailed("no model file to read its layers from")
+        total = int(spec.memory)
+        # No file here to read its layers from (Ollama): equal layers are assumed, with a
+        # tenth of the model needed on every GPU; Ollama decides the real split and
+        # offload itself, and the agent reads what it placed (/api/ps).
+        per_layer = total * 9 // 10 // ASSUMED_SERVER_LAYERS
+        return ModelShape(total, ASSUMED_SERVER_LAYERS, per_layer, page_cache_bytes=total)
+    try:
+        estimate = estimate_footprint(resolve_model_file(spec.source), spec.context_length)
+    except (NotAGgufFile, OSError) as error:
+        raise ModelLoadFailed(f"cannot read {spec.name}'s layers ({error})") from error
+    return ModelShape(
+        estimate.total_bytes,
+        estimate.layers,
+        estimate.layer_bytes,
+        page_cache_bytes=estimate.weights_bytes,
+    )
+
+
+def open_host_memory(settings: AgentSettings, book: MemoryBook) -> HostMemory:
+    declared = settings.inventory.host_memory
+    if declared is not None:
+        return DeclaredHostMemory(int(declared), book)
+    return LiveHostMemory(book)
+
+
+async def check_capacity(
+    config: WarmpathConfig,
+    specs: Mapping[str, ModelSpec],
+    inventory: GpuInventory,
+    host_memory: HostMemory,
+) -> None:
+    """Refuses to start when a served model fits nowhere on this host (capacity.py)."""
+    shapes = {}
+    for position, spec in enumerate(config.models):
+        if spec.name not in specs:
+            continue
+        try:
+            need = await asyncio.to_thread(estimate_bytes, spec)
+        except ModelLoadFailed as error:
+            logger.warning("cannot check that %s fits this host: %s", spec.name, error)
+            continue
+        try:
+            layers: ModelShape | None = await asyncio.to_thread(estimate_shape, spec)
+        except ModelLoadFailed:
+            layers = None
+        shapes[spec.name] = (f"models.{position}", shape_for(spec, need, layers))
+    problems = list(
+        capacity_problems(shapes, await inventory.read(), await host_memory.available_bytes())
+    )
+    if problems:
+        raise ConfigError(
+            f"agent {config.agent.host}: models that cannot be served on this host:\n  - "
+            + "\n  - ".join(problems)
+        )
+
+
 @contextlib.asynccontextmanager
 async def open_docker(specs: Mapping[str, ModelSpec]) -> AsyncIterator[docker.DockerClient | None]:
     """The Docker engine, only where a served model has runtime docker."""
@@ -119,15 +183,20 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
         if docker_client is not None:
             containers = DockerDriver(settings.docker, docker_client, settings.host, client)
             drivers[Runtime.DOCKER] = containers
+        inventory = open_inventory(settings, book)
+        host_memory = open_host_memory(settings, book)
+        await check_capacity(config, specs, inventory, host_memory)
         manager = ResidencyManager(
             settings.host,
             specs,
-            open_inventory(settings, book),
+            inventory,
             DriverSet(drivers),
             book=book,
             estimate_bytes=estimate_bytes,
             metrics=metrics,
             min_residency_seconds=settings.min_residency_seconds,
+            estimate_shape=estimate_shape,
+            host_memory=host_memory,
         )
         # Before serving and before pinned loads: a model whose server survived
         # the last agent is ready now, not loaded a second time.

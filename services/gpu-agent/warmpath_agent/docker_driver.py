@@ -56,7 +56,7 @@ import httpx
 from docker.models.containers import Container
 from docker.types import DeviceRequest
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel, reachable_host
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
 
@@ -88,9 +88,16 @@ def container_name(owner: str, model: str) -> str:
 
 
 def create_arguments(
-    settings: DockerSettings, owner: str, spec: ModelSpec, container: ContainerSpec, gpu: GpuReading
+    settings: DockerSettings,
+    owner: str,
+    spec: ModelSpec,
+    container: ContainerSpec,
+    gpu: GpuReading,
+    placement: GpuPlacement | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create` (kept apart so tests can read them)."""
+    """Keyword arguments for `client.containers.create` (kept apart so tests can read them).
+    A gang's GPUs go in one device request, and in the GPU label comma separated."""
+    uuids = (placement or GpuPlacement.one(gpu)).uuids
     arguments: dict[str, Any] = {
         "image": container.image,
         "command": list(container.command) or None,
@@ -98,7 +105,7 @@ def create_arguments(
         "labels": {
             OWNER_LABEL: owner,
             MODEL_LABEL: spec.name,
-            GPU_LABEL: gpu.uuid,
+            GPU_LABEL: ",".join(uuids),
             PORT_LABEL: str(container.port),
             READINESS_LABEL: container.readiness_path,
             # The name requests use at the server: a vLLM image serves the
@@ -115,7 +122,7 @@ def create_arguments(
         arguments["network"] = settings.network
     if not gpu.simulated:
         arguments["device_requests"] = [
-            DeviceRequest(device_ids=[gpu.uuid], capabilities=[["gpu"]])
+            DeviceRequest(device_ids=list(uuids), capabilities=[["gpu"]])
         ]
     return arguments
 
@@ -155,16 +162,20 @@ class DockerDriver:
 
     # -- ModelDriver -----------------------------------------------------
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         if spec.container is None:
             raise ModelLoadFailed(f"{spec.name}: runtime docker needs a container section")
-        arguments = create_arguments(self._settings, self._owner, spec, spec.container, gpu)
+        arguments = create_arguments(
+            self._settings, self._owner, spec, spec.container, gpu, placement
+        )
         name = arguments["name"]
         await self._run(self._require_image, spec.container.image, spec.name)
         await self._run(self._clear_name, name, spec.name)
         logger.info(
             "starting container %s (%s) for %s on GPU %s",
-            name, spec.container.image, spec.name, gpu.uuid,
+            name, spec.container.image, spec.name, arguments["labels"][GPU_LABEL],
         )  # fmt: skip
         container = await self._run(self._create_and_start, arguments)
         self._containers[spec.name] = container.id

@@ -6,8 +6,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec, Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPlacement:
+    """The GPUs a model server gets and how the model is laid out over them (gang.py)."""
+
+    gpus: tuple[GpuReading, ...]
+    layout: Layout = Layout.SINGLE
+    shares: tuple[float, ...] = ()
+    """Each GPU's share of the layers (layer split and offload over several GPUs)."""
+    gpu_layers: int | None = None
+    """Layers on the GPUs for a partial offload (llama.cpp's n_gpu_layers); None: all."""
+    total_layers: int = 0
+
+    @property
+    def uuids(self) -> tuple[str, ...]:
+        return tuple(gpu.uuid for gpu in self.gpus)
+
+    @classmethod
+    def one(cls, gpu: GpuReading) -> GpuPlacement:
+        return cls((gpu,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +48,19 @@ class RunningModel:
     """Where the agent asks, by GET and never by generating, whether the server still
     answers (server_watch.py): a path it answers even while it generates. Empty: not
     probed."""
+    host_bytes: int | None = None
+    """Host RAM the server itself reports for the model's offloaded part (Ollama's
+    size - size_vram), if any: the server chose to offload it."""
 
 
 class ModelDriver(Protocol):
     """Starts and stops model servers. Readiness never involves generating text."""
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
-        """Starts the server and returns once its readiness endpoint answers.
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
+        """Starts the server and returns once its readiness endpoint answers. `gpu` is
+        the first GPU of `placement` (None: that GPU alone, the whole model on it).
 
         Raises ModelLoadFailed with the reason when it cannot.
         """
@@ -81,8 +109,10 @@ class DriverSet:
             raise ModelLoadFailed(f"runtime {runtime.value} is not available on this agent")
         return driver
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
-        return await self._for(spec.effective_runtime).start(spec, gpu)
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
+        return await self._for(spec.effective_runtime).start(spec, gpu, placement)
 
     async def stop(self, running: RunningModel) -> None:
         await self._for(running.runtime).stop(running)

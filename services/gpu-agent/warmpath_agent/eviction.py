@@ -173,12 +173,18 @@ class NoRoom:
     freeable_bytes: int
     waitable_bytes: int = 0
     need_bytes: int = 0
+    no_gpu_set: bool = False
+    """No set of this host's GPUs can ever hold the model as it is (gang.py): too few
+    GPUs for its tensor_parallel, or too little memory on every set it may use."""
 
     @property
     def fits_after_waiting(self) -> bool:
         """Waiting can help: only pinned models or memory the agent does not own stand
         in the way otherwise, and those never leave by themselves."""
-        return self.free_bytes + self.freeable_bytes + self.waitable_bytes >= self.need_bytes
+        return (
+            not self.no_gpu_set
+            and self.free_bytes + self.freeable_bytes + self.waitable_bytes >= self.need_bytes
+        )
 
 
 # For a model whose load was never timed here (adopted after a restart): process
@@ -265,7 +271,7 @@ def plan_placement(
         if plan.protected_victims and model not in protected:
             return replace(
                 plan,
-                waits_for_unprotected=_outside_memory_will_free(
+                waits_for_unprotected=outside_memory_will_free(
                     gpus, now, min_residency_seconds, protected
                 ),
             )
@@ -279,7 +285,7 @@ def plan_placement(
     )
 
 
-def _outside_memory_will_free(
+def outside_memory_will_free(
     gpus: Sequence[GpuRoom], now: float, min_residency_seconds: float, protected: frozenset[str]
 ) -> bool:
     """Some model outside the hot set holds memory that frees itself (requests in flight,
@@ -364,9 +370,21 @@ def protected_models(
 
 
 def packs(sizes: Sequence[float], capacities: Sequence[float]) -> bool:
-    """First fit decreasing: a sufficient test, not an exact one (bin packing is NP-hard)."""
+    """First fit decreasing: a sufficient test, not an exact one (bin packing is NP-hard).
+    A size larger than every capacity is a model split over GPUs (gang.py): it takes
+    the emptiest GPUs' room, as much as it needs."""
     room = sorted(capacities, reverse=True)
+    largest = room[0] if room else 0.0
     for size in sorted(sizes, reverse=True):
+        if size > largest:
+            left = size
+            for index in sorted(range(len(room)), key=lambda i: -room[i]):
+                taken = min(room[index], left)
+                room[index] -= taken
+                left -= taken
+            if left > 0:
+                return False
+            continue
         for index, free in enumerate(room):
             if free >= size:
                 room[index] = free - size

@@ -45,26 +45,46 @@ class GpuInventory(Protocol):
         ...
 
 
+class HostMemory(Protocol):
+    """Host RAM available for offloaded layers (psutil, or declared when simulated)."""
+
+    async def available_bytes(self) -> int: ...
+
+
 class MemoryBook:
-    """Memory the agent has promised to models, by model, with the GPU it is on.
+    """Memory the agent has promised to models, by model, with the GPUs it is on (one
+    entry per GPU of a gang) and the host RAM an offloaded model uses.
 
     On real GPUs this covers loads in progress, which NVML cannot see yet; on a
     simulated inventory it is the only source of "used" memory.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[int, int, bool]] = {}
+        self._entries: dict[str, tuple[dict[int, int], bool]] = {}
+        self._host: dict[str, int] = {}
 
     def book(self, model: str, gpu_index: int, size_bytes: int, *, loading: bool) -> None:
-        self._entries[model] = (gpu_index, size_bytes, loading)
+        self.book_gang(model, {gpu_index: size_bytes}, loading=loading)
+
+    def book_gang(self, model: str, per_gpu: Mapping[int, int], *, loading: bool) -> None:
+        self._entries[model] = (dict(per_gpu), loading)
+
+    def book_host(self, model: str, size_bytes: int) -> None:
+        if size_bytes > 0:
+            self._host[model] = size_bytes
 
     def release(self, model: str) -> None:
+        """Every GPU's share and the host RAM: a gang is booked and freed as one."""
         self._entries.pop(model, None)
+        self._host.pop(model, None)
 
     def booked_bytes(self, gpu_index: int) -> int:
-        return sum(size for gpu, size, _ in self._entries.values() if gpu == gpu_index)
+        return sum(per_gpu.get(gpu_index, 0) for per_gpu, _ in self._entries.values())
 
     def loading_bytes(self, gpu_index: int) -> int:
         return sum(
-            size for gpu, size, loading in self._entries.values() if gpu == gpu_index and loading
+            per_gpu.get(gpu_index, 0) for per_gpu, loading in self._entries.values() if loading
         )
+
+    def host_booked_bytes(self) -> int:
+        return sum(self._host.values())

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec, OllamaSettings, Runtime
 
@@ -39,7 +39,9 @@ class OllamaDriver:
         self._url = settings.url.rstrip("/")
         self._stopping: set[str] = set()
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         served_id = spec.source.served_id
         if served_id is None:
             raise ModelLoadFailed(f"{spec.name}: runtime ollama needs source.served_id")
@@ -61,13 +63,16 @@ class OllamaDriver:
                 f"Ollama refused to load {served_id!r} (HTTP {response.status_code})"
             )
         listed = await self._wait_listed(served_id, spec.name)
+        # What Ollama really placed: size_vram on GPUs, the rest of size in host RAM.
+        size, vram = int(listed.get("size") or 0), int(listed.get("size_vram") or 0)
         return RunningModel(
             model=spec.name,
             base_url=self._url,
             served_model_id=served_id,
             pid=None,
             runtime=Runtime.OLLAMA,
-            memory_bytes=int(listed.get("size_vram") or 0) or None,
+            memory_bytes=vram or None,
+            host_bytes=(size - vram) if size > vram else None,
             # Answered while Ollama generates: a hung Ollama fails it, a busy one not.
             probe_url=f"{self._url}/api/version",
         )

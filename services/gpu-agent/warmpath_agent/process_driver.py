@@ -49,7 +49,8 @@ from typing import IO, Any
 
 import httpx
 
-from warmpath_agent.drivers import ModelLoadFailed, RunningModel, reachable_host
+from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
+from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings, Runtime
 
@@ -291,15 +292,26 @@ class LlamaCppProcessDriver:
         self._children: dict[str, _Child] = {}
         self._ports_in_use: set[int] = set()
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         model_file = await asyncio.to_thread(resolve_model_file, spec.source)
         # A server that died on its own still holds its port and record here.
         await self._stop_child(spec.name)
         port = self._allocate_port()
-        launch = self.launch(spec, model_file, port, gpu_uuid=gpu.uuid, simulated=gpu.simulated)
+        placement = placement or GpuPlacement.one(gpu)
+        gpu_uuid = ",".join(placement.uuids)
+        launch = self.launch(
+            spec,
+            model_file,
+            port,
+            gpu_uuid=gpu_uuid,
+            simulated=gpu.simulated,
+            placement_words=placement_arguments(placement, simulated=gpu.simulated),
+        )
         log = self._open_log(spec.name)
         logger.info(
-            "starting llama.cpp server for %s on port %d (GPU %s)", spec.name, port, gpu.uuid
+            "starting llama.cpp server for %s on port %d (GPU %s)", spec.name, port, gpu_uuid
         )
         try:
             process = await asyncio.create_subprocess_exec(
@@ -327,7 +339,7 @@ class LlamaCppProcessDriver:
             child.record = self._record(
                 ChildRecord(
                     spec.name, process.pid, start_time, launch.command, port, base_url,
-                    str(model_file), gpu.uuid, launch.env, gpu.simulated,
+                    str(model_file), gpu_uuid, launch.env, gpu.simulated,
                 )
             )  # fmt: skip
         running = RunningModel(
@@ -346,10 +358,19 @@ class LlamaCppProcessDriver:
         return running
 
     def launch(
-        self, spec: ModelSpec, model_file: Path | str, port: int, *, gpu_uuid: str, simulated: bool
+        self,
+        spec: ModelSpec,
+        model_file: Path | str,
+        port: int,
+        *,
+        gpu_uuid: str,
+        simulated: bool,
+        placement_words: tuple[str, ...] | None = None,
     ) -> ServerLaunch:
         """The one place a server's launch is decided: `start` runs it, and adoption
-        compares a running server against it."""
+        compares a running server against it. `gpu_uuid`: the gang's UUIDs, comma
+        separated; `placement_words`: placement_arguments (None: the whole model on
+        one GPU)."""
         command = (
             *self._server_command,
             "--model", str(model_file),
@@ -357,8 +378,12 @@ class LlamaCppProcessDriver:
             "--host", self._settings.bind_host,
             "--port", str(port),
             "--n_ctx", str(spec.context_length),
-            # Offload every layer on a real GPU; a simulated one runs on the CPU.
-            "--n_gpu_layers", "0" if simulated else "-1",
+            *(
+                placement_words
+                if placement_words is not None
+                # Offload every layer on a real GPU; a simulated one runs on the CPU.
+                else ("--n_gpu_layers", "0" if simulated else "-1")
+            ),
             # By default the server abandons the request it is streaming whenever
             # another arrives; requests must queue, not cut each other off.
             "--interrupt_requests", "False",
@@ -512,8 +537,15 @@ class LlamaCppProcessDriver:
         # Which GPU the server is on is the residency manager's check (it knows the
         # inventory, and a simulated GPU's UUID is never a real one's); the GPU as
         # recorded stands in for it here.
+        # So does the placement (GPUs, split, layers on GPUs): the agent chose it
+        # then, and the GPU list is matched against the inventory on adoption.
         now = self.launch(
-            spec, wanted, record.port, gpu_uuid=record.gpu_uuid, simulated=record.gpu_simulated
+            spec,
+            wanted,
+            record.port,
+            gpu_uuid=record.gpu_uuid,
+            simulated=record.gpu_simulated,
+            placement_words=_placement_words(record.command),
         )
         differences = launch_differences(
             ServerLaunch(record.command, record.env), now, len(self._server_command)
@@ -647,8 +679,40 @@ class LlamaCppProcessDriver:
 # safe to log. Anything else came from extra_args and may hold a key or token.
 _LOGGABLE_OPTIONS = frozenset(
     {"--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_gpu_layers",
-     "--interrupt_requests", "--chat_format"}
+     "--split_mode", "--tensor_split", "--interrupt_requests", "--chat_format"}
 )  # fmt: skip
+
+
+def placement_arguments(placement: GpuPlacement, *, simulated: bool) -> tuple[str, ...]:
+    """llama.cpp's flags for a placement: every layer on the GPUs (n_gpu_layers -1), or
+    K of them for a partial offload; a gang of several GPUs splits by layers
+    (split_mode 1) with each GPU's share (tensor_split). A simulated GPU runs on the CPU
+    (CUDA_VISIBLE_DEVICES is empty), where a CPU build takes the flags and ignores them."""
+    if placement.gpu_layers is not None:
+        layers = str(placement.gpu_layers)
+    else:
+        # A single simulated GPU keeps its old launch (adopted servers compare it).
+        layers = "0" if simulated and len(placement.gpus) == 1 else "-1"
+    words: tuple[str, ...] = ("--n_gpu_layers", layers)
+    if len(placement.gpus) > 1 and placement.layout is not Layout.TENSOR_PARALLEL:
+        shares = placement.shares or tuple(1 / len(placement.gpus) for _ in placement.gpus)
+        words += ("--split_mode", "1", "--tensor_split", *(f"{s:.4f}" for s in shares))
+    return words
+
+
+_PLACEMENT_OPTIONS = frozenset({"--n_gpu_layers", "--split_mode", "--tensor_split"})
+
+
+def _placement_words(command: Sequence[str]) -> tuple[str, ...]:
+    """The placement_arguments in a recorded command, in order."""
+    words: list[str] = []
+    taking = False
+    for word in command:
+        if word.startswith("--"):
+            taking = word in _PLACEMENT_OPTIONS
+        if taking:
+            words.append(word)
+    return tuple(words)
 
 
 def launch_differences(recorded: ServerLaunch, now: ServerLaunch, prefix: int) -> list[str]:

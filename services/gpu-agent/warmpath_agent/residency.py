@@ -44,7 +44,8 @@ from enum import StrEnum
 
 from opentelemetry import trace
 
-from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
+from warmpath_agent.capacity import shape_for
+from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
     Candidate,
     DemandTracker,
@@ -52,12 +53,21 @@ from warmpath_agent.eviction import (
     NoRoom,
     ResidentModel,
     estimated_load_seconds,
-    plan_placement,
     protected_models,
 )
-from warmpath_agent.inventory import GpuInventory, GpuReading, MemoryBook
+from warmpath_agent.gang import (
+    GangPlan,
+    HostRamShort,
+    Layout,
+    ModelShape,
+    describe,
+    expected_slowdown,
+    plan_gang,
+)
+from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_common.config import ModelSpec
+from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import (
     FailedPrecondition,
     InvalidRequest,
@@ -74,6 +84,9 @@ _MIB = 1024 * 1024
 MAX_LEASE_SECONDS = 300.0
 # A caller with no deadline waits for room no longer than a lease can last.
 MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
+# Layers assumed for a model whose server offloaded part of it and whose layer count
+# is unknown here (an Ollama model: no file to read), to say "K of L layers".
+ASSUMED_SERVER_LAYERS = 32
 # Stop waiting for room this long before the load could no longer finish in time,
 # so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
 _ANSWER_MARGIN_SECONDS = 1.0
@@ -108,10 +121,66 @@ class Residency:
     ready_since: float | None = None
     last_used: float = 0.0
     failure_reason: str = ""
+    gpu_indexes: tuple[int, ...] = ()
+    """Every GPU holding part of the model (gang.py); empty: `gpu_index` alone."""
+    gpu_uuids: tuple[str, ...] = ()
+    gpu_bytes: tuple[int, ...] = ()
+    """Memory on each GPU of `gpu_indexes`: estimated, or measured once loaded."""
+    layout: Layout = Layout.SINGLE
+    layers_on_gpu: tuple[int, ...] = ()
+    total_layers: int = 0
+    host_bytes: int = 0
+    """Host RAM an offloaded model uses (its offloaded layers and the GGUF's page cache)."""
+    placement_reason: str = ""
+    """Why the model is offloaded, when it is."""
 
     @property
     def footprint_bytes(self) -> int:
         return self.measured_bytes or self.estimated_bytes
+
+    @property
+    def on_gpus(self) -> tuple[int, ...]:
+        return self.gpu_indexes or (self.gpu_index,)
+
+    def bytes_on(self, gpu_index: int) -> int:
+        """Its share of `gpu_index`'s memory (0 if it is not there)."""
+        if not self.gpu_bytes:
+            return self.footprint_bytes if gpu_index == self.gpu_index else 0
+        return dict(zip(self.gpu_indexes, self.gpu_bytes, strict=True)).get(gpu_index, 0)
+
+    @property
+    def where(self) -> str:
+        gpus = self.on_gpus
+        return f"GPU {gpus[0]}" if len(gpus) == 1 else "GPUs " + ", ".join(map(str, gpus))
+
+    @property
+    def description(self) -> str:
+        """Where and how it is placed, in words (gang.describe)."""
+        return describe(self.layout, self.on_gpus, self.layers_on_gpu, self.total_layers)
+
+    @property
+    def placement(self) -> PlacementInfo:
+        """Where each part of it lives, for the wire (convert.placement_to_proto)."""
+        layers = sum(self.layers_on_gpu)
+        return PlacementInfo(
+            layout=self.layout.value,
+            gpu_indexes=self.on_gpus,
+            gpu_uuids=self.gpu_uuids or (self.gpu_uuid,),
+            layer_shares=tuple(n / layers for n in self.layers_on_gpu) if layers else (),
+            gpu_memory_bytes=self.gpu_bytes or (self.footprint_bytes,),
+            gpu_layers=layers if self.layout is Layout.OFFLOAD else self.total_layers,
+            total_layers=self.total_layers,
+            host_memory_bytes=self.host_bytes,
+            expected_slowdown=self.expected_slowdown,
+            description=self.description,
+            reason=self.placement_reason,
+        )
+
+    @property
+    def expected_slowdown(self) -> float:
+        if self.layout is not Layout.OFFLOAD:
+            return 1.0
+        return expected_slowdown(sum(self.layers_on_gpu), self.total_layers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +252,15 @@ class ResidencyManager:
         metrics: AgentMetrics,
         min_residency_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
+        estimate_shape: Callable[[ModelSpec], ModelShape] | None = None,
+        host_memory: HostMemory | None = None,
     ) -> None:
+        """`estimate_shape`: a model's layers and their sizes (footprint.py), for splits
+        and offload; None: every model is placed whole on one GPU or across
+        tensor_parallel GPUs. `host_memory`: None, host RAM is not accounted."""
+        self._estimate_shape = estimate_shape
+        self._shapes: dict[str, ModelShape] = {}
+        self._host_memory = host_memory
         self._min_residency = min_residency_seconds
         self._demand = DemandTracker()
         self._leases: dict[str, float] = {}
@@ -202,6 +279,7 @@ class ResidencyManager:
         # Per model: the task waiting for its server to die unasked.
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._measured: dict[str, int] = {}
+        self._measured_per_gpu: dict[str, dict[int, int]] = {}
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
         self._gpu_healthy: dict[int, bool] = {}
@@ -280,6 +358,11 @@ class ResidencyManager:
                     "warmpath.evicted": list(outcome.evicted),
                     "warmpath.gpu.index": residency.gpu_index,
                     "warmpath.gpu.uuid": residency.gpu_uuid,
+                    "warmpath.gpu.indexes": list(residency.on_gpus),
+                    "warmpath.gpu.uuids": list(residency.gpu_uuids or (residency.gpu_uuid,)),
+                    "warmpath.placement.layout": residency.layout.value,
+                    "warmpath.placement": residency.description,
+                    "warmpath.placement.expected_slowdown": residency.expected_slowdown,
                     "warmpath.memory.estimated_bytes": residency.estimated_bytes,
                     "warmpath.memory.measured_bytes": residency.measured_bytes,
                 }
@@ -420,7 +503,9 @@ class ResidencyManager:
         adopted = []
         for running, gpu_uuid in found:
             spec = self._specs.get(running.model)
-            gpu = gpus.get(gpu_uuid)
+            # A gang's server runs on several GPUs: "uuid,uuid", every one must be seen.
+            gang = [gpus.get(uuid) for uuid in gpu_uuid.split(",")]
+            gpu = gang[0] if all(gang) else None
             if spec is None or gpu is None or running.model in self._residents:
                 why = (
                     "is not served by this host" if spec is None
@@ -437,6 +522,7 @@ class ResidencyManager:
                 except ModelLoadFailed as error:
                     logger.warning("adopting %s with no memory estimate: %s", spec.name, error)
             now = self._clock()
+            members = tuple(g for g in gang if g is not None)
             ready = Residency(
                 model=spec.name,
                 state=ResidencyState.READY,
@@ -449,14 +535,32 @@ class ResidencyManager:
                 ready_since=now,
                 last_used=now,
             )
+            if len(members) > 1:
+                ready = self._adopted_gang(ready, members, spec)
             self._residents[spec.name] = ready
-            self._book.book(spec.name, gpu.index, ready.footprint_bytes, loading=False)
+            self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._watch_for_exit(ready)
             adopted.append(spec.name)
             await self.feed.publish(
-                f"{spec.name} adopted on GPU {gpu.index}: already running, not reloaded"
+                f"{spec.name} adopted on {ready.where}: already running, not reloaded"
             )
         return adopted
+
+    def _adopted_gang(
+        self, ready: Residency, members: tuple[GpuReading, ...], spec: ModelSpec
+    ) -> Residency:
+        """An adopted server on several GPUs: its measured share on each where NVML saw
+        it, else the footprint shared evenly. Layer shares are not known again."""
+        indexes = tuple(g.index for g in members)
+        per_gpu = self._measured_per_gpu.get(spec.name, {})
+        even = ready.footprint_bytes // len(members)
+        return replace(
+            ready,
+            gpu_indexes=indexes,
+            gpu_uuids=tuple(g.uuid for g in members),
+            gpu_bytes=tuple(per_gpu.get(i, even) for i in indexes),
+            layout=Layout.TENSOR_PARALLEL if spec.tensor_parallel > 1 else Layout.LAYER_SPLIT,
+        )
 
     async def expire_idle(self) -> None:
         """Unloads ready, unpinned models idle for longer than their keep-alive."""
@@ -577,25 +681,45 @@ class ResidencyManager:
                 raise self._load_failure(spec.name, error) from error
             # Kept: a model waiting for room asks again at every chance of some.
             self._estimated[spec.name] = need
+        shape = await self._shape(spec, need)
         async with self._placement:
-            gpu, evicted = await self._place(spec.name, need, give_up_at)
+            plan, gang, evicted = await self._place(spec.name, shape, give_up_at)
             loading = Residency(
                 model=spec.name,
                 state=ResidencyState.LOADING,
-                gpu_index=gpu.index,
-                gpu_uuid=gpu.uuid,
-                estimated_bytes=need,
+                gpu_index=gang[0].index,
+                gpu_uuid=gang[0].uuid,
+                estimated_bytes=need if len(gang) == 1 else sum(plan.gpu_bytes),
                 pinned=spec.pinned,
                 last_used=self._clock(),
+                gpu_indexes=plan.gpu_indexes,
+                gpu_uuids=tuple(gpu.uuid for gpu in gang),
+                gpu_bytes=plan.gpu_bytes,
+                layout=plan.layout,
+                layers_on_gpu=plan.layers_on_gpu,
+                total_layers=plan.total_layers,
+                host_bytes=plan.host_bytes,
+                placement_reason=plan.offload_reason,
             )
             self._residents[spec.name] = loading
-            self._book.book(spec.name, gpu.index, need, loading=True)
+            self._book.book_gang(
+                spec.name, dict(zip(plan.gpu_indexes, plan.gpu_bytes, strict=True)), loading=True
+            )
+            self._book.book_host(spec.name, plan.host_bytes)
         await self.feed.publish(
-            f"{spec.name} loading on GPU {gpu.index} ({need / _MIB:.0f} MiB estimated)"
+            f"{spec.name} loading: {loading.description} ({need / _MIB:.0f} MiB estimated)"
+            + (f"; {plan.offload_reason}" if plan.offload_reason else "")
+        )
+        placement = GpuPlacement(
+            gang,
+            plan.layout,
+            plan.shares if len(gang) > 1 else (),
+            plan.gpu_layers if plan.layout is Layout.OFFLOAD else None,
+            plan.total_layers,
         )
         started = time.monotonic()
         try:
-            running = await self._driver.start(spec, gpu)
+            running = await self._driver.start(spec, gang[0], placement)
         except ModelLoadFailed as error:
             self._metrics.loads.labels(spec.name, "failed").inc()
             self._book.release(spec.name)
@@ -614,35 +738,45 @@ class ResidencyManager:
         self._timed_loads[spec.name] = load_seconds
         self._metrics.loads.labels(spec.name, "ok").inc()
         self._metrics.load_seconds.labels(spec.name).observe(load_seconds)
-        measured = await self._measure(running)
+        measured = await self._measure(
+            running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
+        )
         ready = replace(
             loading,
             state=ResidencyState.READY,
             running=running,
             measured_bytes=measured,
+            gpu_bytes=self._measured_shares(running.model, loading, measured),
             load_seconds=load_seconds,
             ready_since=self._clock(),
             last_used=self._clock(),
         )
+        if running.host_bytes:
+            ready = self._offloaded_by_server(ready, running.host_bytes, plan.shares)
+            self._book.book_host(spec.name, running.host_bytes)
         self._residents[spec.name] = ready
-        self._book.book(spec.name, gpu.index, ready.footprint_bytes, loading=False)
+        self._book.book_gang(spec.name, self._shares(ready), loading=False)
         # Its booking may have shrunk to the measured size, and it starts to age.
         self._room_may_have_changed()
         self._watch_for_exit(ready)
         await self.feed.publish(
-            f"{spec.name} ready on GPU {gpu.index} after {load_seconds:.1f} s"
+            f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
             + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
         )
         return ready, evicted
 
-    async def _measure(self, running: RunningModel) -> int:
-        """Memory the model really holds; remembered for its next placement."""
+    async def _measure(self, running: RunningModel, *, whole: bool = True) -> int:
+        """Memory the model really holds on GPUs (every process of its server, on every
+        GPU); remembered for its next placement when `whole` (an offloaded model's GPU
+        part says nothing of what the whole model needs)."""
         if self._inventory.simulated:
             return 0
         if running.memory_bytes:
             measured = running.memory_bytes
         elif running.pid is not None:
-            measured = sum((await self._inventory.process_memory(running.pid)).values())
+            per_gpu = dict(await self._inventory.process_memory(running.pid))
+            self._measured_per_gpu[running.model] = per_gpu
+            measured = sum(per_gpu.values())
             if not measured:
                 logger.warning(
                     "could not measure %s's GPU memory: NVML lists no process of its server "
@@ -654,13 +788,63 @@ class ResidencyManager:
                 )  # fmt: skip
         else:
             return 0
-        if measured:
+        if measured and whole:
             self._measured[running.model] = measured
         return measured
 
+    def _measured_shares(self, model: str, residency: Residency, measured: int) -> tuple[int, ...]:
+        """Each GPU's measured share, replacing the estimate where NVML saw the server."""
+        per_gpu = self._measured_per_gpu.get(model, {})
+        if not measured:
+            return residency.gpu_bytes
+        if len(residency.on_gpus) == 1:
+            return (measured,)
+        if not per_gpu:
+            return residency.gpu_bytes
+        return tuple(per_gpu.get(i, 0) for i in residency.on_gpus)
+
+    @staticmethod
+    def _offloaded_by_server(
+        ready: Residency, host_bytes: int, shares: tuple[float, ...]
+    ) -> Residency:
+        """The server (Ollama) put part of the model in host RAM itself: the residency
+        says what it reports, in layers where the model's layer count is known."""
+        on_gpu_bytes = ready.footprint_bytes
+        total_layers = ready.total_layers or ASSUMED_SERVER_LAYERS
+        on_gpu = round(total_layers * on_gpu_bytes / max(on_gpu_bytes + host_bytes, 1))
+        on_gpu = min(max(on_gpu, 0), total_layers)
+        layers = tuple(round(on_gpu * share) for share in shares) or (on_gpu,)
+        return replace(
+            ready,
+            layout=Layout.OFFLOAD,
+            layers_on_gpu=layers,
+            total_layers=total_layers,
+            host_bytes=host_bytes,
+            placement_reason=(
+                f"the server placed {host_bytes / _MIB:.0f} MiB of the model in host RAM "
+                f"and {on_gpu_bytes / _MIB:.0f} MiB on GPUs"
+            ),
+        )
+
+    def _shares(self, residency: Residency) -> dict[int, int]:
+        return {i: residency.bytes_on(i) for i in residency.on_gpus}
+
+    async def _shape(self, spec: ModelSpec, need: int) -> ModelShape:
+        """The model's shape for placement: `need` bytes whole, its layers (estimated
+        once, from the GGUF), and what its spec allows."""
+        layers = self._shapes.get(spec.name)
+        if layers is None and self._estimate_shape is not None:
+            try:
+                layers = await asyncio.to_thread(self._estimate_shape, spec)
+            except ModelLoadFailed as error:
+                logger.info("%s is placed whole: %s", spec.name, error)
+                layers = ModelShape(need)
+            self._shapes[spec.name] = layers
+        return shape_for(spec, need, layers)
+
     async def _place(
-        self, model: str, need: int, give_up_at: float
-    ) -> tuple[GpuReading, tuple[str, ...]]:
+        self, model: str, shape: ModelShape, give_up_at: float
+    ) -> tuple[GangPlan, tuple[GpuReading, ...], tuple[str, ...]]:
         # Taken before the reading: a change after it sends a waiter straight back.
         room_version = self._room_version
         readings = {gpu.index: gpu for gpu in await self._inventory.read() if gpu.healthy}
@@ -676,20 +860,53 @@ class ResidencyManager:
                 - (0 if gpu.simulated else self._book.loading_bytes(gpu.index)),
                 # Loading and unloading models are never victims, but their memory
                 # is on its way to being evictable or free: it counts for waiting.
+                # A gang is listed on each of its GPUs, with its share there.
                 residents=tuple(
-                    self._as_resident(r, now)
+                    self._as_resident(r, now, r.bytes_on(gpu.index))
                     for r in self._residents.values()
-                    if r.gpu_index == gpu.index and r.state is not ResidencyState.FAILED
+                    if gpu.index in r.on_gpus and r.state is not ResidencyState.FAILED
                 ),
             )
             for gpu in readings.values()
         ]
         protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
         self._hot_set = protected
-        plan = plan_placement(
-            rooms, need, now, self._min_residency, model=model, protected=protected
+        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
+        need = shape.total_bytes
+        plan = plan_gang(
+            rooms,
+            shape,
+            now,
+            self._min_residency,
+            model=model,
+            protected=protected,
+            host_free_bytes=host_free,
         )
+        if isinstance(plan, HostRamShort):
+            raise ResourceExhausted(
+                f"{model} fits on no set of this host's GPUs, and offloading "
+                f"{plan.total_layers - plan.gpu_layers} of its {plan.total_layers} layers needs "
+                f"{plan.need_bytes / _MIB:.0f} MiB of host RAM (the layers and the GGUF's page "
+                f"cache) where {plan.free_bytes / _MIB:.0f} MiB is available; free host memory, "
+                "or serve it from a host with more GPU memory"
+            )
         if isinstance(plan, NoRoom):
+            if plan.no_gpu_set:
+                raise ResourceExhausted(
+                    f"{model} needs {need / _MIB:.0f} MiB"
+                    + (
+                        f" over exactly {shape.tensor_parallel} GPUs"
+                        if shape.tensor_parallel > 1
+                        else ""
+                    )
+                    + f"; no set of this host's {len(readings)} healthy GPU(s) can hold it, "
+                    f"even with every unpinned model evicted, "
+                    + (
+                        f"and its offload is {shape.offload.value}"
+                        if shape.by_layer
+                        else "and it cannot be offloaded"
+                    )
+                )
             message = (
                 f"{model} needs {need / _MIB:.0f} MiB; GPU {plan.gpu_index} comes closest, with "
                 f"{plan.free_bytes / _MIB:.0f} MiB free and {plan.freeable_bytes / _MIB:.0f} MiB "
@@ -732,7 +949,8 @@ class ResidencyManager:
                 f"(reload cost {victim.reload_cost:.1f} load-s/min)",
                 kind="evicted",
             )
-        return readings[plan.gpu_index], tuple(v.model for v in plan.victims)
+        gang = tuple(readings[index] for index in plan.gpu_indexes)
+        return plan, gang, tuple(v.model for v in plan.victims)
 
     def _candidates(self, now: float) -> list[Candidate]:
         """Every model asked for recently whose size is known (the hot set's candidates)."""
@@ -752,10 +970,10 @@ class ResidencyManager:
     def _expected_load(self, model: str, need: int) -> float:
         return self._timed_loads.get(model) or estimated_load_seconds(need)
 
-    def _as_resident(self, residency: Residency, now: float) -> ResidentModel:
+    def _as_resident(self, residency: Residency, now: float, size: int) -> ResidentModel:
         return ResidentModel(
             model=residency.model,
-            size_bytes=residency.footprint_bytes,
+            size_bytes=size,
             # An adopted model was never timed here; it is not free to reload.
             load_seconds=residency.load_seconds
             or estimated_load_seconds(residency.footprint_bytes),
@@ -777,9 +995,7 @@ class ResidencyManager:
         self._book.release(residency.model)
         self._residents.pop(residency.model, None)
         self._room_may_have_changed()
-        await self.feed.publish(
-            f"{residency.model} unloaded from GPU {residency.gpu_index}: {reason}"
-        )
+        await self.feed.publish(f"{residency.model} unloaded from {residency.where}: {reason}")
 
     async def _verify(self, model: str, span: trace.Span) -> None:
         """Asks the driver whether a ready model's server is still up, rather than wait

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.residency import HostState, Residency, ResidencyManager, ResidencyState
 from warmpath_common.config import BackendKindName
-from warmpath_common.convert import BACKEND_TO_PROTO
+from warmpath_common.convert import BACKEND_TO_PROTO, placement_to_proto
 from warmpath_common.servicer_context import ServicerContext
 
 _STATE_TO_PROTO = {
@@ -123,6 +123,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
             last_used=_timestamp(residency.last_used),
             pinned=residency.pinned,
             failure_reason=residency.failure_reason,
+            placement=placement_to_proto(residency.placement),
         )
         if residency.ready_since is not None:
             message.ready_since.CopyFrom(_timestamp(residency.ready_since))

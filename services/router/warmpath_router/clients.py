@@ -24,6 +24,7 @@ from warmpath_common.convert import (
     BACKEND_FROM_PROTO,
     BACKEND_TO_PROTO,
     event_from_proto,
+    placement_from_proto,
     request_to_proto,
 )
 from warmpath_common.errors import (
@@ -122,6 +123,8 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
         largest_gpu_bytes=max(
             (gpu.memory_total_bytes for gpu in state.gpus if gpu.healthy), default=0
         ),
+        total_gpu_bytes=sum(gpu.memory_total_bytes for gpu in state.gpus if gpu.healthy),
+        gpu_count=sum(gpu.healthy for gpu in state.gpus),
         replicas=tuple(
             Replica(
                 model=m.model,
@@ -132,6 +135,7 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
                 load_seconds=m.load_seconds,
                 endpoint=_endpoint(m.endpoint) if m.HasField("endpoint") else None,
                 problem=m.failure_reason,
+                placement=placement_from_proto(m.placement),
             )
             for m in state.models
         ),
@@ -210,6 +214,7 @@ class AgentClient:
             gpu_uuid=residency.gpu_uuid,
             cold_start=response.cold_start,
             load_seconds=response.load_seconds,
+            placement=placement_from_proto(residency.placement),
         )
 
     async def state(self, host: str, timeout_seconds: float) -> gpu_agent_pb2.AgentState:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from warmpath_common.config import BackendKindName
+from warmpath_common.convert import PlacementInfo
 
 
 class ReplicaState(StrEnum):
@@ -38,6 +39,8 @@ class Replica:
     endpoint: Endpoint | None
     problem: str = ""
     """Why it failed or is unresponsive, as its agent says."""
+    placement: PlacementInfo | None = None
+    """Every GPU (and host RAM) it occupies there; None from an agent that did not say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,10 @@ class HostView:
     problem: str = ""
     largest_gpu_bytes: int = 0
     """Total memory of the host's largest healthy GPU (0: unknown)."""
+    total_gpu_bytes: int = 0
+    """Total memory of all its healthy GPUs together (0: unknown)."""
+    gpu_count: int = 0
+    """Its healthy GPUs (0: unknown)."""
 
     def replica(self, model: str) -> Replica | None:
         return next((r for r in self.replicas if r.model == model), None)

@@ -50,6 +50,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
+from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -116,6 +117,7 @@ class LoadResult:
     gpu_uuid: str
     cold_start: bool
     load_seconds: float
+    placement: PlacementInfo | None = None
 
 
 class AgentPort(Protocol):
@@ -172,6 +174,8 @@ class RouteTaken:
     auto_class: str
     auto_confidence: float
     trace_id: str
+    placement: PlacementInfo | None = None
+    """Every GPU (and host RAM) the answering model occupies, when the agent said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,6 +476,7 @@ class Relay:
                         backend=spec.backend,
                         cold_start=load.cold_start,
                         load_seconds=load.load_seconds,
+                        placement=load.placement,
                         fallback_hops=_link(hops, spec.name),
                         auto_class=attempt_resolved.auto_class,
                         auto_confidence=attempt_resolved.auto_confidence,
@@ -585,7 +590,14 @@ class Relay:
             and replica.endpoint
         ):
             self._touch(placement.host, placement.model)
-            return LoadResult(replica.endpoint, replica.gpu_index, replica.gpu_uuid, False, 0.0)
+            return LoadResult(
+                replica.endpoint,
+                replica.gpu_index,
+                replica.gpu_uuid,
+                False,
+                0.0,
+                replica.placement,
+            )
         self._lease_until[(placement.host, placement.model)] = self._clock() + _LEASE_SECONDS
         # Only a call to the agent gets a span: a warm replica costs nothing to "load".
         with _tracer.start_as_current_span(f"load {placement.model}") as load_span:

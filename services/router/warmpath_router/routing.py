@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from warmpath_common.config import ModelSpec
+from warmpath_common.config import ModelSpec, OffloadPolicy
 from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
@@ -84,10 +84,9 @@ def place(
     """
     model = resolved.spec.name
     load = in_flight or {}
-    need = int(resolved.spec.memory or 0)
     ready = []
     for order, view, replica in cluster.ready_replicas(model):
-        if _rejection(view, model, need, exclude):
+        if _rejection(view, resolved.spec, exclude):
             continue
         if circuit_open is not None and circuit_open((view.name, model)) > 0:
             continue
@@ -137,7 +136,7 @@ def _place_by_scan(
     rejected: list[Candidate] = []
     tripped: list[tuple[float, int, str, Replica | None, float]] = []
     for order, view in enumerate(cluster.hosts.values()):
-        why_not = _rejection(view, model, int(resolved.spec.memory or 0), exclude)
+        why_not = _rejection(view, resolved.spec, exclude)
         if why_not:
             rejected.append(Candidate(model, view.name, -1, False, math.inf, why_not))
             continue
@@ -213,20 +212,45 @@ def _candidate(
     return Candidate(model, host, gpu_index, ready, score, rejected_because)
 
 
-def _rejection(view: HostView, model: str, need: int, exclude: frozenset[str]) -> str:
+def _rejection(view: HostView, spec: ModelSpec, exclude: frozenset[str]) -> str:
     """Why a host cannot take the model at all, or "" when it can."""
     if view.name in exclude:
         return "already tried for this request"
     if not view.reachable:
         return f"host unreachable: {view.problem}"
-    if model not in view.servable:
+    if spec.name not in view.servable:
         return "host does not serve this model"
-    if need and view.largest_gpu_bytes and need > view.largest_gpu_bytes:
-        return (
-            f"fits no GPU here (needs {need / _MIB:.0f} MiB, largest GPU "
-            f"{view.largest_gpu_bytes / _MIB:.0f} MiB)"
-        )
-    return ""
+    return too_big_for(spec, view)
+
+
+def too_big_for(spec: ModelSpec, view: HostView) -> str:
+    """Why no set of the host's GPUs can hold the model, even split (layer split over
+    several, or tensor_parallel) or partly offloaded to host RAM; "" when some can, or
+    when the host reported no GPUs yet. The agent decides the placement itself."""
+    need = int(spec.memory or 0)
+    largest = view.largest_gpu_bytes
+    if not need or not largest:
+        return ""
+    if spec.tensor_parallel > 1:
+        if view.gpu_count and spec.tensor_parallel > view.gpu_count:
+            return f"needs {spec.tensor_parallel} GPUs (tensor_parallel), host has {view.gpu_count}"
+        share = need // spec.tensor_parallel
+        if share > largest:
+            return (
+                f"fits no GPU set here (needs {share / _MIB:.0f} MiB on each of "
+                f"{spec.tensor_parallel} GPUs, largest GPU {largest / _MIB:.0f} MiB)"
+            )
+        return ""
+    if need <= largest or spec.effective_offload is not OffloadPolicy.NEVER:
+        return ""
+    together = view.total_gpu_bytes or largest
+    if spec.splits_by_layer and need <= together:
+        return ""
+    return (
+        f"fits no GPU here (needs {need / _MIB:.0f} MiB, largest GPU {largest / _MIB:.0f} MiB"
+        + (f", all GPUs {together / _MIB:.0f} MiB" if spec.splits_by_layer else "")
+        + ", offload never)"
+    )
 
 
 def _explain(model: str, host: str, replica: Replica | None) -> tuple[RouteReason, str]:
@@ -249,16 +273,14 @@ def _expected_load_seconds(model: str, cluster: ClusterView) -> float:
 def models_fitting_nowhere(
     specs: Iterable[ModelSpec], cluster: ClusterView
 ) -> dict[str, tuple[int, int]]:
-    """Models whose configured memory exceeds the largest GPU of every reachable host
-    that reported its GPUs: name -> (needed bytes, largest GPU bytes)."""
-    known = [
-        v.largest_gpu_bytes for v in cluster.hosts.values() if v.reachable and v.largest_gpu_bytes
-    ]
+    """Models no reachable host that reported its GPUs can hold, even split or partly
+    offloaded (too_big_for): name -> (needed bytes, largest GPU bytes)."""
+    known = [v for v in cluster.hosts.values() if v.reachable and v.largest_gpu_bytes]
     if not known:
         return {}
-    largest = max(known)
+    largest = max(v.largest_gpu_bytes for v in known)
     return {
         spec.name: (int(spec.memory), largest)
         for spec in specs
-        if spec.memory is not None and int(spec.memory) > largest
+        if spec.memory is not None and all(too_big_for(spec, v) for v in known)
     }

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
-from warmpath_common.convert import BACKEND_TO_PROTO, event_to_proto, request_from_proto
+from warmpath_common.convert import (
+    BACKEND_TO_PROTO,
+    PlacementInfo,
+    event_to_proto,
+    placement_to_proto,
+    request_from_proto,
+)
 from warmpath_common.security import caller_of
 from warmpath_common.servicer_context import ServicerContext
 from warmpath_router.cluster import ClusterView
@@ -69,6 +75,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                             host=replica.host,
                             gpu_index=replica.gpu_index,
                             state=replica.state.value,
+                            placement=_placement(replica.placement),
                         )
                         for replica in self._cluster.replicas_of(spec.name)
                     ],
@@ -101,7 +108,12 @@ def _route_to_proto(route: RouteTaken) -> generate_pb2.RouteTaken:
         auto_class=route.auto_class,
         auto_confidence=route.auto_confidence,
         trace_id=route.trace_id,
+        placement=_placement(route.placement),
     )
+
+
+def _placement(info: PlacementInfo | None) -> generate_pb2.Placement | None:
+    return None if info is None else placement_to_proto(info)
 
 
 def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
@@ -115,6 +127,7 @@ def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
         host=placement.host,
         gpu_index=replica.gpu_index if replica else -1,
         gpu_uuid=decision.gpu_uuid,
+        placement=_placement(replica.placement if replica else None),
         backend=BACKEND_TO_PROTO[decision.backend],
         reason=_REASON[placement.reason],
         explanation=f"{resolved.explanation}; {placement.explanation}",

@@ -1,0 +1,591 @@
+"""Placements that span GPUs: gangs of one host's GPUs, and partial offload to host RAM.
+
+The shared placement code (with eviction.py, whose victim choice, min_residency,
+hot set and waiting rules it reuses), run by the agent (residency.py) and by the
+placement simulator (bench/placement.py). A placement is a set of GPUs on one host
+(the gang) and a layout, tried in this order:
+
+1. one GPU: the model fits on one GPU once this agent's unpinned models are gone
+   (plan_placement, unchanged);
+2. layer split (llama.cpp `--split-mode layer --tensor-split`): over the fewest
+   GPUs it fits on, layers shared in proportion to each GPU's room;
+3. tensor parallel N (vLLM, SGLang): exactly N GPUs, each with room for 1/N;
+4. partial offload: K of the model's L layers on GPUs, the rest in host RAM. The
+   last resort: only when no GPU-only placement exists even after waiting, or,
+   for `offload: preferred`, when a GPU-only placement would evict and an
+   offload on free memory would not (the plan says so in `offload_reason`).
+
+Room is made on every GPU of the gang or on none: victims are chosen per GPU
+with eviction.choose_victims, and a victim spanning several GPUs of the gang frees
+its share on each. Host RAM is a resource: an offload needs its offloaded layers
+plus the GGUF's page cache there, and a plan that would exhaust it is refused
+(HostRamShort) with the figures. docs/big-models.md explains the choices.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from warmpath_agent.eviction import (
+    GpuRoom,
+    NoRoom,
+    PlacementPlan,
+    ResidentModel,
+    choose_victims,
+    evictable,
+    outside_memory_will_free,
+    plan_placement,
+)
+
+__all__ = [
+    "GangPlan",
+    "HostRamShort",
+    "Layout",
+    "ModelShape",
+    "Offload",
+    "plan_gang",
+]
+
+
+# Bytes each GPU of a gang needs, and the layers each holds (empty: not by layer).
+_Layers = tuple[list[int], tuple[int, ...]]
+
+
+class Offload(StrEnum):
+    """Whether a model may run with some layers in host RAM."""
+
+    NEVER = "never"
+    ALLOWED = "allowed"
+    """Only when no GPU-only placement exists (Ollama's default)."""
+    PREFERRED = "preferred"
+    """Also rather than evict: an offload on free memory beats a GPU-only eviction."""
+
+
+class Layout(StrEnum):
+    SINGLE = "single"
+    LAYER_SPLIT = "layer_split"
+    TENSOR_PARALLEL = "tensor_parallel"
+    OFFLOAD = "offload"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelShape:
+    """What placement needs to know about a model's memory."""
+
+    total_bytes: int
+    """The whole model on one GPU: weights, KV cache and scratch."""
+    layers: int = 0
+    """Repeating layers; 0 (unknown): no layer split and no offload."""
+    layer_bytes: int = 0
+    """One layer's weights and KV cache. The rest (embeddings, output, scratch) is
+    needed on every GPU that holds layers."""
+    tensor_parallel: int = 1
+    """Exactly this many GPUs, each holding 1/N (vLLM, SGLang); 1: not tensor parallel."""
+    splittable: bool = False
+    """May be split by layers over several GPUs (llama.cpp, Ollama)."""
+    offload: Offload = Offload.NEVER
+    page_cache_bytes: int = 0
+    """Host RAM an offload needs besides its offloaded layers (the mmapped GGUF)."""
+
+    @property
+    def base_bytes(self) -> int:
+        return max(0, self.total_bytes - self.layers * self.layer_bytes)
+
+    @property
+    def by_layer(self) -> bool:
+        return self.layers > 0 and self.layer_bytes > 0
+
+    def gpu_bytes(self, layers: int) -> int:
+        """Memory one GPU needs to hold `layers` of the layers."""
+        return self.base_bytes + layers * self.layer_bytes
+
+    def layers_fitting(self, room: int) -> int:
+        if not self.by_layer or room < self.base_bytes + self.layer_bytes:
+            return 0
+        return min(self.layers, (room - self.base_bytes) // self.layer_bytes)
+
+    def host_bytes(self, gpu_layers: int) -> int:
+        return (self.layers - gpu_layers) * self.layer_bytes + self.page_cache_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GangPlan:
+    """Where a model goes (GPUs, layout, bytes per GPU) and what leaves to make room."""
+
+    layout: Layout
+    gpu_indexes: tuple[int, ...]
+    gpu_bytes: tuple[int, ...]
+    """Memory booked on each GPU of `gpu_indexes`, in the same order."""
+    victims: tuple[ResidentModel, ...]
+    layers_on_gpu: tuple[int, ...] = ()
+    """Layers on each GPU (layer split and offload; empty otherwise)."""
+    total_layers: int = 0
+    host_bytes: int = 0
+    """Host RAM the placement uses (offload only)."""
+    cheaper_in_seconds: float = 0.0
+    """As PlacementPlan.cheaper_in_seconds."""
+    waits_for_unprotected: bool = False
+    """As PlacementPlan.waits_for_unprotected."""
+    protected_victims: int = 0
+    offload_reason: str = ""
+    """Why the model is offloaded rather than placed on GPUs only."""
+
+    @property
+    def gpu_index(self) -> int:
+        """The first GPU: what single-GPU callers and fields report."""
+        return self.gpu_indexes[0]
+
+    @property
+    def cost(self) -> float:
+        return sum(v.reload_cost for v in self.victims)
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        return (self.protected_victims, self.cost)
+
+    @property
+    def gpu_layers(self) -> int:
+        return sum(self.layers_on_gpu)
+
+    @property
+    def offloaded_layers(self) -> int:
+        return self.total_layers - self.gpu_layers if self.layout is Layout.OFFLOAD else 0
+
+    @property
+    def shares(self) -> tuple[float, ...]:
+        """Each GPU's share of the layers (llama.cpp's --tensor-split)."""
+        total = self.gpu_layers
+        if not total:
+            return tuple(1.0 / len(self.gpu_indexes) for _ in self.gpu_indexes)
+        return tuple(n / total for n in self.layers_on_gpu)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRamShort:
+    """The only placement left is an offload, and host RAM cannot hold its part."""
+
+    need_bytes: int
+    free_bytes: int
+    gpu_layers: int
+    total_layers: int
+
+
+def plan_gang(
+    gpus: Sequence[GpuRoom],
+    shape: ModelShape,
+    now: float,
+    min_residency_seconds: float,
+    *,
+    model: str = "",
+    protected: frozenset[str] = frozenset(),
+    host_free_bytes: int | None = None,
+) -> GangPlan | NoRoom | HostRamShort:
+    """Where `model` goes: a GangPlan, or why not now (NoRoom: waiting may help, see
+    NoRoom.fits_after_waiting) or not at all with host RAM as it is (HostRamShort).
+    `gpus` may list a gang resident once per GPU it spans (its share there);
+    `host_free_bytes` None: host RAM is not accounted."""
+    gpu_only = _gpu_only(gpus, shape, now, min_residency_seconds, model, protected)
+    if isinstance(gpu_only, GangPlan) and not (
+        gpu_only.victims and shape.offload is Offload.PREFERRED
+    ):
+        return gpu_only
+    if shape.offload is Offload.NEVER or not shape.by_layer or shape.tensor_parallel > 1:
+        return (
+            gpu_only
+            if gpu_only is not None
+            else _no_room(gpus, shape, now, min_residency_seconds, never=True)
+        )
+    if isinstance(gpu_only, NoRoom) and gpu_only.fits_after_waiting:
+        return gpu_only
+    offload = _offload(
+        gpus,
+        shape,
+        now,
+        min_residency_seconds,
+        protected,
+        evict=not isinstance(gpu_only, GangPlan),
+    )
+    if isinstance(gpu_only, GangPlan):
+        if offload is None or offload.victims:
+            return gpu_only
+        offload = replace(
+            offload,
+            offload_reason=f"offload preferred: evicting {_named(gpu_only.victims)} "
+            f"(reload cost {gpu_only.cost:.1f} load-s/min) judged costlier than running "
+            f"{offload.offloaded_layers} of {shape.layers} layers from host RAM",
+        )
+    if offload is None:
+        return (
+            gpu_only
+            if gpu_only is not None
+            else _no_room(gpus, shape, now, min_residency_seconds, never=True)
+        )
+    if host_free_bytes is not None and offload.host_bytes > host_free_bytes:
+        if isinstance(gpu_only, GangPlan):
+            return gpu_only
+        return HostRamShort(offload.host_bytes, host_free_bytes, offload.gpu_layers, shape.layers)
+    return offload
+
+
+def _named(victims: Sequence[ResidentModel]) -> str:
+    return ", ".join(v.model for v in victims)
+
+
+def _capacity(gpu: GpuRoom) -> int:
+    """What the GPU would have with every unpinned model of this agent gone."""
+    return gpu.free_bytes + sum(r.size_bytes for r in gpu.residents if not r.pinned)
+
+
+def _gpu_only(
+    gpus: Sequence[GpuRoom],
+    shape: ModelShape,
+    now: float,
+    min_residency_seconds: float,
+    model: str,
+    protected: frozenset[str],
+) -> GangPlan | NoRoom | None:
+    """The GPU-only plan, NoRoom when waiting is needed, None when no GPU set can ever
+    hold the model as things are (pinned models and foreign memory stay)."""
+    if shape.tensor_parallel > 1:
+        share = -(-shape.total_bytes // shape.tensor_parallel)
+        if (
+            len(gpus) < shape.tensor_parallel
+            or sum(_capacity(g) >= share for g in gpus) < shape.tensor_parallel
+        ):
+            return None
+        return _with_waiting(
+            gpus,
+            now,
+            min_residency_seconds,
+            model,
+            protected,
+            lambda at: _best_on_sets(
+                gpus,
+                shape.tensor_parallel,
+                lambda rooms, _at: ([share] * len(rooms), ()),
+                at,
+                min_residency_seconds,
+                protected,
+                Layout.TENSOR_PARALLEL,
+            ),
+            shape,
+        )
+    splits = shape.splittable and shape.by_layer
+    waiting: NoRoom | None = None
+    if any(_capacity(g) >= shape.total_bytes for g in gpus) or not splits:
+        single = plan_placement(
+            gpus, shape.total_bytes, now, min_residency_seconds, model=model, protected=protected
+        )
+        if not isinstance(single, NoRoom):
+            return _from_single(single, shape)
+        if single.fits_after_waiting or not splits:
+            return single
+        # Pinned models or foreign memory stand in the way on one GPU: maybe a split.
+        waiting = single
+    for size in range(2, len(gpus) + 1):
+        capacities = sorted((_capacity(g) for g in gpus), reverse=True)[:size]
+        if sum(shape.layers_fitting(c) for c in capacities) < shape.layers:
+            continue
+
+        def best(at: float, size: int = size) -> GangPlan | None:
+            return _best_on_sets(
+                gpus,
+                size,
+                lambda rooms, at_: _split_layers(rooms, shape, at_, min_residency_seconds),
+                at,
+                min_residency_seconds,
+                protected,
+                Layout.LAYER_SPLIT,
+            )
+
+        plan = _with_waiting(gpus, now, min_residency_seconds, model, protected, best, shape)
+        if isinstance(plan, GangPlan):
+            return plan
+        # More GPUs may hold it now where fewer need waiting: the fewest that can.
+        if waiting is None or (plan.fits_after_waiting and not waiting.fits_after_waiting):
+            waiting = plan
+    return waiting
+
+
+def _from_single(plan: PlacementPlan, shape: ModelShape) -> GangPlan:
+    return GangPlan(
+        Layout.SINGLE,
+        (plan.gpu_index,),
+        (shape.total_bytes,),
+        plan.victims,
+        total_layers=shape.layers,
+        cheaper_in_seconds=plan.cheaper_in_seconds,
+        waits_for_unprotected=plan.waits_for_unprotected,
+        protected_victims=plan.protected_victims,
+    )
+
+
+def _with_waiting(
+    gpus: Sequence[GpuRoom],
+    now: float,
+    min_residency_seconds: float,
+    model: str,
+    protected: frozenset[str],
+    best: Callable[[float], GangPlan | None],
+    shape: ModelShape,
+) -> GangPlan | NoRoom:
+    """plan_placement's rules for a gang: say when waiting for young residents to age
+    gives a cheaper plan, and when a hot model would be evicted for a cold one."""
+    plan = best(now)
+    aged = now + min_residency_seconds
+    later = best(aged) if aged > now else None
+    if later is not None and (plan is None or later.rank < plan.rank):
+        wait = max((v.resident_since + min_residency_seconds for v in later.victims), default=now)
+        if plan is not None and wait - now > 0:
+            return replace(plan, cheaper_in_seconds=wait - now)
+    if plan is None:
+        return _no_room(gpus, shape, now, min_residency_seconds)
+    if plan.protected_victims and model not in protected:
+        return replace(
+            plan,
+            waits_for_unprotected=outside_memory_will_free(
+                gpus, now, min_residency_seconds, protected
+            ),
+        )
+    return plan
+
+
+def _best_on_sets(
+    gpus: Sequence[GpuRoom],
+    size: int,
+    needs: Callable[[Sequence[GpuRoom], float], _Layers | None],
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str],
+    layout: Layout,
+    total_layers: int = 0,
+) -> GangPlan | None:
+    """The best gang of `size` GPUs: one needing no eviction with the most free memory
+    left, else the cheapest eviction (hot-set models first, then reload cost)."""
+    plans = []
+    for rooms in itertools.combinations(sorted(gpus, key=lambda g: g.index), size):
+        wanted = needs(rooms, now)
+        if wanted is None:
+            continue
+        per_gpu, layers = wanted
+        victims = _make_room(rooms, per_gpu, now, min_residency_seconds, protected)
+        if victims is None:
+            continue
+        free_left = sum(g.free_bytes for g in rooms) - sum(per_gpu)
+        plans.append(
+            (
+                GangPlan(
+                    layout,
+                    tuple(g.index for g in rooms),
+                    tuple(per_gpu),
+                    victims,
+                    layers_on_gpu=layers,
+                    total_layers=sum(layers) or total_layers,
+                    protected_victims=sum(v.model in protected for v in victims),
+                ),
+                free_left,
+            )
+        )
+    if not plans:
+        return None
+    best, _ = min(plans, key=lambda p: (p[0].rank, len(p[0].victims), -p[1], p[0].gpu_indexes))
+    return best
+
+
+def _make_room(
+    rooms: Sequence[GpuRoom],
+    per_gpu: Sequence[int],
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str],
+) -> tuple[ResidentModel, ...] | None:
+    """Victims making `per_gpu` room on every GPU of the gang, or None if some GPU cannot
+    get it. A victim spanning several of these GPUs frees its share on each."""
+    free = [g.free_bytes for g in rooms]
+    chosen: dict[str, ResidentModel] = {}
+    for position, gpu in enumerate(rooms):
+        left = [r for r in gpu.residents if r.model not in chosen]
+        victims = choose_victims(
+            left, per_gpu[position] - free[position], now, min_residency_seconds, protected
+        )
+        if victims is None:
+            return None
+        for victim in victims:
+            chosen[victim.model] = victim
+            for other, other_gpu in enumerate(rooms):
+                for resident in other_gpu.residents:
+                    if resident.model == victim.model:
+                        free[other] += resident.size_bytes
+    return tuple(sorted(chosen.values(), key=lambda r: r.last_used))
+
+
+def _split_layers(
+    rooms: Sequence[GpuRoom], shape: ModelShape, now: float, min_residency_seconds: float
+) -> _Layers | None:
+    """Layers per GPU: in proportion to free memory when that holds them all; else free
+    memory filled first and the rest spread over what eviction could free, so that as
+    little as possible is evicted. Every GPU of the gang holds at least one layer."""
+    free = [min(shape.layers_fitting(g.free_bytes), shape.layers) for g in rooms]
+    could = [
+        shape.layers_fitting(
+            g.free_bytes
+            + sum(r.size_bytes for r in g.residents if evictable(r, now, min_residency_seconds))
+        )
+        for g in rooms
+    ]
+    if sum(could) < shape.layers or not all(could):
+        return None
+    if sum(free) >= shape.layers and all(free):
+        layers = _proportional(shape.layers, free)
+    else:
+        start = [max(1, n) for n in free]
+        while sum(start) > shape.layers:
+            start[max(range(len(start)), key=lambda i: start[i])] -= 1
+        extra = _proportional(
+            shape.layers - sum(start), [c - n for c, n in zip(could, start, strict=True)], least=0
+        )
+        layers = [n + e for n, e in zip(start, extra, strict=True)]
+    return [shape.gpu_bytes(n) for n in layers], tuple(layers)
+
+
+def _proportional(total: int, limits: Sequence[int], least: int = 1) -> list[int]:
+    """`total` split in proportion to `limits`, never above them, each part at least
+    `least` (where the total allows)."""
+    room = sum(limits)
+    if total <= 0 or room <= 0:
+        return [0] * len(limits)
+    parts = [max(least, total * limit // room) for limit in limits]
+    while sum(parts) > total:
+        largest = max(range(len(parts)), key=lambda i: parts[i])
+        parts[largest] -= 1
+    while sum(parts) < total:
+        spare = max(range(len(parts)), key=lambda i: limits[i] - parts[i])
+        parts[spare] += 1
+    return parts
+
+
+def _offload(
+    gpus: Sequence[GpuRoom],
+    shape: ModelShape,
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str],
+    *,
+    evict: bool,
+) -> GangPlan | None:
+    """K of L layers on GPUs, the rest in host RAM: as many layers as free memory holds,
+    over every GPU with room for one (llama.cpp spreads them so); with nothing free and
+    `evict`, the cheapest room for one layer on one GPU, filled as far as it then goes."""
+    fits = {g.index: min(shape.layers_fitting(g.free_bytes), shape.layers - 1) for g in gpus}
+    holding = [g for g in sorted(gpus, key=lambda g: g.index) if fits[g.index] > 0]
+    if holding:
+        limits = [fits[g.index] for g in holding]
+        layers = _proportional(min(shape.layers - 1, sum(limits)), limits)
+        return _offload_plan(holding, layers, shape, ())
+    if not evict:
+        return None
+    one_layer = shape.gpu_bytes(1)
+    best = _best_on_sets(
+        gpus,
+        1,
+        lambda rooms, _at: ([one_layer], (1,)),
+        now,
+        min_residency_seconds,
+        protected,
+        Layout.OFFLOAD,
+    )
+    if best is None:
+        return None
+    gpu = next(g for g in gpus if g.index == best.gpu_index)
+    room = gpu.free_bytes + sum(v.size_bytes for v in best.victims)
+    on_gpu = min(max(1, shape.layers_fitting(room)), shape.layers - 1)
+    return replace(
+        _offload_plan([gpu], [on_gpu], shape, best.victims),
+        protected_victims=best.protected_victims,
+    )
+
+
+def _offload_plan(
+    gpus: Sequence[GpuRoom],
+    layers: Sequence[int],
+    shape: ModelShape,
+    victims: tuple[ResidentModel, ...],
+) -> GangPlan:
+    gpu_layers = sum(layers)
+    return GangPlan(
+        Layout.OFFLOAD,
+        tuple(g.index for g in gpus),
+        tuple(shape.gpu_bytes(n) for n in layers),
+        victims,
+        layers_on_gpu=tuple(layers),
+        total_layers=shape.layers,
+        host_bytes=shape.host_bytes(gpu_layers),
+        offload_reason=(
+            f"fits on no set of GPUs: {shape.layers - gpu_layers} of {shape.layers} layers "
+            "in host RAM"
+        ),
+    )
+
+
+def _no_room(
+    gpus: Sequence[GpuRoom],
+    shape: ModelShape,
+    now: float,
+    min_residency_seconds: float,
+    *,
+    never: bool = False,
+) -> NoRoom:
+    """NoRoom summed over the host's GPUs (a gang may use them all)."""
+    free = freeable = waitable = 0
+    for gpu in gpus:
+        free += max(0, gpu.free_bytes)
+        for resident in gpu.residents:
+            if evictable(resident, now, min_residency_seconds):
+                freeable += resident.size_bytes
+            elif not resident.pinned:
+                waitable += resident.size_bytes
+    first = min((g.index for g in gpus), default=-1)
+    return NoRoom(first, free, freeable, waitable, shape.total_bytes, no_gpu_set=never)
+
+
+# How much slower a layer runs from host RAM than from GPU memory: decoding reads
+# every weight once per token, so it goes at memory bandwidth (an H100's ~3 TB/s or a
+# 5090's ~1.8 TB/s against ~100-200 GB/s of host DRAM): about ten times, conservatively.
+HOST_RAM_SLOWDOWN_PER_LAYER = 10.0
+
+
+def expected_slowdown(gpu_layers: int, total_layers: int) -> float:
+    """Time per token relative to the whole model on GPUs, with `total_layers -
+    gpu_layers` layers read from host RAM instead (docs/big-models.md)."""
+    if total_layers <= 0 or gpu_layers >= total_layers:
+        return 1.0
+    offloaded = (total_layers - gpu_layers) / total_layers
+    return (1 - offloaded) + offloaded * HOST_RAM_SLOWDOWN_PER_LAYER
+
+
+def describe(
+    layout: Layout,
+    gpu_indexes: Sequence[int],
+    layers_on_gpu: Sequence[int] = (),
+    total_layers: int = 0,
+) -> str:
+    """How a model is placed, in words, for routes, state and spans."""
+    gpus = ", ".join(str(i) for i in gpu_indexes)
+    if layout is Layout.TENSOR_PARALLEL:
+        return f"tensor parallel {len(gpu_indexes)} over GPUs {gpus}"
+    if layout is Layout.LAYER_SPLIT:
+        total = sum(layers_on_gpu) or 1
+        shares = "/".join(f"{100 * n / total:.0f}%" for n in layers_on_gpu)
+        return f"layer split over GPUs {gpus} ({shares} of {sum(layers_on_gpu)} layers)"
+    if layout is Layout.OFFLOAD:
+        on_gpu = sum(layers_on_gpu)
+        where = "GPU" if len(gpu_indexes) == 1 else "GPUs"
+        return (
+            f"{total_layers - on_gpu} of {total_layers} layers offloaded to host RAM, "
+            f"{on_gpu} on {where} {gpus} (expected about "
+            f"{expected_slowdown(on_gpu, total_layers):.1f}x slower per token)"
+        )
+    return f"GPU {gpus}"
