@@ -184,6 +184,11 @@ class RoutedCompletion:
     route: RouteTaken
 
 
+RouteListener = Callable[[RouteTaken], None]
+"""Told the route once the first chunk arrives (no retry or fallback can follow then),
+before that chunk is yielded: the HTTP front door sends it as headers ahead of the body."""
+
+
 class Relay:
     def __init__(
         self,
@@ -260,6 +265,7 @@ class Relay:
         request: GenerationRequest,
         timeout_seconds: float | None,
         caller: Caller = ANONYMOUS,
+        on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """Streams the answer; see the module docstring for the fallback rules."""
         limit = self._settings.max_in_flight_per_caller
@@ -271,7 +277,7 @@ class Relay:
             )
         self._callers[caller.name] += 1
         try:
-            async for event in self._measured(request, timeout_seconds, caller):
+            async for event in self._measured(request, timeout_seconds, caller, on_route):
                 yield event
         finally:
             self._callers[caller.name] -= 1
@@ -279,7 +285,11 @@ class Relay:
                 del self._callers[caller.name]
 
     async def _measured(
-        self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
+        self,
+        request: GenerationRequest,
+        timeout_seconds: float | None,
+        caller: Caller,
+        on_route: RouteListener | None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         self._retry_budget.record_request()
         metrics = self._metrics
@@ -289,7 +299,7 @@ class Relay:
         outcome = "OK"
         metrics.in_flight.inc()
         try:
-            async for event in self._generate(request, timeout_seconds, caller):
+            async for event in self._generate(request, timeout_seconds, caller, on_route):
                 if isinstance(event, TextDelta):
                     if first_token_after is None:
                         first_token_after = self._clock() - started
@@ -311,7 +321,11 @@ class Relay:
                     metrics.time_to_first_token.labels(served).observe(first_token_after)
 
     async def _generate(
-        self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
+        self,
+        request: GenerationRequest,
+        timeout_seconds: float | None,
+        caller: Caller,
+        on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         server_span = trace.get_current_span()
         server_span.set_attributes(request_attributes(request, request.model))
@@ -344,6 +358,7 @@ class Relay:
                         frozenset(tried_hosts),
                         load_deadline,
                         ask_agent=ask_agent,
+                        on_route=on_route,
                     ):
                         committed = True
                         if isinstance(event, RoutedCompletion):
@@ -399,6 +414,7 @@ class Relay:
         load_deadline: float | None = None,
         *,
         ask_agent: bool = False,
+        on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
         `ask_agent`: its server could not be reached; ask the agent for the model, and to
@@ -437,31 +453,31 @@ class Relay:
                 placement.host, load.endpoint, outbound, self._remaining(deadline)
             )
             handed_to_adapter = True
+            route = RouteTaken(
+                requested_model=request.model,
+                served_model=spec.name,
+                resolution=attempt_resolved.resolution,
+                alias=attempt_resolved.alias,
+                host=placement.host,
+                gpu_index=load.gpu_index,
+                gpu_uuid=load.gpu_uuid,
+                backend=spec.backend,
+                cold_start=load.cold_start,
+                load_seconds=load.load_seconds,
+                fallback_hops=_link(hops, spec.name),
+                auto_class=attempt_resolved.auto_class,
+                auto_confidence=attempt_resolved.auto_confidence,
+                trace_id=current_trace_id(),
+            )
             async for event in stream:
+                if not sent_anything and on_route is not None:
+                    on_route(route)
                 sent_anything = True
                 if isinstance(event, TextDelta):
                     yield event
                     continue
                 self._breakers.record_success(key)
-                yield RoutedCompletion(
-                    event,
-                    RouteTaken(
-                        requested_model=request.model,
-                        served_model=spec.name,
-                        resolution=attempt_resolved.resolution,
-                        alias=attempt_resolved.alias,
-                        host=placement.host,
-                        gpu_index=load.gpu_index,
-                        gpu_uuid=load.gpu_uuid,
-                        backend=spec.backend,
-                        cold_start=load.cold_start,
-                        load_seconds=load.load_seconds,
-                        fallback_hops=_link(hops, spec.name),
-                        auto_class=attempt_resolved.auto_class,
-                        auto_confidence=attempt_resolved.auto_confidence,
-                        trace_id=current_trace_id(),
-                    ),
-                )
+                yield RoutedCompletion(event, route)
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
         except (Unavailable, ResourceExhausted) as error:
