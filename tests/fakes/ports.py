@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -60,6 +61,8 @@ class FakeAdapters:
     fail_on_url: dict[str, WarmpathError] = field(default_factory=dict)
     requests: list[tuple[str, GenerationRequest]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    """When set, each stream waits for it after its first chunk (holds requests in flight)."""
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
@@ -75,6 +78,8 @@ class FakeAdapters:
             if failure is not None and failure[0] == position:
                 raise failure[1]
             yield TextDelta(token)
+            if self.gate is not None and position == 0:
+                await self.gate.wait()
         if failure is not None:
             raise failure[1]
         yield Completion(FinishReason.STOP, Usage(3, len(self.tokens)))
