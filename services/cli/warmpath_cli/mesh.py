@@ -50,11 +50,13 @@ class MeshPorts:
     adapter: int = 50053
     metrics: dict[str, int] | None = None
     """Metrics port per service; None: as the config says."""
+    http: int | None = None
+    """The router's HTTP front door; None: as the config says (router.http.listen)."""
 
     @classmethod
     def free(cls) -> MeshPorts:
         metrics = {name: free_port() for name in _MODULES}
-        return cls(free_port(), free_port(), free_port(), metrics)
+        return cls(free_port(), free_port(), free_port(), metrics, free_port())
 
     def address(self, service: str) -> str:
         port = {"router": self.router, "gpu-agent": self.agent, "backend-adapter": self.adapter}
@@ -121,6 +123,8 @@ class LocalMesh:
             args += ["--config", str(self.config)]
         if self.ports.metrics is not None:
             args += ["--metrics-listen", f"127.0.0.1:{self.ports.metrics[service]}"]
+        if service == "router" and self.ports.http is not None:
+            args += ["--http-listen", f"127.0.0.1:{self.ports.http}"]
         if service == "gpu-agent":
             args += ["--log-dir", str(self.log_dir / "models")]
         log = self.log_path(service).open("ab")
