@@ -256,7 +256,7 @@ async def test_bad_fields_are_named(door: Door) -> None:
     client = door.openai()
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(**CHAT, n=2)
-    assert caught.value.body is not None and caught.value.body["param"] == "n"  # type: ignore[index]
+    assert caught.value.body is not None and caught.value.body["param"] == "n"
     with pytest.raises(openai.BadRequestError, match="temperature"):
         await client.chat.completions.create(**CHAT, extra_body={"temperature": "hot"})
     with pytest.raises(openai.BadRequestError, match=r"messages\[0\].content\[0\].type"):
