@@ -229,10 +229,15 @@ def mock_config(agent: str, adapter: str, router: str) -> dict[str, Any]:
 
 
 def start_in_process_router(
-    procs: Processes, stack: WarmpathStack, env: Mapping[str, str] | None = None, tag: str = ""
+    procs: Processes,
+    stack: WarmpathStack,
+    env: Mapping[str, str] | None = None,
+    tag: str = "",
+    http_listen: str | None = None,
 ) -> str:
     """A second router on the same agent that runs the backend-adapter in-process
-    (`hosts[].adapter: in-process`); returns its address."""
+    (`hosts[].adapter: in-process`), with its HTTP front door on `http_listen` if given;
+    returns its gRPC address."""
     router = f"127.0.0.1:{free_port()}"
     document = yaml.safe_load(stack.config.read_text())
     document["router"]["listen"] = router
@@ -242,7 +247,10 @@ def start_in_process_router(
     name = f"router-in-process{tag}"
     procs.start(
         name,
-        [PYTHON, "-m", "warmpath_router", "--listen", router, "--config", str(config)],
+        [
+            *(PYTHON, "-m", "warmpath_router", "--listen", router, "--config", str(config)),
+            *(("--http-listen", http_listen) if http_listen else ()),
+        ],
         {"WARMPATH_LOG_LEVEL": "warning", **(env or {})},
     )
     wait_serving(router, 60.0, alive=lambda: procs.check_alive(name))

@@ -67,6 +67,8 @@ DELAY_MS = 20.0
 NOISE_FLOOR_SECONDS = 0.0002
 WARMPATH = "Warmpath (router + adapter)"
 WARMPATH_IN_PROCESS = "Warmpath (router, adapter in-process)"
+# The same router's OpenAI-compatible HTTP front door: the same client as the peers.
+WARMPATH_HTTP = "Warmpath HTTP (router, adapter in-process)"
 
 
 def install(name: str) -> str:
@@ -171,6 +173,7 @@ async def compare(
     urls: Mapping[str, str],
     router: str,
     in_process_router: str,
+    warmpath_http: str,
     repeats: int,
     samples: int,
     seconds: float,
@@ -189,6 +192,7 @@ async def compare(
         }
         streamers[WARMPATH] = router_streamer(rc)
         streamers[WARMPATH_IN_PROCESS] = router_streamer(ic)
+        streamers[WARMPATH_HTTP] = http_streamer(hc, warmpath_http)
         for streamer in streamers.values():
             await run_streams(streamer, 8, 4, 2)  # warm-up, discarded
         for _ in range(repeats):
@@ -262,9 +266,12 @@ def main() -> None:
             except (OSError, RuntimeError) as error:
                 notes.append(f"- {name} not measured: {error}")
         stack = start_warmpath(procs, backend)
-        in_process = start_in_process_router(procs, stack)
+        http_listen = f"127.0.0.1:{free_port()}"
+        in_process = start_in_process_router(procs, stack, http_listen=http_listen)
         latency, rates, streaming, errors = asyncio.run(
-            compare(urls, stack.router, in_process, repeats, samples, seconds)
+            compare(
+                urls, stack.router, in_process, f"http://{http_listen}", repeats, samples, seconds
+            )
         )
     took = time.monotonic() - started
     base_ttft = p50(latency["direct"].ttft)
@@ -295,6 +302,18 @@ def main() -> None:
         ):
             if peer in added:
                 verdicts.append(verdict(ours, peer, added, rate, latency_target, rate_target))
+    # Issue 21's targets for the HTTP front door, client protocol for client protocol.
+    for peer, latency_target, rate_target in (
+        ("LiteLLM proxy", 0.1, None),
+        ("vLLM Router", 2.0, 1.0),
+    ):
+        if peer in added:
+            verdicts.append(verdict(WARMPATH_HTTP, peer, added, rate, latency_target, rate_target))
+    verdicts.append(
+        f"- HTTP front door over the gRPC path (same router): added TTFT p50 "
+        f"{signed_ms(added[WARMPATH_HTTP] - added[WARMPATH_IN_PROCESS])} ms, throughput "
+        f"{ratio(rate[WARMPATH_HTTP], rate[WARMPATH_IN_PROCESS])} of gRPC's."
+    )
     text = "\n".join(
         [
             "## Side by side with LiteLLM proxy and vLLM Router (item 4)",
@@ -305,8 +324,8 @@ def main() -> None:
             + ", ".join(f"`{' '.join(spec)}`" for spec in PEERS.values())
             + " in their own virtualenvs under bench/.venvs/ (LiteLLM with one worker, as "
             "2 cores allow; vLLM Router round robin over the one worker). The peers and direct "
-            "are read with httpx over HTTP + SSE, Warmpath with grpc.aio, so part of "
-            "Warmpath's difference is the client's protocol. "
+            "are read with httpx over HTTP + SSE, Warmpath's gRPC rows with grpc.aio, and "
+            "Warmpath's HTTP row with the same httpx client as the peers (apples to apples). "
             f"Load before: {load_before}, after: {load_average()}; took {took:.0f} s.",
             "",
             *verdicts,

@@ -75,6 +75,8 @@ class FakeAdapters:
     hang_on_host: set[str] = field(default_factory=set)
     cancelled: list[str] = field(default_factory=list)
     queued_for: float = 0.0
+    gate: asyncio.Event | None = None
+    """When set, each stream waits for it after its first chunk (holds requests in flight)."""
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
@@ -99,6 +101,8 @@ class FakeAdapters:
             if failure is not None and failure[0] == position:
                 raise failure[1]
             yield TextDelta(token)
+            if self.gate is not None and position == 0:
+                await self.gate.wait()
         if failure is not None:
             raise failure[1]
         yield Completion(FinishReason.STOP, Usage(3, len(self.tokens)))

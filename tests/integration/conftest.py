@@ -3,6 +3,7 @@ real llama.cpp server serving the real Gemma 3 270M GGUF."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -76,6 +77,15 @@ async def router_channel(mesh: LocalMesh) -> AsyncIterator[grpc.aio.Channel]:
 async def agent_channel(mesh: LocalMesh) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(mesh.ports.address("gpu-agent")) as channel:
         yield channel
+
+
+def llama_completions(mesh: LocalMesh, since: int = 0) -> tuple[list[str], int]:
+    """Gemma's llama.cpp server logs each completion it finished ("eval time = ... / N
+    runs"): the output token counts of those logged after byte `since`, and the log's
+    length now. llama.cpp serves one request at a time, so a request a client cancelled
+    must have stopped there for the next to run, and its statistics never appear."""
+    log = (mesh.log_dir / "models" / "gemma3-270m.log").read_text(errors="replace")
+    return re.findall(r"eval time = .*?/\s+(\d+) runs", log[since:]), len(log)
 
 
 @pytest.fixture

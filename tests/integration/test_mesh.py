@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import grpc
 import httpx
@@ -15,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import metric_total
+from tests.integration.conftest import llama_completions
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh
 
@@ -302,14 +302,12 @@ async def test_metrics_are_exposed_for_prometheus(
 async def test_a_client_cancel_stops_generation_at_llama_cpp(
     mesh: LocalMesh, router_channel: grpc.aio.Channel
 ) -> None:
-    """llama.cpp serves one request at a time, so the cancelled request must have
-    stopped for the next to run: its completion statistics never appear."""
-    model_log = mesh.log_dir / "models" / "gemma3-270m.log"
+    """The cancelled request stopped at llama.cpp (see llama_completions)."""
     stub = router_pb2_grpc.RouterStub(router_channel)
     await generate(
         router_channel, generate_pb2.GenerateRequest(model="gemma", prompt="Hi", max_tokens=1)
     )
-    already = len(model_log.read_text(errors="replace"))
+    _, already = llama_completions(mesh)
 
     long_call = stub.Generate(
         generate_pb2.GenerateRequest(model="gemma", prompt="Once upon a time", max_tokens=1500),
@@ -325,8 +323,7 @@ async def test_a_client_cancel_stops_generation_at_llama_cpp(
         router_channel, generate_pb2.GenerateRequest(model="gemma", prompt="Hi", max_tokens=4)
     )
     assert final.usage.output_tokens == 4
-    new_log = model_log.read_text(errors="replace")[already:]
-    completions = re.findall(r"eval time = .*?/\s+(\d+) runs", new_log)
+    completions, _ = llama_completions(mesh, already)
     assert completions == ["4"], f"the cancelled request ran on: {completions}"
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import grpc
+import httpx
+import openai
 import pytest
 import trustme
 import yaml
@@ -211,3 +215,39 @@ def test_security_enabled_without_certificates_refuses_to_start(tmp_path: Path) 
         "security.tokens is empty",
     ):
         assert missing in result.stderr
+
+
+def test_the_http_front_door_takes_the_same_certificates_and_tokens(
+    secured: tuple[LocalMesh, Pki],
+) -> None:
+    mesh, pki = secured
+    url = f"https://127.0.0.1:{mesh.ports.http}"
+    story = [{"role": "user", "content": "The sky is"}]
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(*pki.files["some-user"])
+    with httpx.Client(verify=context, timeout=60) as http:
+
+        def chat(token: str) -> str:
+            client = openai.OpenAI(
+                base_url=url + "/v1", api_key=token, http_client=http, max_retries=0
+            )
+            return client.chat.completions.create(model="gemma", messages=story, max_tokens=3).model
+
+        assert chat(TEAM_A_TOKEN) == "gemma3-270m"
+        with pytest.raises(openai.AuthenticationError):
+            chat("not-a-token")
+        with pytest.raises(openai.PermissionDeniedError, match="team-b may not use gemma3-270m"):
+            chat(TEAM_B_TOKEN)
+    # The anthropic client brings its own HTTP client package.
+    with anthropic.DefaultHttpxClient(verify=context, timeout=60) as http:
+        claude = anthropic.Anthropic(
+            base_url=url, api_key=TEAM_A_TOKEN, http_client=http, max_retries=0
+        )
+        message = claude.messages.create(model="gemma", max_tokens=3, messages=story)
+        assert message.model == "gemma3-270m"
+    # Mutual TLS, as on gRPC: no client certificate, no answer; nor over plain HTTP.
+    anonymous = ssl.create_default_context(cafile=str(pki.ca))
+    with httpx.Client(verify=anonymous, timeout=10) as http, pytest.raises(httpx.TransportError):
+        http.get(url + "/v1/models", headers={"authorization": f"Bearer {TEAM_A_TOKEN}"})
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url.replace("https", "http") + "/v1/models", timeout=10)

@@ -54,11 +54,13 @@ class MeshPorts:
     """Metrics port per service; None: as the config says."""
     host: str = "127.0.0.1"
     """Address every service listens on (metrics stay on loopback)."""
+    http: int | None = None
+    """The router's HTTP front door; None: as the config says (router.http.listen)."""
 
     @classmethod
     def free(cls) -> MeshPorts:
         metrics = {name: free_port() for name in _MODULES}
-        return cls(free_port(), free_port(), free_port(), metrics)
+        return cls(free_port(), free_port(), free_port(), metrics, http=free_port())
 
     def address(self, service: str) -> str:
         port = {"router": self.router, "gpu-agent": self.agent, "backend-adapter": self.adapter}
@@ -136,6 +138,8 @@ class LocalMesh:
             args += ["--config", str(self.config)]
         if self.ports.metrics is not None:
             args += ["--metrics-listen", f"127.0.0.1:{self.ports.metrics[service]}"]
+        if service == "router" and self.ports.http is not None:
+            args += ["--http-listen", f"127.0.0.1:{self.ports.http}"]
         if service == "gpu-agent":
             args += ["--log-dir", str(self.log_dir / "models")]
         log = self.log_path(service).open("ab")

@@ -379,6 +379,21 @@ class AutoRouting(_Strict):
     rejected with a clear error."""
 
 
+class HttpSettings(_Strict):
+    """The router's OpenAI- and Anthropic-compatible HTTP front door (docs/http-api.md).
+
+    It serves the same relay as the gRPC server, with router.tls and the same tokens."""
+
+    listen: str | None = None
+    """host:port for HTTP (flag --http-listen, env WARMPATH_ROUTER_HTTP_LISTEN). Unset: off."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """Largest request body accepted; a larger one is refused with 413."""
+    retry_after_seconds: int = Field(default=1, ge=0)
+    """Retry-After sent with 429 (a caller over its limit, or every replica busy)."""
+
+    _listen = field_validator("listen")(_check_optional_address)
+
+
 class RouterSettings(_Strict):
     listen: str = "127.0.0.1:50051"
     """Address the router listens on (flag --listen, env WARMPATH_ROUTER_LISTEN)."""
@@ -411,6 +426,8 @@ class RouterSettings(_Strict):
     unreachable (and Route says so); a few of `agent.heartbeat_seconds`."""
     first_token_timeout: FirstTokenTimeout = Field(default_factory=FirstTokenTimeout)
     """How long one try may go without a first token, for models that set none."""
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    """The OpenAI- and Anthropic-compatible HTTP front door."""
 
     _listen = field_validator("listen")(_check_address)
     _metrics = field_validator("metrics_listen")(_check_optional_address)

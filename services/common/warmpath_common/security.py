@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,21 @@ def server_credentials(tls: TlsSettings, section: str) -> grpc.ServerCredentials
     )
 
 
+def server_ssl_context(tls: TlsSettings, section: str) -> ssl.SSLContext:
+    """The same certificates as `server_credentials`, for an HTTP server."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f"{section}.tls.cert / {section}.tls.key: cannot load {tls.cert} with {tls.key}: "
+            f"{error}"
+        ) from error
+    context.load_verify_locations(cadata=_read(tls.ca, f"{section}.tls.ca").decode())
+    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE
+    return context
+
+
 def channel_credentials(tls: TlsSettings, section: str) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=_read(tls.ca, f"{section}.tls.ca"),
@@ -114,10 +130,11 @@ class BearerTokenGuard:
         return method.startswith(self._prefix)
 
     async def check(self, method: str, context: ServicerContext) -> None:
-        _current_caller.set(self._caller(dict(context.invocation_metadata() or ())))
+        metadata = dict(context.invocation_metadata() or ())
+        _current_caller.set(self.authenticate(str(metadata.get("authorization", ""))))
 
-    def _caller(self, metadata: dict[str, str | bytes]) -> Caller:
-        header = str(metadata.get("authorization", ""))
+    def authenticate(self, header: str) -> Caller:
+        """The caller an `authorization` value ("Bearer <token>") names, or Unauthenticated."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated(

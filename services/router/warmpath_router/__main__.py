@@ -19,10 +19,11 @@ from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, 
 from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
-from warmpath_common.security import BearerTokenGuard, channel_credentials
+from warmpath_common.security import BearerTokenGuard, channel_credentials, server_ssl_context
 from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 from warmpath_router.clients import AdapterClient, AgentClient, HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
+from warmpath_router.http_api import HttpFrontDoor
 from warmpath_router.in_process_adapter import AdaptersByHost, InProcessAdapter
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
@@ -82,6 +83,11 @@ async def _serve(
     watcher = asyncio.create_task(
         watch_cluster(channels, cluster, stop_watching, settings.heartbeat_timeout_seconds)
     )
+    guard = (
+        BearerTokenGuard(config.security.tokens, "/warmpath.v1.Router/")
+        if config.security.enabled
+        else None
+    )
     server = await create_server(
         settings.listen,
         lambda s: router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(relay, cluster), s),
@@ -90,12 +96,19 @@ async def _serve(
         serving=False,
         tls=settings.tls,
         section="router",
-        guards=(
-            [BearerTokenGuard(config.security.tokens, "/warmpath.v1.Router/")]
-            if config.security.enabled
-            else []
-        ),
+        guards=[guard] if guard is not None else [],
     )
+    http = None
+    if settings.http.listen:
+        # The same relay, tokens and certificates as the gRPC server, in this process.
+        http = HttpFrontDoor(
+            relay,
+            settings.http,
+            guard,
+            server_ssl_context(settings.tls, "router") if settings.tls is not None else None,
+            settings.shutdown_grace_seconds,
+        )
+        await http.start(settings.http.listen)
     readiness = asyncio.create_task(_track_readiness(server, cluster, relay))
     leases = asyncio.create_task(relay.keep_leases())
     reloading = (
@@ -106,7 +119,9 @@ async def _serve(
     if settings.metrics_listen:
         serve_metrics(settings.metrics_listen, metrics)
     try:
-        await serve_until_signalled(server, settings.shutdown_grace_seconds)
+        await serve_until_signalled(
+            server, settings.shutdown_grace_seconds, http.stop if http is not None else None
+        )
     finally:
         readiness.cancel()
         leases.cancel()
@@ -172,6 +187,13 @@ def cli(
         str | None,
         typer.Option(envvar="WARMPATH_ROUTER_METRICS_LISTEN", help="host:port for /metrics."),
     ] = None,
+    http_listen: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WARMPATH_ROUTER_HTTP_LISTEN",
+            help="host:port for the OpenAI/Anthropic HTTP API.",
+        ),
+    ] = None,
     trace_content: Annotated[
         bool,
         typer.Option(
@@ -186,6 +208,9 @@ def cli(
     async def start() -> None:
         loaded = load_config(config)
         settings = with_overrides(loaded.router, listen=listen, metrics_listen=metrics_listen)
+        if http_listen is not None:
+            http = with_overrides(settings.http, listen=http_listen)
+            settings = with_overrides(settings, http=http)
         await serve(loaded, settings, config, TraceContentPolicy(record_content=trace_content))
 
     run_service("router", log_level, start, os.environ, event_loop="uvloop")

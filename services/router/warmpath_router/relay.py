@@ -184,6 +184,11 @@ class RoutedCompletion:
     route: RouteTaken
 
 
+RouteListener = Callable[[RouteTaken], None]
+"""Told the route once the first chunk arrives (no retry or fallback can follow then),
+before that chunk is yielded: the HTTP front door sends it as headers ahead of the body."""
+
+
 class Relay:
     def __init__(
         self,
@@ -261,6 +266,7 @@ class Relay:
         request: GenerationRequest,
         timeout_seconds: float | None,
         caller: Caller = ANONYMOUS,
+        on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """Streams the answer; see the module docstring for the fallback rules."""
         limit = self._settings.max_in_flight_per_caller
@@ -272,7 +278,7 @@ class Relay:
             )
         self._callers[caller.name] += 1
         try:
-            async for event in self._measured(request, timeout_seconds, caller):
+            async for event in self._measured(request, timeout_seconds, caller, on_route):
                 yield event
         finally:
             self._callers[caller.name] -= 1
@@ -280,7 +286,11 @@ class Relay:
                 del self._callers[caller.name]
 
     async def _measured(
-        self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
+        self,
+        request: GenerationRequest,
+        timeout_seconds: float | None,
+        caller: Caller,
+        on_route: RouteListener | None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         self._retry_budget.record_request()
         metrics = self._metrics
@@ -290,7 +300,7 @@ class Relay:
         outcome = "OK"
         metrics.in_flight.inc()
         try:
-            async for event in self._generate(request, timeout_seconds, caller):
+            async for event in self._generate(request, timeout_seconds, caller, on_route):
                 if isinstance(event, TextDelta):
                     if first_token_after is None:
                         first_token_after = self._clock() - started
@@ -312,7 +322,11 @@ class Relay:
                     metrics.time_to_first_token.labels(served).observe(first_token_after)
 
     async def _generate(
-        self, request: GenerationRequest, timeout_seconds: float | None, caller: Caller
+        self,
+        request: GenerationRequest,
+        timeout_seconds: float | None,
+        caller: Caller,
+        on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         server_span = trace.get_current_span()
         server_span.set_attributes(request_attributes(request, request.model))
@@ -346,6 +360,7 @@ class Relay:
                         frozenset(tried_hosts),
                         load_deadline,
                         ask_agent=ask_agent,
+                        on_route=on_route,
                     ):
                         committed = True
                         if isinstance(event, RoutedCompletion):
@@ -407,6 +422,7 @@ class Relay:
         load_deadline: float | None = None,
         *,
         ask_agent: bool = False,
+        on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
         `ask_agent`: its server could not be reached; ask the agent for the model, and to
@@ -457,32 +473,32 @@ class Relay:
             )
             handed_to_adapter = True
             handed_at = self._clock()
+            route = RouteTaken(
+                requested_model=request.model,
+                served_model=spec.name,
+                resolution=attempt_resolved.resolution,
+                alias=attempt_resolved.alias,
+                host=placement.host,
+                gpu_index=load.gpu_index,
+                gpu_uuid=load.gpu_uuid,
+                backend=spec.backend,
+                cold_start=load.cold_start,
+                load_seconds=load.load_seconds,
+                placement=load.placement,
+                fallback_hops=_link(hops, spec.name),
+                auto_class=attempt_resolved.auto_class,
+                auto_confidence=attempt_resolved.auto_confidence,
+                trace_id=current_trace_id(),
+            )
             async for event in stream:
+                if not sent_anything and on_route is not None:
+                    on_route(route)
                 sent_anything = True
                 if isinstance(event, TextDelta):
                     yield event
                     continue
                 self._breakers.record_success(key)
-                yield RoutedCompletion(
-                    event,
-                    RouteTaken(
-                        requested_model=request.model,
-                        served_model=spec.name,
-                        resolution=attempt_resolved.resolution,
-                        alias=attempt_resolved.alias,
-                        host=placement.host,
-                        gpu_index=load.gpu_index,
-                        gpu_uuid=load.gpu_uuid,
-                        backend=spec.backend,
-                        cold_start=load.cold_start,
-                        load_seconds=load.load_seconds,
-                        placement=load.placement,
-                        fallback_hops=_link(hops, spec.name),
-                        auto_class=attempt_resolved.auto_class,
-                        auto_confidence=attempt_resolved.auto_confidence,
-                        trace_id=current_trace_id(),
-                    ),
-                )
+                yield RoutedCompletion(event, route)
                 return
             raise Unavailable(f"adapter for {spec.name} ended the stream without finishing")
         except (SilentTry, DeadlineExceeded, Unavailable, ResourceExhausted) as error:
