@@ -20,8 +20,11 @@ from warmpath_common.generation import (
 __all__ = [
     "BACKEND_FROM_PROTO",
     "BACKEND_TO_PROTO",
+    "PlacementInfo",
     "event_from_proto",
     "event_to_proto",
+    "placement_from_proto",
+    "placement_to_proto",
     "request_from_proto",
     "request_to_proto",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidRequest",
     "ModelNotFound",
+    "PeerLost",
     "PermissionDenied",
     "ResourceExhausted",
     "Unauthenticated",

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "AdapterEvent",
     "ChatTurn",
     "Completion",
     "FinishReason",
     "GenerationRequest",
+    "Queued",
     "StreamEvent",
     "TextDelta",
     "Usage",
