@@ -120,6 +120,7 @@ def start_hosts(
             document["agent"] = {
                 **document["agent"],  # type: ignore[dict-item]
                 "host": name,
+                "models": [GEMMA["name"]],
                 "heartbeat_seconds": HEARTBEAT_SECONDS,
             }
             config = root / f"{name}.yaml"
