@@ -47,8 +47,8 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    # Attribute docstrings become field descriptions: the README's config
-    # reference is generated from them (scripts/config_reference.py).
+    # Attribute docstrings become field descriptions: docs/configuration.md is
+    # generated from them (scripts/config_reference.py).
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 

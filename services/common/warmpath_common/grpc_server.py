@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -29,6 +29,7 @@ from warmpath_common.errors import (
 from warmpath_common.liveness import server_keepalive_options
 from warmpath_common.metrics import HealthProbeCounter
 from warmpath_common.security import server_credentials
+from warmpath_common.servicer_context import ServicerContext
 from warmpath_common.telemetry import activated, end_rpc_span, start_server_span, traced_method
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,6 @@ logger = logging.getLogger(__name__)
 # Large enough for long chat histories; the router still enforces its own,
 # clearer, limits on prompt size.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-
-# grpc.aio.ServicerContext; grpc ships no type information, so it is Any to mypy.
-ServicerContext: TypeAlias = Any
 
 
 def _trailing_metadata_for(error: WarmpathError) -> tuple[tuple[str, str], ...]:

@@ -27,10 +27,6 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_REQUEST_SEED,
     GEN_AI_REQUEST_TEMPERATURE,
     GEN_AI_REQUEST_TOP_P,
-    GEN_AI_RESPONSE_FINISH_REASONS,
-    GEN_AI_RESPONSE_MODEL,
-    GEN_AI_USAGE_INPUT_TOKENS,
-    GEN_AI_USAGE_OUTPUT_TOKENS,
     GenAiOperationNameValues,
 )
 from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
@@ -48,12 +44,6 @@ from warmpath_common.errors import status_of
 from warmpath_common.generation import GenerationRequest
 
 __all__ = [
-    # Re-exported for relay.py until it imports them from the semantic-conventions
-    # package itself, as the adapter's tracing does.
-    "GEN_AI_RESPONSE_FINISH_REASONS",
-    "GEN_AI_RESPONSE_MODEL",
-    "GEN_AI_USAGE_INPUT_TOKENS",
-    "GEN_AI_USAGE_OUTPUT_TOKENS",
     "PROMPTS_NOT_RECORDED",
     "TraceContentPolicy",
     "activated",

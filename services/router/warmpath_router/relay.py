@@ -47,6 +47,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from opentelemetry import trace
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
 from opentelemetry.util.types import AttributeValue
 
 from warmpath_common.config import BackendKindName, ModelSpec, RouterSettings
@@ -62,14 +68,7 @@ from warmpath_common.errors import (
 )
 from warmpath_common.generation import AdapterEvent, Completion, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
-from warmpath_common.telemetry import (
-    GEN_AI_RESPONSE_FINISH_REASONS,
-    GEN_AI_RESPONSE_MODEL,
-    GEN_AI_USAGE_INPUT_TOKENS,
-    GEN_AI_USAGE_OUTPUT_TOKENS,
-    current_trace_id,
-    request_attributes,
-)
+from warmpath_common.telemetry import current_trace_id, request_attributes
 from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, Endpoint, ReplicaState
 from warmpath_router.first_token import FirstTokenTimes, SilentTry, first_token_within
