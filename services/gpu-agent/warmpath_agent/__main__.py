@@ -48,6 +48,8 @@ from warmpath_common.grpc_server import ServiceServer, create_server, serve_unti
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import PeerIdentityGuard
 
+__all__ = ["gpu_health_name", "main", "observe_gpus", "open_docker"]
+
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = gpu_agent_pb2.DESCRIPTOR.services_by_name["GpuAgent"].full_name

@@ -60,6 +60,15 @@ from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, 
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
 
+__all__ = [
+    "GPU_LABEL",
+    "MODEL_LABEL",
+    "OWNER_LABEL",
+    "DockerDriver",
+    "container_name",
+    "create_arguments",
+]
+
 logger = logging.getLogger(__name__)
 
 OWNER_LABEL = "warmpath.owner"

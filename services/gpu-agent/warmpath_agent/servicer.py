@@ -12,6 +12,8 @@ from warmpath_common.config import BackendKindName
 from warmpath_common.convert import BACKEND_TO_PROTO, placement_to_proto
 from warmpath_common.servicer_context import ServicerContext
 
+__all__ = ["GpuAgentServicer"]
+
 _STATE_TO_PROTO = {
     ResidencyState.LOADING: gpu_agent_pb2.RESIDENCY_STATE_LOADING,
     ResidencyState.READY: gpu_agent_pb2.RESIDENCY_STATE_READY,
