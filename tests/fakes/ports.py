@@ -18,7 +18,7 @@ from warmpath_common.generation import (
     Usage,
 )
 from warmpath_router.cluster import Endpoint
-from warmpath_router.relay import LoadResult
+from warmpath_router.ports import LoadResult
 
 
 @dataclass

@@ -20,9 +20,10 @@ from warmpath_common.errors import (
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_common.security import Caller
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.decision import RoutedCompletion
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
-from warmpath_router.relay import Relay, RoutedCompletion
+from warmpath_router.relay import Relay
 from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import RouteReason
 

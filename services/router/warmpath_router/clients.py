@@ -40,7 +40,7 @@ from warmpath_common.generation import AdapterEvent, Completion, GenerationReque
 from warmpath_common.liveness import KeepaliveSettings, channel_options
 from warmpath_common.telemetry import client_call_span
 from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
-from warmpath_router.relay import LoadResult
+from warmpath_router.ports import LoadResult
 
 logger = logging.getLogger(__name__)
 

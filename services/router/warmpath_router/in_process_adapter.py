@@ -17,7 +17,7 @@ from warmpath_adapter.backends import BackendDispatcher, BackendTarget
 from warmpath_common.errors import DeadlineExceeded
 from warmpath_common.generation import AdapterEvent, GenerationRequest
 from warmpath_router.cluster import Endpoint
-from warmpath_router.relay import AdapterPort
+from warmpath_router.ports import AdapterPort
 
 __all__ = ["AdaptersByHost", "InProcessAdapter"]
 

@@ -14,7 +14,7 @@ import grpc
 
 from warmpath_common.errors import InvalidRequest, ModelNotFound, WarmpathError, status_of
 from warmpath_common.generation import Completion, GenerationRequest
-from warmpath_router.relay import RoutedCompletion, RouteTaken
+from warmpath_router.decision import RoutedCompletion, RouteTaken
 
 ROUTE_HEADER_PREFIX = "x-warmpath-"
 TIMEOUT_HEADER = "x-warmpath-timeout-seconds"
