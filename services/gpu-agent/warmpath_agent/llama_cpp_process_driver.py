@@ -14,253 +14,62 @@ then decides. A graceful agent stop (SIGTERM, SIGINT) stops every child, unless
 crash, SIGKILL) leaves them serving, and the next agent adopts them.
 
 Records. For adoption each child is recorded in the state directory
-(`state_dir`, by default `<log_dir>/state`), one JSON file per model: model,
-pid, the process start time from /proc/<pid>/stat, its command line and the
-environment the driver set, port, base URL, model file and GPU. `stop` removes
-the record. A record is trusted only while that pid still runs with that start
-time and that command line, so a pid reused by another process is never
-signalled or adopted. On adoption the server must also have been launched
-exactly as the config would launch it now (command line and environment, the
-port apart: an operator who changed a model's context length or chat format, or
-the driver's arguments, between a crash and the restart gets a fresh server,
-not the stale one) and answer `/v1/models` with the model's name. Records that
-fail any check are removed, and a server that is ours but fails one is
-stopped. An adopted server is not this agent's child: it cannot be waited for,
-so its exit is noticed by polling /proc, and the exit code is unknown.
+(warmpath_agent.child_record); `stop` removes the record. On adoption the server
+must also have been launched exactly as the config would launch it now (command
+line and environment, the port apart: an operator who changed a model's context
+length or chat format, or the driver's arguments, between a crash and the restart
+gets a fresh server, not the stale one) and answer `/v1/models` with the model's
+name. Records that fail any check are removed, and a server that is ours but fails
+one is stopped. An adopted server is not this agent's child: it cannot be waited
+for, so its exit is noticed by polling /proc, and the exit code is unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import importlib
-import json
 import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 
+from warmpath_agent.child_record import (
+    ChildRecord,
+    live_record,
+    record_path,
+    safe_file_name,
+    write_record,
+)
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
-from warmpath_common.config import ModelSource, ModelSpec, ProcessDriverSettings, Runtime
+from warmpath_agent.llama_cpp_launch import (
+    SERVER_COMMAND,
+    ServerLaunch,
+    launch_differences,
+    placement_arguments,
+    placement_words,
+    resolve_model_file,
+)
+from warmpath_agent.processes import gone_within, is_stopped, process_start_time, signal_process
+from warmpath_common.config import ModelSpec, ProcessDriverSettings, Runtime
+
+__all__ = ["PROBE_PATH", "LlamaCppProcessDriver"]
 
 logger = logging.getLogger(__name__)
 
 _READINESS_POLL_SECONDS = 0.2
 _STOP_GRACE_SECONDS = 10.0
 _KILL_WAIT_SECONDS = 5.0
-_RECORD_VERSION = 1
 PROBE_PATH = "/docs"
 """Answered without the model's lock: within milliseconds while a generation streams
 (measured), where /v1/models waits for the generation to end."""
-SERVER_COMMAND = (sys.executable, "-m", "llama_cpp.server")
-
-
-def resolve_model_file(source: ModelSource) -> Path:
-    """The GGUF file for a source. Blocking (may assemble a packaged file): call in a thread."""
-    if source.path is not None:
-        if not source.path.is_file():
-            raise ModelLoadFailed(
-                f"model file {source.path} does not exist",
-                for_caller="its model file (source.path) does not exist on the host",
-            )
-        return source.path
-    if source.python_package is not None:
-        try:
-            package = importlib.import_module(source.python_package)
-        except ImportError as error:
-            raise ModelLoadFailed(
-                f"model package {source.python_package!r} is not installed "
-                "(run `make install`, which installs the default model package)"
-            ) from error
-        assemble = getattr(package, "assemble", None)
-        if assemble is None:
-            raise ModelLoadFailed(f"package {source.python_package!r} has no assemble()")
-        return Path(assemble())
-    raise ModelLoadFailed("the llama.cpp process driver needs a path or python_package source")
-
-
-# -- processes by pid ----------------------------------------------------
-
-
-def process_start_time(pid: int) -> int | None:
-    """When `pid` started (clock ticks after boot, /proc/<pid>/stat field 22), or None
-    when no such process runs (a zombie counts as gone) or /proc cannot say."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces or
-    # parentheses itself: the fields that follow start after the last ")".
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
-        return None
-    try:
-        return int(fields[19])
-    except ValueError:
-        return None
-
-
-def is_stopped(pid: int) -> bool:
-    """True while `pid` is stopped by a signal (SIGSTOP, or a tracer): /proc state T or t."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :][:1] in ("T", "t")
-
-
-def process_command(pid: int) -> tuple[str, ...] | None:
-    """The command line `pid` runs, or None if it cannot be read."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return tuple(part.decode(errors="replace") for part in raw.split(b"\0")[:-1])
-
-
-def signal_process(pid: int, start_time: int, signum: signal.Signals) -> bool:
-    """Sends `signum` to `pid` only while it is still the process that started at
-    `start_time`. Returns False when that process is gone."""
-    descriptor = None
-    # A pidfd pins the process: once the start time checks out, the signal
-    # cannot reach a process that reused the pid in between.
-    with contextlib.suppress(AttributeError, OSError):
-        descriptor = os.pidfd_open(pid)
-    try:
-        if process_start_time(pid) != start_time:
-            return False
-        if descriptor is not None:
-            signal.pidfd_send_signal(descriptor, signum)
-        else:
-            os.kill(pid, signum)
-        return True
-    except ProcessLookupError:
-        return False
-    finally:
-        if descriptor is not None:
-            os.close(descriptor)
-
-
-# -- records ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ChildRecord:
-    """What a later agent needs to recognise and adopt a running server."""
-
-    model: str
-    pid: int
-    start_time: int
-    """/proc/<pid>/stat field 22: tells this process from a later one with the same pid."""
-    command: tuple[str, ...]
-    port: int
-    base_url: str
-    model_file: str
-    gpu_uuid: str
-    env: dict[str, str] | None = None
-    """The variables the driver set for the server; None in a record from an agent
-    that did not record them yet."""
-    gpu_simulated: bool | None = None
-    """None in such older records too."""
-
-    def to_json(self) -> str:
-        return json.dumps({"version": _RECORD_VERSION, **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ChildRecord:
-        """Raises ValueError for anything but a record this version wrote."""
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("version") != _RECORD_VERSION:
-            raise ValueError("not a version 1 process record")
-        command = data.get("command")
-        if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
-            raise ValueError("command is not a list of strings")
-        record = cls(
-            model=_typed(data, "model", str),
-            pid=_typed(data, "pid", int),
-            start_time=_typed(data, "start_time", int),
-            command=tuple(command),
-            port=_typed(data, "port", int),
-            base_url=_typed(data, "base_url", str),
-            model_file=_typed(data, "model_file", str),
-            gpu_uuid=_typed(data, "gpu_uuid", str),
-            env=_optional_env(data),
-            gpu_simulated=_optional_bool(data, "gpu_simulated"),
-        )
-        if record.pid <= 1 or not 0 < record.port < 65536:
-            raise ValueError("pid or port out of range")
-        return record
-
-    def is_running(self) -> bool:
-        """True while the recorded process itself still runs (not a reused pid)."""
-        return (
-            process_start_time(self.pid) == self.start_time
-            and process_command(self.pid) == self.command
-        )
-
-
-def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
-    value = data.get(key)
-    # bool is an int in Python, but never a valid pid or port.
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"{key} is not a {kind.__name__}")
-    return value
-
-
-def _optional_env(data: Mapping[str, Any]) -> dict[str, str] | None:
-    env = data.get("env")
-    if env is None:
-        return None
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise ValueError("env is not a mapping of strings")
-    return dict(env)
-
-
-def _optional_bool(data: Mapping[str, Any], key: str) -> bool | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"{key} is not a bool")
-    return value
-
-
-def record_path(state_dir: Path, model: str) -> Path:
-    # Sanitising alone could map two model names onto one file; the hash keeps
-    # them apart.
-    digest = hashlib.sha256(model.encode()).hexdigest()[:10]
-    return state_dir / f"{_safe_file_name(model)}-{digest}.json"
-
-
-def write_record(state_dir: Path, record: ChildRecord) -> Path:
-    """Writes (atomically: a crash leaves the old record or the new one) and returns
-    the record's path."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = record_path(state_dir, record.model)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(record.to_json())
-    os.replace(partial, path)
-    return path
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLaunch:
-    """How the driver runs one model's server."""
-
-    command: tuple[str, ...]
-    env: dict[str, str]
-    """Set on top of the agent's own environment."""
 
 
 @dataclass
@@ -479,7 +288,7 @@ class LlamaCppProcessDriver:
     async def _adopt_one(
         self, path: Path, specs: Mapping[str, ModelSpec] | None
     ) -> tuple[RunningModel, str] | None:
-        record = _live_record(path)
+        record = live_record(path)
         if record is None:
             return None
         if record.model in self._children or path != record_path(path.parent, record.model):
@@ -545,7 +354,7 @@ class LlamaCppProcessDriver:
             record.port,
             gpu_uuid=record.gpu_uuid,
             simulated=record.gpu_simulated,
-            placement_words=_placement_words(record.command),
+            placement_words=placement_words(record.command),
         )
         differences = launch_differences(
             ServerLaunch(record.command, record.env), now, len(self._server_command)
@@ -590,11 +399,11 @@ class LlamaCppProcessDriver:
             signal_process(pid, start_time, signal.SIGKILL)
         elif not signal_process(pid, start_time, signal.SIGTERM):
             return
-        if await _gone_within(pid, start_time, _STOP_GRACE_SECONDS):
+        if await gone_within(pid, start_time, _STOP_GRACE_SECONDS):
             return
         logger.warning("%s did not stop within %.0f s; killing", model, _STOP_GRACE_SECONDS)
         signal_process(pid, start_time, signal.SIGKILL)
-        if not await _gone_within(pid, start_time, _KILL_WAIT_SECONDS):
+        if not await gone_within(pid, start_time, _KILL_WAIT_SECONDS):
             logger.error("%s's server (pid %d) survived SIGKILL", model, pid)
 
     def _release(self, child: _Child) -> None:
@@ -667,132 +476,12 @@ class LlamaCppProcessDriver:
         if self._settings.log_dir is None:
             return None
         self._settings.log_dir.mkdir(parents=True, exist_ok=True)
-        return (self._settings.log_dir / f"{_safe_file_name(model)}.log").open("ab")
+        return (self._settings.log_dir / f"{safe_file_name(model)}.log").open("ab")
 
     def _log_hint(self, model: str) -> str:
         if self._settings.log_dir is None:
             return " (set agent.process.log_dir to keep its log)"
-        return f" (see {self._settings.log_dir / (_safe_file_name(model) + '.log')})"
-
-
-# Options whose values the driver itself derives from the config: their values are
-# safe to log. Anything else came from extra_args and may hold a key or token.
-_LOGGABLE_OPTIONS = frozenset(
-    {"--model", "--model_alias", "--host", "--port", "--n_ctx", "--n_gpu_layers",
-     "--split_mode", "--tensor_split", "--interrupt_requests", "--chat_format"}
-)  # fmt: skip
-
-
-def placement_arguments(placement: GpuPlacement, *, simulated: bool) -> tuple[str, ...]:
-    """llama.cpp's flags for a placement: every layer on the GPUs (n_gpu_layers -1), or
-    K of them for a partial offload; a gang of several GPUs splits by layers
-    (split_mode 1) with each GPU's share (tensor_split). A simulated GPU runs on the CPU
-    (CUDA_VISIBLE_DEVICES is empty), where a CPU build takes the flags and ignores them."""
-    if placement.gpu_layers is not None:
-        layers = str(placement.gpu_layers)
-    else:
-        # A single simulated GPU keeps its old launch (adopted servers compare it).
-        layers = "0" if simulated and len(placement.gpus) == 1 else "-1"
-    words: tuple[str, ...] = ("--n_gpu_layers", layers)
-    if len(placement.gpus) > 1 and placement.layout is not Layout.TENSOR_PARALLEL:
-        shares = placement.shares or tuple(1 / len(placement.gpus) for _ in placement.gpus)
-        words += ("--split_mode", "1", "--tensor_split", *(f"{s:.4f}" for s in shares))
-    return words
-
-
-_PLACEMENT_OPTIONS = frozenset({"--n_gpu_layers", "--split_mode", "--tensor_split"})
-
-
-def _placement_words(command: Sequence[str]) -> tuple[str, ...]:
-    """The placement_arguments in a recorded command, in order."""
-    words: list[str] = []
-    taking = False
-    for word in command:
-        if word.startswith("--"):
-            taking = word in _PLACEMENT_OPTIONS
-        if taking:
-            words.append(word)
-    return tuple(words)
-
-
-def launch_differences(recorded: ServerLaunch, now: ServerLaunch, prefix: int) -> list[str]:
-    """How `recorded` differs from `now`, one entry per setting (e.g. "--n_ctx 2048 ->
-    4096"); empty when they are the same launch. The first `prefix` words are the
-    server program. Values of options the driver does not set are never shown."""
-    differences = []
-    if recorded.command[:prefix] != now.command[:prefix]:
-        differences.append(
-            f"server program {' '.join(recorded.command[:prefix])} -> "
-            f"{' '.join(now.command[:prefix])}"
-        )
-    old, new = _options(recorded.command[prefix:]), _options(now.command[prefix:])
-    for name in [*old, *(name for name in new if name not in old)]:
-        if old.get(name) == new.get(name):
-            continue
-        if name in _LOGGABLE_OPTIONS:
-            differences.append(f"{name} {_shown(old.get(name))} -> {_shown(new.get(name))}")
-        elif name.startswith("--"):
-            differences.append(f"{name} differs (an extra argument: values not logged)")
-        else:
-            differences.append("the extra arguments differ (values not logged)")
-    if not differences and recorded.command != now.command:
-        differences.append("the extra arguments are in another order")
-    for variable in sorted(recorded.env.keys() | now.env.keys()):
-        before, after = recorded.env.get(variable), now.env.get(variable)
-        if before != after:
-            differences.append(f"{variable} {before!r} -> {after!r}")
-    # Several stray words would each say the same.
-    return list(dict.fromkeys(differences))
-
-
-def _options(args: Sequence[str]) -> dict[str, list[str | None]]:
-    """Each option's values in order (None for a bare flag); a word that follows no
-    option counts as an option of its own."""
-    found: dict[str, list[str | None]] = {}
-    index = 0
-    while index < len(args):
-        name = args[index]
-        value = args[index + 1] if index + 1 < len(args) else None
-        if name.startswith("--") and value is not None and not value.startswith("--"):
-            found.setdefault(name, []).append(value)
-            index += 2
-        else:
-            found.setdefault(name, []).append(None)
-            index += 1
-    return found
-
-
-def _shown(values: list[str | None] | None) -> str:
-    if not values:
-        return "(unset)"
-    return " ".join("(set)" if value is None else value for value in values)
-
-
-def _live_record(path: Path) -> ChildRecord | None:
-    """The record at `path` while its process still runs; otherwise it is removed."""
-    try:
-        record = ChildRecord.from_json(path.read_text())
-    except (OSError, ValueError) as error:
-        logger.warning("removing unreadable process record %s: %s", path.name, error)
-        path.unlink(missing_ok=True)
-        return None
-    if not record.is_running():
-        logger.info(
-            "removing the record of %s's server (pid %d): that process is gone",
-            record.model, record.pid,
-        )  # fmt: skip
-        path.unlink(missing_ok=True)
-        return None
-    return record
-
-
-async def _gone_within(pid: int, start_time: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while process_start_time(pid) == start_time:
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
+        return f" (see {self._settings.log_dir / (safe_file_name(model) + '.log')})"
 
 
 def _adopted_exit_reason(pid: int) -> str:
@@ -817,7 +506,3 @@ def _served_ids(response: httpx.Response) -> set[str]:
     if not isinstance(data, list):
         return set()
     return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}
-
-
-def _safe_file_name(model: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
