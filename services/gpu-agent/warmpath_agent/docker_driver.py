@@ -58,6 +58,7 @@ from docker.types import DeviceRequest
 
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.readiness import poll_until_ready
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
 
 __all__ = [
@@ -78,8 +79,8 @@ PORT_LABEL = "warmpath.port"
 READINESS_LABEL = "warmpath.readiness_path"
 SERVED_ID_LABEL = "warmpath.served_id"
 _NAME_PREFIX = "warmpath-"
-_READINESS_POLL_SECONDS = 0.2
 _CHECK_TIMEOUT_SECONDS = 2.0
+_CHECK_PAUSE_SECONDS = 0.2
 _CHECK_ATTEMPTS = 2
 """A pooled connection the server closed can fail once on its own; two refusals
 in a row are the server."""
@@ -245,7 +246,7 @@ class DockerDriver:
         refusal: httpx.HTTPError | None = None
         for attempt in range(_CHECK_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(_READINESS_POLL_SECONDS)
+                await asyncio.sleep(_CHECK_PAUSE_SECONDS)
             try:
                 await self._http.get(url, timeout=_CHECK_TIMEOUT_SECONDS)
                 return None
@@ -412,19 +413,18 @@ class DockerDriver:
         path = _readiness_path(container)
         url = address.probe_url + path
         self._readiness_urls[container.id] = url
-        deadline = time.monotonic() + self._settings.startup_timeout_seconds
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                response = await self._http.get(url, timeout=2.0)
-                if response.status_code == 200:
-                    return
+
+        async def check_alive() -> None:
             await self._run(container.reload)
             if container.status not in _ALIVE:
                 raise await self._run(_exited_while_loading, container)
-            await asyncio.sleep(_READINESS_POLL_SECONDS)
+
+        timeout = self._settings.startup_timeout_seconds
+        if await poll_until_ready(self._http, url, timeout, check_alive=check_alive):
+            return
         raise ModelLoadFailed(
             f"container {container.name} for {model} did not answer {path} within "
-            f"{self._settings.startup_timeout_seconds:g} s; last log lines:\n"
+            f"{timeout:g} s; last log lines:\n"
             f"{await self._run(_log_tail, container)}"
         )
 

@@ -32,7 +32,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +57,13 @@ from warmpath_agent.llama_cpp_launch import (
     resolve_model_file,
 )
 from warmpath_agent.processes import gone_within, is_stopped, process_start_time, signal_process
+from warmpath_agent.readiness import poll_until_ready
 from warmpath_common.config import ModelSpec, ProcessDriverSettings, Runtime
 
 __all__ = ["PROBE_PATH", "LlamaCppProcessDriver"]
 
 logger = logging.getLogger(__name__)
 
-_READINESS_POLL_SECONDS = 0.2
 _STOP_GRACE_SECONDS = 10.0
 _KILL_WAIT_SECONDS = 5.0
 PROBE_PATH = "/docs"
@@ -425,9 +424,7 @@ class LlamaCppProcessDriver:
             return None
 
     async def _wait_ready(self, model: str, port: int, exited: Callable[[], str | None]) -> None:
-        deadline = time.monotonic() + self._settings.startup_timeout_seconds
-        url = self._local_url(port, "/v1/models")
-        while time.monotonic() < deadline:
+        async def check_alive() -> None:
             reason = exited()
             if reason is not None:
                 raise ModelLoadFailed(
@@ -435,17 +432,22 @@ class LlamaCppProcessDriver:
                     for_caller=f"its llama.cpp server {reason} while loading "
                     "(the gpu-agent's log says why)",
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                response = await self._client.get(url, timeout=2.0)
-                if response.status_code == 200:
-                    served = _served_ids(response)
-                    if model in served:
-                        return
-                    raise ModelLoadFailed(
-                        f"the server on port {port} serves {sorted(served)}, not {model}"
-                    )
-            await asyncio.sleep(_READINESS_POLL_SECONDS)
-        waited = f"was not ready after {self._settings.startup_timeout_seconds:g} s"
+
+        def serves_model(response: httpx.Response) -> bool:
+            served = _served_ids(response)
+            if model not in served:
+                raise ModelLoadFailed(
+                    f"the server on port {port} serves {sorted(served)}, not {model}"
+                )
+            return True
+
+        timeout = self._settings.startup_timeout_seconds
+        url = self._local_url(port, "/v1/models")
+        if await poll_until_ready(
+            self._client, url, timeout, check_alive=check_alive, accept=serves_model
+        ):
+            return
+        waited = f"was not ready after {timeout:g} s"
         raise ModelLoadFailed(
             f"llama.cpp server for {model} {waited}{self._log_hint(model)}",
             for_caller=f"its llama.cpp server {waited} (the gpu-agent's log says why)",
