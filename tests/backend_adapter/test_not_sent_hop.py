@@ -17,10 +17,9 @@ from warmpath_adapter.servicer import BackendAdapterServicer
 from warmpath_cli.mesh import free_port
 from warmpath_common.config import BackendKindName, HostSpec
 from warmpath_common.errors import ResourceExhausted, Unavailable, WarmpathError
-from warmpath_common.generation import GenerationRequest
+from warmpath_common.generation import BackendEndpoint, GenerationRequest
 from warmpath_common.grpc_server import ServiceServer, create_server
 from warmpath_router.clients import AdapterClient, HostChannels
-from warmpath_router.cluster import Endpoint
 
 
 async def start_adapter(admission: BackendAdmission) -> ServiceServer:
@@ -52,7 +51,7 @@ async def error_through(server: ServiceServer) -> WarmpathError:
     try:
         events = AdapterClient(channels).generate(
             "h",
-            Endpoint(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m"),
+            BackendEndpoint(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m"),
             GenerationRequest(model="m", prompt="hi", max_tokens=4),
             10,
         )

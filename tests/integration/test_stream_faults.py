@@ -18,9 +18,8 @@ from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc, generate_
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import BackendKindName, HostSpec
 from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError
-from warmpath_common.generation import GenerationRequest
+from warmpath_common.generation import BackendEndpoint, GenerationRequest
 from warmpath_router.clients import AdapterClient, HostChannels
-from warmpath_router.cluster import Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +129,7 @@ async def router_side_error(adapter: str, url: str, mode: str) -> WarmpathError:
     try:
         events = AdapterClient(channels).generate(
             "h",
-            Endpoint(BackendKindName.VLLM, url, mode),
+            BackendEndpoint(BackendKindName.VLLM, url, mode),
             GenerationRequest(model=mode, prompt="hi", max_tokens=8),
             30,
         )

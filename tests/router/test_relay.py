@@ -17,9 +17,9 @@ from warmpath_common.errors import (
     Unavailable,
     WarmpathError,
 )
-from warmpath_common.generation import GenerationRequest, TextDelta
+from warmpath_common.generation import BackendEndpoint, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
-from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.decision import RoutedCompletion
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
@@ -120,7 +120,7 @@ async def test_whole_chain_failing_lists_every_reason() -> None:
 
 async def test_warm_replica_skips_the_load_and_route_loads_nothing() -> None:
     cluster = ClusterView()
-    endpoint = Endpoint(GEMMA_BACKEND, "http://warm", "primary")
+    endpoint = BackendEndpoint(GEMMA_BACKEND, "http://warm", "primary")
     cluster.update(
         HostView(
             "h1",
@@ -302,7 +302,7 @@ async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
     )
     cold = ModelSpec.model_validate({**GEMMA, "name": "cold-backup", "aliases": []})
     warm = ModelSpec.model_validate({**GEMMA, "name": "warm-backup", "aliases": []})
-    endpoint = Endpoint(GEMMA_BACKEND, "http://warm", "warm-backup")
+    endpoint = BackendEndpoint(GEMMA_BACKEND, "http://warm", "warm-backup")
     view = ClusterView()
     view.update(
         HostView(
@@ -437,7 +437,7 @@ def with_warm_backup() -> ClusterView:
                     gpu_index=0,
                     gpu_uuid="SIM-0",
                     load_seconds=2.0,
-                    endpoint=Endpoint("llama_cpp", "http://h1/backup", "backup"),
+                    endpoint=BackendEndpoint("llama_cpp", "http://h1/backup", "backup"),
                 ),
             ),
         )
@@ -482,7 +482,7 @@ async def test_without_fallbacks_a_load_may_use_the_whole_deadline() -> None:
 def warm_cluster(model: str, base_url: str = "http://warm") -> ClusterView:
     """A cluster view showing `model` ready on h1 at `base_url`."""
     cluster = ClusterView()
-    endpoint = Endpoint(GEMMA_BACKEND, base_url, model)
+    endpoint = BackendEndpoint(GEMMA_BACKEND, base_url, model)
     cluster.update(
         HostView(
             "h1",

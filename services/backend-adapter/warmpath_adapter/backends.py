@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Collection, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from warmpath_adapter.admission import BackendAdmission
@@ -14,21 +13,13 @@ from warmpath_common.config import BackendKindName
 from warmpath_common.errors import InvalidRequest, status_of
 from warmpath_common.generation import (
     AdapterEvent,
+    BackendEndpoint,
     Completion,
     GenerationRequest,
     Queued,
     StreamEvent,
     TextDelta,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BackendTarget:
-    """One model on one inference server."""
-
-    kind: BackendKindName
-    base_url: str
-    served_model_id: str
 
 
 class InferenceBackend(Protocol):
@@ -40,7 +31,7 @@ class InferenceBackend(Protocol):
     """
 
     def stream(
-        self, request: GenerationRequest, target: BackendTarget
+        self, request: GenerationRequest, target: BackendEndpoint
     ) -> AsyncGenerator[StreamEvent, None]: ...
 
 
@@ -60,7 +51,7 @@ class BackendDispatcher:
         self._one_at_a_time = frozenset(one_at_a_time)
 
     def stream(
-        self, request: GenerationRequest, target: BackendTarget
+        self, request: GenerationRequest, target: BackendEndpoint
     ) -> AsyncGenerator[AdapterEvent, None]:
         """The answer, preceded by Queued events when the request has to wait its turn."""
         # The overall deadline is the gRPC call's: when it expires the call is

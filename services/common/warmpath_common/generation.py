@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from warmpath_common.config import BackendKindName
+
 __all__ = [
     "AdapterEvent",
+    "BackendEndpoint",
     "ChatTurn",
     "Completion",
     "FinishReason",
@@ -20,6 +23,16 @@ __all__ = [
     "TextDelta",
     "Usage",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEndpoint:
+    """One model on one inference server: where the agent says it is served, and
+    where the adapter sends its requests (protobuf BackendEndpoint; see convert)."""
+
+    kind: BackendKindName
+    base_url: str
+    served_model_id: str
 
 
 @dataclass(frozen=True, slots=True)

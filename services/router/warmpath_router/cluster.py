@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from warmpath_common.config import BackendKindName
 from warmpath_common.convert import PlacementInfo
+from warmpath_common.generation import BackendEndpoint
 
 
 class ReplicaState(StrEnum):
@@ -20,13 +20,6 @@ class ReplicaState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    kind: BackendKindName
-    base_url: str
-    served_model_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class Replica:
     """A model resident (or loading) on one host."""
 
@@ -36,7 +29,7 @@ class Replica:
     gpu_index: int
     gpu_uuid: str
     load_seconds: float
-    endpoint: Endpoint | None
+    endpoint: BackendEndpoint | None
     problem: str = ""
     """Why it failed or is unresponsive, as its agent says."""
     placement: PlacementInfo | None = None

@@ -13,10 +13,9 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 
-from warmpath_adapter.backends import BackendDispatcher, BackendTarget
+from warmpath_adapter.backends import BackendDispatcher
 from warmpath_common.errors import DeadlineExceeded
-from warmpath_common.generation import AdapterEvent, GenerationRequest
-from warmpath_router.cluster import Endpoint
+from warmpath_common.generation import AdapterEvent, BackendEndpoint, GenerationRequest
 from warmpath_router.ports import AdapterPort
 
 __all__ = ["AdaptersByHost", "InProcessAdapter"]
@@ -30,13 +29,16 @@ class InProcessAdapter:
         self._clock = clock
 
     async def generate(
-        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
+        self,
+        host: str,
+        endpoint: BackendEndpoint,
+        request: GenerationRequest,
+        timeout_seconds: float,
     ) -> AsyncGenerator[AdapterEvent, None]:
         # Over gRPC the call's deadline cancels the stream. Here it is checked at
         # every event; a server that goes quiet is caught by the adapter's idle timeout.
         deadline = self._clock() + timeout_seconds
-        target = BackendTarget(endpoint.kind, endpoint.base_url, endpoint.served_model_id)
-        async with contextlib.aclosing(self._dispatcher.stream(request, target)) as events:
+        async with contextlib.aclosing(self._dispatcher.stream(request, endpoint)) as events:
             async for event in events:
                 if self._clock() > deadline:
                     raise DeadlineExceeded(
@@ -59,7 +61,11 @@ class AdaptersByHost:
         self._local_hosts = local_hosts
 
     def generate(
-        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
+        self,
+        host: str,
+        endpoint: BackendEndpoint,
+        request: GenerationRequest,
+        timeout_seconds: float,
     ) -> AsyncGenerator[AdapterEvent, None]:
         adapter = self._local if host in self._local_hosts and self._local else self._remote
         return adapter.generate(host, endpoint, request, timeout_seconds)

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from warmpath_common.convert import PlacementInfo
-from warmpath_common.generation import AdapterEvent, GenerationRequest
-from warmpath_router.cluster import Endpoint
+from warmpath_common.generation import AdapterEvent, BackendEndpoint, GenerationRequest
 
 __all__ = ["AdapterPort", "AgentPort", "LoadResult"]
 
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    endpoint: Endpoint
+    endpoint: BackendEndpoint
     gpu_index: int
     gpu_uuid: str
     cold_start: bool
@@ -39,5 +38,9 @@ class AgentPort(Protocol):
 
 class AdapterPort(Protocol):
     def generate(
-        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
+        self,
+        host: str,
+        endpoint: BackendEndpoint,
+        request: GenerationRequest,
+        timeout_seconds: float,
     ) -> AsyncGenerator[AdapterEvent, None]: ...
