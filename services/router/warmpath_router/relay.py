@@ -42,7 +42,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from opentelemetry import trace
 
@@ -54,10 +54,10 @@ from warmpath_common.errors import (
     ResourceExhausted,
     Unavailable,
     WarmpathError,
-    status_of,
 )
 from warmpath_common.generation import GenerationRequest, TextDelta
 from warmpath_common.security import Caller
+from warmpath_common.stream_metrics import measured_stream
 from warmpath_common.telemetry import current_trace_id, request_attributes
 from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, ReplicaState
@@ -78,7 +78,7 @@ from warmpath_router.fallback import (
 )
 from warmpath_router.first_token import FirstTokenTimes, SilentTry, first_token_within
 from warmpath_router.leases import LEASE_SECONDS, RENEW_EVERY_SECONDS, Leases
-from warmpath_router.metrics import RouterMetrics
+from warmpath_router.metrics import GenerateMeter, RouterMetrics
 from warmpath_router.outcome import ReplicaFailed, TryProgress, judge_failure
 from warmpath_router.ports import AdapterPort, AgentPort, LoadResult
 from warmpath_router.registry import ModelRegistry, ResolvedModel
@@ -189,49 +189,19 @@ class Relay:
                 "(router.max_in_flight_per_caller); wait for some to finish"
             )
         self._callers[caller.name] += 1
+        self._retry_budget.record_request()
         try:
-            async for event in self._measured(request, timeout_seconds, caller, on_route):
+            async for event in measured_stream(
+                self._generate(request, timeout_seconds, caller, on_route),
+                GenerateMeter(self._metrics),
+                self._metrics.in_flight,
+                self._clock,
+            ):
                 yield event
         finally:
             self._callers[caller.name] -= 1
             if not self._callers[caller.name]:
                 del self._callers[caller.name]
-
-    async def _measured(
-        self,
-        request: GenerationRequest,
-        timeout_seconds: float | None,
-        caller: Caller,
-        on_route: RouteListener | None,
-    ) -> AsyncIterator[TextDelta | RoutedCompletion]:
-        self._retry_budget.record_request()
-        metrics = self._metrics
-        started = self._clock()
-        first_token_after: float | None = None
-        served = "none"
-        outcome = "OK"
-        metrics.in_flight.inc()
-        try:
-            async for event in self._generate(request, timeout_seconds, caller, on_route):
-                if isinstance(event, TextDelta):
-                    if first_token_after is None:
-                        first_token_after = self._clock() - started
-                else:
-                    served = event.route.served_model
-                    metrics.output_tokens.labels(served).inc(event.completion.usage.output_tokens)
-                    for hop in event.route.fallback_hops:
-                        metrics.fallbacks.labels(hop.from_model, hop.to_model).inc()
-                yield event
-        except BaseException as error:
-            outcome = status_of(error).name
-            raise
-        finally:
-            metrics.in_flight.dec()
-            metrics.requests.labels(served, outcome).inc()
-            if served != "none":
-                metrics.duration.labels(served).observe(self._clock() - started)
-                if first_token_after is not None:
-                    metrics.time_to_first_token.labels(served).observe(first_token_after)
 
     async def _generate(
         self,
@@ -239,7 +209,7 @@ class Relay:
         timeout_seconds: float | None,
         caller: Caller,
         on_route: RouteListener | None = None,
-    ) -> AsyncIterator[TextDelta | RoutedCompletion]:
+    ) -> AsyncGenerator[TextDelta | RoutedCompletion, None]:
         server_span = trace.get_current_span()
         server_span.set_attributes(request_attributes(request, request.model))
         check_shape(request, self._settings)
