@@ -50,7 +50,6 @@ from warmpath_common.config import ModelSpec, RouterSettings
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
-    PermissionDenied,
     ResourceExhausted,
     Unavailable,
     WarmpathError,
@@ -85,7 +84,7 @@ from warmpath_router.registry import ModelRegistry, ResolvedModel
 from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import Placement, place
 from warmpath_router.span_attributes import placement_attributes, response_attributes
-from warmpath_router.validation import check_against_model, check_shape
+from warmpath_router.validation import CheckedRequest, check_against_model, check_request
 
 __all__ = ["ANONYMOUS", "Relay"]
 
@@ -138,19 +137,19 @@ class Relay:
 
     def decide(self, request: GenerationRequest, caller: Caller = ANONYMOUS) -> Decision:
         """The decision Generate would take now. Loads nothing, sends nothing."""
-        check_shape(request, self._settings)
-        resolved = self._registry.resolve(request.model, request.text)
-        _check_permission(caller, resolved)
-        check_against_model(request, resolved.spec)
+        resolved = check_request(request, self._settings, self._registry, caller).resolved
         hops: list[FallbackHop] = []
         last_error: WarmpathError | None = None
         # Route answers with the whole decision, so it opens no span of its own; in a
         # caller's trace, its server span carries the outcome.
         span = trace.get_current_span()
-        for spec in fallback_chain(resolved.spec, self._registry, self._cluster, caller):
+        chain = fallback_chain(resolved.spec, self._registry, self._cluster, caller)
+        for position, spec in enumerate(chain):
             attempt = self._as_resolved(resolved, spec)
             try:
-                check_against_model(request, spec)
+                if position:
+                    # A fallback's own limits: the requested model's were checked on the way in.
+                    check_against_model(request, spec)
                 placement = place(attempt, self._cluster)
             except (InvalidRequest, *FALLBACK_ON) as error:
                 last_error = error
@@ -212,10 +211,8 @@ class Relay:
     ) -> AsyncGenerator[TextDelta | RoutedCompletion, None]:
         server_span = trace.get_current_span()
         server_span.set_attributes(request_attributes(request, request.model))
-        check_shape(request, self._settings)
-        resolved = self._registry.resolve(request.model, request.text)
-        _check_permission(caller, resolved)
-        check_against_model(request, resolved.spec)
+        checked = check_request(request, self._settings, self._registry, caller)
+        resolved = checked.resolved
         budget = (
             timeout_seconds
             if timeout_seconds is not None
@@ -233,9 +230,12 @@ class Relay:
             while True:
                 committed = False
                 try:
+                    if position and not replica_failures:
+                        # A fallback's own limits, once: the requested model's were
+                        # checked on the way in.
+                        check_against_model(request, spec)
                     async for event in self._attempt(
-                        request,
-                        resolved,
+                        checked,
                         spec,
                         hops,
                         deadline,
@@ -295,8 +295,7 @@ class Relay:
 
     async def _attempt(
         self,
-        request: GenerationRequest,
-        resolved: ResolvedModel,
+        checked: CheckedRequest,
         spec: ModelSpec,
         hops: list[FallbackHop],
         deadline: float,
@@ -307,6 +306,7 @@ class Relay:
         on_route: RouteListener | None = None,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
+        `spec` is the checked request's model, or a fallback already checked against it.
         `ask_agent`: its server could not be reached; ask the agent for the model, and to
         check that server, even when the view shows it ready.
 
@@ -317,9 +317,9 @@ class Relay:
         server is raised as ReplicaFailed, naming the host, so the caller can try
         another replica; one that may have reached it is raised as it is.
         """
-        attempt_resolved = self._as_resolved(resolved, spec)
+        request = checked.request
+        attempt_resolved = self._as_resolved(checked.resolved, spec)
         with _tracer.start_as_current_span(f"route {spec.name}") as route_span:
-            check_against_model(request, spec)
             placement = place(
                 attempt_resolved,
                 self._cluster,
@@ -510,16 +510,3 @@ class Relay:
         if spec.name == original.spec.name:
             return original
         return dataclasses.replace(original, spec=spec, explanation=f"fallback to {spec.name}")
-
-
-def _check_permission(caller: Caller, resolved: ResolvedModel) -> None:
-    if not caller.may_use(resolved.spec.name):
-        how = (
-            f" (which {resolved.requested!r} resolved to)"
-            if resolved.requested != resolved.spec.name
-            else ""
-        )
-        raise PermissionDenied(
-            f"caller {caller.name} may not use {resolved.spec.name}{how}; "
-            f"allowed: {', '.join(sorted(caller.models))}"
-        )
