@@ -1,37 +1,14 @@
-"""Route and Generate: resolve, validate, place, load if needed, relay the stream.
+"""Route and Generate: check the request once, place it, load the model if needed, relay
+the stream.
 
-Failure rule, before the first chunk reached the caller only. A retryable
-failure (UNAVAILABLE, RESOURCE_EXHAUSTED) that provably never reached a model
-server is first retried on another replica of the same model, within a retry
-budget, jittered, inside the deadline. Provably: the request had not yet been
-handed to an adapter (placement or load failed), or the error is marked not-sent
-(see warmpath_common.errors: the adapter's admission refused it, no connection
-to the model server or to the adapter itself was made, the model server answered
-429/503). Any other such failure, e.g. a stream the backend accepted and cut
-before its first token, may have started generation there: retrying the same
-model elsewhere could run it twice, so it is not retried. A model server found
-down (no connection to it at all, warmpath_common.errors: backend_down) behind a
-replica the cluster view showed ready, with no other replica to try, is asked of
-its agent once, which restarts a server that died, and the request tries again:
-the view lags the agent by a moment after a crash, and without this every
-request in that moment fails. Then the model's fallback graph is walked to its end:
-its fallbacks, then theirs, nearest first, those already warm somewhere first
-within each step, each model at most once per request (also for a cold load
-that would outlast the deadline). A model's load, including any wait
-for room at its agent, must end early enough to leave the quickest remaining
-fallback its share of the deadline (warmpath_router.fallback); past that, the
-fallback runs. A fallback follows either kind of failure: it is another model,
-which the operator chose to try when this one fails, so it may do work the
-failed server also began (at most once per model in the chain, and the caller
-still sees only one answer). A try that sends no first chunk within the model's first-token timeout
-(warmpath_router.first_token), or whose adapter connection dies before one
-(errors.PeerLost: keepalive found the host gone), is abandoned: cancelled down
-to the model server, its replica's circuit opened, the abandoned seconds
-counted, and another replica tried within the retry budget. Nothing reached the
-caller, so it still gets one answer; the work repeated is bounded by the budget.
-After the first chunk the stream is committed: a
-failure ends it with an error, never a retry or a fallback. Deterministic errors
-(INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED) are never retried.
+Before the first chunk reaches the caller, a failure may be retried on another replica
+(only one that provably reached no model server, or a try abandoned as silent by its
+first-token timeout: warmpath_router.outcome, first_token), the model's agent may be
+asked once to restart a server found down, and then the fallback graph is walked
+(warmpath_router.fallback). After the first chunk the stream is committed: a failure
+ends it. INVALID_ARGUMENT, NOT_FOUND and PERMISSION_DENIED are never retried.
+The whole rule and its reasons: docs/architecture.md ("Failures before the first
+chunk") and docs/failures.md.
 """
 
 from __future__ import annotations
