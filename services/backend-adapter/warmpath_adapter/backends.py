@@ -20,6 +20,8 @@ from warmpath_common.generation import (
 )
 from warmpath_common.stream_metrics import measured_stream
 
+__all__ = ["BackendDispatcher", "InferenceBackend"]
+
 
 class InferenceBackend(Protocol):
     """Streams an answer from one dialect of inference server.

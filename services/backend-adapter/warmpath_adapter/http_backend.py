@@ -11,6 +11,8 @@ from warmpath_adapter.tracing import BackendCallSpan, traced
 from warmpath_common.generation import BackendEndpoint, GenerationRequest, StreamEvent
 from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 
+__all__ = ["HttpBackend"]
+
 
 class HttpBackend:
     """Subclasses say where a request goes (`url`) and how its stream reads (`_stream`)."""

@@ -23,6 +23,8 @@ from warmpath_common.generation import (
     Usage,
 )
 
+__all__ = ["OllamaBackend", "request_body"]
+
 
 def request_body(request: GenerationRequest, target: BackendEndpoint) -> dict[str, Any]:
     options: dict[str, Any] = {}

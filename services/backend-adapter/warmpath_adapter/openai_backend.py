@@ -28,6 +28,8 @@ from warmpath_common.generation import (
     Usage,
 )
 
+__all__ = ["OpenAICompatibleBackend", "request_body"]
+
 logger = logging.getLogger(__name__)
 
 _FINISH_REASONS = {

@@ -42,6 +42,15 @@ from warmpath_common.telemetry import client_call_span
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.ports import LoadResult
 
+__all__ = [
+    "AdapterClient",
+    "AgentClient",
+    "HostChannels",
+    "host_view",
+    "translate_rpc_errors",
+    "watch_cluster",
+]
+
 logger = logging.getLogger(__name__)
 
 _ENSURE_LOADED = "/warmpath.v1.GpuAgent/EnsureLoaded"

@@ -9,6 +9,8 @@ from enum import StrEnum
 from warmpath_common.convert import PlacementInfo
 from warmpath_common.generation import BackendEndpoint
 
+__all__ = ["ClusterView", "HostView", "Replica", "ReplicaState"]
+
 
 class ReplicaState(StrEnum):
     LOADING = "loading"

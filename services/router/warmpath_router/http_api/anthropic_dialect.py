@@ -21,6 +21,15 @@ from warmpath_router.http_api.translation import (
     text_turns,
 )
 
+__all__ = [
+    "VERSION_HEADER",
+    "AnthropicCall",
+    "AnthropicDialect",
+    "AnthropicStream",
+    "check_version",
+    "parse_messages",
+]
+
 VERSION_HEADER = "anthropic-version"
 # The Messages API's request, answer and streaming shapes this dialect speaks are those
 # of 2023-06-01 (the streaming format changed then); later versions keep them.

@@ -20,6 +20,8 @@ from warmpath_router.http_api.translation import (
     text_turns,
 )
 
+__all__ = ["OpenAiCall", "OpenAiDialect", "OpenAiStream", "parse_chat", "parse_completion"]
+
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _ERROR_TYPES = {
     ProblemKind.INVALID_REQUEST: "invalid_request_error",

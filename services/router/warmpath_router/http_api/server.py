@@ -49,6 +49,8 @@ from warmpath_router.http_api.translation import (
 )
 from warmpath_router.relay import Relay
 
+__all__ = ["Handler", "HttpFrontDoor"]
+
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer("warmpath.http")
 
