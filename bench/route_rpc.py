@@ -47,7 +47,7 @@ from prometheus_client import CollectorRegistry
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ModelSpec, RouterSettings
-from warmpath_common.generation import BackendEndpoint, GenerationRequest
+from warmpath_common.generation import Endpoint, GenerationRequest
 from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.metrics import RouterMetrics
@@ -208,7 +208,7 @@ def decision_times(hosts: int, replicas_per_host: int, iterations: int) -> dict[
                 gpu_index=r,
                 gpu_uuid=f"GPU-{h}-{r}",
                 load_seconds=3.0,
-                endpoint=BackendEndpoint(
+                endpoint=Endpoint(
                     "vllm", f"http://10.0.{h}.1:{8000 + r}", names[(h * replicas_per_host + r) % 20]
                 ),
             )

@@ -21,15 +21,15 @@ from warmpath_common.errors import (
     WarmpathError,
 )
 from warmpath_common.generation import (
-    BackendEndpoint,
     ChatTurn,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     TextDelta,
 )
 
-TARGET = BackendEndpoint(BackendKindName.VLLM, "http://backend", "served-id")
+TARGET = Endpoint(BackendKindName.VLLM, "http://backend", "served-id")
 CHAT = GenerationRequest(model="m", messages=(ChatTurn("user", "hi"),), max_tokens=5)
 
 
@@ -136,7 +136,7 @@ async def test_unreachable_backend_is_unavailable() -> None:
 
 async def test_a_refused_connection_is_marked_not_sent() -> None:
     # A real socket with nothing listening: what httpx raises for it is what counts.
-    target = BackendEndpoint(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m")
+    target = Endpoint(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m")
     async with httpx.AsyncClient() as client:
         events = OpenAICompatibleBackend(client, idle_timeout_seconds=5).stream(CHAT, target)
         with pytest.raises(Unavailable, match="cannot connect") as caught:
@@ -184,7 +184,7 @@ async def test_a_cut_stream_is_not_marked_not_sent() -> None:
 async def test_dispatcher_rejects_bad_urls_and_unknown_kinds() -> None:
     dispatcher = BackendDispatcher({}, AdapterMetrics(CollectorRegistry()))
     with pytest.raises(InvalidRequest, match="http"):
-        dispatcher.stream(CHAT, BackendEndpoint(BackendKindName.VLLM, "file:///etc", "x"))
+        dispatcher.stream(CHAT, Endpoint(BackendKindName.VLLM, "file:///etc", "x"))
     with pytest.raises(InvalidRequest, match="not supported"):
         dispatcher.stream(CHAT, TARGET)
 

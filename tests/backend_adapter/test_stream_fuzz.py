@@ -16,9 +16,9 @@ from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import (
-    BackendEndpoint,
     ChatTurn,
     Completion,
+    Endpoint,
     GenerationRequest,
     TextDelta,
 )
@@ -72,7 +72,7 @@ def run(
     }
     transport = httpx.MockTransport(lambda r: httpx.Response(200, content=body, headers=headers))
     backend = backend_factory(httpx.AsyncClient(transport=transport), 5)
-    target = BackendEndpoint(kind, "http://backend", "m")
+    target = Endpoint(kind, "http://backend", "m")
 
     async def consume() -> list[object]:
         return [event async for event in backend.stream(request, target)]

@@ -10,8 +10,8 @@ from warmpath_common.config import BackendKindName
 from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import (
     AdapterEvent,
-    BackendEndpoint,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     Queued,
@@ -46,7 +46,7 @@ class FakeAgents:
         if model in self.fail:
             raise self.fail[model]
         return LoadResult(
-            BackendEndpoint(BackendKindName.LLAMA_CPP, f"http://{host}/{model}", model),
+            Endpoint(BackendKindName.LLAMA_CPP, f"http://{host}/{model}", model),
             gpu_index=0,
             gpu_uuid="SIM-0",
             cold_start=True,
@@ -79,11 +79,7 @@ class FakeAdapters:
     """When set, each stream waits for it after its first chunk (holds requests in flight)."""
 
     async def generate(
-        self,
-        host: str,
-        endpoint: BackendEndpoint,
-        request: GenerationRequest,
-        timeout_seconds: float,
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncGenerator[AdapterEvent, None]:
         self.calls.append((host, endpoint.served_model_id))
         if self.queued_for:

@@ -21,7 +21,7 @@ from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import BackendKindName, HostSpec
 from warmpath_common.errors import Unavailable
-from warmpath_common.generation import BackendEndpoint, GenerationRequest
+from warmpath_common.generation import Endpoint, GenerationRequest
 from warmpath_router.clients import AdapterClient, HostChannels
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,7 @@ async def test_an_adapter_killed_mid_call_may_have_sent_one_never_reached_has_no
     async def generate_through_adapter(url: str) -> None:
         request = GenerationRequest(model="hang", prompt="hi", max_tokens=2)
         async for _ in adapters.generate(
-            "a", BackendEndpoint(BackendKindName.VLLM, url, "hang"), request, 30
+            "a", Endpoint(BackendKindName.VLLM, url, "hang"), request, 30
         ):
             pass
 

@@ -10,7 +10,7 @@ from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.errors import DeadlineExceeded, PeerLost, Unavailable
-from warmpath_common.generation import BackendEndpoint, GenerationRequest, TextDelta
+from warmpath_common.generation import Endpoint, GenerationRequest, TextDelta
 from warmpath_common.liveness import FirstTokenTimeout
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.decision import RoutedCompletion
@@ -27,7 +27,7 @@ REQUEST = GenerationRequest(model="m", prompt="hi")
 def ready_on(*hosts: str) -> ClusterView:
     view = ClusterView()
     for host in hosts:
-        endpoint = BackendEndpoint(BackendKindName.LLAMA_CPP, f"http://{host}", "m")
+        endpoint = Endpoint(BackendKindName.LLAMA_CPP, f"http://{host}", "m")
         replica = Replica("m", host, ReplicaState.READY, 0, "SIM-0", 1.0, endpoint)
         view.update(HostView(host, True, servable=frozenset({"m"}), replicas=(replica,)))
     return view

@@ -14,8 +14,8 @@ from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import DeadlineExceeded, ResourceExhausted
 from warmpath_common.generation import (
-    BackendEndpoint,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     Queued,
@@ -25,7 +25,7 @@ from warmpath_common.generation import (
 )
 from warmpath_router.in_process_adapter import AdaptersByHost, InProcessAdapter
 
-ENDPOINT = BackendEndpoint(BackendKindName.LLAMA_CPP, "http://127.0.0.1:9", "m")
+ENDPOINT = Endpoint(BackendKindName.LLAMA_CPP, "http://127.0.0.1:9", "m")
 REQUEST = GenerationRequest(model="m", prompt="Q: sky?\nA:")
 
 
@@ -35,10 +35,10 @@ class ScriptedBackend:
     def __init__(self, clock: list[float], seconds_per_token: float = 0.0) -> None:
         self.clock = clock
         self.seconds_per_token = seconds_per_token
-        self.targets: list[BackendEndpoint] = []
+        self.targets: list[Endpoint] = []
 
     async def stream(
-        self, request: GenerationRequest, target: BackendEndpoint
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[StreamEvent, None]:
         self.targets.append(target)
         for token in ("Blue", ".", " Sky"):
@@ -62,7 +62,7 @@ async def test_streams_through_the_dispatcher_to_the_endpoint() -> None:
     events = [e async for e in adapter(backend, clock).generate("h", ENDPOINT, REQUEST, 5.0)]
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["Blue", ".", " Sky"]
     assert isinstance(events[-1], Completion)
-    assert backend.targets == [BackendEndpoint(BackendKindName.LLAMA_CPP, ENDPOINT.base_url, "m")]
+    assert backend.targets == [Endpoint(BackendKindName.LLAMA_CPP, ENDPOINT.base_url, "m")]
 
 
 async def test_a_stream_past_its_deadline_ends_with_deadline_exceeded() -> None:

@@ -13,7 +13,7 @@ from warmpath_common.config import BackendKindName
 from warmpath_common.errors import InvalidRequest
 from warmpath_common.generation import (
     AdapterEvent,
-    BackendEndpoint,
+    Endpoint,
     GenerationRequest,
     Queued,
     StreamEvent,
@@ -32,7 +32,7 @@ class InferenceBackend(Protocol):
     """
 
     def stream(
-        self, request: GenerationRequest, target: BackendEndpoint
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[StreamEvent, None]: ...
 
 
@@ -52,7 +52,7 @@ class BackendDispatcher:
         self._one_at_a_time = frozenset(one_at_a_time)
 
     def stream(
-        self, request: GenerationRequest, target: BackendEndpoint
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[AdapterEvent, None]:
         """The answer, preceded by Queued events when the request has to wait its turn."""
         # The overall deadline is the gRPC call's: when it expires the call is

@@ -14,8 +14,8 @@ from warmpath_adapter.http_errors import (
 from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
-    BackendEndpoint,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     StreamEvent,
@@ -26,7 +26,7 @@ from warmpath_common.generation import (
 __all__ = ["OllamaBackend", "request_body"]
 
 
-def request_body(request: GenerationRequest, target: BackendEndpoint) -> dict[str, Any]:
+def request_body(request: GenerationRequest, target: Endpoint) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if request.max_tokens is not None:
         options["num_predict"] = request.max_tokens
@@ -56,11 +56,11 @@ def request_body(request: GenerationRequest, target: BackendEndpoint) -> dict[st
 class OllamaBackend(HttpBackend):
     """Streams from an existing Ollama server."""
 
-    def url(self, request: GenerationRequest, target: BackendEndpoint) -> str:
+    def url(self, request: GenerationRequest, target: Endpoint) -> str:
         return target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
 
     async def _stream(
-        self, request: GenerationRequest, target: BackendEndpoint, url: str, call: BackendCallSpan
+        self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
         with translate_transport_errors(url, self._idle_timeout):
             async with self._client.stream(

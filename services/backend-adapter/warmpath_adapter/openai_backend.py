@@ -19,8 +19,8 @@ from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
-    BackendEndpoint,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     StreamEvent,
@@ -39,7 +39,7 @@ _FINISH_REASONS = {
 }
 
 
-def request_body(request: GenerationRequest, target: BackendEndpoint) -> dict[str, Any]:
+def request_body(request: GenerationRequest, target: Endpoint) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": target.served_model_id,
         "stream": True,
@@ -66,12 +66,12 @@ def request_body(request: GenerationRequest, target: BackendEndpoint) -> dict[st
 class OpenAICompatibleBackend(HttpBackend):
     """Streams /v1/chat/completions or /v1/completions with Server-Sent Events."""
 
-    def url(self, request: GenerationRequest, target: BackendEndpoint) -> str:
+    def url(self, request: GenerationRequest, target: Endpoint) -> str:
         path = "/v1/chat/completions" if request.is_chat else "/v1/completions"
         return target.base_url.rstrip("/") + path
 
     async def _stream(
-        self, request: GenerationRequest, target: BackendEndpoint, url: str, call: BackendCallSpan
+        self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
         body = request_body(request, target)
         pieces_counted = 0
@@ -117,7 +117,7 @@ class OpenAICompatibleBackend(HttpBackend):
     async def _count_usage(
         self,
         request: GenerationRequest,
-        target: BackendEndpoint,
+        target: Endpoint,
         pieces_counted: int,
     ) -> Usage:
         """Usage for servers that do not report it when streaming.

@@ -30,8 +30,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import (
-    BackendEndpoint,
     Completion,
+    Endpoint,
     GenerationRequest,
     StreamEvent,
     TextDelta,
@@ -56,7 +56,7 @@ class BackendCallSpan:
     def __init__(
         self,
         request: GenerationRequest,
-        target: BackendEndpoint,
+        target: Endpoint,
         url: str,
         policy: TraceContentPolicy,
     ) -> None:

@@ -9,9 +9,9 @@ from warmpath_common.config import BackendKindName
 from warmpath_common.errors import InvalidRequest
 from warmpath_common.generation import (
     AdapterEvent,
-    BackendEndpoint,
     ChatTurn,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     Queued,
@@ -48,7 +48,7 @@ BACKEND_TO_PROTO: dict[BackendKindName, generate_pb2.BackendKind.ValueType] = {
 BACKEND_FROM_PROTO = {value: key for key, value in BACKEND_TO_PROTO.items()}
 
 
-def endpoint_to_proto(endpoint: BackendEndpoint) -> gpu_agent_pb2.BackendEndpoint:
+def endpoint_to_proto(endpoint: Endpoint) -> gpu_agent_pb2.BackendEndpoint:
     return gpu_agent_pb2.BackendEndpoint(
         kind=BACKEND_TO_PROTO[endpoint.kind],
         base_url=endpoint.base_url,
@@ -56,11 +56,11 @@ def endpoint_to_proto(endpoint: BackendEndpoint) -> gpu_agent_pb2.BackendEndpoin
     )
 
 
-def endpoint_from_proto(message: gpu_agent_pb2.BackendEndpoint) -> BackendEndpoint:
+def endpoint_from_proto(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:
     kind = BACKEND_FROM_PROTO.get(message.kind)
     if kind is None:
         raise InvalidRequest("endpoint.kind must name a backend kind")
-    return BackendEndpoint(kind, message.base_url, message.served_model_id)
+    return Endpoint(kind, message.base_url, message.served_model_id)
 
 
 @dataclass(frozen=True, slots=True)

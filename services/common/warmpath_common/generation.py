@@ -13,9 +13,9 @@ from warmpath_common.config import BackendKindName
 
 __all__ = [
     "AdapterEvent",
-    "BackendEndpoint",
     "ChatTurn",
     "Completion",
+    "Endpoint",
     "FinishReason",
     "GenerationRequest",
     "Queued",
@@ -26,9 +26,10 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class BackendEndpoint:
+class Endpoint:
     """One model on one inference server: where the agent says it is served, and
-    where the adapter sends its requests (protobuf BackendEndpoint; see convert)."""
+    where the adapter sends its requests (the protobuf BackendEndpoint, as data; see
+    convert)."""
 
     kind: BackendKindName
     base_url: str

@@ -10,7 +10,7 @@ from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.residency import HostState, Residency, ResidencyManager, ResidencyState
 from warmpath_common.config import BackendKindName
 from warmpath_common.convert import endpoint_to_proto, placement_to_proto
-from warmpath_common.generation import BackendEndpoint
+from warmpath_common.generation import Endpoint
 from warmpath_common.servicer_context import ServicerContext
 
 __all__ = ["GpuAgentServicer"]
@@ -131,7 +131,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
         if residency.ready_since is not None:
             message.ready_since.CopyFrom(_timestamp(residency.ready_since))
         if residency.running is not None:
-            endpoint = BackendEndpoint(
+            endpoint = Endpoint(
                 self._backends[residency.model],
                 residency.running.base_url,
                 residency.running.served_model_id,

@@ -36,7 +36,7 @@ from warmpath_common.errors import (
     Unavailable,
     error_for_status,
 )
-from warmpath_common.generation import AdapterEvent, BackendEndpoint, Completion, GenerationRequest
+from warmpath_common.generation import AdapterEvent, Completion, Endpoint, GenerationRequest
 from warmpath_common.liveness import KeepaliveSettings, channel_options
 from warmpath_common.telemetry import client_call_span
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
@@ -235,11 +235,7 @@ class AdapterClient:
         self._channels = channels
 
     async def generate(
-        self,
-        host: str,
-        endpoint: BackendEndpoint,
-        request: GenerationRequest,
-        timeout_seconds: float,
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncGenerator[AdapterEvent, None]:
         stub = self._channels.adapters.get(host)
         if stub is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from warmpath_common.convert import PlacementInfo
-from warmpath_common.generation import BackendEndpoint
+from warmpath_common.generation import Endpoint
 
 __all__ = ["ClusterView", "HostView", "Replica", "ReplicaState"]
 
@@ -31,7 +31,7 @@ class Replica:
     gpu_index: int
     gpu_uuid: str
     load_seconds: float
-    endpoint: BackendEndpoint | None
+    endpoint: Endpoint | None
     problem: str = ""
     """Why it failed or is unresponsive, as its agent says."""
     placement: PlacementInfo | None = None

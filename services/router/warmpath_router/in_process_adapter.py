@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from warmpath_adapter.backends import BackendDispatcher
 from warmpath_common.errors import DeadlineExceeded
-from warmpath_common.generation import AdapterEvent, BackendEndpoint, GenerationRequest
+from warmpath_common.generation import AdapterEvent, Endpoint, GenerationRequest
 from warmpath_router.ports import AdapterPort
 
 __all__ = ["AdaptersByHost", "InProcessAdapter"]
@@ -29,11 +29,7 @@ class InProcessAdapter:
         self._clock = clock
 
     async def generate(
-        self,
-        host: str,
-        endpoint: BackendEndpoint,
-        request: GenerationRequest,
-        timeout_seconds: float,
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncGenerator[AdapterEvent, None]:
         # Over gRPC the call's deadline cancels the stream. Here it is checked at
         # every event; a server that goes quiet is caught by the adapter's idle timeout.
@@ -61,11 +57,7 @@ class AdaptersByHost:
         self._local_hosts = local_hosts
 
     def generate(
-        self,
-        host: str,
-        endpoint: BackendEndpoint,
-        request: GenerationRequest,
-        timeout_seconds: float,
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncGenerator[AdapterEvent, None]:
         adapter = self._local if host in self._local_hosts and self._local else self._remote
         return adapter.generate(host, endpoint, request, timeout_seconds)

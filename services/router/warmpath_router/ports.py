@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from warmpath_common.convert import PlacementInfo
-from warmpath_common.generation import AdapterEvent, BackendEndpoint, GenerationRequest
+from warmpath_common.generation import AdapterEvent, Endpoint, GenerationRequest
 
 __all__ = ["AdapterPort", "AgentPort", "LoadResult"]
 
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    endpoint: BackendEndpoint
+    endpoint: Endpoint
     gpu_index: int
     gpu_uuid: str
     cold_start: bool
@@ -38,9 +38,5 @@ class AgentPort(Protocol):
 
 class AdapterPort(Protocol):
     def generate(
-        self,
-        host: str,
-        endpoint: BackendEndpoint,
-        request: GenerationRequest,
-        timeout_seconds: float,
+        self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncGenerator[AdapterEvent, None]: ...
