@@ -17,7 +17,7 @@ from warmpath_common.errors import (
     Unavailable,
     WarmpathError,
 )
-from warmpath_common.generation import BackendEndpoint, GenerationRequest, TextDelta
+from warmpath_common.generation import Endpoint, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.decision import RoutedCompletion
@@ -120,7 +120,7 @@ async def test_whole_chain_failing_lists_every_reason() -> None:
 
 async def test_warm_replica_skips_the_load_and_route_loads_nothing() -> None:
     cluster = ClusterView()
-    endpoint = BackendEndpoint(GEMMA_BACKEND, "http://warm", "primary")
+    endpoint = Endpoint(GEMMA_BACKEND, "http://warm", "primary")
     cluster.update(
         HostView(
             "h1",
@@ -245,20 +245,13 @@ async def test_retries_stop_when_the_budget_is_spent() -> None:
 
 async def test_one_caller_cannot_take_every_slot() -> None:
     gate = asyncio.Event()
-
-    class SlowAdapters(FakeAdapters):
-        async def generate(self, host, endpoint, request, timeout_seconds):  # type: ignore[no-untyped-def,override]
-            await gate.wait()
-            async for event in super().generate(host, endpoint, request, timeout_seconds):
-                yield event
-
     relay = Relay(
         ModelRegistry([PRIMARY, BACKUP], AutoRouting()),
         ClusterView(
             {"h1": HostView("h1", reachable=True, servable=frozenset({"primary", "backup"}))}
         ),
         FakeAgents(),
-        SlowAdapters(),
+        FakeAdapters(hold=gate),
         RouterSettings(max_in_flight_per_caller=2),
         RouterMetrics(CollectorRegistry()),
     )
@@ -302,7 +295,7 @@ async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
     )
     cold = ModelSpec.model_validate({**GEMMA, "name": "cold-backup", "aliases": []})
     warm = ModelSpec.model_validate({**GEMMA, "name": "warm-backup", "aliases": []})
-    endpoint = BackendEndpoint(GEMMA_BACKEND, "http://warm", "warm-backup")
+    endpoint = Endpoint(GEMMA_BACKEND, "http://warm", "warm-backup")
     view = ClusterView()
     view.update(
         HostView(
@@ -327,15 +320,8 @@ async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
 
 async def test_requests_in_flight_hold_a_lease_that_is_renewed_while_they_last() -> None:
     gate = asyncio.Event()
-
-    class SlowAdapters(FakeAdapters):
-        async def generate(self, host, endpoint, request, timeout_seconds):  # type: ignore[no-untyped-def,override]
-            await gate.wait()
-            async for event in super().generate(host, endpoint, request, timeout_seconds):
-                yield event
-
     agents = FakeAgents()
-    relay = make_relay(agents, SlowAdapters())
+    relay = make_relay(agents, FakeAdapters(hold=gate))
     running = asyncio.create_task(collect(relay, GenerationRequest(model="primary", prompt="hi")))
     await asyncio.sleep(0.01)
     assert agents.leases == [("h1", "primary", 15.0)], "a cold load takes a lease"
@@ -437,7 +423,7 @@ def with_warm_backup() -> ClusterView:
                     gpu_index=0,
                     gpu_uuid="SIM-0",
                     load_seconds=2.0,
-                    endpoint=BackendEndpoint("llama_cpp", "http://h1/backup", "backup"),
+                    endpoint=Endpoint("llama_cpp", "http://h1/backup", "backup"),
                 ),
             ),
         )
@@ -482,7 +468,7 @@ async def test_without_fallbacks_a_load_may_use_the_whole_deadline() -> None:
 def warm_cluster(model: str, base_url: str = "http://warm") -> ClusterView:
     """A cluster view showing `model` ready on h1 at `base_url`."""
     cluster = ClusterView()
-    endpoint = BackendEndpoint(GEMMA_BACKEND, base_url, model)
+    endpoint = Endpoint(GEMMA_BACKEND, base_url, model)
     cluster.update(
         HostView(
             "h1",
