@@ -36,7 +36,7 @@ from warmpath_common.security import Caller
 from warmpath_common.stream_metrics import measured_stream
 from warmpath_common.telemetry import current_trace_id, request_attributes
 from warmpath_router.breaker import CircuitBreakers
-from warmpath_router.cluster import ClusterView, ReplicaState
+from warmpath_router.cluster import ClusterView
 from warmpath_router.decision import (
     Decision,
     FallbackHop,
@@ -46,20 +46,20 @@ from warmpath_router.decision import (
 )
 from warmpath_router.fallback import (
     FALLBACK_ON,
-    ColdLoadTooSlow,
     exhausted,
     fallback_chain,
     fallback_reserve,
     link_hops,
 )
 from warmpath_router.first_token import FirstTokenTimes, SilentTry, first_token_within
-from warmpath_router.leases import LEASE_SECONDS, RENEW_EVERY_SECONDS, Leases
+from warmpath_router.leases import RENEW_EVERY_SECONDS, Leases
+from warmpath_router.loads import ModelLoads, remaining_before
 from warmpath_router.metrics import GenerateMeter, RouterMetrics
 from warmpath_router.outcome import ReplicaFailed, TryProgress, judge_failure
-from warmpath_router.ports import AdapterPort, AgentPort, LoadResult
+from warmpath_router.ports import AdapterPort, AgentPort
 from warmpath_router.registry import ModelRegistry, ResolvedModel
 from warmpath_router.retry import RetryBudget
-from warmpath_router.routing import Placement, place
+from warmpath_router.routing import place
 from warmpath_router.span_attributes import placement_attributes, response_attributes
 from warmpath_router.validation import CheckedRequest, check_against_model, check_request
 
@@ -92,12 +92,12 @@ class Relay:
         self._metrics = metrics
         self._registry = registry
         self._cluster = cluster
-        self._agents = agents
         self._adapters = adapters
         self._settings = settings
         self._clock = clock
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._leases = Leases(agents, self._in_flight, clock)
+        self._loads = ModelLoads(agents, self._leases, clock)
         self._callers: Counter[str] = Counter()
         self._retry_budget = retry_budget or RetryBudget()
         self._breakers = breakers or CircuitBreakers()
@@ -306,7 +306,7 @@ class Relay:
             )
             if route_span.is_recording():
                 route_span.set_attributes(placement_attributes(attempt_resolved, placement))
-            self._check_cold_load_fits(placement, deadline)
+            self._loads.check_cold_load_fits(placement, deadline)
         key = (placement.host, spec.name)
         self._in_flight[key] += 1
         sent_anything = False
@@ -314,7 +314,7 @@ class Relay:
         handed_at = 0.0
         first_token_limit = 0.0
         try:
-            load = await self._load_before(placement, load_deadline, deadline, ask_agent)
+            load = await self._loads.load_before(placement, load_deadline, deadline, ask_agent)
             outbound = dataclasses.replace(
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
@@ -324,7 +324,7 @@ class Relay:
             )
             stream = first_token_within(
                 self._adapters.generate(
-                    placement.host, load.endpoint, outbound, self._remaining(deadline)
+                    placement.host, load.endpoint, outbound, remaining_before(deadline, self._clock)
                 ),
                 first_token_limit,
                 self._clock,
@@ -400,87 +400,12 @@ class Relay:
         await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS))  # noqa: S311  # nosec B311
         return True
 
-    async def _load_before(
-        self,
-        placement: Placement,
-        load_deadline: float | None,
-        deadline: float,
-        ask_agent: bool = False,
-    ) -> LoadResult:
-        """Loads by `load_deadline`; running past it (but not past the request's own
-        deadline) hands over to the fallbacks, whose time it would otherwise eat."""
-        if load_deadline is None or load_deadline >= deadline:
-            return await self._ensure_loaded(placement, deadline, ask_agent)
-        try:
-            return await self._ensure_loaded(placement, load_deadline, ask_agent)
-        except DeadlineExceeded as error:
-            raise ColdLoadTooSlow(
-                f"{placement.model} was not ready on {placement.host} in time to leave its "
-                f"fallbacks {deadline - load_deadline:.1f} s of the deadline"
-            ) from error
-
-    def _check_cold_load_fits(self, placement: Placement, deadline: float) -> None:
-        """A request only goes into a cold load its deadline can survive."""
-        if not placement.load_required or placement.expected_load_seconds <= 0:
-            return
-        remaining = deadline - self._clock()
-        if placement.expected_load_seconds > remaining:
-            raise ColdLoadTooSlow(
-                f"{placement.model} needs a cold load on {placement.host} (last took "
-                f"{placement.expected_load_seconds:.1f} s) but only {max(remaining, 0):.1f} s "
-                "remain before the deadline; raise the deadline or configure a fallback"
-            )
-
     async def close(self) -> None:
         self._leases.close()
 
     async def keep_leases(self, every_seconds: float = RENEW_EVERY_SECONDS) -> None:
         """Renews the leases on the models in use until cancelled (see leases.py)."""
         await self._leases.keep(every_seconds)
-
-    async def _ensure_loaded(
-        self, placement: Placement, deadline: float, ask_agent: bool = False
-    ) -> LoadResult:
-        replica = placement.replica
-        if (
-            not ask_agent
-            and replica is not None
-            and replica.state is ReplicaState.READY
-            and replica.endpoint
-        ):
-            self._leases.touch(placement.host, placement.model)
-            return LoadResult(
-                replica.endpoint,
-                replica.gpu_index,
-                replica.gpu_uuid,
-                False,
-                0.0,
-                replica.placement,
-            )
-        self._leases.taken(placement.host, placement.model)
-        # Only a call to the agent gets a span: a warm replica costs nothing to "load".
-        with _tracer.start_as_current_span(f"load {placement.model}") as load_span:
-            load = await self._agents.ensure_loaded(
-                placement.host,
-                placement.model,
-                self._remaining(deadline),
-                lease_seconds=LEASE_SECONDS,
-                # Asked because its server could not be reached: the agent checks it.
-                verify=ask_agent,
-            )
-            load_span.set_attributes(
-                {
-                    "warmpath.cold_start": load.cold_start,
-                    "warmpath.load_seconds": load.load_seconds,
-                }
-            )
-        return load
-
-    def _remaining(self, deadline: float) -> float:
-        remaining = deadline - self._clock()
-        if remaining <= 0:
-            raise DeadlineExceeded("the request's deadline expired before a backend could answer")
-        return remaining
 
     @staticmethod
     def _as_resolved(original: ResolvedModel, spec: ModelSpec) -> ResolvedModel:
