@@ -3,19 +3,22 @@ recorded launch differs from the one the config asks for now (adoption compares 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from warmpath_agent.child_record import ChildRecord
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed
 from warmpath_agent.gang import Layout
-from warmpath_common.config import ModelSource
+from warmpath_common.config import ModelSource, ModelSpec, Runtime
 
 __all__ = [
     "SERVER_COMMAND",
     "ServerLaunch",
+    "check_launched_as_now",
     "launch_differences",
     "placement_arguments",
     "placement_words",
@@ -150,3 +153,44 @@ def _shown(values: list[str | None] | None) -> str:
     if not values:
         return "(unset)"
     return " ".join("(set)" if value is None else value for value in values)
+
+
+async def check_launched_as_now(
+    record: ChildRecord,
+    spec: ModelSpec | None,
+    launch: Callable[..., ServerLaunch],
+    program_words: int,
+) -> None:
+    """Raises ModelLoadFailed, saying why, unless the recorded server is the one the config
+    would launch now (`spec`; None: no longer served). `launch` is
+    LlamaCppProcessDriver.launch; the first `program_words` words of a command are the
+    server program."""
+    if spec is None or spec.effective_runtime is not Runtime.PROCESS:
+        raise ModelLoadFailed("this host no longer serves that model as a process")
+    try:
+        wanted = await asyncio.to_thread(resolve_model_file, spec.source)
+    except ModelLoadFailed as error:
+        raise ModelLoadFailed(f"its configured source does not resolve ({error})") from error
+    if str(wanted) != record.model_file:
+        raise ModelLoadFailed(f"it serves {record.model_file}, but config names {wanted}")
+    if record.env is None or record.gpu_simulated is None:
+        # Its environment cannot be checked: a fresh server is the safe side.
+        raise ModelLoadFailed("its record predates recorded launch environments")
+    # Which GPU the server is on is the residency manager's check (it knows the
+    # inventory, and a simulated GPU's UUID is never a real one's); the GPU as
+    # recorded stands in for it here.
+    # So does the placement (GPUs, split, layers on GPUs): the agent chose it
+    # then, and the GPU list is matched against the inventory on adoption.
+    now = launch(
+        spec,
+        wanted,
+        record.port,
+        gpu_uuid=record.gpu_uuid,
+        simulated=record.gpu_simulated,
+        placement_words=placement_words(record.command),
+    )
+    differences = launch_differences(ServerLaunch(record.command, record.env), now, program_words)
+    if differences:
+        raise ModelLoadFailed(
+            "it was launched otherwise than the config launches it now: " + "; ".join(differences)
+        )

@@ -27,10 +27,8 @@ for, so its exit is noticed by polling /proc, and the exit code is unknown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,13 +49,12 @@ from warmpath_agent.inventory import GpuReading
 from warmpath_agent.llama_cpp_launch import (
     SERVER_COMMAND,
     ServerLaunch,
-    launch_differences,
+    check_launched_as_now,
     placement_arguments,
-    placement_words,
     resolve_model_file,
 )
-from warmpath_agent.processes import gone_within, is_stopped, process_start_time, signal_process
-from warmpath_agent.readiness import poll_until_ready
+from warmpath_agent.processes import process_start_time, stop_by_pid, stop_child
+from warmpath_agent.readiness import poll_until_ready, served_model_ids
 from warmpath_common.config import ModelSpec, ProcessDriverSettings, Runtime
 
 __all__ = ["PROBE_PATH", "LlamaCppProcessDriver"]
@@ -299,7 +296,9 @@ class LlamaCppProcessDriver:
         self._ports_in_use.add(record.port)
         try:
             if specs is not None:
-                await self._check_still_wanted(record, specs.get(record.model))
+                await check_launched_as_now(
+                    record, specs.get(record.model), self.launch, len(self._server_command)
+                )
             await self._wait_ready(
                 record.model,
                 record.port,
@@ -330,40 +329,6 @@ class LlamaCppProcessDriver:
         )
         return running, record.gpu_uuid
 
-    async def _check_still_wanted(self, record: ChildRecord, spec: ModelSpec | None) -> None:
-        if spec is None or spec.effective_runtime is not Runtime.PROCESS:
-            raise ModelLoadFailed("this host no longer serves that model as a process")
-        try:
-            wanted = await asyncio.to_thread(resolve_model_file, spec.source)
-        except ModelLoadFailed as error:
-            raise ModelLoadFailed(f"its configured source does not resolve ({error})") from error
-        if str(wanted) != record.model_file:
-            raise ModelLoadFailed(f"it serves {record.model_file}, but config names {wanted}")
-        if record.env is None or record.gpu_simulated is None:
-            # Its environment cannot be checked: a fresh server is the safe side.
-            raise ModelLoadFailed("its record predates recorded launch environments")
-        # Which GPU the server is on is the residency manager's check (it knows the
-        # inventory, and a simulated GPU's UUID is never a real one's); the GPU as
-        # recorded stands in for it here.
-        # So does the placement (GPUs, split, layers on GPUs): the agent chose it
-        # then, and the GPU list is matched against the inventory on adoption.
-        now = self.launch(
-            spec,
-            wanted,
-            record.port,
-            gpu_uuid=record.gpu_uuid,
-            simulated=record.gpu_simulated,
-            placement_words=placement_words(record.command),
-        )
-        differences = launch_differences(
-            ServerLaunch(record.command, record.env), now, len(self._server_command)
-        )
-        if differences:
-            raise ModelLoadFailed(
-                "it was launched otherwise than the config launches it now: "
-                + "; ".join(differences)
-            )
-
     # -- internals -------------------------------------------------------
 
     async def _stop_child(self, model: str) -> None:
@@ -372,38 +337,13 @@ class LlamaCppProcessDriver:
             return
         try:
             if child.process is not None:
-                await self._stop_own(model, child.process)
+                await stop_child(model, child.process, _STOP_GRACE_SECONDS)
             elif child.start_time is not None:
-                await self._stop_adopted(model, child.pid, child.start_time)
+                await stop_by_pid(
+                    model, child.pid, child.start_time, _STOP_GRACE_SECONDS, _KILL_WAIT_SECONDS
+                )
         finally:
             self._release(child)
-
-    @staticmethod
-    async def _stop_own(model: str, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            # A stopped process would handle SIGTERM only once continued.
-            process.send_signal(signal.SIGKILL if is_stopped(process.pid) else signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), _STOP_GRACE_SECONDS)
-        except TimeoutError:
-            logger.warning("%s did not stop within %.0f s; killing", model, _STOP_GRACE_SECONDS)
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-    async def _stop_adopted(self, model: str, pid: int, start_time: int) -> None:
-        if is_stopped(pid):
-            signal_process(pid, start_time, signal.SIGKILL)
-        elif not signal_process(pid, start_time, signal.SIGTERM):
-            return
-        if await gone_within(pid, start_time, _STOP_GRACE_SECONDS):
-            return
-        logger.warning("%s did not stop within %.0f s; killing", model, _STOP_GRACE_SECONDS)
-        signal_process(pid, start_time, signal.SIGKILL)
-        if not await gone_within(pid, start_time, _KILL_WAIT_SECONDS):
-            logger.error("%s's server (pid %d) survived SIGKILL", model, pid)
 
     def _release(self, child: _Child) -> None:
         if child.record is not None:
@@ -434,7 +374,7 @@ class LlamaCppProcessDriver:
                 )
 
         def serves_model(response: httpx.Response) -> bool:
-            served = _served_ids(response)
+            served = served_model_ids(response)
             if model not in served:
                 raise ModelLoadFailed(
                     f"the server on port {port} serves {sorted(served)}, not {model}"
@@ -496,15 +436,3 @@ def _exit_reason(process: asyncio.subprocess.Process) -> str | None:
     if process.returncode is None:
         return None
     return f"exited with code {process.returncode}"
-
-
-def _served_ids(response: httpx.Response) -> set[str]:
-    """Model ids in an OpenAI `/v1/models` answer; empty if it is not one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return set()
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return set()
-    return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}

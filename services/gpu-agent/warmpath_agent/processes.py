@@ -1,10 +1,12 @@
 """Processes by pid, as /proc shows them: when one started, what it runs, whether it is
-stopped; and signals sent only to the very process meant, never to a reused pid."""
+stopped; signals sent only to the very process meant, never to a reused pid; and
+stopping one with grace."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -16,7 +18,11 @@ __all__ = [
     "process_command",
     "process_start_time",
     "signal_process",
+    "stop_by_pid",
+    "stop_child",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -87,3 +93,37 @@ async def gone_within(pid: int, start_time: int, seconds: float) -> bool:
             return False
         await asyncio.sleep(0.1)
     return True
+
+
+async def stop_child(name: str, process: asyncio.subprocess.Process, grace_seconds: float) -> None:
+    """Stops a child of ours: SIGTERM (SIGKILL at once if it is stopped, as it would
+    handle SIGTERM only once continued), then SIGKILL after `grace_seconds`. `name` is
+    what logs call it."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGKILL if is_stopped(process.pid) else signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace_seconds)
+    except TimeoutError:
+        logger.warning("%s did not stop within %.0f s; killing", name, grace_seconds)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+async def stop_by_pid(
+    name: str, pid: int, start_time: int, grace_seconds: float, kill_wait_seconds: float
+) -> None:
+    """Stops a process that is not our child (one adopted from an earlier agent) the same
+    way, by pid, never signalling a process that reused it."""
+    if is_stopped(pid):
+        signal_process(pid, start_time, signal.SIGKILL)
+    elif not signal_process(pid, start_time, signal.SIGTERM):
+        return
+    if await gone_within(pid, start_time, grace_seconds):
+        return
+    logger.warning("%s did not stop within %.0f s; killing", name, grace_seconds)
+    signal_process(pid, start_time, signal.SIGKILL)
+    if not await gone_within(pid, start_time, kill_wait_seconds):
+        logger.error("%s's server (pid %d) survived SIGKILL", name, pid)

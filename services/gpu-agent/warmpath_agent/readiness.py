@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-__all__ = ["poll_until_ready"]
+__all__ = ["poll_until_ready", "served_model_ids"]
 
 _POLL_SECONDS = 0.2
 _REQUEST_TIMEOUT_SECONDS = 2.0
@@ -40,3 +40,15 @@ async def poll_until_ready(
                 return True
         await asyncio.sleep(_POLL_SECONDS)
     return False
+
+
+def served_model_ids(response: httpx.Response) -> set[str]:
+    """Model ids in an OpenAI `/v1/models` answer; empty if it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return set()
+    return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}
