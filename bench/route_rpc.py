@@ -47,9 +47,9 @@ from prometheus_client import CollectorRegistry
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ModelSpec, RouterSettings
-from warmpath_common.generation import GenerationRequest
+from warmpath_common.generation import Endpoint, GenerationRequest
 from warmpath_router.breaker import CircuitBreakers
-from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay

@@ -1,5 +1,5 @@
-"""Shared helpers: config documents for tests, polling waits (never a bare sleep), and
-reading a service's metrics."""
+"""Shared helpers: config documents for tests, polling waits (never a bare sleep),
+reading a service's metrics, and the error a router sees through an adapter."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from warmpath_common.config import BackendKindName, HostSpec
+from warmpath_common.errors import WarmpathError
+from warmpath_common.generation import Endpoint, GenerationRequest
+from warmpath_router.clients import AdapterClient, HostChannels
 
 GEMMA = {
     "name": "gemma3-270m",
@@ -59,3 +65,22 @@ def metric_total(port: int, name: str) -> float:
         for sample in family.samples
         if sample.name == name
     )
+
+
+async def router_side_error(adapter: str, url: str, model: str) -> WarmpathError:
+    """The error the router's own client raises for a Generate through the backend-adapter
+    at `adapter` (host:port) to the OpenAI-compatible server at `url`."""
+    channels = HostChannels((HostSpec(name="h", agent=adapter, adapter=adapter),))
+    try:
+        events = AdapterClient(channels).generate(
+            "h",
+            Endpoint(BackendKindName.VLLM, url, model),
+            GenerationRequest(model=model, prompt="hi", max_tokens=8),
+            30,
+        )
+        with pytest.raises(WarmpathError) as caught:
+            async for _ in events:
+                pass
+    finally:
+        await channels.close()
+    return caught.value

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.conftest import router_side_error
 from warmpath.v1 import backend_adapter_pb2_grpc
 from warmpath_adapter.admission import BackendAdmission
 from warmpath_adapter.backends import BackendDispatcher
@@ -15,12 +16,9 @@ from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_adapter.servicer import BackendAdapterServicer
 from warmpath_cli.mesh import free_port
-from warmpath_common.config import BackendKindName, HostSpec
-from warmpath_common.errors import ResourceExhausted, Unavailable, WarmpathError
-from warmpath_common.generation import GenerationRequest
+from warmpath_common.config import BackendKindName
+from warmpath_common.errors import ResourceExhausted, Unavailable
 from warmpath_common.grpc_server import ServiceServer, create_server
-from warmpath_router.clients import AdapterClient, HostChannels
-from warmpath_router.cluster import Endpoint
 
 
 async def start_adapter(admission: BackendAdmission) -> ServiceServer:
@@ -46,33 +44,19 @@ async def adapter() -> AsyncIterator[ServiceServer]:
     await server.server.stop(0)
 
 
-async def error_through(server: ServiceServer) -> WarmpathError:
-    address = f"127.0.0.1:{server.port}"
-    channels = HostChannels((HostSpec(name="h", agent=address, adapter=address),))
-    try:
-        events = AdapterClient(channels).generate(
-            "h",
-            Endpoint(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m"),
-            GenerationRequest(model="m", prompt="hi", max_tokens=4),
-            10,
-        )
-        with pytest.raises(WarmpathError) as caught:
-            async for _ in events:
-                pass
-    finally:
-        await channels.close()
-    return caught.value
-
-
 async def test_an_admission_refusal_arrives_at_the_router_marked_not_sent(
     adapter: ServiceServer,
 ) -> None:
-    error = await error_through(adapter)
+    error = await router_side_error(
+        f"127.0.0.1:{adapter.port}", f"http://127.0.0.1:{free_port()}", "m"
+    )
     assert isinstance(error, ResourceExhausted) and error.not_sent, error.message
 
 
 async def test_a_draining_adapters_refusal_arrives_marked_not_sent(adapter: ServiceServer) -> None:
     adapter.drain.draining = True
-    error = await error_through(adapter)
+    error = await router_side_error(
+        f"127.0.0.1:{adapter.port}", f"http://127.0.0.1:{free_port()}", "m"
+    )
     assert isinstance(error, Unavailable) and error.not_sent
     assert "shutting down" in error.message

@@ -8,20 +8,20 @@ import httpx
 import pytest
 
 from tests.fakes.ollama_server import OllamaStandIn
-from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.ollama_backend import OllamaBackend
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
     ChatTurn,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     TextDelta,
     Usage,
 )
 
-TARGET = BackendTarget(BackendKindName.OLLAMA, "http://ollama:11434", "llama3.2:3b")
+TARGET = Endpoint(BackendKindName.OLLAMA, "http://ollama:11434", "llama3.2:3b")
 
 
 def lines(*chunks: dict[str, object]) -> bytes:
@@ -69,7 +69,7 @@ async def test_stream_without_done_is_unavailable() -> None:
 async def test_streams_from_an_ollama_server_over_http() -> None:
     with OllamaStandIn() as ollama:
         backend = OllamaBackend(httpx.AsyncClient(), 5)
-        target = BackendTarget(BackendKindName.OLLAMA, ollama.url, "llama3.2")
+        target = Endpoint(BackendKindName.OLLAMA, ollama.url, "llama3.2")
         chat = GenerationRequest(model="m", messages=(ChatTurn("user", "hi"),), max_tokens=3)
         events = [event async for event in backend.stream(chat, target)]
     assert events == [

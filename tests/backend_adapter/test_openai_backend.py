@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from warmpath_adapter.backends import BackendDispatcher, BackendTarget
+from warmpath_adapter.backends import BackendDispatcher
 from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_cli.mesh import free_port
@@ -23,12 +23,13 @@ from warmpath_common.errors import (
 from warmpath_common.generation import (
     ChatTurn,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     TextDelta,
 )
 
-TARGET = BackendTarget(BackendKindName.VLLM, "http://backend", "served-id")
+TARGET = Endpoint(BackendKindName.VLLM, "http://backend", "served-id")
 CHAT = GenerationRequest(model="m", messages=(ChatTurn("user", "hi"),), max_tokens=5)
 
 
@@ -135,7 +136,7 @@ async def test_unreachable_backend_is_unavailable() -> None:
 
 async def test_a_refused_connection_is_marked_not_sent() -> None:
     # A real socket with nothing listening: what httpx raises for it is what counts.
-    target = BackendTarget(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m")
+    target = Endpoint(BackendKindName.VLLM, f"http://127.0.0.1:{free_port()}", "m")
     async with httpx.AsyncClient() as client:
         events = OpenAICompatibleBackend(client, idle_timeout_seconds=5).stream(CHAT, target)
         with pytest.raises(Unavailable, match="cannot connect") as caught:
@@ -183,7 +184,7 @@ async def test_a_cut_stream_is_not_marked_not_sent() -> None:
 async def test_dispatcher_rejects_bad_urls_and_unknown_kinds() -> None:
     dispatcher = BackendDispatcher({}, AdapterMetrics(CollectorRegistry()))
     with pytest.raises(InvalidRequest, match="http"):
-        dispatcher.stream(CHAT, BackendTarget(BackendKindName.VLLM, "file:///etc", "x"))
+        dispatcher.stream(CHAT, Endpoint(BackendKindName.VLLM, "file:///etc", "x"))
     with pytest.raises(InvalidRequest, match="not supported"):
         dispatcher.stream(CHAT, TARGET)
 

@@ -11,12 +11,17 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.ollama_backend import OllamaBackend
 from warmpath_adapter.openai_backend import OpenAICompatibleBackend
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import WarmpathError
-from warmpath_common.generation import ChatTurn, Completion, GenerationRequest, TextDelta
+from warmpath_common.generation import (
+    ChatTurn,
+    Completion,
+    Endpoint,
+    GenerationRequest,
+    TextDelta,
+)
 
 CHAT = GenerationRequest(model="m", messages=(ChatTurn("user", "hi"),), max_tokens=4)
 PROMPT = GenerationRequest(model="m", prompt="hi", max_tokens=4)
@@ -67,7 +72,7 @@ def run(
     }
     transport = httpx.MockTransport(lambda r: httpx.Response(200, content=body, headers=headers))
     backend = backend_factory(httpx.AsyncClient(transport=transport), 5)
-    target = BackendTarget(kind, "http://backend", "m")
+    target = Endpoint(kind, "http://backend", "m")
 
     async def consume() -> list[object]:
         return [event async for event in backend.stream(request, target)]

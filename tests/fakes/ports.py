@@ -11,14 +11,14 @@ from warmpath_common.errors import WarmpathError
 from warmpath_common.generation import (
     AdapterEvent,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     Queued,
     TextDelta,
     Usage,
 )
-from warmpath_router.cluster import Endpoint
-from warmpath_router.relay import LoadResult
+from warmpath_router.ports import LoadResult
 
 
 @dataclass
@@ -77,10 +77,15 @@ class FakeAdapters:
     queued_for: float = 0.0
     gate: asyncio.Event | None = None
     """When set, each stream waits for it after its first chunk (holds requests in flight)."""
+    hold: asyncio.Event | None = None
+    """When set, each stream waits for it before it starts (holds requests in flight before
+    their first chunk)."""
 
     async def generate(
         self, host: str, endpoint: Endpoint, request: GenerationRequest, timeout_seconds: float
     ) -> AsyncGenerator[AdapterEvent, None]:
+        if self.hold is not None:
+            await self.hold.wait()
         self.calls.append((host, endpoint.served_model_id))
         if self.queued_for:
             yield Queued(1)

@@ -35,14 +35,14 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA, metric_total
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.__main__ import open_docker
-from warmpath_agent.docker_driver import (
+from warmpath_agent.docker_container import (
     GPU_LABEL,
     MODEL_LABEL,
     OWNER_LABEL,
-    DockerDriver,
     container_name,
     create_arguments,
 )
+from warmpath_agent.docker_driver import DockerDriver
 from warmpath_agent.drivers import DriverSet, GpuPlacement, ModelLoadFailed
 from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading, MemoryBook

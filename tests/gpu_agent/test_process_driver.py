@@ -26,22 +26,17 @@ import httpx
 import pytest
 
 from tests.conftest import eventually
+from warmpath_agent.child_record import ChildRecord, record_path, write_record
 from warmpath_agent.drivers import GpuPlacement, RunningModel
 from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
-from warmpath_agent.process_driver import (
-    PROBE_PATH,
-    ChildRecord,
-    LlamaCppProcessDriver,
-    ServerLaunch,
+from warmpath_agent.llama_cpp_launch import ServerLaunch, launch_differences, placement_arguments
+from warmpath_agent.llama_cpp_process_driver import PROBE_PATH, LlamaCppProcessDriver
+from warmpath_agent.processes import (
     is_stopped,
-    launch_differences,
-    placement_arguments,
     process_command,
     process_start_time,
-    record_path,
     signal_process,
-    write_record,
 )
 from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_cli.mesh import free_port
@@ -525,7 +520,7 @@ async def test_a_server_launched_with_other_settings_is_stopped_not_adopted(
     record = fx.records()["model-a"]
     # The operator edits the config while the agent is down.
     successor = fx.driver(client, **driver_changes)
-    with caplog.at_level(logging.WARNING, logger="warmpath_agent.process_driver"):
+    with caplog.at_level(logging.WARNING, logger="warmpath_agent.llama_cpp_process_driver"):
         found = await successor.adopt({"model-a": fx.spec("model-a", **spec_fields)})
     assert found == []
     assert await gone(record.pid, record.start_time), "the stale server is stopped"

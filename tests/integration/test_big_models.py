@@ -18,7 +18,7 @@ import yaml
 
 from tests.integration.conftest import mesh_config
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
-from warmpath_agent.process_driver import ChildRecord
+from warmpath_agent.child_record import ChildRecord
 from warmpath_cli.mesh import LocalMesh, MeshPorts
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,8 @@ from tests.conftest import metric_total, wait_until
 from tests.integration.conftest import mesh_config
 from tests.integration.test_agent import PINNED, Agent, state, wait_for_state
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
-from warmpath_agent.process_driver import ChildRecord, process_start_time
+from warmpath_agent.child_record import ChildRecord
+from warmpath_agent.processes import process_start_time
 from warmpath_cli.mesh import LocalMesh, MeshPorts, wait_serving
 
 pytestmark = pytest.mark.integration

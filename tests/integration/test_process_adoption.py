@@ -22,7 +22,8 @@ import yaml
 
 from tests.conftest import GEMMA, metric_total, wait_until
 from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_pb2, router_pb2_grpc
-from warmpath_agent.process_driver import ChildRecord, process_start_time, signal_process
+from warmpath_agent.child_record import ChildRecord
+from warmpath_agent.processes import process_start_time, signal_process
 from warmpath_cli.mesh import free_port, wait_serving
 
 pytestmark = pytest.mark.integration

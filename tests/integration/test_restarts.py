@@ -21,9 +21,8 @@ from warmpath.v1 import generate_pb2, gpu_agent_pb2, gpu_agent_pb2_grpc, router_
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import BackendKindName, HostSpec
 from warmpath_common.errors import Unavailable
-from warmpath_common.generation import GenerationRequest
+from warmpath_common.generation import Endpoint, GenerationRequest
 from warmpath_router.clients import AdapterClient, HostChannels
-from warmpath_router.cluster import Endpoint
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,11 @@ import grpc
 import pytest
 import yaml
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, router_side_error
 from tests.fakes.faulty_openai import FaultyOpenAI
 from warmpath.v1 import backend_adapter_pb2, backend_adapter_pb2_grpc, generate_pb2, gpu_agent_pb2
 from warmpath_cli.mesh import free_port, wait_serving
-from warmpath_common.config import BackendKindName, HostSpec
-from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable, WarmpathError
-from warmpath_common.generation import GenerationRequest
-from warmpath_router.clients import AdapterClient, HostChannels
-from warmpath_router.cluster import Endpoint
+from warmpath_common.errors import NOT_SENT_METADATA_KEY, Unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -122,24 +118,6 @@ def test_connections_to_the_model_server_are_reused(adapter: str, backend: Fault
         _, final, error = stream(adapter, backend.url, "keepalive")
         assert error is None and final is not None
     assert len(backend.connections) == 1, "each request opened a new connection"
-
-
-async def router_side_error(adapter: str, url: str, mode: str) -> WarmpathError:
-    """The error the router's own client raises for a Generate through `adapter`."""
-    channels = HostChannels((HostSpec(name="h", agent=adapter, adapter=adapter),))
-    try:
-        events = AdapterClient(channels).generate(
-            "h",
-            Endpoint(BackendKindName.VLLM, url, mode),
-            GenerationRequest(model=mode, prompt="hi", max_tokens=8),
-            30,
-        )
-        with pytest.raises(WarmpathError) as caught:
-            async for _ in events:
-                pass
-    finally:
-        await channels.close()
-    return caught.value
 
 
 def test_a_refused_model_server_connection_is_marked_not_sent_on_the_wire(adapter: str) -> None:

@@ -10,13 +10,14 @@ from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.errors import DeadlineExceeded, PeerLost, Unavailable
-from warmpath_common.generation import GenerationRequest, TextDelta
+from warmpath_common.generation import Endpoint, GenerationRequest, TextDelta
 from warmpath_common.liveness import FirstTokenTimeout
-from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.decision import RoutedCompletion
 from warmpath_router.first_token import FirstTokenTimes
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
-from warmpath_router.relay import Relay, RoutedCompletion
+from warmpath_router.relay import Relay
 
 MODEL = ModelSpec.model_validate({**GEMMA, "name": "m", "aliases": []})
 QUICK = FirstTokenTimeout(floor_seconds=0.05, ceiling_seconds=0.3)

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from tests.conftest import eventually
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_common.config import HostSpec
-from warmpath_common.grpc_server import ServicerContext, create_server
+from warmpath_common.grpc_server import create_server
+from warmpath_common.servicer_context import ServicerContext
 from warmpath_router.clients import HostChannels, watch_cluster
 from warmpath_router.cluster import ClusterView
 

@@ -9,12 +9,13 @@ from prometheus_client import CollectorRegistry
 
 from tests.fakes.ports import FakeAdapters
 from warmpath_adapter.admission import BackendAdmission
-from warmpath_adapter.backends import BackendDispatcher, BackendTarget
+from warmpath_adapter.backends import BackendDispatcher
 from warmpath_adapter.metrics import AdapterMetrics
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import DeadlineExceeded, ResourceExhausted
 from warmpath_common.generation import (
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     Queued,
@@ -22,7 +23,6 @@ from warmpath_common.generation import (
     TextDelta,
     Usage,
 )
-from warmpath_router.cluster import Endpoint
 from warmpath_router.in_process_adapter import AdaptersByHost, InProcessAdapter
 
 ENDPOINT = Endpoint(BackendKindName.LLAMA_CPP, "http://127.0.0.1:9", "m")
@@ -35,10 +35,10 @@ class ScriptedBackend:
     def __init__(self, clock: list[float], seconds_per_token: float = 0.0) -> None:
         self.clock = clock
         self.seconds_per_token = seconds_per_token
-        self.targets: list[BackendTarget] = []
+        self.targets: list[Endpoint] = []
 
     async def stream(
-        self, request: GenerationRequest, target: BackendTarget
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[StreamEvent, None]:
         self.targets.append(target)
         for token in ("Blue", ".", " Sky"):
@@ -62,7 +62,7 @@ async def test_streams_through_the_dispatcher_to_the_endpoint() -> None:
     events = [e async for e in adapter(backend, clock).generate("h", ENDPOINT, REQUEST, 5.0)]
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["Blue", ".", " Sky"]
     assert isinstance(events[-1], Completion)
-    assert backend.targets == [BackendTarget(BackendKindName.LLAMA_CPP, ENDPOINT.base_url, "m")]
+    assert backend.targets == [Endpoint(BackendKindName.LLAMA_CPP, ENDPOINT.base_url, "m")]
 
 
 async def test_a_stream_past_its_deadline_ends_with_deadline_exceeded() -> None:

@@ -17,12 +17,13 @@ from warmpath_common.errors import (
     Unavailable,
     WarmpathError,
 )
-from warmpath_common.generation import GenerationRequest, TextDelta
+from warmpath_common.generation import Endpoint, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
-from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.decision import RoutedCompletion
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
-from warmpath_router.relay import Relay, RoutedCompletion
+from warmpath_router.relay import Relay
 from warmpath_router.retry import RetryBudget
 from warmpath_router.routing import RouteReason
 
@@ -244,20 +245,13 @@ async def test_retries_stop_when_the_budget_is_spent() -> None:
 
 async def test_one_caller_cannot_take_every_slot() -> None:
     gate = asyncio.Event()
-
-    class SlowAdapters(FakeAdapters):
-        async def generate(self, host, endpoint, request, timeout_seconds):  # type: ignore[no-untyped-def,override]
-            await gate.wait()
-            async for event in super().generate(host, endpoint, request, timeout_seconds):
-                yield event
-
     relay = Relay(
         ModelRegistry([PRIMARY, BACKUP], AutoRouting()),
         ClusterView(
             {"h1": HostView("h1", reachable=True, servable=frozenset({"primary", "backup"}))}
         ),
         FakeAgents(),
-        SlowAdapters(),
+        FakeAdapters(hold=gate),
         RouterSettings(max_in_flight_per_caller=2),
         RouterMetrics(CollectorRegistry()),
     )
@@ -326,15 +320,8 @@ async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
 
 async def test_requests_in_flight_hold_a_lease_that_is_renewed_while_they_last() -> None:
     gate = asyncio.Event()
-
-    class SlowAdapters(FakeAdapters):
-        async def generate(self, host, endpoint, request, timeout_seconds):  # type: ignore[no-untyped-def,override]
-            await gate.wait()
-            async for event in super().generate(host, endpoint, request, timeout_seconds):
-                yield event
-
     agents = FakeAgents()
-    relay = make_relay(agents, SlowAdapters())
+    relay = make_relay(agents, FakeAdapters(hold=gate))
     running = asyncio.create_task(collect(relay, GenerationRequest(model="primary", prompt="hi")))
     await asyncio.sleep(0.01)
     assert agents.leases == [("h1", "primary", 15.0)], "a cold load takes a lease"

@@ -24,6 +24,8 @@ from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import PeerIdentityGuard
 from warmpath_common.telemetry import TraceContentPolicy
 
+__all__ = ["main"]
+
 SERVICE_NAME = backend_adapter_pb2.DESCRIPTOR.services_by_name["BackendAdapter"].full_name
 
 

@@ -5,30 +5,22 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Collection, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from warmpath_adapter.admission import BackendAdmission
-from warmpath_adapter.metrics import AdapterMetrics
+from warmpath_adapter.metrics import AdapterMetrics, BackendMeter
 from warmpath_common.config import BackendKindName
-from warmpath_common.errors import InvalidRequest, status_of
+from warmpath_common.errors import InvalidRequest
 from warmpath_common.generation import (
     AdapterEvent,
-    Completion,
+    Endpoint,
     GenerationRequest,
     Queued,
     StreamEvent,
-    TextDelta,
 )
+from warmpath_common.stream_metrics import measured_stream
 
-
-@dataclass(frozen=True, slots=True)
-class BackendTarget:
-    """One model on one inference server."""
-
-    kind: BackendKindName
-    base_url: str
-    served_model_id: str
+__all__ = ["BackendDispatcher", "InferenceBackend"]
 
 
 class InferenceBackend(Protocol):
@@ -40,7 +32,7 @@ class InferenceBackend(Protocol):
     """
 
     def stream(
-        self, request: GenerationRequest, target: BackendTarget
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[StreamEvent, None]: ...
 
 
@@ -60,7 +52,7 @@ class BackendDispatcher:
         self._one_at_a_time = frozenset(one_at_a_time)
 
     def stream(
-        self, request: GenerationRequest, target: BackendTarget
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[AdapterEvent, None]:
         """The answer, preceded by Queued events when the request has to wait its turn."""
         # The overall deadline is the gRPC call's: when it expires the call is
@@ -73,50 +65,24 @@ class BackendDispatcher:
         if backend is None:
             supported = ", ".join(sorted(self._backends))
             raise InvalidRequest(f"backend kind {target.kind} is not supported (have {supported})")
-        return self._measured(
+        admitted = self._admitted(
             backend.stream(request, target),
-            target.kind.value,
             f"{target.base_url} ({target.served_model_id})",
             target.kind in self._one_at_a_time,
         )
+        meter = BackendMeter(self._metrics, target.kind.value)
+        return measured_stream(admitted, meter, self._metrics.in_flight, time.monotonic)
 
-    async def _measured(
-        self,
-        events: AsyncGenerator[StreamEvent, None],
-        backend: str,
-        server: str,
-        one_at_a_time: bool,
+    async def _admitted(
+        self, events: AsyncGenerator[StreamEvent, None], server: str, one_at_a_time: bool
     ) -> AsyncGenerator[AdapterEvent, None]:
-        metrics = self._metrics
-        started = time.monotonic()
-        first_token_seen = False
-        outcome = "OK"
-        metrics.in_flight.inc()
-        try:
-            # The router counts a try's silence from its last Queued(0) (or its start):
-            # a request waiting its turn here is not a hung server.
-            ahead = self._admission.ahead(server, one_at_a_time)
+        # The router counts a try's silence from its last Queued(0) (or its start):
+        # a request waiting its turn here is not a hung server.
+        ahead = self._admission.ahead(server, one_at_a_time)
+        if ahead:
+            yield Queued(ahead)
+        async with self._admission.admit(server, one_at_a_time), contextlib.aclosing(events):
             if ahead:
-                yield Queued(ahead)
-            async with (
-                self._admission.admit(server, one_at_a_time),
-                contextlib.aclosing(events),
-            ):
-                if ahead:
-                    yield Queued(0)
-                async for event in events:
-                    if isinstance(event, TextDelta) and not first_token_seen:
-                        first_token_seen = True
-                        metrics.time_to_first_token.labels(backend).observe(
-                            time.monotonic() - started
-                        )
-                    elif isinstance(event, Completion):
-                        metrics.output_tokens.labels(backend).inc(event.usage.output_tokens)
-                    yield event
-        except BaseException as error:
-            # Anything unexpected counts as INTERNAL, never as OK.
-            outcome = status_of(error).name
-            raise
-        finally:
-            metrics.in_flight.dec()
-            metrics.requests.labels(backend, outcome).inc()
+                yield Queued(0)
+            async for event in events:
+                yield event

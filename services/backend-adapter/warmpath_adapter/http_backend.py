@@ -7,10 +7,11 @@ from collections.abc import AsyncGenerator
 
 import httpx
 
-from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.tracing import BackendCallSpan, traced
-from warmpath_common.generation import GenerationRequest, StreamEvent
+from warmpath_common.generation import Endpoint, GenerationRequest, StreamEvent
 from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
+
+__all__ = ["HttpBackend"]
 
 
 class HttpBackend:
@@ -28,16 +29,16 @@ class HttpBackend:
         self._idle_timeout = idle_timeout_seconds
         self._timeout = httpx.Timeout(idle_timeout_seconds, connect=connect_timeout_seconds)
 
-    def url(self, request: GenerationRequest, target: BackendTarget) -> str:
+    def url(self, request: GenerationRequest, target: Endpoint) -> str:
         raise NotImplementedError
 
     def stream(
-        self, request: GenerationRequest, target: BackendTarget
+        self, request: GenerationRequest, target: Endpoint
     ) -> AsyncGenerator[StreamEvent, None]:
         return self._traced(request, target, self.url(request, target))
 
     async def _traced(
-        self, request: GenerationRequest, target: BackendTarget, url: str
+        self, request: GenerationRequest, target: Endpoint, url: str
     ) -> AsyncGenerator[StreamEvent, None]:
         # The span starts when the stream is first read, not when it is made: a
         # request refused before it reaches the backend leaves no open span.
@@ -48,6 +49,6 @@ class HttpBackend:
                 yield event
 
     def _stream(
-        self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
+        self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
         raise NotImplementedError

@@ -37,6 +37,8 @@ from warmpath_common.errors import (
     WarmpathError,
 )
 
+__all__ = ["error_for_response", "stream_object", "translate_transport_errors"]
+
 
 def error_for_response(status: int, target_url: str) -> WarmpathError:
     """The error for a non-2xx answer. The body is not quoted: it may echo the prompt."""

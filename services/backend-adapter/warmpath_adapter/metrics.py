@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from warmpath_common.generation import AdapterEvent, Completion
 from warmpath_common.metrics import LATENCY_BUCKETS
 
-__all__ = ["AdapterMetrics"]
+__all__ = ["AdapterMetrics", "BackendMeter"]
 
 
 class AdapterMetrics:
@@ -35,3 +36,21 @@ class AdapterMetrics:
             "Backend requests in progress.",
             registry=registry,
         )
+
+
+class BackendMeter:
+    """One backend request's metrics (a StreamMeter), labelled by backend kind."""
+
+    def __init__(self, metrics: AdapterMetrics, backend: str) -> None:
+        self._metrics = metrics
+        self._backend = backend
+
+    def first_text(self, seconds: float) -> None:
+        self._metrics.time_to_first_token.labels(self._backend).observe(seconds)
+
+    def passed(self, event: AdapterEvent) -> None:
+        if isinstance(event, Completion):
+            self._metrics.output_tokens.labels(self._backend).inc(event.usage.output_tokens)
+
+    def ended(self, outcome: str, seconds: float) -> None:
+        self._metrics.requests.labels(self._backend, outcome).inc()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.http_backend import HttpBackend
 from warmpath_adapter.http_errors import (
     error_for_response,
@@ -16,6 +15,7 @@ from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     StreamEvent,
@@ -23,8 +23,10 @@ from warmpath_common.generation import (
     Usage,
 )
 
+__all__ = ["OllamaBackend", "request_body"]
 
-def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
+
+def request_body(request: GenerationRequest, target: Endpoint) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if request.max_tokens is not None:
         options["num_predict"] = request.max_tokens
@@ -54,11 +56,11 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
 class OllamaBackend(HttpBackend):
     """Streams from an existing Ollama server."""
 
-    def url(self, request: GenerationRequest, target: BackendTarget) -> str:
+    def url(self, request: GenerationRequest, target: Endpoint) -> str:
         return target.base_url.rstrip("/") + ("/api/chat" if request.is_chat else "/api/generate")
 
     async def _stream(
-        self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
+        self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
         with translate_transport_errors(url, self._idle_timeout):
             async with self._client.stream(

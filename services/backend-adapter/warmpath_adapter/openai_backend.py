@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from warmpath_adapter.backends import BackendTarget
 from warmpath_adapter.http_backend import HttpBackend
 from warmpath_adapter.http_errors import (
     error_for_response,
@@ -21,12 +20,15 @@ from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     StreamEvent,
     TextDelta,
     Usage,
 )
+
+__all__ = ["OpenAICompatibleBackend", "request_body"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ _FINISH_REASONS = {
 }
 
 
-def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str, Any]:
+def request_body(request: GenerationRequest, target: Endpoint) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": target.served_model_id,
         "stream": True,
@@ -64,12 +66,12 @@ def request_body(request: GenerationRequest, target: BackendTarget) -> dict[str,
 class OpenAICompatibleBackend(HttpBackend):
     """Streams /v1/chat/completions or /v1/completions with Server-Sent Events."""
 
-    def url(self, request: GenerationRequest, target: BackendTarget) -> str:
+    def url(self, request: GenerationRequest, target: Endpoint) -> str:
         path = "/v1/chat/completions" if request.is_chat else "/v1/completions"
         return target.base_url.rstrip("/") + path
 
     async def _stream(
-        self, request: GenerationRequest, target: BackendTarget, url: str, call: BackendCallSpan
+        self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
         body = request_body(request, target)
         pieces_counted = 0
@@ -115,7 +117,7 @@ class OpenAICompatibleBackend(HttpBackend):
     async def _count_usage(
         self,
         request: GenerationRequest,
-        target: BackendTarget,
+        target: Endpoint,
         pieces_counted: int,
     ) -> Usage:
         """Usage for servers that do not report it when streaming.

@@ -28,9 +28,14 @@ from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, S
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from warmpath_adapter.backends import BackendTarget
 from warmpath_common.errors import WarmpathError
-from warmpath_common.generation import Completion, GenerationRequest, StreamEvent, TextDelta
+from warmpath_common.generation import (
+    Completion,
+    Endpoint,
+    GenerationRequest,
+    StreamEvent,
+    TextDelta,
+)
 from warmpath_common.telemetry import TraceContentPolicy, request_attributes
 
 __all__ = ["BackendCallSpan", "traced"]
@@ -51,7 +56,7 @@ class BackendCallSpan:
     def __init__(
         self,
         request: GenerationRequest,
-        target: BackendTarget,
+        target: Endpoint,
         url: str,
         policy: TraceContentPolicy,
     ) -> None:

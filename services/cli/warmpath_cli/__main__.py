@@ -24,6 +24,8 @@ from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh, MeshError, MeshPorts
 from warmpath_common.config import load_config
 
+__all__ = ["main"]
+
 app = typer.Typer(
     help="Warmpath: route LLM requests to GPU-resident models.",
     no_args_is_help=True,

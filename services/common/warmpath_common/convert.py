@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from warmpath.v1 import generate_pb2
+from warmpath.v1 import generate_pb2, gpu_agent_pb2
 from warmpath_common.config import BackendKindName
+from warmpath_common.errors import InvalidRequest
 from warmpath_common.generation import (
     AdapterEvent,
     ChatTurn,
     Completion,
+    Endpoint,
     FinishReason,
     GenerationRequest,
     Queued,
@@ -21,6 +23,8 @@ __all__ = [
     "BACKEND_FROM_PROTO",
     "BACKEND_TO_PROTO",
     "PlacementInfo",
+    "endpoint_from_proto",
+    "endpoint_to_proto",
     "event_from_proto",
     "event_to_proto",
     "placement_from_proto",
@@ -42,6 +46,21 @@ BACKEND_TO_PROTO: dict[BackendKindName, generate_pb2.BackendKind.ValueType] = {
     BackendKindName.OLLAMA: generate_pb2.BACKEND_KIND_OLLAMA,
 }
 BACKEND_FROM_PROTO = {value: key for key, value in BACKEND_TO_PROTO.items()}
+
+
+def endpoint_to_proto(endpoint: Endpoint) -> gpu_agent_pb2.BackendEndpoint:
+    return gpu_agent_pb2.BackendEndpoint(
+        kind=BACKEND_TO_PROTO[endpoint.kind],
+        base_url=endpoint.base_url,
+        served_model_id=endpoint.served_model_id,
+    )
+
+
+def endpoint_from_proto(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:
+    kind = BACKEND_FROM_PROTO.get(message.kind)
+    if kind is None:
+        raise InvalidRequest("endpoint.kind must name a backend kind")
+    return Endpoint(kind, message.base_url, message.served_model_id)
 
 
 @dataclass(frozen=True, slots=True)

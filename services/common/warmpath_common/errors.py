@@ -12,7 +12,7 @@
     ├── DeadlineExceeded      DEADLINE_EXCEEDED    a backend stalled or the deadline ran out
     └── Cancelled             CANCELLED            the caller went away
 
-Domain code raises these; the server plumbing in ``grpc_server`` is the one place
+Domain code raises these; the server plumbing in ``call_plumbing`` is the one place
 that turns them into statuses, and the client adapters the one place that turns
 statuses back into them.
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from warmpath_common.config import BackendKindName
+
 __all__ = [
     "AdapterEvent",
     "ChatTurn",
     "Completion",
+    "Endpoint",
     "FinishReason",
     "GenerationRequest",
     "Queued",
@@ -20,6 +23,17 @@ __all__ = [
     "TextDelta",
     "Usage",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One model on one inference server: where the agent says it is served, and
+    where the adapter sends its requests (the protobuf BackendEndpoint, as data; see
+    convert)."""
+
+    kind: BackendKindName
+    base_url: str
+    served_model_id: str
 
 
 @dataclass(frozen=True, slots=True)

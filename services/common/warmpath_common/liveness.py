@@ -11,6 +11,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+__all__ = ["FirstTokenTimeout", "KeepaliveSettings", "channel_options", "server_keepalive_options"]
+
 SERVER_MIN_PING_INTERVAL_SECONDS = 5.0
 """Every Warmpath server accepts keepalive pings this often, also between calls;
 a client that pings more often is refused (`router.keepalive.time_seconds` is

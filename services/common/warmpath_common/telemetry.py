@@ -2,7 +2,7 @@
 
 Configured by the standard OTEL_* environment; docs/operations.md says how, and what
 one request's trace looks like. Server spans are opened by Warmpath's own plumbing
-(warmpath_common.grpc_server), not an interceptor, which cost several times as much
+(warmpath_common.call_plumbing), not an interceptor, which cost several times as much
 per call. Prompt text is recorded only with WARMPATH_TRACE_CONTENT=true.
 """
 
@@ -27,10 +27,6 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_REQUEST_SEED,
     GEN_AI_REQUEST_TEMPERATURE,
     GEN_AI_REQUEST_TOP_P,
-    GEN_AI_RESPONSE_FINISH_REASONS,
-    GEN_AI_RESPONSE_MODEL,
-    GEN_AI_USAGE_INPUT_TOKENS,
-    GEN_AI_USAGE_OUTPUT_TOKENS,
     GenAiOperationNameValues,
 )
 from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
@@ -48,12 +44,6 @@ from warmpath_common.errors import status_of
 from warmpath_common.generation import GenerationRequest
 
 __all__ = [
-    # Re-exported for relay.py until it imports them from the semantic-conventions
-    # package itself, as the adapter's tracing does.
-    "GEN_AI_RESPONSE_FINISH_REASONS",
-    "GEN_AI_RESPONSE_MODEL",
-    "GEN_AI_USAGE_INPUT_TOKENS",
-    "GEN_AI_USAGE_OUTPUT_TOKENS",
     "PROMPTS_NOT_RECORDED",
     "TraceContentPolicy",
     "activated",
@@ -127,7 +117,7 @@ def start_server_span(method: str, metadata: Sequence[tuple[str, Any]] | None) -
     """The SERVER span for one incoming call, continuing the caller's W3C trace context;
     None for a read-only RPC whose caller is not tracing.
 
-    Opened by Warmpath's own server plumbing (warmpath_common.grpc_server) rather
+    Opened by Warmpath's own server plumbing (warmpath_common.call_plumbing) rather
     than opentelemetry-instrumentation-grpc's interceptor, which cost a no-op RPC
     a third of its throughput; names and attributes follow the same RPC
     conventions (span name is the method path, as that instrumentation names it).

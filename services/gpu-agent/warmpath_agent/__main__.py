@@ -25,10 +25,11 @@ from warmpath_agent.footprint import NotAGgufFile, estimate_footprint
 from warmpath_agent.gang import ModelShape
 from warmpath_agent.host_memory import DeclaredHostMemory, LiveHostMemory
 from warmpath_agent.inventory import GpuInventory, HostMemory, MemoryBook
+from warmpath_agent.llama_cpp_launch import resolve_model_file
+from warmpath_agent.llama_cpp_process_driver import LlamaCppProcessDriver
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.ollama_driver import OllamaDriver
-from warmpath_agent.process_driver import LlamaCppProcessDriver, resolve_model_file
 from warmpath_agent.residency import ASSUMED_SERVER_LAYERS, ResidencyManager
 from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_agent.server_watch import ServerWatch
@@ -47,6 +48,8 @@ from warmpath_common.entrypoint import run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import PeerIdentityGuard
+
+__all__ = ["gpu_health_name", "main", "observe_gpus", "open_docker"]
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ from warmpath_agent.gang import GangPlan, ModelShape, Offload, plan_gang
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec
 
+__all__ = ["capacity_problems", "shape_for"]
+
 _MIB = 1024 * 1024
 
 

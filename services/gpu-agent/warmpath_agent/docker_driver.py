@@ -1,15 +1,6 @@
 """Runs each resident model as a container on the local Docker engine (Docker SDK).
 
-Ownership. Every container this driver creates carries the labels
-`warmpath.owner=<agent host name>`, `warmpath.model=<registry name>`,
-`warmpath.gpu=<GPU UUID>`, and what adoption needs to address it again
-(`warmpath.port`, `warmpath.readiness_path`, `warmpath.served_id`). The driver
-only ever stops, removes or adopts containers whose `warmpath.owner` is its
-own; anything else on the engine, even a container holding the name it
-wanted, is left alone. Images come only from `ContainerSpec.image` in config
-and must already be on the host (nothing is pulled); a model name never
-becomes an image reference or a path: it reaches Docker only as a label value
-and, sanitised and hashed, inside the container name `warmpath-<host>-<model>-<hash>`.
+Ownership: see warmpath_agent.docker_container (labels, names, create arguments).
 
 Addressing. Without `agent.docker.network` the container port is published on
 `publish_host` with an ephemeral host port, and the model is reached at
@@ -41,10 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,77 +43,36 @@ import docker
 import docker.errors
 import httpx
 from docker.models.containers import Container
-from docker.types import DeviceRequest
 
+from warmpath_agent.docker_container import (
+    ALIVE,
+    GPU_LABEL,
+    MODEL_LABEL,
+    OWNER_LABEL,
+    PORT_LABEL,
+    SERVED_ID_LABEL,
+    create_arguments,
+    exit_reason,
+    exited_while_loading,
+    force_remove,
+    log_tail,
+    readiness_path,
+)
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
-from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
+from warmpath_agent.readiness import poll_until_ready
+from warmpath_common.config import DockerSettings, ModelSpec, Runtime
+
+__all__ = ["DockerDriver"]
 
 logger = logging.getLogger(__name__)
 
-OWNER_LABEL = "warmpath.owner"
-MODEL_LABEL = "warmpath.model"
-GPU_LABEL = "warmpath.gpu"
-PORT_LABEL = "warmpath.port"
-READINESS_LABEL = "warmpath.readiness_path"
-SERVED_ID_LABEL = "warmpath.served_id"
-_NAME_PREFIX = "warmpath-"
-_READINESS_POLL_SECONDS = 0.2
 _CHECK_TIMEOUT_SECONDS = 2.0
+_CHECK_PAUSE_SECONDS = 0.2
 _CHECK_ATTEMPTS = 2
 """A pooled connection the server closed can fail once on its own; two refusals
 in a row are the server."""
-_LOG_LINES = 15
 _T = TypeVar("_T")
-_ALIVE = ("created", "running", "restarting")
-
-
-def container_name(owner: str, model: str) -> str:
-    """A DNS-safe container name for `model` on `owner`; the hash keeps names that
-    sanitise alike (`a.b`, `a/b`) apart."""
-    digest = hashlib.sha256(f"{owner}\0{model}".encode()).hexdigest()[:8]
-    readable = re.sub(r"[^a-z0-9]+", "-", f"{owner}-{model}".lower()).strip("-")[:40]
-    return f"{_NAME_PREFIX}{readable}-{digest}"
-
-
-def create_arguments(
-    settings: DockerSettings,
-    owner: str,
-    spec: ModelSpec,
-    container: ContainerSpec,
-    gpu: GpuReading,
-    placement: GpuPlacement | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create` (kept apart so tests can read them).
-    A gang's GPUs go in one device request, and in the GPU label comma separated."""
-    uuids = (placement or GpuPlacement.one(gpu)).uuids
-    arguments: dict[str, Any] = {
-        "image": container.image,
-        "command": list(container.command) or None,
-        "name": container_name(owner, spec.name),
-        "labels": {
-            OWNER_LABEL: owner,
-            MODEL_LABEL: spec.name,
-            GPU_LABEL: ",".join(uuids),
-            PORT_LABEL: str(container.port),
-            READINESS_LABEL: container.readiness_path,
-            # The name requests use at the server: a vLLM image serves the
-            # model under its source id; otherwise the registry name.
-            SERVED_ID_LABEL: spec.source.served_id or spec.name,
-        },
-        "environment": dict(container.environment),
-        "detach": True,
-    }
-    if settings.network is None:
-        # Host port left empty: the engine picks a free one.
-        arguments["ports"] = {f"{container.port}/tcp": (settings.publish_host, None)}
-    else:
-        arguments["network"] = settings.network
-    if not gpu.simulated:
-        arguments["device_requests"] = [
-            DeviceRequest(device_ids=list(uuids), capabilities=[["gpu"]])
-        ]
-    return arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +184,7 @@ class DockerDriver:
         refusal: httpx.HTTPError | None = None
         for attempt in range(_CHECK_ATTEMPTS):
             if attempt:
-                await asyncio.sleep(_READINESS_POLL_SECONDS)
+                await asyncio.sleep(_CHECK_PAUSE_SECONDS)
             try:
                 await self._http.get(url, timeout=_CHECK_TIMEOUT_SECONDS)
                 return None
@@ -263,8 +211,8 @@ class DockerDriver:
             return "container removed outside Warmpath"
         except docker.errors.DockerException as error:
             return f"Docker engine stopped answering: {error}"
-        if container.status not in (*_ALIVE, "paused"):
-            return _exit_reason(container)
+        if container.status not in (*ALIVE, "paused"):
+            return exit_reason(container)
         return None
 
     async def close(self) -> None:
@@ -299,7 +247,7 @@ class DockerDriver:
                 "removing stale model container %s (%s, model %r)",
                 container.name, container.status, model,
             )  # fmt: skip
-            await self._run(_force_remove, container)
+            await self._run(force_remove, container)
             return None
         self._containers[model] = container.id
         try:
@@ -342,7 +290,7 @@ class DockerDriver:
                 f"(no {OWNER_LABEL}={self._owner} label); not touching it"
             )
         logger.info("removing leftover container %s (%s) for %s", name, existing.status, model)
-        _force_remove(existing)
+        force_remove(existing)
 
     def _create_and_start(self, arguments: dict[str, Any]) -> Container:
         container: Container = self._client.containers.create(**arguments)
@@ -350,7 +298,7 @@ class DockerDriver:
             container.start()
             container.reload()
         except BaseException:
-            _force_remove(container)
+            force_remove(container)
             raise
         return container
 
@@ -362,8 +310,8 @@ class DockerDriver:
 
     def _address(self, container: Container) -> _Address:
         container.reload()
-        if container.status not in _ALIVE:
-            raise _exited_while_loading(container)
+        if container.status not in ALIVE:
+            raise exited_while_loading(container)
         port = int(container.labels.get(PORT_LABEL, "0"))
         settings = container.attrs.get("NetworkSettings") or {}
         networks = settings.get("Networks") or {}
@@ -396,27 +344,26 @@ class DockerDriver:
             # so NVML's per-process memory can be read for it.
             pid=pid or None,
             runtime=Runtime.DOCKER,
-            probe_url=address.probe_url + _readiness_path(container),
+            probe_url=address.probe_url + readiness_path(container),
         )
 
     async def _wait_ready(self, model: str, container: Container, address: _Address) -> None:
-        path = _readiness_path(container)
+        path = readiness_path(container)
         url = address.probe_url + path
         self._readiness_urls[container.id] = url
-        deadline = time.monotonic() + self._settings.startup_timeout_seconds
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                response = await self._http.get(url, timeout=2.0)
-                if response.status_code == 200:
-                    return
+
+        async def check_alive() -> None:
             await self._run(container.reload)
-            if container.status not in _ALIVE:
-                raise await self._run(_exited_while_loading, container)
-            await asyncio.sleep(_READINESS_POLL_SECONDS)
+            if container.status not in ALIVE:
+                raise await self._run(exited_while_loading, container)
+
+        timeout = self._settings.startup_timeout_seconds
+        if await poll_until_ready(self._http, url, timeout, check_alive=check_alive):
+            return
         raise ModelLoadFailed(
             f"container {container.name} for {model} did not answer {path} within "
-            f"{self._settings.startup_timeout_seconds:g} s; last log lines:\n"
-            f"{await self._run(_log_tail, container)}"
+            f"{timeout:g} s; last log lines:\n"
+            f"{await self._run(log_tail, container)}"
         )
 
     async def _remove(self, model: str, container_id: str) -> None:
@@ -439,39 +386,4 @@ class DockerDriver:
             return
         with contextlib.suppress(docker.errors.NotFound):
             container.stop(timeout=math.ceil(self._settings.stop_timeout_seconds))
-        _force_remove(container)
-
-
-def _readiness_path(container: Container) -> str:
-    return container.labels.get(READINESS_LABEL) or "/v1/models"
-
-
-def _force_remove(container: Container) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
-        container.remove(force=True)
-
-
-def _exit_reason(container: Container) -> str:
-    state = container.attrs.get("State") or {}
-    reason = f"exited with code {state.get('ExitCode', '?')}"
-    if state.get("OOMKilled"):
-        reason += " (killed: out of memory)"
-    if state.get("Error"):
-        reason += f" ({state['Error']})"
-    return reason
-
-
-def _exited_while_loading(container: Container) -> ModelLoadFailed:
-    """The failure for a container that died before it was ready, with its last words."""
-    return ModelLoadFailed(
-        f"container {container.name} for {container.labels.get(MODEL_LABEL)} "
-        f"{_exit_reason(container)} while loading; last log lines:\n{_log_tail(container)}"
-    )
-
-
-def _log_tail(container: Container) -> str:
-    try:
-        raw: bytes = container.logs(tail=_LOG_LINES)
-    except docker.errors.DockerException as error:
-        return f"(logs unavailable: {error})"
-    return raw.decode("utf-8", "replace").rstrip() or "(no output)"
+        force_remove(container)

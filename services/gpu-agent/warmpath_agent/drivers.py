@@ -10,6 +10,15 @@ from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec, Runtime
 
+__all__ = [
+    "DriverSet",
+    "GpuPlacement",
+    "ModelDriver",
+    "ModelLoadFailed",
+    "RunningModel",
+    "reachable_host",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class GpuPlacement:

@@ -8,6 +8,8 @@ import psutil
 
 from warmpath_agent.inventory import MemoryBook
 
+__all__ = ["DeclaredHostMemory", "LiveHostMemory"]
+
 
 class LiveHostMemory:
     """What the kernel says is available now, less what offloaded models have booked:

@@ -19,6 +19,8 @@ import psutil
 
 from warmpath_agent.inventory import GpuProcessReading, GpuReading
 
+__all__ = ["NvmlCallFailed", "NvmlInventory", "process_family"]
+
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")

@@ -22,6 +22,8 @@ from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_common.config import ModelSpec, OllamaSettings, Runtime
 
+__all__ = ["OllamaDriver"]
+
 logger = logging.getLogger(__name__)
 
 _READINESS_POLL_SECONDS = 0.2

@@ -6,6 +6,8 @@ import httpx
 
 from warmpath_agent.drivers import RunningModel
 
+__all__ = ["HttpServerProbe"]
+
 
 class HttpServerProbe:
     """The ServerProbe of server_watch.py: a GET of the server's probe URL."""

@@ -9,8 +9,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.residency import HostState, Residency, ResidencyManager, ResidencyState
 from warmpath_common.config import BackendKindName
-from warmpath_common.convert import BACKEND_TO_PROTO, placement_to_proto
+from warmpath_common.convert import endpoint_to_proto, placement_to_proto
+from warmpath_common.generation import Endpoint
 from warmpath_common.servicer_context import ServicerContext
+
+__all__ = ["GpuAgentServicer"]
 
 _STATE_TO_PROTO = {
     ResidencyState.LOADING: gpu_agent_pb2.RESIDENCY_STATE_LOADING,
@@ -128,13 +131,12 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
         if residency.ready_since is not None:
             message.ready_since.CopyFrom(_timestamp(residency.ready_since))
         if residency.running is not None:
-            message.endpoint.CopyFrom(
-                gpu_agent_pb2.BackendEndpoint(
-                    kind=BACKEND_TO_PROTO[self._backends[residency.model]],
-                    base_url=residency.running.base_url,
-                    served_model_id=residency.running.served_model_id,
-                )
+            endpoint = Endpoint(
+                self._backends[residency.model],
+                residency.running.base_url,
+                residency.running.served_model_id,
             )
+            message.endpoint.CopyFrom(endpoint_to_proto(endpoint))
         return message
 
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_common.config import SimulatedGpu
 
+__all__ = ["SimulatedInventory"]
+
 
 class SimulatedInventory:
     """Declared GPUs whose used memory is what the agent has booked on them."""

@@ -32,6 +32,8 @@ from warmpath_router.reload import ConfigReloader
 from warmpath_router.routing import models_fitting_nowhere
 from warmpath_router.servicer import RouterServicer
 
+__all__ = ["main"]
+
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name

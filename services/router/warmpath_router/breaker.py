@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["CircuitBreakers", "Key"]
+
 Key = tuple[str, str]  # (host, model)
 
 

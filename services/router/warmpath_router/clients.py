@@ -21,8 +21,8 @@ from warmpath.v1 import (
 )
 from warmpath_common.config import HostSpec
 from warmpath_common.convert import (
-    BACKEND_FROM_PROTO,
-    BACKEND_TO_PROTO,
+    endpoint_from_proto,
+    endpoint_to_proto,
     event_from_proto,
     placement_from_proto,
     request_to_proto,
@@ -36,11 +36,20 @@ from warmpath_common.errors import (
     Unavailable,
     error_for_status,
 )
-from warmpath_common.generation import AdapterEvent, Completion, GenerationRequest
+from warmpath_common.generation import AdapterEvent, Completion, Endpoint, GenerationRequest
 from warmpath_common.liveness import KeepaliveSettings, channel_options
 from warmpath_common.telemetry import client_call_span
-from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
-from warmpath_router.relay import LoadResult
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.ports import LoadResult
+
+__all__ = [
+    "AdapterClient",
+    "AgentClient",
+    "HostChannels",
+    "host_view",
+    "translate_rpc_errors",
+    "watch_cluster",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +119,6 @@ def translate_rpc_errors(peer: str) -> Iterator[None]:
         ) from error
 
 
-def _endpoint(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:
-    return Endpoint(BACKEND_FROM_PROTO[message.kind], message.base_url, message.served_model_id)
-
-
 def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
     return HostView(
         name=name,
@@ -133,7 +138,7 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
                 gpu_index=m.gpu_index,
                 gpu_uuid=m.gpu_uuid,
                 load_seconds=m.load_seconds,
-                endpoint=_endpoint(m.endpoint) if m.HasField("endpoint") else None,
+                endpoint=endpoint_from_proto(m.endpoint) if m.HasField("endpoint") else None,
                 problem=m.failure_reason,
                 placement=placement_from_proto(m.placement),
             )
@@ -209,7 +214,7 @@ class AgentClient:
         if not residency.HasField("endpoint"):
             raise Unavailable(f"gpu-agent {host} reported {model} loaded but gave no endpoint")
         return LoadResult(
-            endpoint=_endpoint(residency.endpoint),
+            endpoint=endpoint_from_proto(residency.endpoint),
             gpu_index=residency.gpu_index,
             gpu_uuid=residency.gpu_uuid,
             cold_start=response.cold_start,
@@ -240,11 +245,7 @@ class AdapterClient:
             call = stub.Generate(
                 backend_adapter_pb2.BackendGenerateRequest(
                     request=request_to_proto(request),
-                    endpoint=gpu_agent_pb2.BackendEndpoint(
-                        kind=BACKEND_TO_PROTO[endpoint.kind],
-                        base_url=endpoint.base_url,
-                        served_model_id=endpoint.served_model_id,
-                    ),
+                    endpoint=endpoint_to_proto(endpoint),
                 ),
                 timeout=timeout_seconds,
                 metadata=metadata,

@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from warmpath_common.config import BackendKindName
 from warmpath_common.convert import PlacementInfo
+from warmpath_common.generation import Endpoint
+
+__all__ = ["ClusterView", "HostView", "Replica", "ReplicaState"]
 
 
 class ReplicaState(StrEnum):
@@ -17,13 +19,6 @@ class ReplicaState(StrEnum):
     FAILED = "failed"
     UNRESPONSIVE = "unresponsive"
     """Its server runs but fails the agent's readiness probes: never chosen."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    kind: BackendKindName
-    base_url: str
-    served_model_id: str
 
 
 @dataclass(frozen=True, slots=True)

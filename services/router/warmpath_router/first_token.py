@@ -17,6 +17,8 @@ from warmpath_common.config import ModelSpec
 from warmpath_common.generation import AdapterEvent, Completion, Queued, TextDelta
 from warmpath_common.liveness import FirstTokenTimeout
 
+__all__ = ["FirstTokenTimes", "SilentTry", "first_token_within"]
+
 _WINDOW = 200
 # A prompt is "longer than usual" only past this many characters: below it, time to
 # first token is mostly fixed cost, not prompt processing.

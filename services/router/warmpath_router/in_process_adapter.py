@@ -13,11 +13,10 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 
-from warmpath_adapter.backends import BackendDispatcher, BackendTarget
+from warmpath_adapter.backends import BackendDispatcher
 from warmpath_common.errors import DeadlineExceeded
-from warmpath_common.generation import AdapterEvent, GenerationRequest
-from warmpath_router.cluster import Endpoint
-from warmpath_router.relay import AdapterPort
+from warmpath_common.generation import AdapterEvent, Endpoint, GenerationRequest
+from warmpath_router.ports import AdapterPort
 
 __all__ = ["AdaptersByHost", "InProcessAdapter"]
 
@@ -35,8 +34,7 @@ class InProcessAdapter:
         # Over gRPC the call's deadline cancels the stream. Here it is checked at
         # every event; a server that goes quiet is caught by the adapter's idle timeout.
         deadline = self._clock() + timeout_seconds
-        target = BackendTarget(endpoint.kind, endpoint.base_url, endpoint.served_model_id)
-        async with contextlib.aclosing(self._dispatcher.stream(request, target)) as events:
+        async with contextlib.aclosing(self._dispatcher.stream(request, endpoint)) as events:
             async for event in events:
                 if self._clock() > deadline:
                     raise DeadlineExceeded(

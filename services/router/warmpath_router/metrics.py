@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from warmpath_common.generation import TextDelta
 from warmpath_common.metrics import LATENCY_BUCKETS
+from warmpath_router.decision import RoutedCompletion
 
-__all__ = ["RouterMetrics"]
+__all__ = ["GenerateMeter", "RouterMetrics"]
 
 
 class RouterMetrics:
@@ -61,3 +63,33 @@ class RouterMetrics:
             ["model"],
             registry=registry,
         )
+
+
+class GenerateMeter:
+    """One Generate request's metrics (a StreamMeter): labelled by the model that served
+    it, known only once its completion arrives ("none" when no model did)."""
+
+    def __init__(self, metrics: RouterMetrics) -> None:
+        self._metrics = metrics
+        self._served = "none"
+        self._first_text_after: float | None = None
+
+    def first_text(self, seconds: float) -> None:
+        self._first_text_after = seconds
+
+    def passed(self, event: TextDelta | RoutedCompletion) -> None:
+        if isinstance(event, RoutedCompletion):
+            self._served = event.route.served_model
+            self._metrics.output_tokens.labels(self._served).inc(
+                event.completion.usage.output_tokens
+            )
+            for hop in event.route.fallback_hops:
+                self._metrics.fallbacks.labels(hop.from_model, hop.to_model).inc()
+
+    def ended(self, outcome: str, seconds: float) -> None:
+        metrics = self._metrics
+        metrics.requests.labels(self._served, outcome).inc()
+        if self._served != "none":
+            metrics.duration.labels(self._served).observe(seconds)
+            if self._first_text_after is not None:
+                metrics.time_to_first_token.labels(self._served).observe(self._first_text_after)

@@ -16,6 +16,8 @@ from warmpath_router.breaker import CircuitBreakers
 from warmpath_router.first_token import SilentTry
 from warmpath_router.metrics import RouterMetrics
 
+__all__ = ["ReplicaFailed", "TryProgress", "judge_failure"]
+
 
 class ReplicaFailed(Exception):
     """A retryable failure on one host that reached neither the caller nor a model

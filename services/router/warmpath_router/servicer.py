@@ -15,8 +15,9 @@ from warmpath_common.convert import (
 from warmpath_common.security import caller_of
 from warmpath_common.servicer_context import ServicerContext
 from warmpath_router.cluster import ClusterView
+from warmpath_router.decision import Decision, FallbackHop, RoutedCompletion, RouteTaken
 from warmpath_router.registry import Resolution
-from warmpath_router.relay import Decision, FallbackHop, Relay, RoutedCompletion, RouteTaken
+from warmpath_router.relay import Relay
 from warmpath_router.routing import RouteReason
 
 __all__ = ["RouterServicer"]

@@ -1,12 +1,27 @@
-"""Request checks that run before any backend work. Messages say what to fix."""
+"""Request checks that run before any backend work. Messages say what to fix.
+
+A request is checked once, on its way in (`check_request`); what passed travels on as a
+CheckedRequest. Only a fallback model's own limits are checked later, when it is tried.
+"""
 
 from __future__ import annotations
 
-from warmpath_common.config import ModelSpec, RouterSettings
-from warmpath_common.errors import InvalidRequest
-from warmpath_common.generation import GenerationRequest
+from dataclasses import dataclass
 
-__all__ = ["CHAT_ROLES", "check_against_model", "check_shape"]
+from warmpath_common.config import ModelSpec, RouterSettings
+from warmpath_common.errors import InvalidRequest, PermissionDenied
+from warmpath_common.generation import GenerationRequest
+from warmpath_common.security import Caller
+from warmpath_router.registry import ModelRegistry, ResolvedModel
+
+__all__ = [
+    "CHAT_ROLES",
+    "CheckedRequest",
+    "check_against_model",
+    "check_permission",
+    "check_request",
+    "check_shape",
+]
 
 CHAT_ROLES = frozenset({"system", "user", "assistant"})
 _MAX_STOP_SEQUENCES = 8
@@ -62,3 +77,38 @@ def check_against_model(request: GenerationRequest, spec: ModelSpec) -> None:
             f"max_tokens {request.max_tokens} exceeds {spec.name}'s context length "
             f"{spec.context_length}"
         )
+
+
+def check_permission(caller: Caller, resolved: ResolvedModel) -> None:
+    """The caller may use the model the request resolved to."""
+    if not caller.may_use(resolved.spec.name):
+        how = (
+            f" (which {resolved.requested!r} resolved to)"
+            if resolved.requested != resolved.spec.name
+            else ""
+        )
+        raise PermissionDenied(
+            f"caller {caller.name} may not use {resolved.spec.name}{how}; "
+            f"allowed: {', '.join(sorted(caller.models))}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedRequest:
+    """A request that passed every check on its way in: its shape, the model it resolved
+    to, the caller's permission for that model, and that model's limits."""
+
+    request: GenerationRequest
+    resolved: ResolvedModel
+    caller: Caller
+
+
+def check_request(
+    request: GenerationRequest, settings: RouterSettings, registry: ModelRegistry, caller: Caller
+) -> CheckedRequest:
+    """The one check of a request on its way in (Route and Generate alike)."""
+    check_shape(request, settings)
+    resolved = registry.resolve(request.model, request.text)
+    check_permission(caller, resolved)
+    check_against_model(request, resolved.spec)
+    return CheckedRequest(request, resolved, caller)

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+__all__ = [
+    "BUILT_IN_KEYWORDS",
+    "COMPLEXITY_CUES",
+    "FILE_EXTENSIONS",
+    "MULTI_STEP_WORDS",
+    "SHELL_COMMANDS",
+]
+
 # fmt: off
 BUILT_IN_KEYWORDS: Mapping[str, tuple[str, ...]] = {
     "fast": (

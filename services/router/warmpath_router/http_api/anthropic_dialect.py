@@ -11,6 +11,7 @@ from typing import Any
 
 from warmpath_common.errors import InvalidRequest
 from warmpath_common.generation import ChatTurn, Completion, FinishReason, GenerationRequest
+from warmpath_router.decision import RoutedCompletion, RouteTaken
 from warmpath_router.http_api.translation import (
     BadField,
     Body,
@@ -19,7 +20,15 @@ from warmpath_router.http_api.translation import (
     sse,
     text_turns,
 )
-from warmpath_router.relay import RoutedCompletion, RouteTaken
+
+__all__ = [
+    "VERSION_HEADER",
+    "AnthropicCall",
+    "AnthropicDialect",
+    "AnthropicStream",
+    "check_version",
+    "parse_messages",
+]
 
 VERSION_HEADER = "anthropic-version"
 # The Messages API's request, answer and streaming shapes this dialect speaks are those

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from warmpath_common.generation import ChatTurn, Completion, GenerationRequest
+from warmpath_router.decision import RoutedCompletion, RouteTaken
 from warmpath_router.http_api.translation import (
     BadField,
     Body,
@@ -18,7 +19,8 @@ from warmpath_router.http_api.translation import (
     sse,
     text_turns,
 )
-from warmpath_router.relay import RoutedCompletion, RouteTaken
+
+__all__ = ["OpenAiCall", "OpenAiDialect", "OpenAiStream", "parse_chat", "parse_completion"]
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 _ERROR_TYPES = {

@@ -28,6 +28,7 @@ from warmpath_common.errors import Unauthenticated, Unavailable, WarmpathError
 from warmpath_common.generation import TextDelta
 from warmpath_common.security import BearerTokenGuard, Caller
 from warmpath_common.telemetry import activated, current_trace_id
+from warmpath_router.decision import RoutedCompletion, RouteTaken
 from warmpath_router.http_api.anthropic_dialect import (
     VERSION_HEADER,
     AnthropicDialect,
@@ -46,7 +47,9 @@ from warmpath_router.http_api.translation import (
     route_headers,
     timeout_from,
 )
-from warmpath_router.relay import Relay, RoutedCompletion, RouteTaken
+from warmpath_router.relay import Relay
+
+__all__ = ["Handler", "HttpFrontDoor"]
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer("warmpath.http")

@@ -14,7 +14,22 @@ import grpc
 
 from warmpath_common.errors import InvalidRequest, ModelNotFound, WarmpathError, status_of
 from warmpath_common.generation import Completion, GenerationRequest
-from warmpath_router.relay import RoutedCompletion, RouteTaken
+from warmpath_router.decision import RoutedCompletion, RouteTaken
+
+__all__ = [
+    "BadField",
+    "Body",
+    "Call",
+    "Dialect",
+    "Problem",
+    "ProblemKind",
+    "StreamRenderer",
+    "problem_of",
+    "route_headers",
+    "sse",
+    "text_turns",
+    "timeout_from",
+]
 
 ROUTE_HEADER_PREFIX = "x-warmpath-"
 TIMEOUT_HEADER = "x-warmpath-timeout-seconds"
