@@ -169,6 +169,19 @@ def test_with_every_gpu_full_an_offload_evicts_the_cheapest_room_for_its_layers(
     assert plan.gpu_indexes == (1,)
 
 
+def test_an_offload_whose_gpu_room_busy_models_hold_waits_rather_than_fails() -> None:
+    # deepseek-coder:33b (18 GB) on a 16 GB GPU that a busy model fills for now: it
+    # must wait for room, not be refused as fitting on no GPU set.
+    rooms = [gpu(0, 0.5, resident("busy", 15.5, in_use=True))]
+    result = plan_gang(rooms, llama(18), NOW, 0, host_free_bytes=64 * GB)
+    assert isinstance(result, NoRoom)
+    assert result.fits_after_waiting
+    pinned = [gpu(0, 0.5, resident("pinned", 15.5, pinned=True))]
+    result = plan_gang(pinned, llama(18), NOW, 0, host_free_bytes=64 * GB)
+    assert isinstance(result, NoRoom)
+    assert not result.fits_after_waiting
+
+
 def test_a_split_evicting_a_hot_model_for_a_cold_one_waits_for_cold_memory() -> None:
     rooms = [
         gpu(0, 4, resident("hot", 12)),

@@ -46,6 +46,8 @@ __all__ = [
     "Layout",
     "ModelShape",
     "Offload",
+    "describe",
+    "expected_slowdown",
     "plan_gang",
 ]
 
@@ -218,11 +220,13 @@ def plan_gang(
             f"{offload.offloaded_layers} of {shape.layers} layers from host RAM",
         )
     if offload is None:
-        return (
-            gpu_only
-            if gpu_only is not None
-            else _no_room(gpus, shape, now, min_residency_seconds, never=True)
-        )
+        if gpu_only is not None:
+            return gpu_only
+        # No GPU has room for one layer now: waiting helps if busy, loading or young
+        # models hold it (they free it by themselves), not if pinned or foreign memory does.
+        one_layer = shape.gpu_bytes(1)
+        never = not any(_capacity(g) >= one_layer for g in gpus)
+        return _no_room(gpus, shape, now, min_residency_seconds, never=never, need=one_layer)
     if host_free_bytes is not None and offload.host_bytes > host_free_bytes:
         if isinstance(gpu_only, GangPlan):
             return gpu_only
@@ -537,8 +541,10 @@ def _no_room(
     min_residency_seconds: float,
     *,
     never: bool = False,
+    need: int | None = None,
 ) -> NoRoom:
-    """NoRoom summed over the host's GPUs (a gang may use them all)."""
+    """NoRoom summed over the host's GPUs (a gang may use them all); `need`: the bytes
+    waiting must free (the whole model unless given)."""
     free = freeable = waitable = 0
     for gpu in gpus:
         free += max(0, gpu.free_bytes)
@@ -548,7 +554,8 @@ def _no_room(
             elif not resident.pinned:
                 waitable += resident.size_bytes
     first = min((g.index for g in gpus), default=-1)
-    return NoRoom(first, free, freeable, waitable, shape.total_bytes, no_gpu_set=never)
+    need = shape.total_bytes if need is None else need
+    return NoRoom(first, free, freeable, waitable, need, no_gpu_set=never)
 
 
 # How much slower a layer runs from host RAM than from GPU memory: decoding reads
