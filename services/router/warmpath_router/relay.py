@@ -68,6 +68,7 @@ from warmpath_common.telemetry import (
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     current_trace_id,
+    placement_attributes,
     request_attributes,
 )
 from warmpath_router.breaker import CircuitBreakers
@@ -752,11 +753,13 @@ def _placement_attributes(
     if placement.replica is not None:
         attributes["warmpath.gpu.index"] = placement.replica.gpu_index
         attributes["warmpath.gpu.uuid"] = placement.replica.gpu_uuid
+        if placement.replica.placement is not None:
+            attributes.update(placement_attributes(placement.replica.placement))
     return attributes
 
 
 def _response_attributes(completion: Completion, route: RouteTaken) -> dict[str, AttributeValue]:
-    return {
+    attributes: dict[str, AttributeValue] = {
         GEN_AI_RESPONSE_MODEL: route.served_model,
         GEN_AI_RESPONSE_FINISH_REASONS: [completion.finish_reason.value],
         GEN_AI_USAGE_INPUT_TOKENS: completion.usage.input_tokens,
@@ -766,6 +769,10 @@ def _response_attributes(completion: Completion, route: RouteTaken) -> dict[str,
         "warmpath.cold_start": route.cold_start,
         "warmpath.fallback_hops": len(route.fallback_hops),
     }
+    if route.placement is not None:
+        # Known for certain only now: a cold load is placed by the agent.
+        attributes.update(placement_attributes(route.placement))
+    return attributes
 
 
 def _check_permission(caller: Caller, resolved: ResolvedModel) -> None:
