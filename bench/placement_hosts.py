@@ -158,6 +158,21 @@ SCENARIOS = (
         "host RAM (128 GB) assumed.",
     ),
     host_scenario(
+        "RTX 5090 host, two GPUs (what if)",
+        "the same models and workload with a second 32 GB GPU: the 70b split by layers",
+        "RTX 5090",
+        (32.0, 32.0),
+        128.0,
+        (
+            ollama("llama3.2:3b", 2.0, 28, 0.9),
+            ollama("qwen3-coder-30b", 18.0, 48, 18.7),
+            ollama("llama3.1:70b", 42.0, 80, 30.0),
+        ),
+        rtx_5090_trace,
+        "Not in the report: report 001's host with the second GPU its 'next phase' plans "
+        "(multi-GPU support), to show a layer split.",
+    ),
+    host_scenario(
         "gpt-oss host",
         "gpt-oss-120b (183 GB) tensor parallel over 4 GPUs, beside three vLLM models",
         "(GPU assumed)",
