@@ -18,6 +18,7 @@ served, raises NotServed.
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Iterable, Sequence
 
@@ -264,12 +265,14 @@ def placements(scenario: HostScenario) -> list[str]:
 def hosts_table(
     results: HostResults, seeds: int, hours: float | None, command: str, seconds: float
 ) -> str:
+    load = os.getloadavg()[0]
     lines = [
         "",
         f"{HOSTS_HEADING}: models bigger than one GPU (issue 18, item 7)",
         "",
-        f"`{command}`: simulated (took {seconds:.0f} s on 2 CPU cores, no GPU, shared with "
-        f"other work); median over {seeds} seeds. Hosts, workloads and policies are described "
+        f"`{command}`: simulated, no GPU used (took {seconds:.0f} s on {os.cpu_count()} CPU "
+        f"cores, load average {load:.1f}{': shared with other work' if load > 0.5 else ''}); "
+        f"median over {seeds} seeds. Hosts, workloads and policies are described "
         "in bench/placement_hosts.py's docstring. Placement is the agent's shared code "
         '(gang.plan_gang with eviction.py). "Served offloaded" is the share of served '
         'requests answered by a model with layers in host RAM, "their slowdown" their mean '
