@@ -209,6 +209,7 @@ class HostCluster(Cluster):
                         last_used=m.last_used,
                         resident_since=m.ready_at,
                         in_use=all_busy or self.busy(m, now),
+                        host_bytes=m.host_bytes,
                     )
                     for m in self.gangs(gone)
                     if gpu in m.gpu_bytes

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from warmpath_agent.eviction import (
@@ -153,6 +156,37 @@ def test_an_offload_that_would_exhaust_host_ram_is_refused_with_the_figures() ->
     assert result.free_bytes == 16 * GB
     assert result.need_bytes > 16 * GB
     assert 0 < result.gpu_layers < result.total_layers == 40
+
+
+def offloaded(name: str, gpu_gb: float, host_gb: float, **kwargs: Any) -> ResidentModel:
+    """A resident with `host_gb` of its layers in host RAM."""
+    return replace(resident(name, gpu_gb, **kwargs), host_bytes=int(host_gb * GB))
+
+
+def test_an_idle_offloaded_model_is_evicted_for_the_host_ram_another_offload_needs() -> None:
+    # Two models that both need offload on an 8 GB GPU, and host RAM for one at a time
+    # (30 GB free, 50 GB held by the first; the second needs over 70 GB).
+    rooms = [gpu(0, 3, offloaded("first", 5, 50))]
+    plan = planned(plan_gang(rooms, llama(40), NOW, 0, host_free_bytes=30 * GB))
+    assert plan.layout is Layout.OFFLOAD
+    assert [v.model for v in plan.victims] == ["first"]
+    assert plan.host_bytes <= 80 * GB
+    assert plan.gpu_layers > 0, "the GPU memory the victim held is used too"
+    assert "evicting first for its host RAM" in plan.offload_reason
+
+
+def test_an_offload_waits_while_a_busy_offloaded_model_holds_the_host_ram() -> None:
+    rooms = [gpu(0, 3, offloaded("first", 5, 50, in_use=True))]
+    result = plan_gang(rooms, llama(40), NOW, 0, host_free_bytes=30 * GB)
+    assert isinstance(result, NoRoom)
+    assert result.fits_after_waiting
+
+
+def test_host_ram_a_pinned_offloaded_model_holds_is_never_taken() -> None:
+    rooms = [gpu(0, 3, offloaded("first", 5, 50, pinned=True))]
+    result = plan_gang(rooms, llama(40), NOW, 0, host_free_bytes=30 * GB)
+    assert isinstance(result, HostRamShort)
+    assert result.free_bytes == 30 * GB
 
 
 def test_offload_never_leaves_a_model_too_big_unplaced() -> None:

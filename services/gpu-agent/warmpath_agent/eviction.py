@@ -115,6 +115,8 @@ class ResidentModel:
     resident_since: float
     pinned: bool = False
     in_use: bool = False
+    host_bytes: int = 0
+    """Host RAM it holds (its offloaded layers), which evicting it frees too (gang.py)."""
 
     @property
     def reload_cost(self) -> float:

@@ -230,8 +230,53 @@ def plan_gang(
     if host_free_bytes is not None and offload.host_bytes > host_free_bytes:
         if isinstance(gpu_only, GangPlan):
             return gpu_only
-        return HostRamShort(offload.host_bytes, host_free_bytes, offload.gpu_layers, shape.layers)
+        return _make_host_room(
+            gpus, shape, now, min_residency_seconds, protected, host_free_bytes, offload
+        )
     return offload
+
+
+def _make_host_room(
+    gpus: Sequence[GpuRoom],
+    shape: ModelShape,
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str],
+    host_free_bytes: int,
+    offload: GangPlan,
+) -> GangPlan | NoRoom | HostRamShort:
+    """Host RAM is short for the offload: evict offloaded models holding it (cheapest
+    first, as for GPU memory), wait while busy or young ones do, else HostRamShort."""
+    holders = {r.model: r for g in gpus for r in g.residents if r.host_bytes > 0}
+    as_host = [replace(r, size_bytes=r.host_bytes) for r in holders.values()]
+    shortfall = offload.host_bytes - host_free_bytes
+    chosen = choose_victims(as_host, shortfall, now, min_residency_seconds, protected)
+    if chosen is not None:
+        gone = {v.model for v in chosen}
+        rooms = [
+            GpuRoom(
+                g.index,
+                g.free_bytes + sum(r.size_bytes for r in g.residents if r.model in gone),
+                tuple(r for r in g.residents if r.model not in gone),
+            )
+            for g in gpus
+        ]
+        freed = sum(holders[m].host_bytes for m in gone)
+        again = _offload(rooms, shape, now, min_residency_seconds, protected, evict=True)
+        if again is not None and again.host_bytes <= host_free_bytes + freed:
+            victims = tuple(holders[v.model] for v in chosen) + again.victims
+            return replace(
+                again,
+                victims=tuple(sorted(victims, key=lambda r: r.last_used)),
+                protected_victims=sum(v.model in protected for v in victims),
+                offload_reason=f"{again.offload_reason}; evicting {_named(victims)} "
+                "for its host RAM",
+            )
+    unpinned = sum(r.host_bytes for r in holders.values() if not r.pinned)
+    if chosen is None and unpinned >= shortfall:
+        # Busy, loading or young offloaded models hold it: they free it by themselves.
+        return _no_room(gpus, shape, now, min_residency_seconds, need=0)
+    return HostRamShort(offload.host_bytes, host_free_bytes, offload.gpu_layers, shape.layers)
 
 
 def _named(victims: Sequence[ResidentModel]) -> str:
