@@ -247,3 +247,15 @@ def test_the_hot_set_packs_a_model_bigger_than_one_gpu_over_several() -> None:
     hot = protected_models([*rooms, gpu(2, 20)], candidates)
     assert hot == {"fast", "llama3.1:70b"}
     assert packs([30, 2], [22, 20]) and not packs([43], [22, 20])
+
+
+def test_a_model_only_an_offload_can_hold_leaves_the_hot_set_to_the_others() -> None:
+    # deepseek-coder:33b (18 GB) on a 16 GB GPU runs offloaded in the room left: keeping
+    # room for all of it would leave no hot set at all, and no defence against thrashing.
+    candidates = [
+        Candidate("deepseek-coder:33b", 18 * GB, 98, 2),
+        Candidate("llama3.2:3b", 2 * GB, 4, 12),
+        Candidate("llama3.1:8b", 5 * GB, 6, 1),
+    ]
+    hot = protected_models([gpu(0, 16)], candidates)
+    assert hot == {"llama3.2:3b", "llama3.1:8b"}
