@@ -125,6 +125,13 @@ def tdd_pipeline_trace(rng: random.Random, end: float) -> list[Request]:
     return requests
 
 
+# Report 001's models: fast, code and heavy, with its response times.
+RTX_5090_MODELS = (
+    ollama("llama3.2:3b", 2.0, 28, 0.9),
+    ollama("qwen3-coder-30b", 18.0, 48, 18.7),
+    ollama("llama3.1:70b", 42.0, 80, 30.0),
+)
+
 SCENARIOS = (
     host_scenario(
         "RTX 5070 Ti host",
@@ -149,11 +156,7 @@ SCENARIOS = (
         "RTX 5090",
         (32.0,),
         128.0,
-        (
-            ollama("llama3.2:3b", 2.0, 28, 0.9),
-            ollama("qwen3-coder-30b", 18.0, 48, 18.7),
-            ollama("llama3.1:70b", 42.0, 80, 30.0),
-        ),
+        RTX_5090_MODELS,
         rtx_5090_trace,
         "Report 001: its GPU, models, sizes and response times (0.9 s, 18.7 s, 30 s); "
         "host RAM (128 GB) assumed.",
@@ -164,11 +167,7 @@ SCENARIOS = (
         "RTX 5090",
         (32.0, 32.0),
         128.0,
-        (
-            ollama("llama3.2:3b", 2.0, 28, 0.9),
-            ollama("qwen3-coder-30b", 18.0, 48, 18.7),
-            ollama("llama3.1:70b", 42.0, 80, 30.0),
-        ),
+        RTX_5090_MODELS,
         rtx_5090_trace,
         "Not in the report: report 001's host with the second GPU its 'next phase' plans "
         "(multi-GPU support), to show a layer split.",
