@@ -79,7 +79,10 @@ CUDA-graph capture + 4 s/GB: the 20 GB one takes 100 s, like the incident's
 98 s cold start), half on an Ollama/llama.cpp-like one (2 s + 0.9 s/GB), so
 that a large model is not always the slow one.
 
-    .venv/bin/python bench/placement.py [--seeds 5] [--out bench/results/placement.md]
+The incident reports' hosts, with models bigger than one GPU (split, tensor
+parallel, offload), are placement_hosts.py's scenarios, run last (--hosts-only: alone).
+
+    .venv/bin/python bench/placement.py [--seeds 5] [--hosts-only] [--out FILE]
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ import heapq
 import math
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +129,7 @@ KEEP_ALIVE_SECONDS = 300.0  # Ollama's default keep_alive
 AGENT_MIN_RESIDENCY_SECONDS = 10.0  # the agent's default
 MIN_RESIDENCY_SWEEP = (0.0, 10.0, 30.0, 60.0)
 TARGET_VS_LRU = 0.6
+HOSTS_HEADING = "## Incident hosts"
 # A waiter plans once more this long before it gives up, as the agent does when its
 # wait budget runs out: a plan it was waiting to avoid is still better than failing.
 LAST_CHANCE_SECONDS = 0.01
@@ -759,7 +764,8 @@ def warmpath(
     return choose
 
 
-def belady(trace: Sequence[Request]) -> Chooser:
+def farthest_next_use(trace: Sequence[Request]) -> Callable[[Cluster, Loaded, float], float]:
+    """Belady's order: the model whose next request is farthest away first."""
     next_use: dict[int, list[float]] = {}
     for request in trace:
         next_use.setdefault(request.model, []).append(request.at)
@@ -769,7 +775,11 @@ def belady(trace: Sequence[Request]) -> Chooser:
         position = bisect.bisect_right(uses, now)
         return -(uses[position] if position < len(uses) else math.inf)
 
-    return greedy(farthest)
+    return farthest
+
+
+def belady(trace: Sequence[Request]) -> Chooser:
+    return greedy(farthest_next_use(trace))
 
 
 # The policies the tables pick out by name.
@@ -1198,23 +1208,44 @@ def residency_tradeoff(seeds: int, hours: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def incident_hosts(seeds: int, hours: float | None = None) -> str:
+    """Issue 18's hosts, with models bigger than one GPU (bench/placement_hosts.py)."""
+    # Imported here: placement_hosts builds on this module (a top-level import would cycle).
+    from placement_hosts import hosts_table, run_hosts  # noqa: PLC0415
+
+    started = time.monotonic()
+    results = run_hosts(seeds, hours)
+    command = " ".join([".venv/bin/python bench/placement.py", *sys.argv[1:]])
+    return hosts_table(results, seeds, hours, command, time.monotonic() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="traces per workload (>= 1)")
     parser.add_argument("--hours", type=float, default=None, help="shorten every trace (> 0)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--hosts-only", action="store_true", help="only the incident hosts (placement_hosts.py)"
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, not {args.seeds}")
     if args.hours is not None and not args.hours > 0:
         parser.error(f"--hours must be more than 0, not {args.hours:g}")
     started = time.monotonic()
-    results = run(args.seeds, args.hours)
-    text = table(results, args.seeds, time.monotonic() - started) + verdict(results)
-    text += held_out(args.seeds, args.hours)
-    text += residency_tradeoff(args.seeds, args.hours)
+    text = ""
+    if not args.hosts_only:
+        results = run(args.seeds, args.hours)
+        text = table(results, args.seeds, time.monotonic() - started) + verdict(results)
+        text += held_out(args.seeds, args.hours)
+        text += residency_tradeoff(args.seeds, args.hours)
+    text += incident_hosts(args.seeds, args.hours)
     print(text)
     if args.out is not None:
+        if args.hosts_only and args.out.exists():
+            # Keep the other sections: only the incident hosts' is rewritten.
+            kept = args.out.read_text().split(HOSTS_HEADING)[0].rstrip("\n")
+            text = f"{kept}\n{text}"
         args.out.write_text(text)
 
 

@@ -42,3 +42,13 @@ def test_tensor_parallel_beyond_the_usable_gpus_names_the_mig_gpu() -> None:
     (problem,) = capacity_problems(shapes, [gpu(0, 80), gpu(1, 80, mig=True)], None)
     assert problem.startswith("models.0.tensor_parallel: qwen needs 2 GPUs")
     assert "has 1 usable (GPU 1 is left out: MIG mode is on)" in problem
+
+
+def test_a_split_that_needs_a_mig_gpu_is_named_with_the_field_and_the_mig_gpu() -> None:
+    # Bad input: a layer split over a MIG device. Only the whole GPU may hold layers,
+    # so a 42 GB model that may not offload fits nowhere on one usable 32 GB GPU.
+    shapes = {"70b": ("models.3", llama(42, Offload.NEVER))}
+    (problem,) = capacity_problems(shapes, [gpu(0, 32), gpu(1, 32, mig=True)], 256 * GIB)
+    assert problem.startswith("models.3: 70b needs 43008 MiB and fits nowhere")
+    assert "all 1 together 32768 MiB" in problem
+    assert problem.endswith("GPU 1 is left out: MIG mode is on")

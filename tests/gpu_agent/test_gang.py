@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from warmpath_agent.eviction import (
@@ -155,6 +158,37 @@ def test_an_offload_that_would_exhaust_host_ram_is_refused_with_the_figures() ->
     assert 0 < result.gpu_layers < result.total_layers == 40
 
 
+def offloaded(name: str, gpu_gb: float, host_gb: float, **kwargs: Any) -> ResidentModel:
+    """A resident with `host_gb` of its layers in host RAM."""
+    return replace(resident(name, gpu_gb, **kwargs), host_bytes=int(host_gb * GB))
+
+
+def test_an_idle_offloaded_model_is_evicted_for_the_host_ram_another_offload_needs() -> None:
+    # Two models that both need offload on an 8 GB GPU, and host RAM for one at a time
+    # (30 GB free, 50 GB held by the first; the second needs over 70 GB).
+    rooms = [gpu(0, 3, offloaded("first", 5, 50))]
+    plan = planned(plan_gang(rooms, llama(40), NOW, 0, host_free_bytes=30 * GB))
+    assert plan.layout is Layout.OFFLOAD
+    assert [v.model for v in plan.victims] == ["first"]
+    assert plan.host_bytes <= 80 * GB
+    assert plan.gpu_layers > 0, "the GPU memory the victim held is used too"
+    assert "evicting first for its host RAM" in plan.offload_reason
+
+
+def test_an_offload_waits_while_a_busy_offloaded_model_holds_the_host_ram() -> None:
+    rooms = [gpu(0, 3, offloaded("first", 5, 50, in_use=True))]
+    result = plan_gang(rooms, llama(40), NOW, 0, host_free_bytes=30 * GB)
+    assert isinstance(result, NoRoom)
+    assert result.fits_after_waiting
+
+
+def test_host_ram_a_pinned_offloaded_model_holds_is_never_taken() -> None:
+    rooms = [gpu(0, 3, offloaded("first", 5, 50, pinned=True))]
+    result = plan_gang(rooms, llama(40), NOW, 0, host_free_bytes=30 * GB)
+    assert isinstance(result, HostRamShort)
+    assert result.free_bytes == 30 * GB
+
+
 def test_offload_never_leaves_a_model_too_big_unplaced() -> None:
     result = plan_gang([gpu(0, 8)], llama(40, offload=Offload.NEVER), NOW, 0)
     assert isinstance(result, NoRoom)
@@ -167,6 +201,19 @@ def test_with_every_gpu_full_an_offload_evicts_the_cheapest_room_for_its_layers(
     assert plan.layout is Layout.OFFLOAD
     assert [v.model for v in plan.victims] == ["b"]
     assert plan.gpu_indexes == (1,)
+
+
+def test_an_offload_whose_gpu_room_busy_models_hold_waits_rather_than_fails() -> None:
+    # deepseek-coder:33b (18 GB) on a 16 GB GPU that a busy model fills for now: it
+    # must wait for room, not be refused as fitting on no GPU set.
+    rooms = [gpu(0, 0.5, resident("busy", 15.5, in_use=True))]
+    result = plan_gang(rooms, llama(18), NOW, 0, host_free_bytes=64 * GB)
+    assert isinstance(result, NoRoom)
+    assert result.fits_after_waiting
+    pinned = [gpu(0, 0.5, resident("pinned", 15.5, pinned=True))]
+    result = plan_gang(pinned, llama(18), NOW, 0, host_free_bytes=64 * GB)
+    assert isinstance(result, NoRoom)
+    assert not result.fits_after_waiting
 
 
 def test_a_split_evicting_a_hot_model_for_a_cold_one_waits_for_cold_memory() -> None:
@@ -200,3 +247,15 @@ def test_the_hot_set_packs_a_model_bigger_than_one_gpu_over_several() -> None:
     hot = protected_models([*rooms, gpu(2, 20)], candidates)
     assert hot == {"fast", "llama3.1:70b"}
     assert packs([30, 2], [22, 20]) and not packs([43], [22, 20])
+
+
+def test_a_model_only_an_offload_can_hold_leaves_the_hot_set_to_the_others() -> None:
+    # deepseek-coder:33b (18 GB) on a 16 GB GPU runs offloaded in the room left: keeping
+    # room for all of it would leave no hot set at all, and no defence against thrashing.
+    candidates = [
+        Candidate("deepseek-coder:33b", 18 * GB, 98, 2),
+        Candidate("llama3.2:3b", 2 * GB, 4, 12),
+        Candidate("llama3.1:8b", 5 * GB, 6, 1),
+    ]
+    hot = protected_models([gpu(0, 16)], candidates)
+    assert hot == {"llama3.2:3b", "llama3.1:8b"}

@@ -143,6 +143,19 @@ async def test_an_offload_that_would_exhaust_host_ram_is_refused_with_the_figure
     assert "where 300 MiB is available" in caught.value.message
 
 
+async def test_an_idle_offloaded_model_is_evicted_for_the_host_ram_the_next_offload_needs() -> None:
+    # Each needs about 1340 MiB of host RAM offloaded; the host has room for one.
+    driver = FakeDriver()
+    agent, book = two_gpus(driver, spec("huge", 2000), spec("other", 2000), host_mib=2000)
+    first = (await agent.ensure_loaded("huge")).residency
+    assert first.layout is Layout.OFFLOAD
+    outcome = await agent.ensure_loaded("other")
+    assert outcome.evicted == ("huge",)
+    assert outcome.residency.layout is Layout.OFFLOAD
+    assert "evicting huge for its host RAM" in outcome.residency.placement_reason
+    assert book.host_booked_bytes() == outcome.residency.host_bytes <= 2000 * MIB
+
+
 async def test_offload_never_makes_a_model_too_big_fail_clearly() -> None:
     agent, _ = two_gpus(FakeDriver(), spec("huge", 2000, offload="never"))
     with pytest.raises(ResourceExhausted) as caught:

@@ -90,6 +90,7 @@ def test_gemma_split_over_two_simulated_gpus_answers_and_says_so(tmp_path: Path)
         assert route.gpu_index == 0 and route.gpu_uuid == route.placement.gpu_uuids[0]
         assert sum(route.placement.layer_shares) == pytest.approx(1.0, abs=1e-4)
         assert decision.placement == route.placement
+        assert decision.candidates[0].placement == route.placement, "Route's candidate too"
         assert agent_residency(mesh).placement == route.placement
         command = server_command(mesh)
         assert command[command.index("--split_mode") + 1] == "1"
@@ -106,5 +107,6 @@ def test_gemma_partly_offloaded_answers_and_says_how_much(tmp_path: Path) -> Non
         assert placement.expected_slowdown > 1
         assert "offloaded to host RAM" in placement.description
         assert decision.placement == placement
+        assert decision.candidates[0].placement == placement, "Route's candidate too"
         command = server_command(mesh)
         assert command[command.index("--n_gpu_layers") + 1] == str(placement.gpu_layers)

@@ -144,6 +144,10 @@ def test_one_trace_links_router_agent_adapter_and_model(
     assert route.attributes["warmpath.route.reason"] == "load_required"
     assert route.attributes["warmpath.alias"] == "gemma"
     assert route.attributes["warmpath.route.candidates"] == ["local score=2"]
+    # A cold load is placed by the agent: the Generate span says where, with its names.
+    assert router.attributes["warmpath.gpu.indexes"] == load.attributes["warmpath.gpu.indexes"]
+    assert router.attributes["warmpath.placement.layout"] == "single"
+    assert router.attributes["warmpath.gpu.uuids"] == [final.route.gpu_uuid]
     assert loading.attributes["warmpath.cold_start"] is True
     assert load.attributes["warmpath.cold_start"] is True
     assert load.attributes["warmpath.gpu.uuid"].startswith("SIM-")

@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import GEMMA
 from warmpath_common.config import AutoRouting, ModelSpec
+from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ModelRegistry
@@ -156,3 +157,12 @@ def test_the_ready_fast_path_agrees_with_a_full_scan_and_still_explains() -> Non
     assert set(notes) == {"cold", "warm", "loading"}, "every host is still explained"
     view.update(host("warm", ReplicaState.FAILED))
     assert place(RESOLVED, view).host == "loading", "the index follows updates"
+
+
+def test_candidates_carry_their_replicas_placement() -> None:
+    split = PlacementInfo("layer_split", (0, 1), ("GPU-a", "GPU-b"), layer_shares=(0.5, 0.5))
+    placed = Replica(SPEC.name, "b", ReplicaState.LOADING, 0, "GPU-a", 3.0, None, placement=split)
+    view = HostView("b", reachable=True, servable=frozenset({SPEC.name}), replicas=(placed,))
+    placement = place(RESOLVED, cluster(host("a"), view))
+    by_host = {c.host: c.placement for c in placement.candidates}
+    assert by_host == {"a": None, "b": split}

@@ -40,6 +40,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import status_of
 from warmpath_common.generation import GenerationRequest
 
@@ -50,6 +51,7 @@ __all__ = [
     "client_call_span",
     "current_trace_id",
     "end_rpc_span",
+    "placement_attributes",
     "request_attributes",
     "setup_tracing",
     "shutdown_tracing",
@@ -204,4 +206,28 @@ def request_attributes(request: GenerationRequest, model: str) -> dict[str, Attr
         GEN_AI_REQUEST_SEED: request.seed,
     }
     attributes.update({key: value for key, value in optional.items() if value is not None})
+    return attributes
+
+
+def placement_attributes(info: PlacementInfo) -> dict[str, AttributeValue]:
+    """Where a model lives, for a span: every GPU (indexes and UUIDs), the layout and,
+    when offloaded, how many layers are in host RAM. No semantic convention names a
+    model spread over GPUs, so the names are `warmpath.*`, as the agent's spans use."""
+    attributes: dict[str, AttributeValue] = {
+        "warmpath.gpu.indexes": list(info.gpu_indexes),
+        "warmpath.gpu.uuids": list(info.gpu_uuids),
+        "warmpath.placement.layout": info.layout,
+        "warmpath.placement": info.description,
+        "warmpath.placement.expected_slowdown": info.expected_slowdown,
+    }
+    if info.layer_shares:
+        attributes["warmpath.placement.layer_shares"] = list(info.layer_shares)
+    if info.total_layers:
+        attributes["warmpath.placement.gpu_layers"] = info.gpu_layers
+        attributes["warmpath.placement.total_layers"] = info.total_layers
+    if info.layout == "offload":
+        attributes["warmpath.placement.offloaded_layers"] = info.total_layers - info.gpu_layers
+        attributes["warmpath.placement.host_memory_bytes"] = info.host_memory_bytes
+    if info.reason:
+        attributes["warmpath.placement.reason"] = info.reason
     return attributes

@@ -115,6 +115,8 @@ class ResidentModel:
     resident_since: float
     pinned: bool = False
     in_use: bool = False
+    host_bytes: int = 0
+    """Host RAM it holds (its offloaded layers), which evicting it frees too (gang.py)."""
 
     @property
     def reload_cost(self) -> float:
@@ -359,10 +361,13 @@ def protected_models(
         ),
         reverse=True,
     )
+    # A model larger than every GPU together runs partly offloaded in whatever room is
+    # left (gang.py): it needs no room kept for it, and none can hold it whole.
+    together = sum(capacities)
     hot: list[Candidate] = []
     for candidate in ranked:
         trial = [*hot, candidate]
-        left_out = [c.size_bytes for c in ranked if c not in trial]
+        left_out = [c.size_bytes for c in ranked if c not in trial and c.size_bytes <= together]
         room_for_the_rest = [max(left_out)] if left_out else []
         if packs([c.size_bytes for c in trial] + room_for_the_rest, capacities):
             hot = trial

@@ -46,6 +46,8 @@ __all__ = [
     "Layout",
     "ModelShape",
     "Offload",
+    "describe",
+    "expected_slowdown",
     "plan_gang",
 ]
 
@@ -218,16 +220,63 @@ def plan_gang(
             f"{offload.offloaded_layers} of {shape.layers} layers from host RAM",
         )
     if offload is None:
-        return (
-            gpu_only
-            if gpu_only is not None
-            else _no_room(gpus, shape, now, min_residency_seconds, never=True)
-        )
+        if gpu_only is not None:
+            return gpu_only
+        # No GPU has room for one layer now: waiting helps if busy, loading or young
+        # models hold it (they free it by themselves), not if pinned or foreign memory does.
+        one_layer = shape.gpu_bytes(1)
+        never = not any(_capacity(g) >= one_layer for g in gpus)
+        return _no_room(gpus, shape, now, min_residency_seconds, never=never, need=one_layer)
     if host_free_bytes is not None and offload.host_bytes > host_free_bytes:
         if isinstance(gpu_only, GangPlan):
             return gpu_only
-        return HostRamShort(offload.host_bytes, host_free_bytes, offload.gpu_layers, shape.layers)
+        return _make_host_room(
+            gpus, shape, now, min_residency_seconds, protected, host_free_bytes, offload
+        )
     return offload
+
+
+def _make_host_room(
+    gpus: Sequence[GpuRoom],
+    shape: ModelShape,
+    now: float,
+    min_residency_seconds: float,
+    protected: frozenset[str],
+    host_free_bytes: int,
+    offload: GangPlan,
+) -> GangPlan | NoRoom | HostRamShort:
+    """Host RAM is short for the offload: evict offloaded models holding it (cheapest
+    first, as for GPU memory), wait while busy or young ones do, else HostRamShort."""
+    holders = {r.model: r for g in gpus for r in g.residents if r.host_bytes > 0}
+    as_host = [replace(r, size_bytes=r.host_bytes) for r in holders.values()]
+    shortfall = offload.host_bytes - host_free_bytes
+    chosen = choose_victims(as_host, shortfall, now, min_residency_seconds, protected)
+    if chosen is not None:
+        gone = {v.model for v in chosen}
+        rooms = [
+            GpuRoom(
+                g.index,
+                g.free_bytes + sum(r.size_bytes for r in g.residents if r.model in gone),
+                tuple(r for r in g.residents if r.model not in gone),
+            )
+            for g in gpus
+        ]
+        freed = sum(holders[m].host_bytes for m in gone)
+        again = _offload(rooms, shape, now, min_residency_seconds, protected, evict=True)
+        if again is not None and again.host_bytes <= host_free_bytes + freed:
+            victims = tuple(holders[v.model] for v in chosen) + again.victims
+            return replace(
+                again,
+                victims=tuple(sorted(victims, key=lambda r: r.last_used)),
+                protected_victims=sum(v.model in protected for v in victims),
+                offload_reason=f"{again.offload_reason}; evicting {_named(victims)} "
+                "for its host RAM",
+            )
+    unpinned = sum(r.host_bytes for r in holders.values() if not r.pinned)
+    if chosen is None and unpinned >= shortfall:
+        # Busy, loading or young offloaded models hold it: they free it by themselves.
+        return _no_room(gpus, shape, now, min_residency_seconds, need=0)
+    return HostRamShort(offload.host_bytes, host_free_bytes, offload.gpu_layers, shape.layers)
 
 
 def _named(victims: Sequence[ResidentModel]) -> str:
@@ -537,8 +586,10 @@ def _no_room(
     min_residency_seconds: float,
     *,
     never: bool = False,
+    need: int | None = None,
 ) -> NoRoom:
-    """NoRoom summed over the host's GPUs (a gang may use them all)."""
+    """NoRoom summed over the host's GPUs (a gang may use them all); `need`: the bytes
+    waiting must free (the whole model unless given)."""
     free = freeable = waitable = 0
     for gpu in gpus:
         free += max(0, gpu.free_bytes)
@@ -548,7 +599,8 @@ def _no_room(
             elif not resident.pinned:
                 waitable += resident.size_bytes
     first = min((g.index for g in gpus), default=-1)
-    return NoRoom(first, free, freeable, waitable, shape.total_bytes, no_gpu_set=never)
+    need = shape.total_bytes if need is None else need
+    return NoRoom(first, free, freeable, waitable, need, no_gpu_set=never)
 
 
 # How much slower a layer runs from host RAM than from GPU memory: decoding reads

@@ -983,6 +983,7 @@ class ResidencyManager:
             pinned=residency.pinned,
             in_use=residency.state is not ResidencyState.READY
             or self._leased(residency.model, now),
+            host_bytes=residency.host_bytes,
         )
 
     def _leased(self, model: str, now: float) -> bool:

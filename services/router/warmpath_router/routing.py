@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from warmpath_common.config import ModelSpec, OffloadPolicy
+from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import Unavailable
 from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.registry import ResolvedModel
@@ -44,6 +45,9 @@ class Candidate:
     resident: bool
     score: float
     rejected_because: str = ""
+    placement: PlacementInfo | None = None
+    """Where the model lives on that host (its GPUs, split or offload), when it is
+    resident or loading there and its agent says."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def _place_by_scan(
         if replica is not None and replica.state is ReplicaState.UNRESPONSIVE:
             # Its agent neither serves nor reloads it until it answers or is restarted.
             why = f"model server unresponsive: {replica.problem or 'its agent says so'}"
-            rejected.append(Candidate(model, view.name, replica.gpu_index, False, math.inf, why))
+            rejected.append(_candidate(model, view.name, replica, math.inf, why))
             continue
         state = replica.state if replica else None
         if state is ReplicaState.UNLOADING:
@@ -208,8 +212,11 @@ def _candidate(
     model: str, host: str, replica: Replica | None, score: float, rejected_because: str = ""
 ) -> Candidate:
     ready = replica is not None and replica.state is ReplicaState.READY
-    gpu_index = replica.gpu_index if replica else -1
-    return Candidate(model, host, gpu_index, ready, score, rejected_because)
+    if replica is None:
+        return Candidate(model, host, -1, ready, score, rejected_because)
+    return Candidate(
+        model, host, replica.gpu_index, ready, score, rejected_because, replica.placement
+    )
 
 
 def _rejection(view: HostView, spec: ModelSpec, exclude: frozenset[str]) -> str:

@@ -142,6 +142,7 @@ def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
                 resident=c.resident,
                 score=c.score,
                 rejected_because=c.rejected_because,
+                placement=_placement(c.placement),
             )
             for c in placement.candidates
         ],

@@ -11,6 +11,7 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from warmpath_common import telemetry
 from warmpath_common.generation import Completion
 from warmpath_router.decision import RouteTaken
 from warmpath_router.registry import ResolvedModel
@@ -45,11 +46,13 @@ def placement_attributes(
     if placement.replica is not None:
         attributes["warmpath.gpu.index"] = placement.replica.gpu_index
         attributes["warmpath.gpu.uuid"] = placement.replica.gpu_uuid
+        if placement.replica.placement is not None:
+            attributes.update(telemetry.placement_attributes(placement.replica.placement))
     return attributes
 
 
 def response_attributes(completion: Completion, route: RouteTaken) -> dict[str, AttributeValue]:
-    return {
+    attributes: dict[str, AttributeValue] = {
         GEN_AI_RESPONSE_MODEL: route.served_model,
         GEN_AI_RESPONSE_FINISH_REASONS: [completion.finish_reason.value],
         GEN_AI_USAGE_INPUT_TOKENS: completion.usage.input_tokens,
@@ -59,3 +62,7 @@ def response_attributes(completion: Completion, route: RouteTaken) -> dict[str, 
         "warmpath.cold_start": route.cold_start,
         "warmpath.fallback_hops": len(route.fallback_hops),
     }
+    if route.placement is not None:
+        # Known for certain only now: a cold load is placed by the agent.
+        attributes.update(telemetry.placement_attributes(route.placement))
+    return attributes
