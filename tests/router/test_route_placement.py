@@ -13,7 +13,8 @@ from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
 from warmpath_common.convert import PlacementInfo
-from warmpath_router.cluster import ClusterView, Endpoint, HostView, Replica, ReplicaState
+from warmpath_common.generation import Endpoint
+from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
