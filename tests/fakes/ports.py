@@ -75,6 +75,8 @@ class FakeAdapters:
     hang_on_host: set[str] = field(default_factory=set)
     cancelled: list[str] = field(default_factory=list)
     queued_for: float = 0.0
+    first_token_after: float = 0.0
+    """Seconds every stream thinks before its first chunk (a slow, not hung, server)."""
     gate: asyncio.Event | None = None
     """When set, each stream waits for it after its first chunk (holds requests in flight)."""
     hold: asyncio.Event | None = None
@@ -101,6 +103,8 @@ class FakeAdapters:
         if endpoint.base_url in self.fail_on_url:
             raise self.fail_on_url[endpoint.base_url]
         self.requests.append((endpoint.served_model_id, request))
+        if self.first_token_after:
+            await asyncio.sleep(self.first_token_after)
         failure = self.fail.get(endpoint.served_model_id)
         for position, token in enumerate(self.tokens):
             if failure is not None and failure[0] == position:

@@ -85,6 +85,18 @@ async def test_waiting_its_turn_behind_other_requests_is_not_silence() -> None:
     assert metrics.get_sample_value("warmpath_router_first_token_timeouts_total") is None
 
 
+async def test_a_slow_first_token_is_not_cut_when_there_is_nowhere_else_to_go() -> None:
+    adapters = FakeAdapters()
+    relay, metrics = relay_for(adapters, ready_on("h1"))
+    for _ in range(QUICK.min_samples):
+        await answer(relay)  # quick answers: the learnt timeout is the 0.05 s floor
+    adapters.first_token_after = 0.15  # slower than that, within the 0.3 s ceiling
+    assert (await answer(relay)).route.host == "h1"
+    assert metrics.get_sample_value("warmpath_router_first_token_timeouts_total") is None, (
+        "cutting the only try would turn a slow answer into an error"
+    )
+
+
 def test_the_timeout_follows_the_models_own_times() -> None:
     settings = FirstTokenTimeout(multiplier=4, percentile=0.9, floor_seconds=1, ceiling_seconds=30)
     times = FirstTokenTimes()
@@ -100,6 +112,7 @@ def test_the_timeout_follows_the_models_own_times() -> None:
     assert quick.timeout_for(MODEL, settings, 10) == 1, "never below the floor"
     own = MODEL.model_copy(update={"first_token_timeout": FirstTokenTimeout(ceiling_seconds=7)})
     assert FirstTokenTimes().timeout_for(own, settings, 10) == 7, "a model's own settings win"
+    assert times.timeout_for(MODEL, settings, 10, last_resort=True) == 30, "nowhere else: ceiling"
 
 
 async def test_with_every_replica_silent_the_caller_hears_each_host() -> None:

@@ -36,11 +36,22 @@ class FirstTokenTimes:
         samples = self._samples.setdefault(model, deque(maxlen=_WINDOW))
         samples.append((seconds, prompt_chars))
 
-    def timeout_for(self, spec: ModelSpec, default: FirstTokenTimeout, prompt_chars: int) -> float:
-        """Seconds a try of `spec` with a prompt of `prompt_chars` may go without a token."""
+    def timeout_for(
+        self,
+        spec: ModelSpec,
+        default: FirstTokenTimeout,
+        prompt_chars: int,
+        *,
+        last_resort: bool = False,
+    ) -> float:
+        """Seconds a try of `spec` with a prompt of `prompt_chars` may go without a token.
+
+        `last_resort`: no other replica and no fallback is left to try. Cutting the try
+        would only turn a slow answer into an error, so it gets `ceiling_seconds`.
+        """
         settings = spec.first_token_timeout or default
         samples = self._samples.get(spec.name, ())
-        if len(samples) < settings.min_samples:
+        if last_resort or len(samples) < settings.min_samples:
             return settings.ceiling_seconds
         times = sorted(seconds for seconds, _ in samples)
         rank = min(len(times) - 1, max(0, math.ceil(settings.percentile * len(times)) - 1))

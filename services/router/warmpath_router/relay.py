@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Set
 
 from opentelemetry import trace
 
@@ -220,6 +220,7 @@ class Relay:
                         load_deadline,
                         ask_agent=ask_agent,
                         on_route=on_route,
+                        fallbacks_left=position + 1 < len(chain),
                     ):
                         committed = True
                         if isinstance(event, RoutedCompletion):
@@ -281,6 +282,7 @@ class Relay:
         *,
         ask_agent: bool = False,
         on_route: RouteListener | None = None,
+        fallbacks_left: bool = False,
     ) -> AsyncIterator[TextDelta | RoutedCompletion]:
         """One try at one model on one host: place it, load it if needed, stream from it.
         `spec` is the checked request's model, or a fallback already checked against it.
@@ -289,6 +291,9 @@ class Relay:
 
         The load (and any wait for room at the agent) must end by `load_deadline`,
         which leaves the fallbacks still to try their share of the deadline.
+        `fallbacks_left`: a later model in the chain may still be tried; with none,
+        and no other host for this one, the try is the last resort and is not cut
+        short for a slow first token (only the ceiling and the deadline apply).
 
         A retryable failure before the first chunk that provably reached no model
         server is raised as ReplicaFailed, naming the host, so the caller can try
@@ -319,8 +324,12 @@ class Relay:
                 request, model=spec.name, max_tokens=request.max_tokens or spec.default_max_tokens
             )
             prompt_chars = len(request.text())
+            elsewhere = self._other_hosts(spec, exclude | {placement.host})
             first_token_limit = self._first_token.timeout_for(
-                spec, self._settings.first_token_timeout, prompt_chars
+                spec,
+                self._settings.first_token_timeout,
+                prompt_chars,
+                last_resort=not fallbacks_left and not elsewhere,
             )
             stream = first_token_within(
                 self._adapters.generate(
@@ -386,12 +395,10 @@ class Relay:
     ) -> bool:
         """True (after a short jittered pause) when another host could serve `spec`,
         the retry budget allows one more try, and the deadline leaves room for it."""
-        others = [
-            view.name
-            for view in self._cluster.hosts.values()
-            if view.reachable and spec.name in view.servable and view.name not in tried_hosts
-        ]
-        if not others or deadline - self._clock() < _RETRY_MIN_REMAINING_SECONDS:
+        if (
+            not self._other_hosts(spec, tried_hosts)
+            or deadline - self._clock() < _RETRY_MIN_REMAINING_SECONDS
+        ):
             return False
         if not self._retry_budget.try_spend():
             logger.info("retry budget spent: not retrying %s elsewhere", spec.name)
@@ -399,6 +406,14 @@ class Relay:
         # Jitter, not cryptography: a pseudo-random pause is what it needs.
         await asyncio.sleep(random.uniform(0, _RETRY_JITTER_SECONDS))  # noqa: S311  # nosec B311
         return True
+
+    def _other_hosts(self, spec: ModelSpec, tried_hosts: Set[str]) -> list[str]:
+        """Reachable hosts, not yet tried, that serve `spec`."""
+        return [
+            view.name
+            for view in self._cluster.hosts.values()
+            if view.reachable and spec.name in view.servable and view.name not in tried_hosts
+        ]
 
     async def close(self) -> None:
         self._leases.close()
