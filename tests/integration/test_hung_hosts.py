@@ -95,7 +95,14 @@ async def serves_again(stub: router_pb2_grpc.RouterStub, host: str, label: str) 
     served: list[str] = []
 
     async def answered_by_host() -> bool:
-        with_deadline = await ask(stub, LONG_DEADLINE)
+        try:
+            with_deadline = await ask(stub, LONG_DEADLINE)
+        except grpc.aio.AioRpcError as error:
+            # Until its agent's probes see the thawed server answer again, the mesh
+            # may still refuse: both hosts were hung a moment ago.
+            if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
         served.append(with_deadline.host)
         return with_deadline.host == host
 

@@ -60,7 +60,10 @@ def test_the_router_answers_through_its_own_adapter(local_mesh: LocalMesh) -> No
     with grpc.insecure_channel(local_mesh.ports.address("router")) as channel:
         stream = router_pb2_grpc.RouterStub(channel).Generate(
             generate_pb2.GenerateRequest(
-                model="gemma", prompt="Q: What is the capital of France?\nA:", max_tokens=8
+                model="gemma",
+                prompt="Q: What is the capital of France?\nA:",
+                max_tokens=8,
+                temperature=0,  # greedy: the same answer every run
             ),
             timeout=120,
         )
