@@ -24,7 +24,9 @@ BROKEN = {
     "source": {"path": "/nonexistent/broken.gguf"},
     "fallbacks": ["gemma3-270m"],
 }
-# Fits no GPU; its fallback is BROKEN, whose own fallback is Gemma: a chain to walk.
+# Fits nowhere on the host, so the agent does not serve it (an agent refuses to start
+# with a model it could never hold); its fallback is BROKEN, whose own fallback is
+# Gemma: a chain to walk.
 HUGE = {
     **GEMMA,
     "name": "huge-model",
@@ -49,6 +51,7 @@ def mesh_config(ports: MeshPorts) -> dict[str, object]:
         },
         "agent": {
             "host": "local",
+            "models": [GEMMA["name"], UNTOUCHED["name"], BROKEN["name"]],
             "inventory": {"simulated": True, "gpus": [{"name": "Test GPU", "memory": "4GiB"}]},
         },
     }
