@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import shlex
 import signal
 import sys
 import threading
@@ -22,7 +24,7 @@ from rich.table import Table
 
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import LocalMesh, MeshError, MeshPorts
-from warmpath_common.config import load_config
+from warmpath_common.config import WarmpathConfig, load_config
 
 app = typer.Typer(
     help="Warmpath: route LLM requests to GPU-resident models.",
@@ -342,10 +344,10 @@ def up(
             "serving until Ctrl-C. In another terminal try: .venv/bin/warmpath models, "
             "warmpath route 'hi', warmpath generate 'The sky is'"
         )
-        http_listen = load_config(config).router.http.listen
-        if http_listen:
-            err.print(f"OpenAI and Anthropic clients: base URL http://{http_listen}/v1, e.g.")
-            err.print(_curl_line(http_listen), style="dim", highlight=False)
+        http = http_banner(load_config(config))
+        if http:
+            err.print(http[0])
+            err.print(http[1], style="dim", highlight=False)
         _wait(stopped.is_set)
     except MeshError as error:
         err.print(f"[red]error[/red] {error}", highlight=False)
@@ -358,12 +360,32 @@ def up(
         err.print("stopped: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
 
 
-def _curl_line(http_listen: str) -> str:
-    body = '{"model": "auto", "messages": [{"role": "user", "content": "The sky is"}]}'
-    return (
-        f"$ curl -sN http://{http_listen}/v1/chat/completions "
+def http_banner(config: WarmpathConfig) -> tuple[str, str] | None:
+    """What `up` says about the router's HTTP front door: its base URL, and a `curl` line
+    (after "$ ") that asks it for an answer; None when router.http.listen is unset."""
+    listen = config.router.http.listen
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "[::]", ""):  # every interface: this machine reaches loopback
+        host = "127.0.0.1"
+    tls = config.router.tls
+    base = f"{'https' if tls else 'http'}://{host}:{port}/v1"
+    options = ["-sN"]
+    if tls is not None:
+        options.append(f"--cacert {shlex.quote(str(tls.ca))}")
+        if tls.require_client_cert:
+            options.append("--cert your-cert.pem --key your-key.pem")
+    if config.security.enabled:
+        options.append('-H "authorization: Bearer $WARMPATH_TOKEN"')
+    body = json.dumps(
+        {"model": "auto", "max_tokens": 32, "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    curl = (
+        f"$ curl {' '.join(options)} {base}/chat/completions "
         f"-H 'content-type: application/json' -d '{body}'"
     )
+    return f"OpenAI and Anthropic clients: base URL {base}, e.g.", curl
 
 
 @app.command("hash-token")
