@@ -24,9 +24,9 @@ BROKEN = {
     "source": {"path": "/nonexistent/broken.gguf"},
     "fallbacks": ["gemma3-270m"],
 }
-# Fits nowhere on the host, so the agent does not serve it (an agent refuses to start
-# with a model it could never hold); its fallback is BROKEN, whose own fallback is
-# Gemma: a chain to walk.
+# Fits no GPU of the host, so the host's agent leaves it out (agent.models: an agent
+# refuses to start with a model that fits nowhere on its host). Its fallback is BROKEN,
+# whose own fallback is Gemma: a chain to walk.
 HUGE = {
     **GEMMA,
     "name": "huge-model",
