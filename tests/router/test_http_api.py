@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from tests.router.test_relay import BACKUP, PRIMARY
-from warmpath_cli.__main__ import http_banner
+from warmpath_cli.banner import http_banner
 from warmpath_common.config import (
     AutoRouting,
     CallerToken,

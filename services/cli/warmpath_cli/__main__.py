@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import shlex
 import signal
 import sys
 import threading
@@ -23,8 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
+from warmpath_cli.banner import http_banner
 from warmpath_cli.mesh import LocalMesh, MeshError, MeshPorts
-from warmpath_common.config import WarmpathConfig, load_config
+from warmpath_common.config import load_config
 
 app = typer.Typer(
     help="Warmpath: route LLM requests to GPU-resident models.",
@@ -358,34 +357,6 @@ def up(
         err.print("stopping the mesh...")
         codes = mesh.stop()
         err.print("stopped: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
-
-
-def http_banner(config: WarmpathConfig) -> tuple[str, str] | None:
-    """What `up` says about the router's HTTP front door: its base URL, and a `curl` line
-    (after "$ ") that asks it for an answer; None when router.http.listen is unset."""
-    listen = config.router.http.listen
-    if not listen:
-        return None
-    host, _, port = listen.rpartition(":")
-    if host in ("0.0.0.0", "[::]", ""):  # every interface: this machine reaches loopback
-        host = "127.0.0.1"
-    tls = config.router.tls
-    base = f"{'https' if tls else 'http'}://{host}:{port}/v1"
-    options = ["-sN"]
-    if tls is not None:
-        options.append(f"--cacert {shlex.quote(str(tls.ca))}")
-        if tls.require_client_cert:
-            options.append("--cert your-cert.pem --key your-key.pem")
-    if config.security.enabled:
-        options.append('-H "authorization: Bearer $WARMPATH_TOKEN"')
-    body = json.dumps(
-        {"model": "auto", "max_tokens": 32, "messages": [{"role": "user", "content": "Hi"}]}
-    )
-    curl = (
-        f"$ curl {' '.join(options)} {base}/chat/completions "
-        f"-H 'content-type: application/json' -d '{body}'"
-    )
-    return f"OpenAI and Anthropic clients: base URL {base}, e.g.", curl
 
 
 @app.command("hash-token")
