@@ -1,14 +1,18 @@
-"""Side by side with the peers (issue 7, item 4): LiteLLM proxy and vLLM Router.
+"""Side by side with the peers (issue 7, item 4; issue 21, item 8): LiteLLM proxy and
+vLLM Router.
 
-Each peer is installed from PyPI in its own virtualenv under bench/.venvs/
-(gitignored; `--install` creates them, pinned) and put in front of the same
-bench/mock_openai.py process as Warmpath's router + adapter, driven by the
-same client process in the same run:
+Each peer is installed in its own virtualenv under bench/.venvs/ (gitignored;
+`--install` creates them, pinned) and put in front of the same
+bench/mock_openai.py process as Warmpath, driven by the same client process in
+the same run:
 
-    direct:       client -> mock                         (HTTP + SSE)
-    vLLM Router:  client -> vllm-router -> mock          (HTTP + SSE)
-    LiteLLM:      client -> litellm proxy -> mock        (HTTP + SSE)
-    Warmpath:     client -> router -> adapter -> mock    (gRPC, then HTTP + SSE)
+    direct:         client -> mock                           (HTTP + SSE)
+    vLLM Router:    client -> vllm-router -> mock            (HTTP + SSE)
+    LiteLLM:        client -> litellm proxy -> mock          (HTTP + SSE)
+    Warmpath:       client -> router -> adapter -> mock      (gRPC, then HTTP + SSE)
+    in-process:     client -> router (adapter inside) -> mock (gRPC, then HTTP + SSE)
+    Warmpath HTTP:  client -> the same router's OpenAI-compatible front door -> mock
+                    (HTTP + SSE end to end, the same httpx client as the peers)
 
 Added latency: TTFT p50 of 1-token requests one at a time, minus direct's.
 Throughput: 1-token streamed requests per second at concurrency 32.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -316,7 +321,7 @@ def main() -> None:
     )
     text = "\n".join(
         [
-            "## Side by side with LiteLLM proxy and vLLM Router (item 4)",
+            "## Side by side with LiteLLM proxy and vLLM Router (issue 7 item 4, issue 21 item 8)",
             "",
             f"`{command_line()}`: every proxy in its own process in front of the same mock "
             f"({DELAY_MS:g} ms between tokens; the first token at once), one client process, "
@@ -326,7 +331,9 @@ def main() -> None:
             "2 cores allow; vLLM Router round robin over the one worker). The peers and direct "
             "are read with httpx over HTTP + SSE, Warmpath's gRPC rows with grpc.aio, and "
             "Warmpath's HTTP row with the same httpx client as the peers (apples to apples). "
-            f"Load before: {load_before}, after: {load_average()}; took {took:.0f} s.",
+            f"Machine: {os.cpu_count()} cores, no GPU (the backend is a mock), shared with "
+            f"other work while it ran; load before: {load_before}, after: {load_average()}; "
+            f"took {took:.0f} s.",
             "",
             *verdicts,
             *notes,

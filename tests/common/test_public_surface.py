@@ -22,6 +22,8 @@ def _imports() -> list[tuple[str, str, str]]:
     found = []
     for folder in ("tests", "bench", "scripts"):
         for path in sorted((ROOT / folder).rglob("*.py")):
+            if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+                continue  # bench/.venvs/: the peers' own virtualenvs (bench/peers.py --install)
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGES):
                     relative = str(path.relative_to(ROOT))

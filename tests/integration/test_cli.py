@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -91,9 +92,10 @@ def _ports_free(*ports: int) -> bool:
     return True
 
 
-@pytest.mark.skipif(not _ports_free(50051, 50052, 50053), reason="default ports are in use")
+@pytest.mark.skipif(not _ports_free(50051, 50052, 50053, 50080), reason="default ports are in use")
 def test_up_answers_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    """What `make run` does: the embedded default, a sample answer, Ctrl-C stops everything."""
+    """What `make run` does: the embedded default, a sample answer, a `curl` line for the
+    HTTP front door that works as pasted, Ctrl-C stops everything."""
     process = subprocess.Popen(
         [sys.executable, "-m", "warmpath_cli", "up", "--log-dir", str(tmp_path / "logs")],
         stdout=subprocess.PIPE,
@@ -110,7 +112,18 @@ def test_up_answers_then_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         if "serving until Ctrl-C" in line or not line:
             break
     assert any("route: model gemma3-270m" in line for line in seen), "".join(seen)
+    while not seen[-1].startswith("$ curl ") and seen[-1] and time.monotonic() < deadline:
+        seen.append(process.stderr.readline())
+    assert seen[-1].startswith("$ curl "), "".join(seen)
+    curl = subprocess.run(
+        ["bash", "-c", seen[-1][2:].strip() + " --max-time 60"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     process.send_signal(signal.SIGINT)
+    assert json.loads(curl.stdout)["model"] == "gemma3-270m", curl
     stdout, stderr = process.communicate(timeout=60)
     assert "Paris" in stdout
     assert "stopped: router exit 0, backend-adapter exit 0, gpu-agent exit 0" in stderr

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import sys
+from pathlib import Path
 
 import anthropic
 import openai
@@ -16,6 +19,9 @@ from warmpath_cli.mesh import LocalMesh
 pytestmark = pytest.mark.integration
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
+# The address the docs' snippets use: the embedded default config's router.http.listen.
+DOCS_URL = "http://127.0.0.1:50080"
 STORY = [{"role": "user", "content": "Once upon a time"}]
 
 
@@ -199,3 +205,27 @@ async def test_a_client_that_stops_reading_stops_llama_cpp(
     assert after.usage is not None and after.usage.completion_tokens == 4
     completions, _ = llama_completions(mesh, already)
     assert completions == ["4"], f"the abandoned request ran on: {completions}"
+
+
+async def test_the_docs_snippets_run_against_the_mesh(http_url: str) -> None:
+    """docs/http-api.md's OpenAI, Anthropic and curl snippets, run as written but for
+    the address."""
+    blocks = re.findall(r"```(python|sh)\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert [language for language, _ in blocks] == ["python", "python", "sh"]
+    outputs = []
+    for language, code in blocks:
+        assert DOCS_URL in code
+        command = (sys.executable, "-c") if language == "python" else ("bash", "-c")
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            code.replace(DOCS_URL, http_url),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 300)
+        assert process.returncode == 0, err.decode()
+        outputs.append(out.decode())
+    openai_out, anthropic_out, curl_out = outputs
+    assert openai_out.startswith("gemma3-270m ")
+    assert anthropic_out.startswith("gemma3-270m ")
+    assert "data: [DONE]" in curl_out and '"type": "message"' in curl_out

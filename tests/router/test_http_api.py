@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import httpx
@@ -17,7 +19,15 @@ from prometheus_client import CollectorRegistry
 
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from tests.router.test_relay import BACKUP, PRIMARY
-from warmpath_common.config import AutoRouting, CallerToken, HttpSettings, RouterSettings
+from warmpath_cli.banner import http_banner
+from warmpath_common.config import (
+    AutoRouting,
+    CallerToken,
+    HttpSettings,
+    RouterSettings,
+    WarmpathConfig,
+    load_config,
+)
 from warmpath_common.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from warmpath_common.security import BearerTokenGuard, hash_token
 from warmpath_router.cluster import ClusterView, HostView
@@ -326,3 +336,47 @@ async def test_the_same_tokens_as_grpc_for_both_dialects() -> None:
         await server.stop()
     assert answer.model == message.model == "primary"
     assert [m.id for m in models.data] == ["backup", "primary", "p"]
+
+
+async def run_banner_curl(config: WarmpathConfig, env: dict[str, str]) -> dict[str, Any]:
+    """Runs the `curl` line `warmpath up` prints for `config`, as a user pastes it."""
+    banner = http_banner(config)
+    assert banner is not None
+    _, line = banner
+    assert line.startswith("$ curl ")
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        line[2:] + " --max-time 30",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out
+    answer: dict[str, Any] = json.loads(out)
+    return answer
+
+
+def listening_at(config: WarmpathConfig, url: str, *, secured: bool = False) -> WarmpathConfig:
+    router = config.router.model_copy(update={"http": HttpSettings(listen=url.split("//")[1])})
+    security = config.security.model_copy(update={"enabled": secured})
+    return config.model_copy(update={"router": router, "security": security})
+
+
+async def test_the_curl_line_warmpath_up_prints_gets_an_answer() -> None:
+    default = load_config(None)
+    banner = http_banner(default)
+    assert banner is not None and "http://127.0.0.1:50080/v1" in banner[0]
+    assert http_banner(default.model_copy(update={"router": RouterSettings()})) is None
+    started, server = await start_door()
+    secured, secured_server = await start_door(secured=True)
+    try:
+        answer = await run_banner_curl(listening_at(default, started.url), {})
+        with_token = await run_banner_curl(
+            listening_at(default, secured.url, secured=True), {"WARMPATH_TOKEN": TOKEN}
+        )
+    finally:
+        await server.stop()
+        await secured_server.stop()
+    assert answer["model"] == with_token["model"] == "primary"
+    assert answer["choices"][0]["message"]["content"] == "Hello world"

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
+from warmpath_cli.banner import http_banner
 from warmpath_cli.mesh import LocalMesh, MeshError, MeshPorts
 from warmpath_common.config import load_config
 
@@ -344,10 +345,10 @@ def up(
             "serving until Ctrl-C. In another terminal try: .venv/bin/warmpath models, "
             "warmpath route 'hi', warmpath generate 'The sky is'"
         )
-        http_listen = load_config(config).router.http.listen
-        if http_listen:
-            err.print(f"OpenAI and Anthropic clients: base URL http://{http_listen}/v1, e.g.")
-            err.print(_curl_line(http_listen), style="dim", highlight=False)
+        http = http_banner(load_config(config))
+        if http:
+            err.print(http[0])
+            err.print(http[1], style="dim", highlight=False)
         _wait(stopped.is_set)
     except MeshError as error:
         err.print(f"[red]error[/red] {error}", highlight=False)
@@ -358,14 +359,6 @@ def up(
         err.print("stopping the mesh...")
         codes = mesh.stop()
         err.print("stopped: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
-
-
-def _curl_line(http_listen: str) -> str:
-    body = '{"model": "auto", "messages": [{"role": "user", "content": "The sky is"}]}'
-    return (
-        f"$ curl -sN http://{http_listen}/v1/chat/completions "
-        f"-H 'content-type: application/json' -d '{body}'"
-    )
 
 
 @app.command("hash-token")

@@ -211,7 +211,7 @@ class HttpFrontDoor:
             first = await anext(events, None)
             if first is None or not routes:
                 raise Unavailable("the model server ended the stream without an answer")
-            response = web.StreamResponse(headers={**route_headers(routes[0]), **_SSE_HEADERS})
+            response = _SseResponse(headers={**route_headers(routes[0]), **_SSE_HEADERS})
             await response.prepare(request)
             renderer = call.renderer(routes[0])
             await _stream(response, renderer, dialect, first, events)
@@ -231,6 +231,15 @@ async def _collected(
     raise Unavailable("the model server ended the stream without finishing")
 
 
+class _SseResponse(web.StreamResponse):
+    """A streamed answer whose headers leave in the same write as its first chunk: it is
+    prepared only once that chunk is there, so sending the headers alone first would
+    cost a second send on the first token's path. (aiohttp's own Response buffers them
+    so; StreamResponse sends them at once unless told otherwise.)"""
+
+    _send_headers_immediately = False
+
+
 async def _stream(
     response: web.StreamResponse,
     renderer: StreamRenderer,
@@ -239,28 +248,29 @@ async def _stream(
     events: AsyncIterator[TextDelta | RoutedCompletion],
 ) -> None:
     """Writes the stream; once its first byte is out, a failure ends it with the
-    dialect's error event (never silently, never a second status)."""
+    dialect's error event (never silently, never a second status). The last event goes
+    out with the end of the body, in one write."""
+    last = b""
     try:
-        await response.write(renderer.opening() + _rendered(renderer, first))
-        if not isinstance(first, RoutedCompletion):
+        if isinstance(first, RoutedCompletion):
+            last = renderer.opening() + renderer.closing(first.completion)
+        else:
+            await response.write(renderer.opening() + renderer.delta(first.text))
+            # Read to the relay's end (not `break`), so that it counts the answer as done.
             async for event in events:
-                await response.write(_rendered(renderer, event))
+                if isinstance(event, RoutedCompletion):
+                    last = renderer.closing(event.completion)
+                else:
+                    await response.write(renderer.delta(event.text))
     except WarmpathError as error:
-        await response.write(dialect.stream_error(problem_of(error)))
+        last = dialect.stream_error(problem_of(error))
     except ConnectionError:
         return  # the client is gone: nobody to tell
     except Exception:
         logger.exception("unhandled error while streaming")
-        await response.write(
-            dialect.stream_error(Problem(500, ProblemKind.INTERNAL, "internal error"))
-        )
-    await response.write_eof()
-
-
-def _rendered(renderer: StreamRenderer, event: TextDelta | RoutedCompletion) -> bytes:
-    if isinstance(event, RoutedCompletion):
-        return renderer.closing(event.completion)
-    return renderer.delta(event.text)
+        last = dialect.stream_error(Problem(500, ProblemKind.INTERNAL, "internal error"))
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof(last)
 
 
 async def _json(request: web.Request) -> Any:
