@@ -58,6 +58,7 @@ from docker.types import DeviceRequest
 
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel, reachable_host
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.sleep_api import sleep_mode_launch
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec, Runtime
 
 logger = logging.getLogger(__name__)
@@ -94,9 +95,13 @@ def create_arguments(
     container: ContainerSpec,
     gpu: GpuReading,
     placement: GpuPlacement | None = None,
+    *,
+    sleep_mode: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create` (kept apart so tests can read them).
-    A gang's GPUs go in one device request, and in the GPU label comma separated."""
+    A gang's GPUs go in one device request, and in the GPU label comma separated.
+    `sleep_mode`: the warm tier is on, so vLLM and SGLang get what their sleep endpoints
+    need (sleep_api.sleep_mode_launch), appended to the container's command."""
     uuids = (placement or GpuPlacement.one(gpu)).uuids
     arguments: dict[str, Any] = {
         "image": container.image,
@@ -115,6 +120,11 @@ def create_arguments(
         "environment": dict(container.environment),
         "detach": True,
     }
+    if sleep_mode:
+        flags, environment = sleep_mode_launch(spec.backend)
+        if flags:
+            arguments["command"] = [*container.command, *flags]
+        arguments["environment"].update(environment)
     if settings.network is None:
         # Host port left empty: the engine picks a free one.
         arguments["ports"] = {f"{container.port}/tcp": (settings.publish_host, None)}
@@ -147,7 +157,9 @@ class DockerDriver:
         *,
         poll_seconds: float = 1.0,
         liveness_seconds: float = 10.0,
+        sleep_mode: bool = False,
     ) -> None:
+        self._sleep_mode = sleep_mode
         self._settings = settings
         self._client = client
         self._owner = owner
@@ -168,7 +180,13 @@ class DockerDriver:
         if spec.container is None:
             raise ModelLoadFailed(f"{spec.name}: runtime docker needs a container section")
         arguments = create_arguments(
-            self._settings, self._owner, spec, spec.container, gpu, placement
+            self._settings,
+            self._owner,
+            spec,
+            spec.container,
+            gpu,
+            placement,
+            sleep_mode=self._sleep_mode,
         )
         name = arguments["name"]
         await self._run(self._require_image, spec.container.image, spec.name)
