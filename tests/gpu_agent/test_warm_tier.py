@@ -278,8 +278,10 @@ async def test_no_probe_check_or_state_stream_wakes_a_sleeping_server() -> None:
             assert server.calls["GET /health"] == probes_before + 3, "only b was probed"
             assert server.asleep
 
-            outcome = await agent.ensure_loaded("a")
-            assert outcome.woken
+            async with agent_client(agent, backends) as router_side:
+                load = await router_side.ensure_loaded("h", "a", 5.0)
+            assert load.woken, "EnsureLoaded says the model was woken"
+            assert load.cold_start
             assert server.wakes == 1
             assert not server.asleep
             answer = await client.post(

@@ -118,6 +118,8 @@ class LoadResult:
     cold_start: bool
     load_seconds: float
     placement: PlacementInfo | None = None
+    woken: bool = False
+    """The agent woke the model from sleep (host RAM) rather than loading it from disk."""
 
 
 class AgentPort(Protocol):
@@ -176,6 +178,15 @@ class RouteTaken:
     trace_id: str
     placement: PlacementInfo | None = None
     """Every GPU (and host RAM) the answering model occupies, when the agent said."""
+    woken: bool = False
+    """Its load was a wake from sleep (host RAM), not a load from disk."""
+
+    @property
+    def load_description(self) -> str:
+        if not self.cold_start:
+            return ""
+        how = "woken from sleep" if self.woken else "cold load"
+        return f"{how} in {self.load_seconds:.1f} s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +496,7 @@ class Relay:
                 cold_start=load.cold_start,
                 load_seconds=load.load_seconds,
                 placement=load.placement,
+                woken=load.woken,
                 fallback_hops=_link(hops, spec.name),
                 auto_class=attempt_resolved.auto_class,
                 auto_confidence=attempt_resolved.auto_confidence,
@@ -628,6 +640,7 @@ class Relay:
             load_span.set_attributes(
                 {
                     "warmpath.cold_start": load.cold_start,
+                    "warmpath.woken": load.woken,
                     "warmpath.load_seconds": load.load_seconds,
                 }
             )
@@ -764,6 +777,7 @@ def _response_attributes(completion: Completion, route: RouteTaken) -> dict[str,
         "warmpath.host": route.host,
         "warmpath.gpu.uuid": route.gpu_uuid,
         "warmpath.cold_start": route.cold_start,
+        "warmpath.woken": route.woken,
         "warmpath.fallback_hops": len(route.fallback_hops),
     }
 
