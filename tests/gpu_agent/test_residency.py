@@ -17,6 +17,7 @@ from tests.fakes.drivers import FakeDriver
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from warmpath.v1 import gpu_agent_pb2_grpc
 from warmpath_agent.__main__ import gpu_health_name, observe_gpus
+from warmpath_agent.drivers import ModelDriver
 from warmpath_agent.eviction import estimated_load_seconds
 from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
@@ -57,7 +58,7 @@ class Clock:
 
 
 def manager(
-    driver: FakeDriver,
+    driver: ModelDriver,
     *specs: ModelSpec,
     gpu_mib: int = 1000,
     clock: Callable[[], float] | None = None,
