@@ -7,6 +7,7 @@ servers."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import httpx
@@ -289,3 +290,31 @@ async def test_no_probe_check_or_state_stream_wakes_a_sleeping_server() -> None:
                 json={"model": "org/a", "messages": [{"role": "user", "content": "hi"}]},
             )
             assert answer.status_code == 200
+
+
+async def test_a_model_outside_the_hot_set_evicts_a_hot_one_that_would_sleep_at_once() -> None:
+    """Without the tier it would wait for the model outside the hot set to finish its
+    requests, rather than evict the hot one; with it, the hot one sleeps and comes back
+    in a wake, so waiting buys little."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    models = (vllm("a", 500), vllm("b", 500), vllm("x", 500))
+    warm = tier(servers)
+    warm.timed_wakes["x"] = 0.001
+    agent = manager(driver, *models, clock=clock, warm_tier=warm)
+    for _ in range(10):  # a request every 10 s: hot
+        await agent.ensure_loaded("a")
+        clock.now += 10
+    await agent.ensure_loaded("b", lease_seconds=60)  # outside the hot set, and busy
+    clock.now += 1
+    # Without the rule it would wait most of its 300 s deadline for b to come free.
+    async with asyncio.timeout(60):
+        outcome = await agent.ensure_loaded("x", deadline_seconds=300)
+    assert outcome.evicted == ("a",)
+    assert servers.sleeps == ["a"]
+    assert {r.model: r.state for r in (await agent.state()).models} == {
+        "a": ResidencyState.ASLEEP,
+        "b": ResidencyState.READY,
+        "x": ResidencyState.READY,
+    }

@@ -726,6 +726,17 @@ class ResidencyManager:
             return load_seconds
         return min(load_seconds, sleeper.wake_seconds)
 
+    def _victims_sleep(self, victims: Sequence[ResidentModel]) -> bool:
+        """Every victim would sleep rather than unload (its return a wake, not a load):
+        then waiting for room, rather than evict a hot-set model, buys little."""
+        now = self._clock()
+        for victim in victims:
+            current = self._residents.get(victim.model)
+            sleeper = None if current is None else self._sleeper(current, now)
+            if sleeper is None or sleeper.wake_seconds >= sleeper.load_seconds:
+                return False
+        return bool(victims)
+
     async def _put_to_sleep(self, residency: Residency, reason: str) -> bool:
         model = residency.model
         now = self._clock()
@@ -1165,7 +1176,7 @@ class ResidencyManager:
                 room_version,
                 self._expected_load(model, need),
             )
-        if plan.waits_for_unprotected and patience > 0:
+        if plan.waits_for_unprotected and patience > 0 and not self._victims_sleep(plan.victims):
             raise _NoRoomYet(
                 f"{model} waits for memory held by other models outside the hot set "
                 f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
