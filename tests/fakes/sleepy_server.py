@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.fakes.local_http import LocalHttpServer
 
 _SLEEP_PATHS = {"/sleep": "vllm", "/release_memory_occupation": "sglang"}
 _WAKE_PATHS = {"/wake_up": "vllm", "/resume_memory_occupation": "sglang"}
@@ -130,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class SleepyServer:
+class SleepyServer(LocalHttpServer):
     """The stand-in, on 127.0.0.1 and a free port; a context manager."""
 
     def __init__(self, model: str = "stand-in") -> None:
@@ -138,14 +140,7 @@ class SleepyServer:
         self.asleep = False
         self.calls: Counter[str] = Counter()
         self.lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(type("Handler", (_Handler,), {"server_state": self}))
 
     @property
     def wakes(self) -> int:
@@ -154,11 +149,3 @@ class SleepyServer:
     @property
     def sleeps(self) -> int:
         return sum(self.calls[f"POST {path}"] for path in _SLEEP_PATHS)
-
-    def __enter__(self) -> SleepyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
