@@ -718,24 +718,32 @@ class ResidencyManager:
             if r.state is ResidencyState.ASLEEP and (sleeper := self._sleeper(r, now)) is not None
         ]
 
-    def _return_seconds(self, residency: Residency, load_seconds: float) -> float:
+    def _would_sleep(
+        self, residency: Residency, now: float, host_free: int | None
+    ) -> Sleeper | None:
+        """The model as a sleeper, if it would sleep were it to leave its GPUs now."""
+        sleeper = self._sleeper(residency, now)
+        if sleeper is None or residency.running is None or self._warm is None:
+            return None
+        return sleeper if self._warm.decide(sleeper, self._sleepers(now), host_free).sleep else None
+
+    def _return_seconds(
+        self, residency: Residency, load_seconds: float, now: float, host_free: int | None
+    ) -> float:
         """What bringing the model back would cost if it left its GPUs now: its wake
         when it would sleep (the eviction cost model, one tier down), else its load."""
-        sleeper = self._sleeper(residency, self._clock())
-        if sleeper is None or residency.running is None:
-            return load_seconds
-        return min(load_seconds, sleeper.wake_seconds)
+        sleeper = self._would_sleep(residency, now, host_free)
+        return load_seconds if sleeper is None else min(load_seconds, sleeper.wake_seconds)
 
-    def _victims_sleep(self, victims: Sequence[ResidentModel]) -> bool:
+    def _victims_sleep(self, victims: Sequence[ResidentModel], host_free: int | None) -> bool:
         """Every victim would sleep rather than unload (its return a wake, not a load):
         then waiting for room, rather than evict a hot-set model, buys little."""
         now = self._clock()
-        for victim in victims:
-            current = self._residents.get(victim.model)
-            sleeper = None if current is None else self._sleeper(current, now)
-            if sleeper is None or sleeper.wake_seconds >= sleeper.load_seconds:
-                return False
-        return bool(victims)
+        return bool(victims) and all(
+            (current := self._residents.get(victim.model)) is not None
+            and self._would_sleep(current, now, host_free) is not None
+            for victim in victims
+        )
 
     async def _put_to_sleep(self, residency: Residency, reason: str) -> bool:
         model = residency.model
@@ -1091,6 +1099,7 @@ class ResidencyManager:
         if not readings:
             raise Unavailable(f"host {self.host} has no healthy GPU to load {model} on")
         now = self._clock()
+        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
         rooms = [
             GpuRoom(
                 index=gpu.index,
@@ -1102,7 +1111,7 @@ class ResidencyManager:
                 # is on its way to being evictable or free: it counts for waiting.
                 # A gang is listed on each of its GPUs, with its share there.
                 residents=tuple(
-                    self._as_resident(r, now, r.bytes_on(gpu.index))
+                    self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
                     for r in self._residents.values()
                     if gpu.index in r.on_gpus and r.state not in _OFF_GPU
                 ),
@@ -1111,7 +1120,6 @@ class ResidencyManager:
         ]
         protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
         self._hot_set = protected
-        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
         need = shape.total_bytes
         plan = plan_gang(
             rooms,
@@ -1176,7 +1184,11 @@ class ResidencyManager:
                 room_version,
                 self._expected_load(model, need),
             )
-        if plan.waits_for_unprotected and patience > 0 and not self._victims_sleep(plan.victims):
+        if (
+            plan.waits_for_unprotected
+            and patience > 0
+            and not self._victims_sleep(plan.victims, host_free)
+        ):
             raise _NoRoomYet(
                 f"{model} waits for memory held by other models outside the hot set "
                 f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
@@ -1212,7 +1224,9 @@ class ResidencyManager:
     def _expected_load(self, model: str, need: int) -> float:
         return self._timed_loads.get(model) or estimated_load_seconds(need)
 
-    def _as_resident(self, residency: Residency, now: float, size: int) -> ResidentModel:
+    def _as_resident(
+        self, residency: Residency, now: float, size: int, host_free: int | None
+    ) -> ResidentModel:
         return ResidentModel(
             model=residency.model,
             size_bytes=size,
@@ -1220,6 +1234,8 @@ class ResidencyManager:
             load_seconds=self._return_seconds(
                 residency,
                 residency.load_seconds or estimated_load_seconds(residency.footprint_bytes),
+                now,
+                host_free,
             ),
             demand_per_minute=self._demand.per_minute(residency.model, now),
             last_used=residency.last_used,
