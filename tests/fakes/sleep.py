@@ -14,6 +14,8 @@ class FakeServerSleep:
     sleeps: list[str] = field(default_factory=list)
     wakes: list[str] = field(default_factory=list)
     fail_wakes: set[str] = field(default_factory=set)
+    asleep: set[str] = field(default_factory=set)
+    """Servers that say they sleep when asked (found so at the agent's start)."""
 
     async def sleep(self, backend: BackendKindName, running: RunningModel) -> None:
         self.sleeps.append(running.model)
@@ -22,6 +24,9 @@ class FakeServerSleep:
         self.wakes.append(running.model)
         if running.model in self.fail_wakes:
             raise SleepFailed(f"{running.model}'s server would not wake (injected)")
+
+    async def is_sleeping(self, backend: BackendKindName, running: RunningModel) -> bool:
+        return running.model in self.asleep
 
 
 @dataclass

@@ -20,6 +20,7 @@ from tests.fakes.sleepy_server import SleepyServer
 from tests.gpu_agent.test_residency import MIB, Clock, agent_client, manager, spec
 from warmpath.v1 import gpu_agent_pb2
 from warmpath_agent.docker_driver import create_arguments
+from warmpath_agent.drivers import RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyState
@@ -39,6 +40,7 @@ from warmpath_common.config import (
     BackendKindName,
     DockerSettings,
     ModelSpec,
+    Runtime,
     ServerProbeSettings,
 )
 from warmpath_common.errors import ResourceExhausted
@@ -318,3 +320,23 @@ async def test_a_model_outside_the_hot_set_evicts_a_hot_one_that_would_sleep_at_
         "b": ResidencyState.READY,
         "x": ResidencyState.READY,
     }
+
+
+async def test_a_server_found_asleep_at_start_is_adopted_asleep_and_woken_on_request() -> None:
+    with SleepyServer("org/a") as server:
+        server.asleep = True  # a previous agent put it to sleep
+        async with httpx.AsyncClient() as client:
+            driver = FakeDriver(load_seconds=0.05)
+            agent = manager(driver, vllm("a", 600), warm_tier=tier(HttpServerSleep(client, 10.0)))
+            gpu = (await agent.state()).gpus[0]
+            running = RunningModel("a", server.url, "org/a", pid=None, runtime=Runtime.DOCKER)
+            assert await agent.adopt([(running, gpu.uuid)]) == ["a"]
+            (adopted,) = (await agent.state()).models
+            assert adopted.state is ResidencyState.ASLEEP
+            assert adopted.asleep_bytes == 600 * MIB
+            assert server.wakes == 0, "asking whether it sleeps does not wake it"
+
+            outcome = await agent.ensure_loaded("a")
+            assert outcome.woken
+            assert server.wakes == 1
+            assert driver.starts == [], "woken, not started again"

@@ -571,12 +571,16 @@ class ResidencyManager:
             )
             if len(members) > 1:
                 ready = self._adopted_gang(ready, members, spec)
+            if self._warm is not None and await self._warm.found_asleep(spec, running):
+                ready = self._adopted_asleep(ready, spec)
+            else:
+                self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._residents[spec.name] = ready
-            self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._watch_for_exit(ready)
             adopted.append(spec.name)
             await self.feed.publish(
                 f"{spec.name} adopted on {ready.where}: already running, not reloaded"
+                + (" (asleep in host RAM)" if ready.state is ResidencyState.ASLEEP else "")
             )
         return adopted
 
@@ -842,6 +846,21 @@ class ResidencyManager:
         self._metrics.loads.labels(loading.model, "ok").inc()
         self._metrics.load_seconds.labels(loading.model).observe(seconds)
         return loading
+
+    def _adopted_asleep(self, residency: Residency, spec: ModelSpec) -> Residency:
+        """A server adopted asleep: its weights hold host RAM, not GPU memory. What NVML
+        saw of it asleep says nothing of what it needs awake."""
+        self._measured.pop(spec.name, None)
+        size = int(spec.memory) if spec.memory else residency.estimated_bytes
+        self._book.book_host(spec.name, size)
+        return replace(
+            residency,
+            state=ResidencyState.ASLEEP,
+            estimated_bytes=size,
+            measured_bytes=0,
+            asleep_bytes=size,
+            sleep_kind=SleepKind.SERVER,
+        )
 
     def _woken(self, residency: Residency, wake_seconds: float) -> Residency:
         self._metrics.wakes.labels(residency.model, "ok").inc()

@@ -58,6 +58,18 @@ class HttpServerSleep:
             raise SleepFailed(f"{backend.value} servers have no wake endpoint")
         await self._post(running, _WAKE[backend], {})
 
+    async def is_sleeping(self, backend: BackendKindName, running: RunningModel) -> bool:
+        if backend is not BackendKindName.VLLM:
+            return False  # SGLang has no such endpoint
+        url = running.base_url.rstrip("/") + "/is_sleeping"
+        try:
+            response = await self._client.get(url, timeout=self._timeout)
+            return response.status_code == 200 and response.json().get("is_sleeping") is True
+        except (httpx.HTTPError, ValueError, AttributeError) as error:
+            raise SleepFailed(
+                f"GET /is_sleeping of {running.model}'s server failed: {error!r}"
+            ) from error
+
     async def _post(self, running: RunningModel, path: str, params: dict[str, str]) -> None:
         url = running.base_url.rstrip("/") + path
         try:

@@ -72,6 +72,17 @@ class WarmTier:
         await self.servers.wake(spec.backend, running)
         return self.record_wake(spec.name, self.monotonic() - started)
 
+    async def found_asleep(self, spec: ModelSpec, running: RunningModel) -> bool:
+        """A server found running at start-up (adopted) is asleep: a previous agent put
+        it to sleep. Asked without waking it; False when it cannot say."""
+        if sleep_kind(spec) is not SleepKind.SERVER:
+            return False
+        try:
+            return await self.servers.is_sleeping(spec.backend, running)
+        except SleepFailed as error:
+            logger.warning("could not ask whether %s sleeps: %s", spec.name, error)
+            return False
+
     def record_wake(self, model: str, seconds: float) -> float:
         self.timed_wakes[model] = seconds
         return seconds

@@ -60,6 +60,10 @@ class ServerSleep(Protocol):
 
     async def wake(self, backend: BackendKindName, running: RunningModel) -> None: ...
 
+    async def is_sleeping(self, backend: BackendKindName, running: RunningModel) -> bool:
+        """Asks without waking it (vLLM's GET /is_sleeping); False when it cannot say."""
+        ...
+
 
 class PageCache(Protocol):
     """Keeps or drops a model file's pages in the host's page cache (sleep_api.py)."""
