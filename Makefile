@@ -70,6 +70,7 @@ test-soak: gen/.stamp
 BENCH_FLAGS := $(if $(QUICK),--quick,)
 bench: gen/.stamp
 	$(BIN)/python bench/placement.py --seeds 5 --out bench/results/placement.md
+	$(BIN)/python bench/placement_warm.py --seeds 5 --out bench/results/placement.md
 	$(BIN)/python bench/route_rpc.py $(BENCH_FLAGS)
 	$(BIN)/python bench/generate_overhead.py $(BENCH_FLAGS)
 	$(BIN)/python bench/relay_capacity.py $(BENCH_FLAGS)

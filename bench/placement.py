@@ -705,11 +705,16 @@ def warmpath(
     hot_set: bool = True,
     hysteresis: bool = True,
     time_averaged: bool = True,
+    reload_seconds: Callable[[Cluster, int, float], float] | None = None,
 ) -> Chooser:
     """The agent's own policy: eviction.plan_placement over the same facts it sees
     (protected_models for the hot set, the last one as incumbents, its candidates'
     demand by hot_set_per_minute, as ResidencyManager._place does). `time_averaged`
-    False ranks the hot set by the conditional estimate (per_minute) instead."""
+    False ranks the hot set by the conditional estimate (per_minute) instead.
+    `reload_seconds(cluster, model, now)`: what bringing a resident back would cost once
+    evicted (the warm tier's wake where it would sleep, bench/placement_warm.py; then, as
+    the agent does, no wait rather than evict hot-set models that would all sleep).
+    None: its load."""
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
         loads = cluster.workload.load_seconds
@@ -721,7 +726,9 @@ def warmpath(
                     ResidentModel(
                         model=str(m.model),
                         size_bytes=cluster.size(m.model),
-                        load_seconds=loads[m.model],
+                        load_seconds=reload_seconds(cluster, m.model, now)
+                        if reload_seconds
+                        else loads[m.model],
                         demand_per_minute=cluster.demand.per_minute(str(m.model), now),
                         last_used=m.last_used,
                         resident_since=m.ready_at,
@@ -757,7 +764,10 @@ def warmpath(
             return "wait" if plan.fits_after_waiting else "refuse"
         if 0 < plan.cheaper_in_seconds <= patience:
             return "wait"  # as the agent does: a cheaper victim ages past min_residency soon
-        if plan.waits_for_unprotected and patience > LAST_CHANCE_SECONDS:
+        victims_sleep = reload_seconds is not None and all(
+            v.load_seconds < loads[int(v.model)] for v in plan.victims
+        )
+        if plan.waits_for_unprotected and not victims_sleep and patience > LAST_CHANCE_SECONDS:
             return "wait"  # as the agent does: rather than evict a hot-set model
         return Load(plan.gpu_index, tuple(int(v.model) for v in plan.victims))
 

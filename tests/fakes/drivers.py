@@ -23,6 +23,8 @@ class FakeDriver:
     """The host pid every started server reports (for measuring its memory)."""
     placements: dict[str, GpuPlacement] = field(default_factory=dict)
     """The placement each model's last start was given."""
+    base_url: str | None = None
+    """Where every started server says it listens (a stand-in server); None: nowhere."""
     _exits: dict[str, asyncio.Event] = field(default_factory=dict)
     _dead_unseen: set[str] = field(default_factory=set)
 
@@ -41,12 +43,9 @@ class FakeDriver:
             )
         self._exits[spec.name] = asyncio.Event()
         self._dead_unseen.discard(spec.name)
+        base_url = self.base_url or f"http://fake/{spec.name}"
         return RunningModel(
-            spec.name,
-            f"http://fake/{spec.name}",
-            spec.name,
-            pid=self.pid,
-            probe_url=f"http://fake/{spec.name}/health",
+            spec.name, base_url, spec.name, pid=self.pid, probe_url=f"{base_url}/health"
         )
 
     async def stop(self, running: RunningModel) -> None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.local_http import LocalHttpServer
 
 
 def _chunk(chat: bool, text: str | None = None, finish: str | None = None) -> bytes:
@@ -124,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class FaultyOpenAI:
+class FaultyOpenAI(LocalHttpServer):
     def __init__(self) -> None:
         self.requests_seen: list[str] = []
         self.connections: set[tuple[str, int]] = set()
@@ -133,18 +134,4 @@ class FaultyOpenAI:
             (_Handler,),
             {"requests_seen": self.requests_seen, "connections": self.connections},
         )
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FaultyOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(handler)

@@ -15,8 +15,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.local_http import LocalHttpServer
 
 GB = 1024**3
 
@@ -147,21 +149,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write((json.dumps(final) + "\n").encode())
 
 
-class OllamaStandIn:
+class OllamaStandIn(LocalHttpServer):
     def __init__(self, state: OllamaState | None = None) -> None:
         self.state = state or OllamaState()
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> OllamaStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(handler)

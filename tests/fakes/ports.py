@@ -29,6 +29,8 @@ class FakeAgents:
     leases: list[tuple[str, str, float]] = field(default_factory=list)
     verified: list[tuple[str, str]] = field(default_factory=list)
     """The loads that asked the agent to check the model's server."""
+    asleep: set[str] = field(default_factory=set)
+    """Models whose load is a wake from sleep (the warm tier)."""
 
     async def ensure_loaded(
         self,
@@ -51,6 +53,7 @@ class FakeAgents:
             gpu_uuid="SIM-0",
             cold_start=True,
             load_seconds=1.5,
+            woken=model in self.asleep,
         )
 
 

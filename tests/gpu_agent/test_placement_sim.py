@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "placement.py"
-
-
-@pytest.fixture
-def placement(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("placement", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "placement", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_simulator_runs_every_policy_on_every_trace(placement: ModuleType) -> None:

@@ -17,13 +17,16 @@ from tests.fakes.drivers import FakeDriver
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from warmpath.v1 import gpu_agent_pb2_grpc
 from warmpath_agent.__main__ import gpu_health_name, observe_gpus
+from warmpath_agent.drivers import ModelDriver
 from warmpath_agent.eviction import estimated_load_seconds
+from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.residency import ResidencyManager, ResidencyState
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
+from warmpath_agent.sleepers import WarmTier
 from warmpath_common.config import BackendKindName, HostSpec, ModelSpec, SimulatedGpu
 from warmpath_common.errors import (
     FailedPrecondition,
@@ -55,14 +58,19 @@ class Clock:
 
 
 def manager(
-    driver: FakeDriver,
+    driver: ModelDriver,
     *specs: ModelSpec,
     gpu_mib: int = 1000,
     clock: Callable[[], float] | None = None,
     min_residency_seconds: float = 0.0,
     metrics: AgentMetrics | None = None,
+    warm_tier: WarmTier | None = None,
+    host_memory_mib: int | None = None,
 ) -> ResidencyManager:
     book = MemoryBook()
+    host_memory = (
+        None if host_memory_mib is None else DeclaredHostMemory(host_memory_mib * MIB, book)
+    )
     return ResidencyManager(
         "host-a",
         {s.name: s for s in specs},
@@ -73,6 +81,8 @@ def manager(
         metrics=metrics or AgentMetrics(CollectorRegistry()),
         min_residency_seconds=min_residency_seconds,
         clock=clock or Clock(),
+        warm_tier=warm_tier,
+        host_memory=host_memory,
     )
 
 
@@ -186,12 +196,15 @@ async def test_a_caller_that_found_the_server_down_has_it_checked_and_loaded_aga
 
 
 @contextlib.asynccontextmanager
-async def agent_client(agent: ResidencyManager) -> AsyncIterator[AgentClient]:
+async def agent_client(
+    agent: ResidencyManager, backends: dict[str, BackendKindName] | None = None
+) -> AsyncIterator[AgentClient]:
     """The router's client to `agent`, served over a real gRPC hop as host "h"."""
     server = await create_server(
         "127.0.0.1:0",
         lambda grpc_server: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(
-            GpuAgentServicer(agent, {"a": BackendKindName.LLAMA_CPP}, 1.0), grpc_server
+            GpuAgentServicer(agent, backends or {"a": BackendKindName.LLAMA_CPP}, 1.0),
+            grpc_server,
         ),
         ["warmpath.v1.GpuAgent"],
     )

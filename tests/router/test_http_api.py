@@ -119,6 +119,7 @@ async def test_chat_answers_with_the_served_model_and_the_route_in_headers(door:
     assert raw.headers["x-warmpath-alias"] == "p"
     assert raw.headers["x-warmpath-host"] == "h1"
     assert raw.headers["x-warmpath-cold-start"] == "true"
+    assert raw.headers["x-warmpath-woken"] == "false", "loaded from disk, not woken"
     assert raw.headers["x-warmpath-load-seconds"] == "1.500"
     assert raw.headers["x-warmpath-trace-id"] == TRACE_ID
     (_, sent), *_ = door.adapters.requests

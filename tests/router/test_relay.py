@@ -68,6 +68,16 @@ async def test_generate_reports_the_route_taken() -> None:
     assert final.route.fallback_hops == ()
 
 
+async def test_the_route_says_whether_the_model_was_woken_from_sleep_or_loaded_cold() -> None:
+    relay = make_relay(FakeAgents(asleep={"primary"}), FakeAdapters())
+    _, woken = await collect(relay, GenerationRequest(model="primary", prompt="hi"))
+    _, cold = await collect(relay, GenerationRequest(model="backup", prompt="hi"))
+    assert woken.route.woken
+    assert woken.route.load_description == "woken from sleep in 1.5 s"
+    assert not cold.route.woken
+    assert cold.route.load_description == "cold load in 1.5 s"
+
+
 async def test_unavailable_before_first_token_falls_back_and_says_why() -> None:
     agents = FakeAgents(fail={"primary": Unavailable("GPU on fire")})
     _text, final = await collect(

@@ -67,6 +67,22 @@ def test_an_unresponsive_replica_is_passed_over_with_its_agents_reason() -> None
         place(RESOLVED, cluster(view))
 
 
+def test_an_asleep_replica_beats_a_cold_load_and_the_route_says_it_would_be_woken() -> None:
+    asleep = Replica(SPEC.name, "warm", ReplicaState.ASLEEP, 0, "SIM", 30.0, None, wake_seconds=1.5)
+    view = HostView("warm", reachable=True, servable=frozenset({SPEC.name}), replicas=(asleep,))
+    placement = place(RESOLVED, cluster(host("cold"), view))
+    assert placement.host == "warm"
+    assert placement.wake_required
+    assert placement.load_required
+    assert placement.expected_load_seconds == 1.5
+    assert placement.explanation == (
+        "gemma3-270m is asleep in host RAM on warm; warm would wake it (its last wake took 1.5 s)"
+    )
+    ready = place(RESOLVED, cluster(view, host("hot", ReplicaState.READY)))
+    assert ready.host == "hot"
+    assert not ready.wake_required
+
+
 def test_a_busy_warm_replica_loses_to_an_idle_warm_one_but_not_to_a_cold_host() -> None:
     view = cluster(host("busy", ReplicaState.READY), host("idle", ReplicaState.READY), host("cold"))
     placement = place(RESOLVED, view, in_flight={("busy", SPEC.name): 7})

@@ -155,7 +155,11 @@ def _route_summary(
         how += f" {route.resolved_from_alias!r}"
     if route.auto_class:
         how += f": {route.auto_class} {route.auto_confidence:.2f}"
-    start = f"cold start, loaded in {route.load_seconds:.1f} s" if route.cold_start else "warm"
+    start = (
+        (route.load_description or f"cold start, loaded in {route.load_seconds:.1f} s")
+        if route.cold_start
+        else "warm"
+    )
     backend = generate_pb2.BackendKind.Name(route.backend).removeprefix("BACKEND_KIND_").lower()
     parts = [
         f"model {route.served_model} ({how})",
@@ -252,7 +256,9 @@ def route(
         out.print(f"placed: {decision.placement.description}", highlight=False)
         if decision.placement.reason:
             out.print(f"why: {decision.placement.reason}", highlight=False)
-    if decision.load_required:
+    if decision.wake_required:
+        out.print(f"wake required (expected {decision.expected_load_seconds:.1f} s)")
+    elif decision.load_required:
         out.print(f"load required (expected {decision.expected_load_seconds:.1f} s)")
     if decision.fallback_chain:
         out.print("fallbacks: " + " -> ".join(decision.fallback_chain))
@@ -289,7 +295,7 @@ def models(ctx: typer.Context, router: RouterOption = "127.0.0.1:50051") -> None
         where = (
             ", ".join(
                 f"{r.host}/GPU{','.join(map(str, r.placement.gpu_indexes or [r.gpu_index]))}"
-                f" ({r.state}"
+                f" ({'asleep in host RAM' if r.state == 'asleep' else r.state}"
                 + (
                     f", {r.placement.total_layers - r.placement.gpu_layers} of "
                     f"{r.placement.total_layers} layers in host RAM"

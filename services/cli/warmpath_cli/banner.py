@@ -18,7 +18,7 @@ def http_banner(config: WarmpathConfig) -> tuple[str, str] | None:
     if not listen:
         return None
     host, _, port = listen.rpartition(":")
-    if host in ("0.0.0.0", "[::]", ""):  # every interface: this machine reaches loopback
+    if host in ("0.0.0.0", "[::]", ""):  # nosec B104: a comparison; loopback reaches every interface
         host = "127.0.0.1"
     tls = config.router.tls
     base = f"{'https' if tls else 'http'}://{host}:{port}/v1"

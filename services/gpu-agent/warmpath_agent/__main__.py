@@ -35,12 +35,15 @@ from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_agent.server_watch import ServerWatch
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
+from warmpath_agent.sleep_api import HttpServerSleep, PosixPageCache
+from warmpath_agent.sleepers import WarmTier
 from warmpath_common.config import (
     AgentSettings,
     ConfigError,
     ModelSpec,
     Runtime,
     WarmpathConfig,
+    WarmTierSettings,
     load_config,
     with_overrides,
 )
@@ -108,6 +111,16 @@ def estimate_shape(spec: ModelSpec) -> ModelShape:
         estimate.layers,
         estimate.layer_bytes,
         page_cache_bytes=estimate.weights_bytes,
+    )
+
+
+def open_warm_tier(settings: WarmTierSettings, client: httpx.AsyncClient) -> WarmTier | None:
+    if not settings.enabled:
+        return None
+    return WarmTier(
+        HttpServerSleep(client, settings.call_timeout_seconds),
+        PosixPageCache(),
+        settings.asleep_keep_alive_seconds,
     )
 
 
@@ -184,7 +197,13 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
         }
         containers = None
         if docker_client is not None:
-            containers = DockerDriver(settings.docker, docker_client, settings.host, client)
+            containers = DockerDriver(
+                settings.docker,
+                docker_client,
+                settings.host,
+                client,
+                sleep_mode=settings.warm_tier.enabled,
+            )
             drivers[Runtime.DOCKER] = containers
         inventory = open_inventory(settings, book)
         host_memory = open_host_memory(settings, book)
@@ -200,6 +219,7 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             min_residency_seconds=settings.min_residency_seconds,
             estimate_shape=estimate_shape,
             host_memory=host_memory,
+            warm_tier=open_warm_tier(settings.warm_tier, client),
         )
         # Before serving and before pinned loads: a model whose server survived
         # the last agent is ready now, not loaded a second time.

@@ -26,6 +26,7 @@ from docker.types import DeviceRequest
 
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.sleep_api import sleep_mode_launch
 from warmpath_common.config import ContainerSpec, DockerSettings, ModelSpec
 
 __all__ = [
@@ -72,9 +73,13 @@ def create_arguments(
     container: ContainerSpec,
     gpu: GpuReading,
     placement: GpuPlacement | None = None,
+    *,
+    sleep_mode: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create` (kept apart so tests can read them).
-    A gang's GPUs go in one device request, and in the GPU label comma separated."""
+    A gang's GPUs go in one device request, and in the GPU label comma separated.
+    `sleep_mode`: the warm tier is on, so vLLM and SGLang get what their sleep endpoints
+    need (sleep_api.sleep_mode_launch), appended to the container's command."""
     uuids = (placement or GpuPlacement.one(gpu)).uuids
     arguments: dict[str, Any] = {
         "image": container.image,
@@ -93,6 +98,11 @@ def create_arguments(
         "environment": dict(container.environment),
         "detach": True,
     }
+    if sleep_mode:
+        flags, environment = sleep_mode_launch(spec.backend)
+        if flags:
+            arguments["command"] = [*container.command, *flags]
+        arguments["environment"].update(environment)
     if settings.network is None:
         # Host port left empty: the engine picks a free one.
         arguments["ports"] = {f"{container.port}/tcp": (settings.publish_host, None)}

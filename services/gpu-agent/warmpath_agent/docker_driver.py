@@ -95,7 +95,9 @@ class DockerDriver:
         *,
         poll_seconds: float = 1.0,
         liveness_seconds: float = 10.0,
+        sleep_mode: bool = False,
     ) -> None:
+        self._sleep_mode = sleep_mode
         self._settings = settings
         self._client = client
         self._owner = owner
@@ -116,7 +118,13 @@ class DockerDriver:
         if spec.container is None:
             raise ModelLoadFailed(f"{spec.name}: runtime docker needs a container section")
         arguments = create_arguments(
-            self._settings, self._owner, spec, spec.container, gpu, placement
+            self._settings,
+            self._owner,
+            spec,
+            spec.container,
+            gpu,
+            placement,
+            sleep_mode=self._sleep_mode,
         )
         name = arguments["name"]
         await self._run(self._require_image, spec.container.image, spec.name)

@@ -32,6 +32,25 @@ class AgentMetrics:
             ["model", "reason"],
             registry=registry,
         )
+        self.sleeps = Counter(
+            "warmpath_agent_sleeps",
+            "Models put to sleep in host RAM instead of unloaded, by how (server, page_cache).",
+            ["model", "kind"],
+            registry=registry,
+        )
+        self.wakes = Counter(
+            "warmpath_agent_wakes",
+            "Models woken from sleep, by outcome (ok, failed).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.wake_seconds = Histogram(
+            "warmpath_agent_wake_seconds",
+            "Time from asking a sleeping model back to its readiness.",
+            ["model"],
+            buckets=_LOAD_BUCKETS,
+            registry=registry,
+        )
         self.unresponsive = Counter(
             "warmpath_agent_unresponsive_servers",
             "Model servers reported unresponsive: alive, but failing their readiness probes.",

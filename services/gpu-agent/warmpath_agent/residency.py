@@ -28,7 +28,11 @@ The ResidencyManager is the only writer of residency. Its invariants:
   the driver checks at once, so the caller's own call loads it again;
 * a server that runs but stops answering is found by server_watch.py's probes:
   unresponsive (refused to callers, never evicted) until it answers again, or
-  stopped and marked failed after the restart grace, like a crashed one.
+  stopped and marked failed after the restart grace, like a crashed one;
+* with the warm tier on, a model leaving its GPUs (evicted, or idle past its
+  keep-alive) is put to sleep in host RAM when warm_tier.py says sleeping pays,
+  else unloaded; the next request wakes it. Nothing but a request wakes it: probes,
+  state streams and checks leave an asleep model alone.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ from warmpath_agent.gang import (
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.sleepers import WarmTier
+from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
 from warmpath_common.config import ModelSpec
 from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import (
@@ -99,10 +105,14 @@ class ResidencyState(StrEnum):
     FAILED = "failed"
     UNRESPONSIVE = "unresponsive"
     """Running, but failing its readiness probes (server_watch.py)."""
+    ASLEEP = "asleep"
+    """Off its GPUs, weights held in host RAM (warm_tier.py); the next request wakes it."""
 
 
 # States in which a model's server runs and is watched.
 _SERVING = (ResidencyState.READY, ResidencyState.UNRESPONSIVE)
+# States in which a model holds no GPU memory the placement may count on.
+_OFF_GPU = (ResidencyState.FAILED, ResidencyState.ASLEEP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +143,14 @@ class Residency:
     """Host RAM an offloaded model uses (its offloaded layers and the GGUF's page cache)."""
     placement_reason: str = ""
     """Why the model is offloaded, when it is."""
+    wake_seconds: float = 0.0
+    """Seconds its last wake from sleep took here (0: never woken)."""
+    woken: bool = False
+    """Its last load was a wake from sleep, not a load from disk."""
+    asleep_bytes: int = 0
+    """Host RAM its weights hold while it is asleep."""
+    sleep_kind: SleepKind | None = None
+    """How it sleeps, while it is asleep."""
 
     @property
     def footprint_bytes(self) -> int:
@@ -189,6 +207,7 @@ class LoadOutcome:
     cold_start: bool
     waited_seconds: float
     evicted: tuple[str, ...]
+    woken: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +273,13 @@ class ResidencyManager:
         clock: Callable[[], float] = time.time,
         estimate_shape: Callable[[ModelSpec], ModelShape] | None = None,
         host_memory: HostMemory | None = None,
+        warm_tier: WarmTier | None = None,
     ) -> None:
         """`estimate_shape`: a model's layers and their sizes (footprint.py), for splits
         and offload; None: every model is placed whole on one GPU or across
-        tensor_parallel GPUs. `host_memory`: None, host RAM is not accounted."""
+        tensor_parallel GPUs. `host_memory`: None, host RAM is not accounted.
+        `warm_tier`: None, evicted models are always unloaded."""
+        self._warm = warm_tier
         self._estimate_shape = estimate_shape
         self._shapes: dict[str, ModelShape] = {}
         self._host_memory = host_memory
@@ -354,6 +376,12 @@ class ResidencyManager:
             span.set_attributes(
                 {
                     "warmpath.cold_start": outcome.cold_start,
+                    "warmpath.woken": outcome.woken,
+                    "warmpath.tier": "gpu"
+                    if not outcome.cold_start
+                    else "host_ram"
+                    if outcome.woken
+                    else "disk",
                     "warmpath.load_seconds": outcome.waited_seconds,
                     "warmpath.evicted": list(outcome.evicted),
                     "warmpath.gpu.index": residency.gpu_index,
@@ -412,7 +440,13 @@ class ResidencyManager:
                 await self._wait_for_room(no_room.room_version, budget)
         waited = time.monotonic() - started
         span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
-        return LoadOutcome(residency, cold_start=True, waited_seconds=waited, evicted=evicted)
+        return LoadOutcome(
+            residency,
+            cold_start=True,
+            waited_seconds=waited,
+            evicted=evicted,
+            woken=residency.woken,
+        )
 
     def _load_task(
         self, spec: ModelSpec, give_up_at: float
@@ -537,12 +571,16 @@ class ResidencyManager:
             )
             if len(members) > 1:
                 ready = self._adopted_gang(ready, members, spec)
+            if self._warm is not None and await self._warm.found_asleep(spec, running):
+                ready = self._adopted_asleep(ready, spec)
+            else:
+                self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._residents[spec.name] = ready
-            self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._watch_for_exit(ready)
             adopted.append(spec.name)
             await self.feed.publish(
                 f"{spec.name} adopted on {ready.where}: already running, not reloaded"
+                + (" (asleep in host RAM)" if ready.state is ResidencyState.ASLEEP else "")
             )
         return adopted
 
@@ -568,13 +606,15 @@ class ResidencyManager:
         for residency in list(self._residents.values()):
             spec = self._specs[residency.model]
             idle = now - residency.last_used
+            if await self._expire_asleep(residency, idle):
+                continue
             if (
                 residency.state is ResidencyState.READY
                 and not residency.pinned
                 and idle > spec.keep_alive_seconds
                 and not self._leased(residency.model, now)
             ):
-                await self._stop(
+                await self._demote(
                     residency,
                     reason=f"keep-alive expired after {idle:.0f} s idle",
                     kind="keep_alive",
@@ -653,6 +693,222 @@ class ResidencyManager:
             load.cancel()
         await self._driver.close()
 
+    # -- warm tier (warm_tier.py decides, sleepers.py acts, the manager records) --
+
+    async def _demote(self, residency: Residency, *, reason: str, kind: str) -> None:
+        """A model leaves its GPUs: asleep in host RAM when the warm tier says so, else
+        unloaded."""
+        if not await self._put_to_sleep(residency, reason):
+            await self._stop(residency, reason=reason, kind=kind)
+
+    def _sleeper(self, residency: Residency, now: float) -> Sleeper | None:
+        spec = self._specs[residency.model]
+        size = residency.footprint_bytes
+        wake = None if self._warm is None else self._warm.wake_seconds(spec, size)
+        if wake is None:
+            return None
+        return Sleeper(
+            model=residency.model,
+            host_bytes=residency.asleep_bytes or size,
+            load_seconds=self._expected_load(residency.model, size),
+            wake_seconds=wake,
+            demand_per_minute=self._demand.per_minute(residency.model, now),
+        )
+
+    def _sleepers(self, now: float) -> list[Sleeper]:
+        return [
+            sleeper
+            for r in self._residents.values()
+            if r.state is ResidencyState.ASLEEP and (sleeper := self._sleeper(r, now)) is not None
+        ]
+
+    def _would_sleep(
+        self, residency: Residency, now: float, host_free: int | None
+    ) -> Sleeper | None:
+        """The model as a sleeper, if it would sleep were it to leave its GPUs now."""
+        sleeper = self._sleeper(residency, now)
+        if sleeper is None or residency.running is None or self._warm is None:
+            return None
+        return sleeper if self._warm.decide(sleeper, self._sleepers(now), host_free).sleep else None
+
+    def _return_seconds(
+        self, residency: Residency, load_seconds: float, now: float, host_free: int | None
+    ) -> float:
+        """What bringing the model back would cost if it left its GPUs now: its wake
+        when it would sleep (the eviction cost model, one tier down), else its load."""
+        sleeper = self._would_sleep(residency, now, host_free)
+        return load_seconds if sleeper is None else min(load_seconds, sleeper.wake_seconds)
+
+    def _victims_sleep(self, victims: Sequence[ResidentModel], host_free: int | None) -> bool:
+        """Every victim would sleep rather than unload (its return a wake, not a load):
+        then waiting for room, rather than evict a hot-set model, buys little."""
+        now = self._clock()
+        return bool(victims) and all(
+            (current := self._residents.get(victim.model)) is not None
+            and self._would_sleep(current, now, host_free) is not None
+            for victim in victims
+        )
+
+    async def _put_to_sleep(self, residency: Residency, reason: str) -> bool:
+        model = residency.model
+        now = self._clock()
+        leaving = self._sleeper(residency, now)
+        running = residency.running
+        if self._warm is None or leaving is None or running is None:
+            return False
+        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
+        demotion = self._warm.decide(leaving, self._sleepers(now), host_free)
+        if not demotion.sleep:
+            logger.info("%s is unloaded rather than put to sleep: %s", model, demotion.reason)
+            return False
+        for name in demotion.unload_sleepers:
+            await self._stop(
+                self._residents[name],
+                reason=f"unloaded from host RAM to make room for {model} asleep",
+                kind="host_ram",
+            )
+        self._residents[model] = replace(residency, state=ResidencyState.UNLOADING)
+        try:
+            kind, still_running, host_bytes = await self._warm.put_to_sleep(
+                self._specs[model], running, self._driver
+            )
+        except SleepFailed as error:
+            logger.warning("%s could not be put to sleep, so it is unloaded: %s", model, error)
+            self._residents[model] = residency
+            return False
+        held = host_bytes or leaving.host_bytes
+        self._book.release(model)
+        self._book.book_host(model, held)
+        self._residents[model] = replace(
+            residency,
+            state=ResidencyState.ASLEEP,
+            running=still_running,
+            asleep_bytes=held,
+            sleep_kind=kind,
+            woken=False,
+        )
+        self._metrics.sleeps.labels(model, kind.value).inc()
+        self._room_may_have_changed()
+        await self.feed.publish(
+            f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
+            + ("its server sleeps" if still_running is not None else "its file in the page cache")
+            + f") off {residency.where}: {reason}; {demotion.reason}"
+        )
+        return True
+
+    async def _unload_sleepers(self, shortfall: int, model: str) -> bool:
+        """Host RAM pressure: unloads sleepers freeing `shortfall` bytes, least value per
+        byte first; False (and none unloaded) when all of them would not be enough."""
+        chosen = sleepers_to_unload(self._sleepers(self._clock()), shortfall)
+        if not chosen:
+            return False
+        for name in chosen:
+            await self._stop(
+                self._residents[name],
+                reason=f"unloaded from host RAM to make room for {model}",
+                kind="host_ram",
+            )
+        return True
+
+    async def _expire_asleep(self, residency: Residency, idle: float) -> bool:
+        """Unloads a sleeper idle past its keep-alive and the warm tier's; True when
+        `residency` is asleep (expired or not)."""
+        if residency.state is not ResidencyState.ASLEEP or self._warm is None:
+            return residency.state is ResidencyState.ASLEEP
+        limit = (
+            self._specs[residency.model].keep_alive_seconds + self._warm.asleep_keep_alive_seconds
+        )
+        if idle > limit:
+            await self._stop(
+                residency, reason=f"asleep and unused for {idle:.0f} s", kind="keep_alive"
+            )
+        return True
+
+    async def _wake_if_asleep(
+        self, spec: ModelSpec, give_up_at: float
+    ) -> tuple[tuple[Residency, tuple[str, ...]] | None, Residency | None]:
+        """Before a load: a sleeping server is woken where it sleeps (the load's result,
+        None when it could not be); a page-cache sleeper is returned, for the load that
+        follows to count as its wake."""
+        asleep = self._residents.get(spec.name)
+        if asleep is None or asleep.state is not ResidencyState.ASLEEP:
+            return None, None
+        if asleep.running is None or self._warm is None:
+            return None, asleep
+        return await self._wake(spec, asleep, asleep.running, self._warm, give_up_at), None
+
+    def _timed(self, loading: Residency, seconds: float, *, woken: bool) -> Residency:
+        """Records how long a load took: a reload from the page cache times the wake,
+        not a load from disk."""
+        if woken and self._warm is not None:
+            return self._woken(loading, self._warm.record_wake(loading.model, seconds))
+        self._timed_loads[loading.model] = seconds
+        self._metrics.loads.labels(loading.model, "ok").inc()
+        self._metrics.load_seconds.labels(loading.model).observe(seconds)
+        return loading
+
+    def _adopted_asleep(self, residency: Residency, spec: ModelSpec) -> Residency:
+        """A server adopted asleep: its weights hold host RAM, not GPU memory. What NVML
+        saw of it asleep says nothing of what it needs awake."""
+        self._measured.pop(spec.name, None)
+        size = int(spec.memory) if spec.memory else residency.estimated_bytes
+        self._book.book_host(spec.name, size)
+        return replace(
+            residency,
+            state=ResidencyState.ASLEEP,
+            estimated_bytes=size,
+            measured_bytes=0,
+            asleep_bytes=size,
+            sleep_kind=SleepKind.SERVER,
+        )
+
+    def _woken(self, residency: Residency, wake_seconds: float) -> Residency:
+        self._metrics.wakes.labels(residency.model, "ok").inc()
+        self._metrics.wake_seconds.labels(residency.model).observe(wake_seconds)
+        return replace(residency, woken=True, wake_seconds=wake_seconds)
+
+    async def _wake(
+        self,
+        spec: ModelSpec,
+        asleep: Residency,
+        running: RunningModel,
+        warm: WarmTier,
+        give_up_at: float,
+    ) -> tuple[Residency, tuple[str, ...]] | None:
+        """Wakes a sleeping server where it sleeps, making room there as for a load.
+        None when it cannot (no room on its GPUs, or the wake failed): it is unloaded
+        and the caller loads the model from disk instead."""
+        async with self._placement:
+            try:
+                shape = await self._shape(spec, asleep.footprint_bytes)
+                _, _, evicted = await self._place(spec.name, shape, give_up_at, asleep.on_gpus)
+            except ResourceExhausted as error:
+                if isinstance(error, _NoRoomYet):
+                    raise
+                await self._stop(
+                    asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
+                )
+                return None
+            waking = replace(asleep, state=ResidencyState.LOADING, asleep_bytes=0, sleep_kind=None)
+            self._residents[spec.name] = waking
+            self._book.release(spec.name)
+            self._book.book_gang(spec.name, self._shares(waking), loading=True)
+        try:
+            seconds = await warm.wake_server(spec, running)
+        except SleepFailed as error:
+            self._metrics.wakes.labels(spec.name, "failed").inc()
+            await self._stop(waking, reason=f"its wake failed ({error})", kind="crashed")
+            return None
+        now = self._clock()
+        ready = self._woken(
+            replace(waking, state=ResidencyState.READY, ready_since=now, last_used=now), seconds
+        )
+        self._residents[spec.name] = ready
+        self._book.book_gang(spec.name, self._shares(ready), loading=False)
+        self._room_may_have_changed()
+        await self.feed.publish(f"{spec.name} woken from sleep on {ready.where} in {seconds:.1f} s")
+        return ready, evicted
+
     # -- internals -------------------------------------------------------
 
     async def _total_free(self) -> int:
@@ -672,6 +928,9 @@ class ResidencyManager:
         return Unavailable(f"could not load {model} on {self.host}: {error.for_caller}")
 
     async def _load(self, spec: ModelSpec, give_up_at: float) -> tuple[Residency, tuple[str, ...]]:
+        woken, asleep = await self._wake_if_asleep(spec, give_up_at)
+        if woken is not None:
+            return woken
         need = self._measured.get(spec.name) or self._estimated.get(spec.name)
         if not need:
             try:
@@ -701,6 +960,9 @@ class ResidencyManager:
                 host_bytes=plan.host_bytes,
                 placement_reason=plan.offload_reason,
             )
+            if asleep is not None:
+                # A page-cache sleeper: this load is its wake; its host booking ends.
+                self._book.release(spec.name)
             self._residents[spec.name] = loading
             self._book.book_gang(
                 spec.name, dict(zip(plan.gpu_indexes, plan.gpu_bytes, strict=True)), loading=True
@@ -735,9 +997,7 @@ class ResidencyManager:
             self._room_may_have_changed()
             raise
         load_seconds = time.monotonic() - started
-        self._timed_loads[spec.name] = load_seconds
-        self._metrics.loads.labels(spec.name, "ok").inc()
-        self._metrics.load_seconds.labels(spec.name).observe(load_seconds)
+        loading = self._timed(loading, load_seconds, woken=asleep is not None)
         measured = await self._measure(
             running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
         )
@@ -747,7 +1007,8 @@ class ResidencyManager:
             running=running,
             measured_bytes=measured,
             gpu_bytes=self._measured_shares(running.model, loading, measured),
-            load_seconds=load_seconds,
+            # A wake keeps the last load from disk as the model's load time.
+            load_seconds=self._timed_loads.get(spec.name, load_seconds),
             ready_since=self._clock(),
             last_used=self._clock(),
         )
@@ -761,6 +1022,7 @@ class ResidencyManager:
         self._watch_for_exit(ready)
         await self.feed.publish(
             f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
+            + (" (woken from the page cache)" if ready.woken else "")
             + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
         )
         return ready, evicted
@@ -843,14 +1105,20 @@ class ResidencyManager:
         return shape_for(spec, need, layers)
 
     async def _place(
-        self, model: str, shape: ModelShape, give_up_at: float
+        self, model: str, shape: ModelShape, give_up_at: float, only: tuple[int, ...] = ()
     ) -> tuple[GangPlan, tuple[GpuReading, ...], tuple[str, ...]]:
+        """`only`: the GPUs it may go on (a sleeping server wakes where it sleeps)."""
         # Taken before the reading: a change after it sends a waiter straight back.
         room_version = self._room_version
-        readings = {gpu.index: gpu for gpu in await self._inventory.read() if gpu.healthy}
+        readings = {
+            gpu.index: gpu
+            for gpu in await self._inventory.read()
+            if gpu.healthy and (not only or gpu.index in only)
+        }
         if not readings:
             raise Unavailable(f"host {self.host} has no healthy GPU to load {model} on")
         now = self._clock()
+        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
         rooms = [
             GpuRoom(
                 index=gpu.index,
@@ -862,16 +1130,15 @@ class ResidencyManager:
                 # is on its way to being evictable or free: it counts for waiting.
                 # A gang is listed on each of its GPUs, with its share there.
                 residents=tuple(
-                    self._as_resident(r, now, r.bytes_on(gpu.index))
+                    self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
                     for r in self._residents.values()
-                    if gpu.index in r.on_gpus and r.state is not ResidencyState.FAILED
+                    if gpu.index in r.on_gpus and r.state not in _OFF_GPU
                 ),
             )
             for gpu in readings.values()
         ]
         protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
         self._hot_set = protected
-        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
         need = shape.total_bytes
         plan = plan_gang(
             rooms,
@@ -883,6 +1150,8 @@ class ResidencyManager:
             host_free_bytes=host_free,
         )
         if isinstance(plan, HostRamShort):
+            if await self._unload_sleepers(plan.need_bytes - plan.free_bytes, model):
+                return await self._place(model, shape, give_up_at, only)
             raise ResourceExhausted(
                 f"{model} fits on no set of this host's GPUs, and offloading "
                 f"{plan.total_layers - plan.gpu_layers} of its {plan.total_layers} layers needs "
@@ -934,7 +1203,11 @@ class ResidencyManager:
                 room_version,
                 self._expected_load(model, need),
             )
-        if plan.waits_for_unprotected and patience > 0:
+        if (
+            plan.waits_for_unprotected
+            and patience > 0
+            and not self._victims_sleep(plan.victims, host_free)
+        ):
             raise _NoRoomYet(
                 f"{model} waits for memory held by other models outside the hot set "
                 f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
@@ -943,7 +1216,7 @@ class ResidencyManager:
                 self._expected_load(model, need),
             )
         for victim in plan.victims:
-            await self._stop(
+            await self._demote(
                 self._residents[victim.model],
                 reason=f"evicted to make room for {model} "
                 f"(reload cost {victim.reload_cost:.1f} load-s/min)",
@@ -970,13 +1243,19 @@ class ResidencyManager:
     def _expected_load(self, model: str, need: int) -> float:
         return self._timed_loads.get(model) or estimated_load_seconds(need)
 
-    def _as_resident(self, residency: Residency, now: float, size: int) -> ResidentModel:
+    def _as_resident(
+        self, residency: Residency, now: float, size: int, host_free: int | None
+    ) -> ResidentModel:
         return ResidentModel(
             model=residency.model,
             size_bytes=size,
             # An adopted model was never timed here; it is not free to reload.
-            load_seconds=residency.load_seconds
-            or estimated_load_seconds(residency.footprint_bytes),
+            load_seconds=self._return_seconds(
+                residency,
+                residency.load_seconds or estimated_load_seconds(residency.footprint_bytes),
+                now,
+                host_free,
+            ),
             demand_per_minute=self._demand.per_minute(residency.model, now),
             last_used=residency.last_used,
             resident_since=residency.ready_since or now,
@@ -991,7 +1270,9 @@ class ResidencyManager:
 
     async def _stop(self, residency: Residency, *, reason: str, kind: str) -> None:
         self._residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)
-        if residency.running is not None:
+        if residency.state is ResidencyState.ASLEEP and self._warm is not None:
+            await self._warm.let_go(self._specs[residency.model], residency.running, self._driver)
+        elif residency.running is not None:
             await self._driver.stop(residency.running)
         self._book.release(residency.model)
         self._residents.pop(residency.model, None)

@@ -21,6 +21,7 @@ _STATE_TO_PROTO = {
     ResidencyState.UNLOADING: gpu_agent_pb2.RESIDENCY_STATE_UNLOADING,
     ResidencyState.FAILED: gpu_agent_pb2.RESIDENCY_STATE_FAILED,
     ResidencyState.UNRESPONSIVE: gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE,
+    ResidencyState.ASLEEP: gpu_agent_pb2.RESIDENCY_STATE_ASLEEP,
 }
 
 
@@ -77,6 +78,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
             cold_start=outcome.cold_start,
             load_seconds=outcome.waited_seconds,
             evicted=list(outcome.evicted),
+            woken=outcome.woken,
         )
 
     async def Unload(
@@ -127,10 +129,13 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
             pinned=residency.pinned,
             failure_reason=residency.failure_reason,
             placement=placement_to_proto(residency.placement),
+            wake_seconds=residency.wake_seconds,
+            asleep_host_memory_bytes=residency.asleep_bytes,
         )
         if residency.ready_since is not None:
             message.ready_since.CopyFrom(_timestamp(residency.ready_since))
-        if residency.running is not None:
+        # A sleeping server's address is not given out: only the agent talks to it.
+        if residency.running is not None and residency.state is not ResidencyState.ASLEEP:
             endpoint = Endpoint(
                 self._backends[residency.model],
                 residency.running.base_url,

@@ -65,6 +65,7 @@ _REPLICA_STATE = {
     gpu_agent_pb2.RESIDENCY_STATE_UNLOADING: ReplicaState.UNLOADING,
     gpu_agent_pb2.RESIDENCY_STATE_FAILED: ReplicaState.FAILED,
     gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE: ReplicaState.UNRESPONSIVE,
+    gpu_agent_pb2.RESIDENCY_STATE_ASLEEP: ReplicaState.ASLEEP,
 }
 
 
@@ -141,6 +142,7 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
                 endpoint=endpoint_from_proto(m.endpoint) if m.HasField("endpoint") else None,
                 problem=m.failure_reason,
                 placement=placement_from_proto(m.placement),
+                wake_seconds=m.wake_seconds,
             )
             for m in state.models
         ),
@@ -220,6 +222,7 @@ class AgentClient:
             cold_start=response.cold_start,
             load_seconds=response.load_seconds,
             placement=placement_from_proto(residency.placement),
+            woken=response.woken,
         )
 
     async def state(self, host: str, timeout_seconds: float) -> gpu_agent_pb2.AgentState:

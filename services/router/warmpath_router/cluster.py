@@ -19,6 +19,8 @@ class ReplicaState(StrEnum):
     FAILED = "failed"
     UNRESPONSIVE = "unresponsive"
     """Its server runs but fails the agent's readiness probes: never chosen."""
+    ASLEEP = "asleep"
+    """Off its GPUs, weights in host RAM (the warm tier): its agent wakes it on request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,8 @@ class Replica:
     """Why it failed or is unresponsive, as its agent says."""
     placement: PlacementInfo | None = None
     """Every GPU (and host RAM) it occupies there; None from an agent that did not say."""
+    wake_seconds: float = 0.0
+    """Its last wake from sleep there (0: never woken)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,15 @@ class RouteTaken:
     trace_id: str
     placement: PlacementInfo | None = None
     """Every GPU (and host RAM) the answering model occupies, when the agent said."""
+    woken: bool = False
+    """Its load was a wake from sleep (host RAM), not a load from disk."""
+
+    @property
+    def load_description(self) -> str:
+        if not self.cold_start:
+            return ""
+        how = "woken from sleep" if self.woken else "cold load"
+        return f"{how} in {self.load_seconds:.1f} s"
 
 
 @dataclass(frozen=True, slots=True)

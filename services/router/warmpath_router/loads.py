@@ -100,6 +100,7 @@ class ModelLoads:
             load_span.set_attributes(
                 {
                     "warmpath.cold_start": load.cold_start,
+                    "warmpath.woken": load.woken,
                     "warmpath.load_seconds": load.load_seconds,
                 }
             )

@@ -22,6 +22,8 @@ class LoadResult:
     cold_start: bool
     load_seconds: float
     placement: PlacementInfo | None = None
+    woken: bool = False
+    """The agent woke the model from sleep (host RAM) rather than loading it from disk."""
 
 
 class AgentPort(Protocol):

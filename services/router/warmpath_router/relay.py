@@ -353,6 +353,7 @@ class Relay:
                 cold_start=load.cold_start,
                 load_seconds=load.load_seconds,
                 placement=load.placement,
+                woken=load.woken,
                 fallback_hops=link_hops(hops, spec.name),
                 auto_class=attempt_resolved.auto_class,
                 auto_confidence=attempt_resolved.auto_confidence,

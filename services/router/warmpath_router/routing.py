@@ -23,6 +23,8 @@ __all__ = ["Candidate", "Placement", "RouteReason", "models_fitting_nowhere", "p
 _SCORE = {
     ReplicaState.READY: 0.0,
     ReplicaState.LOADING: 1.0,
+    # Asleep: a wake of seconds, not a load, but not ready either.
+    ReplicaState.ASLEEP: 1.5,
     None: 2.0,
     ReplicaState.FAILED: 3.0,
 }
@@ -62,6 +64,8 @@ class Placement:
     expected_load_seconds: float
     explain: Callable[[], tuple[Candidate, ...]]
     """Builds the candidates weighed; only Route's reply and traces read them."""
+    wake_required: bool = False
+    """The model is asleep there: its agent would wake it rather than load it."""
 
     @functools.cached_property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -204,8 +208,13 @@ def _place_by_scan(
     ]
     reason, explanation = _explain(model, host, replica)
     expected = 0.0 if reason is RouteReason.RESIDENT else _expected_load_seconds(model, cluster)
+    asleep = replica is not None and replica.state is ReplicaState.ASLEEP
+    if asleep and replica is not None and replica.wake_seconds > 0:
+        expected = replica.wake_seconds
     candidates = (chosen, *others, *rejected)
-    return Placement(model, host, replica, reason, explanation, expected, lambda: candidates)
+    return Placement(
+        model, host, replica, reason, explanation, expected, lambda: candidates, asleep
+    )
 
 
 def _candidate(
@@ -268,6 +277,12 @@ def _explain(model: str, host: str, replica: Replica | None) -> tuple[RouteReaso
         )
     if replica is not None and replica.state is ReplicaState.LOADING:
         return RouteReason.LOADING, f"{model} is loading on {host}; the request would wait for it"
+    if replica is not None and replica.state is ReplicaState.ASLEEP:
+        last = f" (its last wake took {replica.wake_seconds:.1f} s)" if replica.wake_seconds else ""
+        return (
+            RouteReason.LOAD_REQUIRED,
+            f"{model} is asleep in host RAM on {host}; {host} would wake it{last}",
+        )
     return RouteReason.LOAD_REQUIRED, f"{model} is resident nowhere; {host} would load it"
 
 

@@ -110,6 +110,8 @@ def _route_to_proto(route: RouteTaken) -> generate_pb2.RouteTaken:
         auto_confidence=route.auto_confidence,
         trace_id=route.trace_id,
         placement=_placement(route.placement),
+        woken=route.woken,
+        load_description=route.load_description,
     )
 
 
@@ -134,6 +136,7 @@ def _decision_to_proto(decision: Decision) -> router_pb2.RouteDecision:
         explanation=f"{resolved.explanation}; {placement.explanation}",
         load_required=placement.load_required,
         expected_load_seconds=placement.expected_load_seconds,
+        wake_required=placement.wake_required,
         candidates=[
             router_pb2.RouteCandidate(
                 model=c.model,

@@ -60,6 +60,7 @@ def response_attributes(completion: Completion, route: RouteTaken) -> dict[str, 
         "warmpath.host": route.host,
         "warmpath.gpu.uuid": route.gpu_uuid,
         "warmpath.cold_start": route.cold_start,
+        "warmpath.woken": route.woken,
         "warmpath.fallback_hops": len(route.fallback_hops),
     }
     if route.placement is not None:

@@ -21,6 +21,7 @@ from warmpath_common.config.agent import (
     ProcessDriverSettings,
     ServerProbeSettings,
     SimulatedGpu,
+    WarmTierSettings,
 )
 from warmpath_common.config.base import ConfigError, ModelName
 from warmpath_common.config.checks import big_model_problems, registry_problems
@@ -79,6 +80,7 @@ __all__ = [
     "ServerProbeSettings",
     "SimulatedGpu",
     "TlsSettings",
+    "WarmTierSettings",
     "WarmpathConfig",
     "big_model_problems",
     "load_config",

@@ -19,6 +19,7 @@ __all__ = [
     "ProcessDriverSettings",
     "ServerProbeSettings",
     "SimulatedGpu",
+    "WarmTierSettings",
 ]
 
 
@@ -169,6 +170,20 @@ class ServerProbeSettings(Strict):
         return self
 
 
+class WarmTierSettings(Strict):
+    """Models asleep in host RAM instead of unloaded (docs/warm-tier.md)."""
+
+    enabled: bool = False
+    """True: a model evicted from its GPUs, or idle past its keep-alive, is put to sleep
+    when its server can sleep and sleeping pays (vLLM and SGLang in Docker: their sleep
+    endpoints, and the flags those need at start; llama.cpp: the server stops and its
+    GGUF stays in the page cache), else unloaded. False: always unloaded."""
+    asleep_keep_alive_seconds: float = Field(default=3600.0, ge=0)
+    """How long a model stays asleep without being asked for before it is unloaded."""
+    call_timeout_seconds: float = Field(default=60.0, gt=0)
+    """How long a sleep or wake call to a model server may take."""
+
+
 class AgentSettings(Strict):
     listen: str = "127.0.0.1:50052"
     """Address the gpu-agent listens on (flag --listen, env WARMPATH_AGENT_LISTEN)."""
@@ -188,6 +203,8 @@ class AgentSettings(Strict):
     """WatchState sends a heartbeat after this long without a change."""
     server_probe: ServerProbeSettings = Field(default_factory=ServerProbeSettings)
     """How a hung model server is noticed and restarted (docs/hung-servers.md)."""
+    warm_tier: WarmTierSettings = Field(default_factory=WarmTierSettings)
+    """Whether evicted models sleep in host RAM rather than unload (docs/warm-tier.md)."""
     min_residency_seconds: float = Field(default=10.0, ge=0)
     """A model resident for less than this is never evicted, so bursts cannot thrash; longer
     trades cold loads for longer waits for room under memory pressure (bench/RESULTS.md)."""

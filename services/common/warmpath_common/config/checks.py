@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from warmpath_common.auto_classes import class_problems
 from warmpath_common.config.base import reject_duplicates
-from warmpath_common.config.models import AUTO_MODEL
+from warmpath_common.config.models import AUTO_MODEL, BackendKindName
 from warmpath_common.config.router import AutoRouting
 
 if TYPE_CHECKING:
     from warmpath_common.config.document import WarmpathConfig
 
-__all__ = ["big_model_problems", "registry_problems"]
+__all__ = ["big_model_problems", "registry_problems", "warm_tier_problems"]
 
 
 def registry_problems(config: WarmpathConfig) -> Iterator[str]:
@@ -45,6 +45,7 @@ def registry_problems(config: WarmpathConfig) -> Iterator[str]:
     yield from _auto_problems(config.router.auto, names)
     yield from _security_problems(config)
     yield from big_model_problems(config)
+    yield from warm_tier_problems(config)
     for name in config.agent.models or ():
         if name not in names:
             yield f"agent.models: {name!r} is not a registered model name"
@@ -110,4 +111,22 @@ def big_model_problems(config: WarmpathConfig) -> Iterator[str]:
                 f"models.{position}.tensor_parallel: {spec.name} needs {spec.tensor_parallel} "
                 f"GPUs, but agent.inventory declares {len(inventory.gpus)}; lower "
                 "tensor_parallel or serve it from a host with that many GPUs"
+            )
+
+
+def warm_tier_problems(config: WarmpathConfig) -> Iterator[str]:
+    """With the warm tier on, vLLM and SGLang containers get their sleep flag appended to
+    the command: one with no command would lose the image's own."""
+    if not config.agent.warm_tier.enabled:
+        return
+    served = set(config.agent.models or (spec.name for spec in config.models))
+    for position, spec in enumerate(config.models):
+        container = spec.container
+        sleeps = spec.backend in (BackendKindName.VLLM, BackendKindName.SGLANG)
+        if spec.name in served and sleeps and container is not None and not container.command:
+            yield (
+                f"models.{position}.container.command: agent.warm_tier is enabled, so the agent "
+                f"appends {spec.backend.value}'s sleep flag to the command of {spec.name}'s "
+                "container, which would replace the image's default command; write the "
+                "server's whole command there (e.g. [--model, <id>])"
             )

@@ -110,6 +110,7 @@ def route_headers(route: RouteTaken) -> dict[str, str]:
         "backend": route.backend.value,
         "cold-start": "true" if route.cold_start else "false",
         "load-seconds": f"{route.load_seconds:.3f}",
+        "woken": "true" if route.woken else "false",
         "fallback-hops": json.dumps(
             [
                 {"from": h.from_model, "to": h.to_model, "reason": h.reason}

@@ -1,0 +1,337 @@
+"""The warm tier in the placement simulator: evicted models sleep in host RAM and wake
+in seconds, instead of reloading from disk (issue 22, docs/warm-tier.md).
+
+Same traces, same simulated system as bench/placement.py; what changes:
+
+* an evicted model goes to sleep when warmpath_agent.warm_tier.choose_demotion says so
+  (the agent's own rule: waking must beat loading, and host RAM must have room, made
+  if need be by unloading sleepers worth less per byte), else it is unloaded;
+* a request for a sleeping model waits for GPU room as for a load, then for its wake
+  instead of its load; a wake is not a cold load, and its seconds are counted apart;
+* the warmpath policy values a resident by what bringing it back would cost: its wake
+  when it would sleep, as the agent's ResidencyManager._return_seconds does (its load
+  when host RAM is full of more valuable sleepers), and a model outside the hot set no
+  longer waits for room rather than evict hot-set models that would all sleep (the
+  agent's rule: they come back in a wake).
+
+Wake costs are the agent's estimates (warm_tier.estimated_wake_seconds), from the
+published figures: vLLM's sleep mode level 1 wakes in 0.3-3 s against about 48 s per
+cold switch, "18-200x faster" than a reload (vLLM blog, "Zero-Reload Model Switching
+with vLLM Sleep Mode", 2025), modelled as 0.3 s + size at 8 GiB/s (a 20 GB model: 2.6
+s); a llama.cpp reload served from the page cache instead of disk is reported at 1-2 s,
+modelled as 1 s + size at 4 GiB/s (20 GB: 5.7 s, conservative for large models). In
+MIXED_LOAD_SECONDS traces the slow-starting half is vLLM-like, the rest llama.cpp-like;
+the steady trace (2 s + 0.8 s/GB) is llama.cpp-like throughout. A sleeping vLLM server
+is bound to its GPUs; here any GPU takes the wake (a simplification).
+
+Host RAM for sleepers: HOST_RAM_PER_GPU_MEMORY x the host's GPU memory (1x by default:
+64 GB beside 2 x 32 GB), with a tighter budget (0.25x) shown too.
+
+    .venv/bin/python bench/placement_warm.py [--seeds 5] [--hours H] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from placement import (
+    AGENT_MIN_RESIDENCY_SECONDS,
+    BELADY,
+    GB,
+    HELD_OUT,
+    HELD_OUT_SEED,
+    LRU,
+    MIXED_LOAD_SECONDS,
+    WARMPATH,
+    WORKLOADS,
+    Cluster,
+    Load,
+    Loaded,
+    Outcome,
+    Policy,
+    Request,
+    Simulation,
+    Workload,
+    belady,
+    greedy,
+    least_recently_used,
+    simulate,
+    warmpath,
+)
+
+from warmpath_agent.warm_tier import (
+    Demotion,
+    Sleeper,
+    SleepKind,
+    choose_demotion,
+    estimated_wake_seconds,
+)
+
+HOST_RAM_PER_GPU_MEMORY = 1.0
+TIGHT_HOST_RAM_PER_GPU_MEMORY = 0.25
+TARGET_LOAD_SECONDS_VS_LRU = 0.2
+WARM = f"warmpath + warm tier, min_residency {AGENT_MIN_RESIDENCY_SECONDS:g} s"
+LRU_WARM = "LRU + warm tier"
+FLOOR = "first loads only (each model once: no policy does fewer)"
+
+
+def wake_seconds(workload: Workload) -> tuple[float, ...]:
+    """Each model's wake: vLLM-like (the slow-starting half of MIXED_LOAD_SECONDS) or
+    llama.cpp-like from the page cache."""
+    mixed = workload.load_seconds == MIXED_LOAD_SECONDS
+    return tuple(
+        estimated_wake_seconds(
+            SleepKind.SERVER if mixed and rank % 2 else SleepKind.PAGE_CACHE, int(size * GB)
+        )
+        for rank, size in enumerate(workload.sizes_gb)
+    )
+
+
+@dataclass
+class WarmOutcome(Outcome):
+    wakes: int = 0
+    wake_seconds: float = 0.0
+    sleeps: int = 0
+
+
+@dataclass
+class WarmCluster(Cluster):
+    """The GPUs, and the models asleep in the host RAM below them."""
+
+    host_ram: int = 0
+    wake: tuple[float, ...] = ()
+    asleep: set[int] = field(default_factory=set)
+
+    def sleeper(self, model: int, now: float) -> Sleeper:
+        return Sleeper(
+            str(model),
+            self.size(model),
+            self.workload.load_seconds[model],
+            self.wake[model],
+            self.demand.per_minute(str(model), now),
+        )
+
+    def demotion(self, model: int, now: float) -> Demotion:
+        """The agent's rule (warm_tier.choose_demotion) for `model` leaving its GPU now."""
+        used = sum(self.size(m) for m in self.asleep)
+        sleepers = [self.sleeper(m, now) for m in self.asleep]
+        return choose_demotion(self.sleeper(model, now), sleepers, self.host_ram - used)
+
+    def return_seconds(self, model: int, now: float) -> float:
+        """What bringing `model` back would cost if evicted now: a wake if it would sleep."""
+        sleeps = self.demotion(model, now).sleep
+        return self.wake[model] if sleeps else self.workload.load_seconds[model]
+
+
+class WarmSimulation(Simulation):
+    """bench/placement.py's Simulation with a host RAM tier below the GPUs."""
+
+    def __init__(self, workload: Workload, policy: Policy, host_ram_factor: float) -> None:
+        super().__init__(workload, policy)
+        self.outcome: WarmOutcome = WarmOutcome()
+        self.cluster: WarmCluster = WarmCluster(
+            workload,
+            host_ram=int(host_ram_factor * sum(workload.gpu_gb) * GB),
+            wake=wake_seconds(workload),
+        )
+
+    def waiter(self, request: Request):  # type: ignore[no-untyped-def]
+        waiting = super().waiter(request)
+        if request.model in self.cluster.asleep:
+            # The agent's rule: the deadline must leave time for what comes, a wake here.
+            waiting.give_up_at += self.workload.load_seconds[request.model]
+            waiting.give_up_at -= self.cluster.wake[request.model]
+        return waiting
+
+    def load(self, model: int, decision: Load, now: float) -> Loaded:
+        for victim in decision.victims:
+            self.demote(victim, now)
+        if model not in self.cluster.asleep:
+            return super().load(model, Load(decision.gpu, ()), now)
+        self.cluster.asleep.discard(model)
+        took = self.cluster.wake[model]
+        self.outcome.wakes += 1
+        self.outcome.wake_seconds += took
+        resident = Loaded(model, decision.gpu, now + took, now, now)
+        self.cluster.loaded[model] = resident
+        return resident
+
+    def demote(self, victim: int, now: float) -> None:
+        del self.cluster.loaded[victim]
+        demotion = self.cluster.demotion(victim, now)
+        if demotion.sleep:
+            self.cluster.asleep -= {int(name) for name in demotion.unload_sleepers}
+            self.cluster.asleep.add(victim)
+            self.outcome.sleeps += 1
+
+
+def _return_seconds(cluster: Cluster, model: int, now: float) -> float:
+    assert isinstance(cluster, WarmCluster)
+    return cluster.return_seconds(model, now)
+
+
+def warm_policies() -> list[Policy]:
+    residency = AGENT_MIN_RESIDENCY_SECONDS
+    chooser = warmpath(residency, reload_seconds=_return_seconds)
+    return [
+        Policy(WARM, chooser, min_residency=residency),
+        Policy(LRU_WARM, greedy(least_recently_used)),
+    ]
+
+
+def plain_policies(trace: Sequence[Request]) -> list[Policy]:
+    residency = AGENT_MIN_RESIDENCY_SECONDS
+    return [
+        Policy(WARMPATH, warmpath(residency), min_residency=residency),
+        Policy(LRU, greedy(least_recently_used)),
+        Policy(BELADY, belady(trace)),
+    ]
+
+
+Results = dict[str, dict[str, list[Outcome]]]
+
+
+def run(
+    workloads: Sequence[Workload],
+    seeds: int,
+    first_seed: int,
+    hours: float | None,
+    host_ram_factor: float,
+) -> Results:
+    results: Results = {}
+    for workload in workloads:
+        by_policy = results.setdefault(workload.name, {})
+        for seed in range(first_seed, first_seed + seeds):
+            trace = workload.trace(seed, hours)
+            for policy in warm_policies():
+                outcome = WarmSimulation(workload, policy, host_ram_factor).run(trace)
+                by_policy.setdefault(policy.name, []).append(outcome)
+            for policy in plain_policies(trace):
+                by_policy.setdefault(policy.name, []).append(simulate(workload, trace, policy))
+            first = {request.model for request in trace}
+            floor = Outcome(len(first), sum(workload.load_seconds[m] for m in first))
+            by_policy.setdefault(FLOOR, []).append(floor)
+    return results
+
+
+def _median(outcomes: Sequence[Outcome], figure: Callable[[Outcome], float]) -> float:
+    return statistics.median(figure(o) for o in outcomes)
+
+
+def _wakes(outcome: Outcome) -> float:
+    return outcome.wake_seconds if isinstance(outcome, WarmOutcome) else 0.0
+
+
+def table(results: Results, title: str) -> tuple[list[str], dict[str, bool]]:
+    lines = [
+        "",
+        f"#### {title}",
+        "",
+        "| trace | policy | cold loads | load-seconds | vs LRU | wakes | wake-seconds "
+        "| load + wake vs LRU | p99 wait (s) | vs LRU | failed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    met: dict[str, bool] = {}
+    floored: list[str] = []
+    for name, by_policy in results.items():
+        lru_load = _median(by_policy[LRU], lambda o: o.load_seconds)
+        lru_p99 = _median(by_policy[LRU], lambda o: o.p99_wait)
+        for policy, outcomes in by_policy.items():
+            load = _median(outcomes, lambda o: o.load_seconds)
+            wake = _median(outcomes, _wakes)
+            total = _median(outcomes, lambda o: o.load_seconds + _wakes(o))
+            wakes = _median(outcomes, lambda o: o.wakes if isinstance(o, WarmOutcome) else 0)
+            if policy == FLOOR:
+                waited = "| - | - | - |"
+            else:
+                p99 = _median(outcomes, lambda o: o.p99_wait)
+                failed = _median(outcomes, lambda o: o.timed_out + o.refused)
+                waited = f"| {p99:.1f} | {p99 / lru_p99:.2f}x | {failed:.0f} |"
+            lines.append(
+                f"| {name} | {policy} | {_median(outcomes, lambda o: o.cold_loads):.0f} "
+                f"| {load:.0f} | {load / lru_load:.2f}x | {wakes:.0f} | {wake:.0f} "
+                f"| {total / lru_load:.2f}x " + waited
+            )
+        warm = by_policy[WARM]
+        today_failed = _median(by_policy[WARMPATH], lambda o: o.timed_out + o.refused)
+        if (
+            _median(by_policy[FLOOR], lambda o: o.load_seconds)
+            > TARGET_LOAD_SECONDS_VS_LRU * lru_load
+        ):
+            floored.append(name)
+        met[name] = (
+            _median(warm, lambda o: o.load_seconds) <= TARGET_LOAD_SECONDS_VS_LRU * lru_load
+            and _median(warm, lambda o: o.p99_wait) <= lru_p99
+            and _median(warm, lambda o: o.timed_out + o.refused) <= today_failed
+        )
+    return lines, met, floored
+
+
+def report(seeds: int, hours: float | None, seconds: Callable[[], float]) -> str:
+    lines = [
+        "## Warm tier (issue 22): models asleep in host RAM",
+        "",
+    ]
+    verdicts: list[str] = []
+    for factor in (HOST_RAM_PER_GPU_MEMORY, TIGHT_HOST_RAM_PER_GPU_MEMORY):
+        for label, workloads, first in (
+            ("tuning traces", WORKLOADS, 0),
+            ("held-out traces", HELD_OUT, HELD_OUT_SEED),
+        ):
+            results = run(workloads, seeds, first, hours, factor)
+            rows, met, floored = table(
+                results, f"{label}, host RAM for sleepers {factor:g}x GPU memory"
+            )
+            lines += rows
+            missed = [n for n, ok in met.items() if not ok]
+            verdicts.append(
+                f"{label}, {factor:g}x: goal met on {sum(met.values())} of {len(met)}"
+                + (f" (missed: {', '.join(missed)})" if missed else "")
+                + (
+                    f"; on {', '.join(floored)} each model's first load alone is above "
+                    f"{TARGET_LOAD_SECONDS_VS_LRU:g}x LRU's load-seconds"
+                    if floored
+                    else ""
+                )
+            )
+    lines[2:2] = [
+        f"`.venv/bin/python bench/placement_warm.py --seeds {seeds}"
+        + (f" --hours {hours:g}" if hours else "")
+        + f"`: simulated (took {seconds():.0f} s on {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end; the figures depend on the seeds only); "
+        f"medians over {seeds} seeds; see "
+        "bench/placement_warm.py's docstring for the wake costs and their sources. "
+        f"Goal (issue 22, item 5): load-seconds (from disk) <= {TARGET_LOAD_SECONDS_VS_LRU:g}x "
+        "LRU's, p99 wait <= LRU's, and no more failed requests than today's policy (warmpath "
+        "without the tier). Wakes are not cold loads: their seconds are counted apart, and "
+        "'load + wake' adds them back.",
+        "",
+        "**Result.** " + "; ".join(verdicts) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="traces per workload (>= 1)")
+    parser.add_argument("--hours", type=float, default=None, help="shorten every trace (> 0)")
+    parser.add_argument("--out", type=Path, default=None, help="append the report to FILE")
+    args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    started = time.monotonic()
+    text = report(args.seeds, args.hours, lambda: time.monotonic() - started)
+    print(text)
+    if args.out is not None:
+        with args.out.open("a") as out:
+            out.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The warm tier: whether a model leaving its GPUs sleeps in host RAM or is unloaded.
+
+Residency is a hierarchy, GPU -> host RAM -> disk. A model evicted from its GPUs (or
+idle past its keep-alive) is demoted one step: put to sleep when its server can sleep
+and sleeping pays, else unloaded. Pure functions of plain data plus the port the
+adapters implement (sleep_api.py), so the agent and the simulator share the rule.
+
+The cost model is eviction.py's, one tier down (docs/warm-tier.md):
+
+    sleep_value(model) = (load_seconds - wake_seconds) * demand_per_minute
+
+load-seconds per minute saved by keeping the model asleep rather than on disk; it
+costs `host_bytes` of host RAM. A model sleeps when its value is positive and host RAM
+has room, or can make room by unloading sleepers worth less per byte of host RAM.
+Host RAM pressure unloads sleepers by the same rule, the least value per byte first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from warmpath_agent.drivers import RunningModel
+from warmpath_common.config import BackendKindName, ModelSpec, Runtime
+
+__all__ = [
+    "Demotion",
+    "PageCache",
+    "ServerSleep",
+    "SleepFailed",
+    "SleepKind",
+    "Sleeper",
+    "choose_demotion",
+    "estimated_wake_seconds",
+    "sleep_kind",
+    "sleepers_to_unload",
+]
+
+
+class SleepKind(StrEnum):
+    SERVER = "server"
+    """The server keeps running with its weights in host RAM (vLLM sleep level 1,
+    SGLang's released memory occupation); waking puts them back on its GPUs."""
+    PAGE_CACHE = "page_cache"
+    """llama.cpp has no sleep API: the server is stopped and its GGUF kept in the page
+    cache; the wake is a reload that reads no disk."""
+
+
+class SleepFailed(Exception):
+    """A sleep or wake call failed; the message says which server and why."""
+
+
+class ServerSleep(Protocol):
+    """A model server's own sleep and wake endpoints (sleep_api.py). Only the agent
+    calls them; nothing in Warmpath exposes them."""
+
+    async def sleep(self, backend: BackendKindName, running: RunningModel) -> None: ...
+
+    async def wake(self, backend: BackendKindName, running: RunningModel) -> None: ...
+
+    async def is_sleeping(self, backend: BackendKindName, running: RunningModel) -> bool:
+        """Asks without waking it (vLLM's GET /is_sleeping); False when it cannot say."""
+        ...
+
+
+class PageCache(Protocol):
+    """Keeps or drops a model file's pages in the host's page cache (sleep_api.py)."""
+
+    async def keep(self, spec: ModelSpec) -> int:
+        """Asks the kernel to keep the model's file cached; returns its size in bytes."""
+        ...
+
+    async def drop(self, spec: ModelSpec) -> None: ...
+
+
+def sleep_kind(spec: ModelSpec) -> SleepKind | None:
+    """How `spec`'s server can sleep, or None (Ollama unloads by itself)."""
+    if spec.backend in (BackendKindName.VLLM, BackendKindName.SGLANG):
+        return SleepKind.SERVER if spec.effective_runtime is Runtime.DOCKER else None
+    if spec.backend is BackendKindName.LLAMA_CPP and spec.effective_runtime is Runtime.PROCESS:
+        return SleepKind.PAGE_CACHE
+    return None
+
+
+# Wakes for a model never woken here, from the published figures: vLLM's sleep mode
+# level 1 wakes in 0.3-3 s (vLLM blog, "Zero-Reload Model Switching with vLLM Sleep
+# Mode", 2025); a llama.cpp reload from the page cache in 1-2 s. A fixed start plus the
+# weights at host-to-GPU (server) or page-cache-to-GPU (reload) speed.
+_WAKE_START_SECONDS = {SleepKind.SERVER: 0.3, SleepKind.PAGE_CACHE: 1.0}
+_WAKE_BYTES_PER_SECOND = {SleepKind.SERVER: 8 * 1024**3, SleepKind.PAGE_CACHE: 4 * 1024**3}
+
+
+def estimated_wake_seconds(kind: SleepKind, size_bytes: int) -> float:
+    return _WAKE_START_SECONDS[kind] + max(size_bytes, 0) / _WAKE_BYTES_PER_SECOND[kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Sleeper:
+    """A model asleep, or one that could be put to sleep."""
+
+    model: str
+    host_bytes: int
+    load_seconds: float
+    wake_seconds: float
+    demand_per_minute: float
+    pinned: bool = False
+
+    @property
+    def value(self) -> float:
+        """Load-seconds per minute saved by keeping it asleep rather than on disk."""
+        return max(self.load_seconds - self.wake_seconds, 0.0) * self.demand_per_minute
+
+    @property
+    def value_per_byte(self) -> float:
+        return self.value / max(self.host_bytes, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Demotion:
+    sleep: bool
+    unload_sleepers: tuple[str, ...] = ()
+    """Sleepers to unload first, to make host RAM room for this one."""
+    reason: str = ""
+
+
+def choose_demotion(
+    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+) -> Demotion:
+    """Sleep or unload `leaving`. `sleepers`: the models asleep now; `host_free_bytes`:
+    host RAM available now, None when it is not accounted (always room)."""
+    if leaving.load_seconds <= leaving.wake_seconds:
+        return Demotion(
+            False,
+            reason=f"waking ({leaving.wake_seconds:.1f} s) is no faster than a load "
+            f"({leaving.load_seconds:.1f} s)",
+        )
+    saving = f"saves {leaving.load_seconds - leaving.wake_seconds:.1f} s at its next request"
+    if host_free_bytes is None or leaving.host_bytes <= host_free_bytes:
+        return Demotion(True, reason=saving)
+    shortfall = leaving.host_bytes - host_free_bytes
+    cheaper = [s for s in sleepers if s.value_per_byte < leaving.value_per_byte]
+    unload = sleepers_to_unload(cheaper, shortfall)
+    if unload is None:
+        return Demotion(
+            False,
+            reason=f"host RAM is short by {shortfall / 1024**2:.0f} MiB and the models asleep "
+            "are worth more per byte",
+        )
+    return Demotion(True, unload, saving)
+
+
+def sleepers_to_unload(sleepers: Sequence[Sleeper], shortfall: int) -> tuple[str, ...] | None:
+    """The sleepers freeing `shortfall` bytes of host RAM at least value, the least value
+    per byte first; None when all of them together do not free enough."""
+    if shortfall <= 0:
+        return ()
+    chosen: list[str] = []
+    freed = 0
+    for sleeper in sorted(
+        (s for s in sleepers if not s.pinned), key=lambda s: (s.value_per_byte, s.value)
+    ):
+        if freed >= shortfall:
+            break
+        chosen.append(sleeper.model)
+        freed += sleeper.host_bytes
+    return tuple(chosen) if freed >= shortfall else None

@@ -1,0 +1,342 @@
+"""The warm tier: models leaving their GPUs sleep in host RAM when that pays, and wake on
+the next request; nothing but a request wakes them.
+
+vLLM and SGLang do not run without a GPU here: their endpoints are exercised against a
+STAND-IN written from their documentation (tests/fakes/sleepy_server.py), not the real
+servers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.fakes.drivers import FakeDriver
+from tests.fakes.sleep import FakePageCache, FakeServerSleep
+from tests.fakes.sleepy_server import SleepyServer
+from tests.gpu_agent.test_residency import MIB, Clock, agent_client, manager, spec
+from warmpath.v1 import gpu_agent_pb2
+from warmpath_agent.docker_container import create_arguments
+from warmpath_agent.drivers import RunningModel
+from warmpath_agent.inventory import GpuReading
+from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.residency import ResidencyState
+from warmpath_agent.server_probe import HttpServerProbe
+from warmpath_agent.server_watch import ServerWatch
+from warmpath_agent.servicer import GpuAgentServicer
+from warmpath_agent.sleep_api import HttpServerSleep, sleep_mode_launch
+from warmpath_agent.sleepers import WarmTier
+from warmpath_agent.warm_tier import (
+    Sleeper,
+    SleepKind,
+    choose_demotion,
+    sleep_kind,
+    sleepers_to_unload,
+)
+from warmpath_common.config import (
+    BackendKindName,
+    DockerSettings,
+    ModelSpec,
+    Runtime,
+    ServerProbeSettings,
+)
+from warmpath_common.errors import ResourceExhausted
+from warmpath_common.servicer_context import ServicerContext
+
+GIB = 1024 * MIB
+
+
+def vllm(name: str, memory_mib: int) -> ModelSpec:
+    return spec(
+        name,
+        memory_mib,
+        backend="vllm",
+        source={"served_id": f"org/{name}"},
+        container={"image": "vllm/vllm-openai:latest", "command": ["--model", f"org/{name}"]},
+    )
+
+
+def tier(
+    servers: FakeServerSleep | HttpServerSleep | None = None,
+    page_cache: FakePageCache | None = None,
+) -> WarmTier:
+    """A warm tier whose models a and b were measured waking in 1 ms: faster than the
+    fake driver's loads, so sleeping pays."""
+    wakes = {"a": 0.001, "b": 0.001}
+    return WarmTier(servers or FakeServerSleep(), page_cache or FakePageCache(), 600.0, wakes)
+
+
+def sleeper(model: str, gib: float, load: float, wake: float, demand: float) -> Sleeper:
+    return Sleeper(model, int(gib * GIB), load, wake, demand)
+
+
+# -- the rule (warm_tier.py) -------------------------------------------------------
+
+
+def test_a_model_sleeps_when_waking_is_faster_and_host_ram_has_room() -> None:
+    demotion = choose_demotion(sleeper("a", 4, 48, 2, 1), [], host_free_bytes=8 * GIB)
+    assert demotion.sleep
+    assert "saves 46.0 s" in demotion.reason
+
+
+def test_a_model_whose_wake_is_no_faster_than_its_load_is_unloaded() -> None:
+    assert not choose_demotion(sleeper("a", 4, 2, 2, 1), [], host_free_bytes=None).sleep
+
+
+def test_short_host_ram_unloads_sleepers_worth_less_per_byte_to_make_room() -> None:
+    asleep = [sleeper("cold", 4, 10, 2, 0.1), sleeper("warm", 4, 60, 1, 5)]
+    demotion = choose_demotion(sleeper("new", 4, 48, 2, 1), asleep, host_free_bytes=1 * GIB)
+    assert demotion.sleep
+    assert demotion.unload_sleepers == ("cold",)
+
+
+def test_a_model_worth_less_than_every_sleeper_is_unloaded_rather_than_evict_them() -> None:
+    asleep = [sleeper("warm", 4, 60, 1, 5)]
+    demotion = choose_demotion(sleeper("new", 4, 48, 2, 0.1), asleep, host_free_bytes=1 * GIB)
+    assert not demotion.sleep
+    assert "host RAM is short" in demotion.reason
+
+
+def test_host_ram_pressure_unloads_the_least_valuable_sleepers_first() -> None:
+    asleep = [
+        sleeper("big-rare", 8, 60, 2, 0.1),
+        sleeper("small-hot", 1, 30, 1, 10),
+        sleeper("mid", 4, 30, 1, 1),
+    ]
+    assert sleepers_to_unload(asleep, 6 * GIB) == ("big-rare",)
+    assert sleepers_to_unload(asleep, 11 * GIB) is not None
+    assert sleepers_to_unload(asleep, 14 * GIB) is None
+    assert sleepers_to_unload(asleep, 0) == ()
+
+
+def test_which_servers_can_sleep_and_how() -> None:
+    assert sleep_kind(vllm("v", 100)) is SleepKind.SERVER
+    assert sleep_kind(spec("g", 100)) is SleepKind.PAGE_CACHE
+    ollama = spec("o", 100, backend="ollama", source={"served_id": "gemma3"}, chat_format=None)
+    assert sleep_kind(ollama) is None
+
+
+# -- the servers are started with what their sleep endpoints need -------------------
+
+
+def test_vllm_and_sglang_containers_start_with_their_sleep_mode_when_the_tier_is_on() -> None:
+    model = vllm("v", 100)
+    assert model.container is not None
+    gpu = GpuReading(0, "GPU-0", "H100", 80 * GIB, 0, 80 * GIB, simulated=False)
+    on = create_arguments(DockerSettings(), "me", model, model.container, gpu, sleep_mode=True)
+    assert on["command"] == ["--model", "org/v", "--enable-sleep-mode"]
+    assert on["environment"]["VLLM_SERVER_DEV_MODE"] == "1"
+    off = create_arguments(DockerSettings(), "me", model, model.container, gpu)
+    assert off["command"] == ["--model", "org/v"]
+    assert "VLLM_SERVER_DEV_MODE" not in off["environment"]
+    assert sleep_mode_launch(BackendKindName.SGLANG)[0] == ("--enable-memory-saver",)
+    assert sleep_mode_launch(BackendKindName.LLAMA_CPP) == ((), {})
+
+
+# -- the agent (residency.py with sleepers.py) ----------------------------------------
+
+
+async def test_an_evicted_vllm_model_sleeps_and_the_next_request_wakes_it() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    agent = manager(
+        driver,
+        vllm("a", 600),
+        vllm("b", 600),
+        warm_tier=tier(servers),
+        host_memory_mib=4000,
+        metrics=metrics,
+    )
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")  # evicts a: one GPU of 1000 MiB
+    models = {r.model: r for r in (await agent.state()).models}
+    assert models["a"].state is ResidencyState.ASLEEP
+    assert models["a"].asleep_bytes == 600 * MIB
+    assert servers.sleeps == ["a"]
+    assert driver.stops == [], "a sleeping server keeps running"
+
+    outcome = await agent.ensure_loaded("a")  # evicts b in turn: it sleeps too
+    assert outcome.cold_start
+    assert outcome.woken
+    assert servers.wakes == ["a"]
+    assert driver.starts == ["a", "b"], "a wake starts no server"
+    assert outcome.residency.wake_seconds >= 0
+    assert {r.model: r.state for r in (await agent.state()).models} == {
+        "a": ResidencyState.READY,
+        "b": ResidencyState.ASLEEP,
+    }
+    sleeps = {"model": "a", "kind": "server"}
+    assert registry.get_sample_value("warmpath_agent_sleeps_total", sleeps) == 1
+    wakes = {"model": "a", "outcome": "ok"}
+    assert registry.get_sample_value("warmpath_agent_wakes_total", wakes) == 1
+    assert registry.get_sample_value("warmpath_agent_wake_seconds_count", {"model": "a"}) == 1
+
+
+async def test_a_llama_cpp_model_sleeps_in_the_page_cache_and_its_reload_is_the_wake() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    cache = FakePageCache()
+    agent = manager(driver, spec("a", 600), spec("b", 600), warm_tier=tier(page_cache=cache))
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    asleep = {r.model: r for r in (await agent.state()).models}["a"]
+    assert asleep.state is ResidencyState.ASLEEP
+    assert asleep.running is None
+    assert driver.stops == ["a"]
+    assert cache.kept == ["a"]
+
+    outcome = await agent.ensure_loaded("a")
+    assert outcome.woken
+    assert driver.starts == ["a", "b", "a"], "the page cache's wake is a reload"
+
+
+async def test_a_failed_wake_unloads_the_sleeper_and_loads_the_model_from_disk() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep(fail_wakes={"a"})
+    agent = manager(driver, vllm("a", 600), vllm("b", 600), warm_tier=tier(servers))
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    outcome = await agent.ensure_loaded("a")
+    assert not outcome.woken
+    assert outcome.residency.state is ResidencyState.READY
+    assert driver.stops[0] == "a", "the server that would not wake was stopped"
+    assert driver.starts.count("a") == 2
+
+
+async def test_short_host_ram_unloads_instead_of_sleeping() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    agent = manager(
+        driver, vllm("a", 600), vllm("b", 600), warm_tier=tier(servers), host_memory_mib=100
+    )
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    assert [r.model for r in (await agent.state()).models] == ["b"]
+    assert servers.sleeps == []
+    assert driver.stops == ["a"]
+
+
+async def test_keep_alive_puts_to_sleep_and_the_warm_tiers_keep_alive_unloads() -> None:
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(driver, vllm("a", 600), warm_tier=tier(), clock=clock)
+    await agent.ensure_loaded("a")
+    clock.now += 601  # past the default keep_alive_seconds of 600
+    await agent.expire_idle()
+    assert (await agent.state()).models[0].state is ResidencyState.ASLEEP
+    clock.now += 600 + 601  # past keep-alive plus the tier's 600 s asleep
+    await agent.expire_idle()
+    assert (await agent.state()).models == ()
+    assert driver.stops == ["a"]
+
+
+async def test_leased_and_pinned_models_neither_sleep_nor_unload() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    agent = manager(driver, vllm("a", 600), vllm("b", 600), warm_tier=tier(servers))
+    await agent.ensure_loaded("a", lease_seconds=60)
+    with pytest.raises(ResourceExhausted, match="needs 600 MiB"):
+        await agent.ensure_loaded("b")
+    assert servers.sleeps == []
+
+
+# -- health probes and state streams never wake a model (stand-in server) ------------
+
+
+async def test_no_probe_check_or_state_stream_wakes_a_sleeping_server() -> None:
+    with SleepyServer("org/a") as server:
+        async with httpx.AsyncClient() as client:
+            driver = FakeDriver(load_seconds=0.05, base_url=server.url)
+            warm = tier(HttpServerSleep(client, 10.0))
+            agent = manager(driver, vllm("a", 600), vllm("b", 600), warm_tier=warm)
+            await agent.ensure_loaded("a")
+            await agent.ensure_loaded("b")  # a sleeps through the stand-in's /sleep?level=1
+            assert server.asleep
+            assert server.calls["POST /sleep"] == 1
+
+            watch = ServerWatch(agent, HttpServerProbe(client), ServerProbeSettings())
+            probes_before = server.calls["GET /health"]
+            for _ in range(3):
+                await watch.probe_all()
+            backends = {"a": BackendKindName.VLLM, "b": BackendKindName.VLLM}
+            servicer = GpuAgentServicer(agent, backends, heartbeat_seconds=0.01)
+            stream = servicer.WatchState(
+                gpu_agent_pb2.WatchStateRequest(), cast(ServicerContext, None)
+            )
+            events = [await anext(stream) for _ in range(3)]
+            await stream.aclose()
+            async with agent_client(agent, backends) as router_side:
+                state = await router_side.state("h", 5.0)
+            await agent.ensure_loaded("b", verify=True)
+
+            (asleep,) = [m for m in state.models if m.model == "a"]
+            assert asleep.state == gpu_agent_pb2.RESIDENCY_STATE_ASLEEP
+            assert not asleep.HasField("endpoint"), "a sleeping server's address is not given"
+            assert events[0].state.models[0].state == gpu_agent_pb2.RESIDENCY_STATE_ASLEEP
+            assert server.wakes == 0, "no probe, check or state stream woke it"
+            assert server.calls["GET /health"] == probes_before + 3, "only b was probed"
+            assert server.asleep
+
+            async with agent_client(agent, backends) as router_side:
+                load = await router_side.ensure_loaded("h", "a", 5.0)
+            assert load.woken, "EnsureLoaded says the model was woken"
+            assert load.cold_start
+            assert server.wakes == 1
+            assert not server.asleep
+            answer = await client.post(
+                f"{server.url}/v1/chat/completions",
+                json={"model": "org/a", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert answer.status_code == 200
+
+
+async def test_a_model_outside_the_hot_set_evicts_a_hot_one_that_would_sleep_at_once() -> None:
+    """Without the tier it would wait for the model outside the hot set to finish its
+    requests, rather than evict the hot one; with it, the hot one sleeps and comes back
+    in a wake, so waiting buys little."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    models = (vllm("a", 500), vllm("b", 500), vllm("x", 500))
+    warm = tier(servers)
+    warm.timed_wakes["x"] = 0.001
+    agent = manager(driver, *models, clock=clock, warm_tier=warm)
+    for _ in range(10):  # a request every 10 s: hot
+        await agent.ensure_loaded("a")
+        clock.now += 10
+    await agent.ensure_loaded("b", lease_seconds=60)  # outside the hot set, and busy
+    clock.now += 1
+    # Without the rule it would wait most of its 300 s deadline for b to come free.
+    async with asyncio.timeout(60):
+        outcome = await agent.ensure_loaded("x", deadline_seconds=300)
+    assert outcome.evicted == ("a",)
+    assert servers.sleeps == ["a"]
+    assert {r.model: r.state for r in (await agent.state()).models} == {
+        "a": ResidencyState.ASLEEP,
+        "b": ResidencyState.READY,
+        "x": ResidencyState.READY,
+    }
+
+
+async def test_a_server_found_asleep_at_start_is_adopted_asleep_and_woken_on_request() -> None:
+    with SleepyServer("org/a") as server:
+        server.asleep = True  # a previous agent put it to sleep
+        async with httpx.AsyncClient() as client:
+            driver = FakeDriver(load_seconds=0.05)
+            agent = manager(driver, vllm("a", 600), warm_tier=tier(HttpServerSleep(client, 10.0)))
+            gpu = (await agent.state()).gpus[0]
+            running = RunningModel("a", server.url, "org/a", pid=None, runtime=Runtime.DOCKER)
+            assert await agent.adopt([(running, gpu.uuid)]) == ["a"]
+            (adopted,) = (await agent.state()).models
+            assert adopted.state is ResidencyState.ASLEEP
+            assert adopted.asleep_bytes == 600 * MIB
+            assert server.wakes == 0, "asking whether it sleeps does not wake it"
+
+            outcome = await agent.ensure_loaded("a")
+            assert outcome.woken
+            assert server.wakes == 1
+            assert driver.starts == [], "woken, not started again"
