@@ -205,7 +205,7 @@ def test_cpu_profile_answers_through_the_published_router_port(
     assert "route: model gemma3-270m (auto" in route, route
     assert "host compose GPU 0" in route, route
     assert "backend llama_cpp" in route, route
-    assert "cold start" in route, route
+    assert "cold load in" in route, route
     generated = re.search(r"tokens in (\d+) / out (\d+)", route)
     assert generated is not None and int(generated.group(2)) > 0, route
     print(f"[compose test] answer: {answer.stdout.strip()!r}\n[compose test] {route.strip()}")
