@@ -205,7 +205,9 @@ class Residency:
 class LoadOutcome:
     residency: Residency
     cold_start: bool
-    waited_seconds: float
+    load_seconds: float
+    """Seconds this call took to have the model resident: any wait for room and the
+    load (its own or a concurrent one); 0 when it was ready. EnsureLoaded's `load_seconds`."""
     evicted: tuple[str, ...]
     woken: bool = False
 
@@ -382,7 +384,7 @@ class ResidencyManager:
                     else "host_ram"
                     if outcome.woken
                     else "disk",
-                    "warmpath.load_seconds": outcome.waited_seconds,
+                    "warmpath.load_seconds": outcome.load_seconds,
                     "warmpath.evicted": list(outcome.evicted),
                     "warmpath.gpu.index": residency.gpu_index,
                     "warmpath.gpu.uuid": residency.gpu_uuid,
@@ -405,7 +407,7 @@ class ResidencyManager:
         if current is not None and current.state is ResidencyState.READY:
             touched = replace(current, last_used=self._clock())
             self._residents[model] = touched
-            return LoadOutcome(touched, cold_start=False, waited_seconds=0.0, evicted=())
+            return LoadOutcome(touched, cold_start=False, load_seconds=0.0, evicted=())
         if current is not None and current.state is ResidencyState.UNRESPONSIVE:
             # Loading it again beside the hung server would book its memory twice.
             raise Unavailable(
@@ -438,12 +440,12 @@ class ResidencyManager:
                     ) from None
                 span.add_event("warmpath.waiting_for_room", {"warmpath.reason": no_room.message})
                 await self._wait_for_room(no_room.room_version, budget)
-        waited = time.monotonic() - started
+        load_seconds = time.monotonic() - started
         span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
         return LoadOutcome(
             residency,
             cold_start=True,
-            waited_seconds=waited,
+            load_seconds=load_seconds,
             evicted=evicted,
             woken=residency.woken,
         )

@@ -76,7 +76,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
         return gpu_agent_pb2.EnsureLoadedResponse(
             residency=self._residency_to_proto(outcome.residency),
             cold_start=outcome.cold_start,
-            load_seconds=outcome.waited_seconds,
+            load_seconds=outcome.load_seconds,
             evicted=list(outcome.evicted),
             woken=outcome.woken,
         )
