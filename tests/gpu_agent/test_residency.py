@@ -23,7 +23,8 @@ from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
-from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_agent.sleepers import WarmTier

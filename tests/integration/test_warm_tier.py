@@ -19,7 +19,7 @@ from tests.fakes.sleep import FakeServerSleep
 from tests.gpu_agent.test_residency import Clock, manager
 from warmpath_agent.llama_cpp_launch import resolve_model_file
 from warmpath_agent.llama_cpp_process_driver import LlamaCppProcessDriver
-from warmpath_agent.residency import ResidencyState
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.sleep_api import PosixPageCache
 from warmpath_agent.sleepers import WarmTier
 from warmpath_cli.mesh import free_port

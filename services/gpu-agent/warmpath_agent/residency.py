@@ -41,14 +41,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
 from opentelemetry import trace
 
 from warmpath_agent.capacity import shape_for
+from warmpath_agent.change_feed import ChangeFeed
 from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
     Candidate,
@@ -64,16 +63,21 @@ from warmpath_agent.gang import (
     HostRamShort,
     Layout,
     ModelShape,
-    describe,
-    expected_slowdown,
     plan_gang,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.residents import (
+    OFF_GPU_STATES,
+    SERVING_STATES,
+    HostState,
+    LoadOutcome,
+    Residency,
+    ResidencyState,
+)
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
 from warmpath_common.config import ModelSpec
-from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import (
     FailedPrecondition,
     InvalidRequest,
@@ -81,6 +85,13 @@ from warmpath_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+
+__all__ = [
+    "ASSUMED_SERVER_LAYERS",
+    "MAX_LEASE_SECONDS",
+    "MAX_ROOM_WAIT_SECONDS",
+    "ResidencyManager",
+]
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -98,130 +109,6 @@ ASSUMED_SERVER_LAYERS = 32
 _ANSWER_MARGIN_SECONDS = 1.0
 
 
-class ResidencyState(StrEnum):
-    LOADING = "loading"
-    READY = "ready"
-    UNLOADING = "unloading"
-    FAILED = "failed"
-    UNRESPONSIVE = "unresponsive"
-    """Running, but failing its readiness probes (server_watch.py)."""
-    ASLEEP = "asleep"
-    """Off its GPUs, weights held in host RAM (warm_tier.py); the next request wakes it."""
-
-
-# States in which a model's server runs and is watched.
-_SERVING = (ResidencyState.READY, ResidencyState.UNRESPONSIVE)
-# States in which a model holds no GPU memory the placement may count on.
-_OFF_GPU = (ResidencyState.FAILED, ResidencyState.ASLEEP)
-
-
-@dataclass(frozen=True, slots=True)
-class Residency:
-    """One model's residency on this host, as of one moment."""
-
-    model: str
-    state: ResidencyState
-    gpu_index: int
-    gpu_uuid: str
-    estimated_bytes: int
-    pinned: bool
-    measured_bytes: int = 0
-    running: RunningModel | None = None
-    load_seconds: float = 0.0
-    ready_since: float | None = None
-    last_used: float = 0.0
-    failure_reason: str = ""
-    gpu_indexes: tuple[int, ...] = ()
-    """Every GPU holding part of the model (gang.py); empty: `gpu_index` alone."""
-    gpu_uuids: tuple[str, ...] = ()
-    gpu_bytes: tuple[int, ...] = ()
-    """Memory on each GPU of `gpu_indexes`: estimated, or measured once loaded."""
-    layout: Layout = Layout.SINGLE
-    layers_on_gpu: tuple[int, ...] = ()
-    total_layers: int = 0
-    host_bytes: int = 0
-    """Host RAM an offloaded model uses (its offloaded layers and the GGUF's page cache)."""
-    placement_reason: str = ""
-    """Why the model is offloaded, when it is."""
-    wake_seconds: float = 0.0
-    """Seconds its last wake from sleep took here (0: never woken)."""
-    woken: bool = False
-    """Its last load was a wake from sleep, not a load from disk."""
-    asleep_bytes: int = 0
-    """Host RAM its weights hold while it is asleep."""
-    sleep_kind: SleepKind | None = None
-    """How it sleeps, while it is asleep."""
-
-    @property
-    def footprint_bytes(self) -> int:
-        return self.measured_bytes or self.estimated_bytes
-
-    @property
-    def on_gpus(self) -> tuple[int, ...]:
-        return self.gpu_indexes or (self.gpu_index,)
-
-    def bytes_on(self, gpu_index: int) -> int:
-        """Its share of `gpu_index`'s memory (0 if it is not there)."""
-        if not self.gpu_bytes:
-            return self.footprint_bytes if gpu_index == self.gpu_index else 0
-        return dict(zip(self.gpu_indexes, self.gpu_bytes, strict=True)).get(gpu_index, 0)
-
-    @property
-    def where(self) -> str:
-        gpus = self.on_gpus
-        return f"GPU {gpus[0]}" if len(gpus) == 1 else "GPUs " + ", ".join(map(str, gpus))
-
-    @property
-    def description(self) -> str:
-        """Where and how it is placed, in words (gang.describe)."""
-        return describe(self.layout, self.on_gpus, self.layers_on_gpu, self.total_layers)
-
-    @property
-    def placement(self) -> PlacementInfo:
-        """Where each part of it lives, for the wire (convert.placement_to_proto)."""
-        layers = sum(self.layers_on_gpu)
-        return PlacementInfo(
-            layout=self.layout.value,
-            gpu_indexes=self.on_gpus,
-            gpu_uuids=self.gpu_uuids or (self.gpu_uuid,),
-            layer_shares=tuple(n / layers for n in self.layers_on_gpu) if layers else (),
-            gpu_memory_bytes=self.gpu_bytes or (self.footprint_bytes,),
-            gpu_layers=layers if self.layout is Layout.OFFLOAD else self.total_layers,
-            total_layers=self.total_layers,
-            host_memory_bytes=self.host_bytes,
-            expected_slowdown=self.expected_slowdown,
-            description=self.description,
-            reason=self.placement_reason,
-        )
-
-    @property
-    def expected_slowdown(self) -> float:
-        if self.layout is not Layout.OFFLOAD:
-            return 1.0
-        return expected_slowdown(sum(self.layers_on_gpu), self.total_layers)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadOutcome:
-    residency: Residency
-    cold_start: bool
-    load_seconds: float
-    """Seconds this call took to have the model resident: any wait for room and the
-    load (its own or a concurrent one); 0 when it was ready. EnsureLoaded's `load_seconds`."""
-    evicted: tuple[str, ...]
-    woken: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class HostState:
-    host: str
-    simulated: bool
-    gpus: tuple[GpuReading, ...]
-    models: tuple[Residency, ...]
-    servable_models: tuple[str, ...]
-    observed_at: float
-
-
 class _NoRoomYet(ResourceExhausted):
     """No room now, but some will come by itself. `room_version`: the state the plan saw."""
 
@@ -229,35 +116,6 @@ class _NoRoomYet(ResourceExhausted):
         super().__init__(message)
         self.room_version = room_version
         self.load_seconds = load_seconds
-
-
-class ChangeFeed:
-    """Numbered descriptions of state changes, for WatchState subscribers."""
-
-    def __init__(self, keep: int = 256) -> None:
-        self._version = 0
-        self._recent: deque[tuple[int, str]] = deque(maxlen=keep)
-        self._changed = asyncio.Condition()
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    async def publish(self, description: str) -> None:
-        async with self._changed:
-            self._version += 1
-            self._recent.append((self._version, description))
-            self._changed.notify_all()
-        logger.info("%s", description)
-
-    async def wait_after(self, version: int, timeout: float) -> tuple[int, list[str]]:
-        """Descriptions newer than `version`; empty after `timeout` with no change."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._version > version), timeout
-                )
-            return self._version, [text for number, text in self._recent if number > version]
 
 
 class ResidencyManager:
@@ -629,7 +487,7 @@ class ResidencyManager:
         return tuple(
             r
             for r in self._residents.values()
-            if r.state in _SERVING and r.running is not None and r.running.probe_url
+            if r.state in SERVING_STATES and r.running is not None and r.running.probe_url
         )
 
     async def server_unresponsive(self, model: str, running: RunningModel, reason: str) -> None:
@@ -1134,7 +992,7 @@ class ResidencyManager:
                 residents=tuple(
                     self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
                     for r in self._residents.values()
-                    if gpu.index in r.on_gpus and r.state not in _OFF_GPU
+                    if gpu.index in r.on_gpus and r.state not in OFF_GPU_STATES
                 ),
             )
             for gpu in readings.values()
@@ -1285,7 +1143,7 @@ class ResidencyManager:
         """Asks the driver whether a ready model's server is still up, rather than wait
         for its watcher's next poll, and marks one found down failed."""
         current = self._residents.get(model)
-        if current is None or current.state not in _SERVING:
+        if current is None or current.state not in SERVING_STATES:
             return
         running = current.running
         if running is None:
@@ -1302,7 +1160,7 @@ class ResidencyManager:
         check may both find the same death; only the first counts). `stop_watching`:
         found by a check, so its watcher, still waiting, is cancelled."""
         current = self._residents.get(model)
-        if current is None or current.state not in _SERVING:
+        if current is None or current.state not in SERVING_STATES:
             return
         if current.running is not running:
             return

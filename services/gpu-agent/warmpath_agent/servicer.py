@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_agent.residency import HostState, Residency, ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import HostState, Residency, ResidencyState
 from warmpath_common.config import BackendKindName
 from warmpath_common.convert import endpoint_to_proto, placement_to_proto
 from warmpath_common.generation import Endpoint
