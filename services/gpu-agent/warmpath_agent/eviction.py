@@ -104,6 +104,26 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+__all__ = [
+    "ASSUMED_LOAD_BYTES_PER_SECOND",
+    "ASSUMED_START_SECONDS",
+    "INCUMBENT_ADVANTAGE",
+    "Candidate",
+    "DemandTracker",
+    "GpuRoom",
+    "NoRoom",
+    "PlacementPlan",
+    "ResidentModel",
+    "choose_victims",
+    "estimated_load_seconds",
+    "evictable",
+    "outside_memory_will_free",
+    "packs",
+    "plan_placement",
+    "protected_models",
+    "reload_cost",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class ResidentModel:
