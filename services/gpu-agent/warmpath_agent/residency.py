@@ -66,6 +66,7 @@ from warmpath_agent.gang import (
     plan_gang,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
+from warmpath_agent.measurement import GpuMeasurements, offloaded_by_server
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residents import (
     OFF_GPU_STATES,
@@ -87,7 +88,6 @@ from warmpath_common.errors import (
 )
 
 __all__ = [
-    "ASSUMED_SERVER_LAYERS",
     "MAX_LEASE_SECONDS",
     "MAX_ROOM_WAIT_SECONDS",
     "ResidencyManager",
@@ -101,9 +101,6 @@ _MIB = 1024 * 1024
 MAX_LEASE_SECONDS = 300.0
 # A caller with no deadline waits for room no longer than a lease can last.
 MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
-# Layers assumed for a model whose server offloaded part of it and whose layer count
-# is unknown here (an Ollama model: no file to read), to say "K of L layers".
-ASSUMED_SERVER_LAYERS = 32
 # Stop waiting for room this long before the load could no longer finish in time,
 # so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
 _ANSWER_MARGIN_SECONDS = 1.0
@@ -160,8 +157,7 @@ class ResidencyManager:
         self._placement = asyncio.Lock()
         # Per model: the task waiting for its server to die unasked.
         self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._measured: dict[str, int] = {}
-        self._measured_per_gpu: dict[str, dict[int, int]] = {}
+        self._measurements = GpuMeasurements(inventory)
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
         self._gpu_healthy: dict[int, bool] = {}
@@ -408,8 +404,8 @@ class ResidencyManager:
                 )  # fmt: skip
                 logger.warning("leaving running %s alone: it %s", running.model, why)
                 continue
-            measured = await self._measure(running)
-            estimated = self._measured.get(spec.name, 0)
+            measured = await self._measurements.measure(running)
+            estimated = self._measurements.whole(spec.name)
             if not estimated:
                 try:
                     estimated = await asyncio.to_thread(self._estimate_bytes, spec)
@@ -450,7 +446,7 @@ class ResidencyManager:
         """An adopted server on several GPUs: its measured share on each where NVML saw
         it, else the footprint shared evenly. Layer shares are not known again."""
         indexes = tuple(g.index for g in members)
-        per_gpu = self._measured_per_gpu.get(spec.name, {})
+        per_gpu = self._measurements.per_gpu(spec.name)
         even = ready.footprint_bytes // len(members)
         return replace(
             ready,
@@ -710,7 +706,7 @@ class ResidencyManager:
     def _adopted_asleep(self, residency: Residency, spec: ModelSpec) -> Residency:
         """A server adopted asleep: its weights hold host RAM, not GPU memory. What NVML
         saw of it asleep says nothing of what it needs awake."""
-        self._measured.pop(spec.name, None)
+        self._measurements.forget(spec.name)
         size = int(spec.memory) if spec.memory else residency.estimated_bytes
         self._book.book_host(spec.name, size)
         return replace(
@@ -791,7 +787,7 @@ class ResidencyManager:
         woken, asleep = await self._wake_if_asleep(spec, give_up_at)
         if woken is not None:
             return woken
-        need = self._measured.get(spec.name) or self._estimated.get(spec.name)
+        need = self._measurements.whole(spec.name) or self._estimated.get(spec.name)
         if not need:
             try:
                 need = await asyncio.to_thread(self._estimate_bytes, spec)
@@ -858,7 +854,7 @@ class ResidencyManager:
             raise
         load_seconds = time.monotonic() - started
         loading = self._timed(loading, load_seconds, woken=asleep is not None)
-        measured = await self._measure(
+        measured = await self._measurements.measure(
             running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
         )
         ready = replace(
@@ -866,14 +862,14 @@ class ResidencyManager:
             state=ResidencyState.READY,
             running=running,
             measured_bytes=measured,
-            gpu_bytes=self._measured_shares(running.model, loading, measured),
+            gpu_bytes=self._measurements.shares(running.model, loading, measured),
             # A wake keeps the last load from disk as the model's load time.
             load_seconds=self._timed_loads.get(spec.name, load_seconds),
             ready_since=self._clock(),
             last_used=self._clock(),
         )
         if running.host_bytes:
-            ready = self._offloaded_by_server(ready, running.host_bytes, plan.shares)
+            ready = offloaded_by_server(ready, running.host_bytes, plan.shares)
             self._book.book_host(spec.name, running.host_bytes)
         self._residents[spec.name] = ready
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
@@ -886,67 +882,6 @@ class ResidencyManager:
             + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
         )
         return ready, evicted
-
-    async def _measure(self, running: RunningModel, *, whole: bool = True) -> int:
-        """Memory the model really holds on GPUs (every process of its server, on every
-        GPU); remembered for its next placement when `whole` (an offloaded model's GPU
-        part says nothing of what the whole model needs)."""
-        if self._inventory.simulated:
-            return 0
-        if running.memory_bytes:
-            measured = running.memory_bytes
-        elif running.pid is not None:
-            per_gpu = dict(await self._inventory.process_memory(running.pid))
-            self._measured_per_gpu[running.model] = per_gpu
-            measured = sum(per_gpu.values())
-            if not measured:
-                logger.warning(
-                    "could not measure %s's GPU memory: NVML lists no process of its server "
-                    "(pid %d) or its workers; placement goes on with the estimate. Either the "
-                    "server does not use the GPU (a CPU-only build?), or the agent runs in a "
-                    "container of its own: NVML reports host pids, so it needs the host's PID "
-                    "namespace (compose: pid: host; Kubernetes: hostPID: true)",
-                    running.model, running.pid,
-                )  # fmt: skip
-        else:
-            return 0
-        if measured and whole:
-            self._measured[running.model] = measured
-        return measured
-
-    def _measured_shares(self, model: str, residency: Residency, measured: int) -> tuple[int, ...]:
-        """Each GPU's measured share, replacing the estimate where NVML saw the server."""
-        per_gpu = self._measured_per_gpu.get(model, {})
-        if not measured:
-            return residency.gpu_bytes
-        if len(residency.on_gpus) == 1:
-            return (measured,)
-        if not per_gpu:
-            return residency.gpu_bytes
-        return tuple(per_gpu.get(i, 0) for i in residency.on_gpus)
-
-    @staticmethod
-    def _offloaded_by_server(
-        ready: Residency, host_bytes: int, shares: tuple[float, ...]
-    ) -> Residency:
-        """The server (Ollama) put part of the model in host RAM itself: the residency
-        says what it reports, in layers where the model's layer count is known."""
-        on_gpu_bytes = ready.footprint_bytes
-        total_layers = ready.total_layers or ASSUMED_SERVER_LAYERS
-        on_gpu = round(total_layers * on_gpu_bytes / max(on_gpu_bytes + host_bytes, 1))
-        on_gpu = min(max(on_gpu, 0), total_layers)
-        layers = tuple(round(on_gpu * share) for share in shares) or (on_gpu,)
-        return replace(
-            ready,
-            layout=Layout.OFFLOAD,
-            layers_on_gpu=layers,
-            total_layers=total_layers,
-            host_bytes=host_bytes,
-            placement_reason=(
-                f"the server placed {host_bytes / _MIB:.0f} MiB of the model in host RAM "
-                f"and {on_gpu_bytes / _MIB:.0f} MiB on GPUs"
-            ),
-        )
 
     def _shares(self, residency: Residency) -> dict[int, int]:
         return {i: residency.bytes_on(i) for i in residency.on_gpus}
@@ -1094,7 +1029,7 @@ class ResidencyManager:
             size = (
                 resident.footprint_bytes
                 if resident is not None
-                else self._measured.get(model) or self._estimated.get(model)
+                else self._measurements.whole(model) or self._estimated.get(model)
             )
             if demand > 0 and size:
                 candidates.append(Candidate(model, size, self._expected_load(model, size), demand))
