@@ -38,7 +38,6 @@ The ResidencyManager is the only writer of residency. Its invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +75,7 @@ from warmpath_agent.residents import (
     Residency,
     ResidencyState,
 )
+from warmpath_agent.room import NoRoomYet, RoomSignal
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
 from warmpath_common.config import ModelSpec
@@ -104,15 +104,6 @@ MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
 # Stop waiting for room this long before the load could no longer finish in time,
 # so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
 _ANSWER_MARGIN_SECONDS = 1.0
-
-
-class _NoRoomYet(ResourceExhausted):
-    """No room now, but some will come by itself. `room_version`: the state the plan saw."""
-
-    def __init__(self, message: str, room_version: int, load_seconds: float) -> None:
-        super().__init__(message)
-        self.room_version = room_version
-        self.load_seconds = load_seconds
 
 
 class ResidencyManager:
@@ -164,8 +155,7 @@ class ResidencyManager:
         # The last hot set: its members keep their place unless clearly outranked.
         self._hot_set: frozenset[str] = frozenset()
         # Bumped whenever memory may have become available; room waiters watch it.
-        self._room_version = 0
-        self._room_changed = asyncio.Event()
+        self._room = RoomSignal()
 
     # -- queries ---------------------------------------------------------
 
@@ -282,7 +272,7 @@ class ResidencyManager:
             try:
                 residency, evicted = await asyncio.shield(self._load_task(spec, give_up_at))
                 break
-            except _NoRoomYet as no_room:
+            except NoRoomYet as no_room:
                 waited = time.monotonic() - started
                 budget = (
                     give_up_at - time.monotonic() - no_room.load_seconds - _ANSWER_MARGIN_SECONDS
@@ -329,11 +319,7 @@ class ResidencyManager:
         """Returns when memory may have become available since `seen_version`, or after
         `budget` seconds. Leases and min_residency run out without an event, so the wait
         is also cut at the next moment one of them does."""
-        if self._room_version != seen_version:
-            return
-        timeout = min(budget, self._next_timed_change())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._room_changed.wait(), timeout)
+        await self._room.wait(seen_version, min(budget, self._next_timed_change()))
 
     def _next_timed_change(self) -> float:
         now = self._clock()
@@ -349,11 +335,6 @@ class ResidencyManager:
         ]
         # Just past the moment, so that the model is evictable when the plan looks.
         return min(due) - now + 0.001 if due else MAX_ROOM_WAIT_SECONDS
-
-    def _room_may_have_changed(self) -> None:
-        self._room_version += 1
-        self._room_changed.set()
-        self._room_changed = asyncio.Event()
 
     async def unload(self, model: str, *, force: bool) -> bool:
         self._spec(model)
@@ -527,7 +508,7 @@ class ResidencyManager:
                     running=None,
                     failure_reason=f"{reason}; stopped, the next request loads it again",
                 )
-                self._room_may_have_changed()
+                self._room.may_have_changed()
         self._metrics.hung_restarts.labels(model).inc()
         self._metrics.unloads.labels(model, "unresponsive").inc()
         await self.feed.publish(
@@ -644,7 +625,7 @@ class ResidencyManager:
             woken=False,
         )
         self._metrics.sleeps.labels(model, kind.value).inc()
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(
             f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
             + ("its server sleeps" if still_running is not None else "its file in the page cache")
@@ -739,7 +720,7 @@ class ResidencyManager:
                 shape = await self._shape(spec, asleep.footprint_bytes)
                 _, _, evicted = await self._place(spec.name, shape, give_up_at, asleep.on_gpus)
             except ResourceExhausted as error:
-                if isinstance(error, _NoRoomYet):
+                if isinstance(error, NoRoomYet):
                     raise
                 await self._stop(
                     asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
@@ -761,7 +742,7 @@ class ResidencyManager:
         )
         self._residents[spec.name] = ready
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(f"{spec.name} woken from sleep on {ready.where} in {seconds:.1f} s")
         return ready, evicted
 
@@ -844,13 +825,13 @@ class ResidencyManager:
             self._residents[spec.name] = replace(
                 loading, state=ResidencyState.FAILED, failure_reason=str(error)
             )
-            self._room_may_have_changed()
+            self._room.may_have_changed()
             await self.feed.publish(f"{spec.name} failed to load: {error}")
             raise self._load_failure(spec.name, error) from error
         except BaseException:
             self._book.release(spec.name)
             self._residents.pop(spec.name, None)
-            self._room_may_have_changed()
+            self._room.may_have_changed()
             raise
         load_seconds = time.monotonic() - started
         loading = self._timed(loading, load_seconds, woken=asleep is not None)
@@ -874,7 +855,7 @@ class ResidencyManager:
         self._residents[spec.name] = ready
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
         # Its booking may have shrunk to the measured size, and it starts to age.
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         self._watch_for_exit(ready)
         await self.feed.publish(
             f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
@@ -904,7 +885,7 @@ class ResidencyManager:
     ) -> tuple[GangPlan, tuple[GpuReading, ...], tuple[str, ...]]:
         """`only`: the GPUs it may go on (a sleeping server wakes where it sleeps)."""
         # Taken before the reading: a change after it sends a waiter straight back.
-        room_version = self._room_version
+        room_version = self._room.version
         readings = {
             gpu.index: gpu
             for gpu in await self._inventory.read()
@@ -983,7 +964,7 @@ class ResidencyManager:
                 raise ResourceExhausted(
                     f"{message}; the rest is pinned or not this agent's, so waiting cannot help"
                 )
-            raise _NoRoomYet(message, room_version, self._expected_load(model, need))
+            raise NoRoomYet(message, room_version, self._expected_load(model, need))
         patience = (
             give_up_at
             - time.monotonic()
@@ -991,7 +972,7 @@ class ResidencyManager:
             - _ANSWER_MARGIN_SECONDS
         )
         if 0 < plan.cheaper_in_seconds <= patience:
-            raise _NoRoomYet(
+            raise NoRoomYet(
                 f"{model} waits {plan.cheaper_in_seconds:.1f} s for a model loaded less than "
                 f"{self._min_residency:g} s ago to become evictable, rather than evict "
                 + ", ".join(v.model for v in plan.victims),
@@ -1003,7 +984,7 @@ class ResidencyManager:
             and patience > 0
             and not self._victims_sleep(plan.victims, host_free)
         ):
-            raise _NoRoomYet(
+            raise NoRoomYet(
                 f"{model} waits for memory held by other models outside the hot set "
                 f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
                 + ", ".join(v.model for v in plan.victims if v.model in protected),
@@ -1071,7 +1052,7 @@ class ResidencyManager:
             await self._driver.stop(residency.running)
         self._book.release(residency.model)
         self._residents.pop(residency.model, None)
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(f"{residency.model} unloaded from {residency.where}: {reason}")
 
     async def _verify(self, model: str, span: trace.Span) -> None:
@@ -1106,7 +1087,7 @@ class ResidencyManager:
             current, state=ResidencyState.FAILED, running=None, failure_reason=reason
         )
         self._metrics.unloads.labels(model, "crashed").inc()
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(f"{model} failed: {reason}")
 
     def _watch_for_exit(self, ready: Residency) -> None:
