@@ -57,6 +57,7 @@ from warmpath_agent.eviction import (
     estimated_load_seconds,
     protected_models,
 )
+from warmpath_agent.exit_watch import ExitWatchers
 from warmpath_agent.gang import (
     GangPlan,
     HostRamShort,
@@ -146,8 +147,7 @@ class ResidencyManager:
         self._residents: dict[str, Residency] = {}
         self._loads: dict[str, asyncio.Task[tuple[Residency, tuple[str, ...]]]] = {}
         self._placement = asyncio.Lock()
-        # Per model: the task waiting for its server to die unasked.
-        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._watchers = ExitWatchers()
         self._measurements = GpuMeasurements(inventory)
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
@@ -494,8 +494,7 @@ class ResidencyManager:
             return
         stopping = replace(current, state=ResidencyState.UNLOADING)
         self._residents[model] = stopping
-        if (watcher := self._watchers.pop(model, None)) is not None:
-            watcher.cancel()
+        self._watchers.stop(model)
         try:
             await self._driver.stop(running)
         finally:
@@ -524,8 +523,7 @@ class ResidencyManager:
         return current
 
     async def close(self) -> None:
-        for watcher in list(self._watchers.values()):
-            watcher.cancel()
+        self._watchers.close()
         for load in list(self._loads.values()):
             load.cancel()
         await self._driver.close()
@@ -1080,8 +1078,8 @@ class ResidencyManager:
             return
         if current.running is not running:
             return
-        if stop_watching and (watcher := self._watchers.pop(model, None)) is not None:
-            watcher.cancel()
+        if stop_watching:
+            self._watchers.stop(model)
         self._book.release(model)
         self._residents[model] = replace(
             current, state=ResidencyState.FAILED, running=None, failure_reason=reason
@@ -1099,13 +1097,4 @@ class ResidencyManager:
         async def watch() -> None:
             await self._server_down(model, running, await self._driver.wait_exited(running))
 
-        previous = self._watchers.pop(model, None)
-        if previous is not None:
-            previous.cancel()
-        task = asyncio.create_task(watch(), name=f"watch {model}")
-        self._watchers[model] = task
-        task.add_done_callback(lambda done: self._watcher_ended(model, done))
-
-    def _watcher_ended(self, model: str, watcher: asyncio.Task[None]) -> None:
-        if self._watchers.get(model) is watcher:
-            del self._watchers[model]
+        self._watchers.watch(model, watch())
