@@ -47,10 +47,10 @@ from opentelemetry import trace
 
 from warmpath_agent.capacity import shape_for
 from warmpath_agent.change_feed import ChangeFeed
+from warmpath_agent.demand import DemandTracker
 from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
     Candidate,
-    DemandTracker,
     GpuRoom,
     NoRoom,
     ResidentModel,
