@@ -76,7 +76,7 @@ from warmpath_agent.residents import (
     Residency,
     ResidencyState,
 )
-from warmpath_agent.room import NoRoomYet, RoomSignal
+from warmpath_agent.room import NoRoomYet, RoomSignal, host_ram_short, no_room
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
 from warmpath_common.config import ModelSpec
@@ -926,43 +926,17 @@ class ResidencyManager:
         if isinstance(plan, HostRamShort):
             if await self._unload_sleepers(plan.need_bytes - plan.free_bytes, model):
                 return await self._place(model, shape, give_up_at, only)
-            raise ResourceExhausted(
-                f"{model} fits on no set of this host's GPUs, and offloading "
-                f"{plan.total_layers - plan.gpu_layers} of its {plan.total_layers} layers needs "
-                f"{plan.need_bytes / _MIB:.0f} MiB of host RAM (the layers and the GGUF's page "
-                f"cache) where {plan.free_bytes / _MIB:.0f} MiB is available; free host memory, "
-                "or serve it from a host with more GPU memory"
-            )
+            raise host_ram_short(model, plan)
         if isinstance(plan, NoRoom):
-            if plan.no_gpu_set:
-                raise ResourceExhausted(
-                    f"{model} needs {need / _MIB:.0f} MiB"
-                    + (
-                        f" over exactly {shape.tensor_parallel} GPUs"
-                        if shape.tensor_parallel > 1
-                        else ""
-                    )
-                    + f"; no set of this host's {len(readings)} healthy GPU(s) can hold it, "
-                    f"even with every unpinned model evicted, "
-                    + (
-                        f"and its offload is {shape.offload.value}"
-                        if shape.by_layer
-                        else "and it cannot be offloaded"
-                    )
-                )
-            message = (
-                f"{model} needs {need / _MIB:.0f} MiB; GPU {plan.gpu_index} comes closest, with "
-                f"{plan.free_bytes / _MIB:.0f} MiB free and {plan.freeable_bytes / _MIB:.0f} MiB "
-                f"freeable (models idle, unpinned and resident for at least "
-                f"{self._min_residency:g} s can be evicted), and "
-                f"{plan.waitable_bytes / _MIB:.0f} MiB held by unpinned models that are busy, "
-                "loading or too recently loaded"
+            raise no_room(
+                model,
+                plan,
+                shape,
+                healthy_gpus=len(readings),
+                min_residency_seconds=self._min_residency,
+                room_version=room_version,
+                load_seconds=self._expected_load(model, shape.total_bytes),
             )
-            if not plan.fits_after_waiting:
-                raise ResourceExhausted(
-                    f"{message}; the rest is pinned or not this agent's, so waiting cannot help"
-                )
-            raise NoRoomYet(message, room_version, self._expected_load(model, need))
         patience = (
             give_up_at
             - time.monotonic()

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from warmpath_agent.eviction import NoRoom
+from warmpath_agent.gang import HostRamShort, ModelShape
 from warmpath_common.errors import ResourceExhausted
 
-__all__ = ["NoRoomYet", "RoomSignal"]
+__all__ = ["NoRoomYet", "RoomSignal", "host_ram_short", "no_room"]
+
+_MIB = 1024 * 1024
 
 
 class NoRoomYet(ResourceExhausted):
@@ -43,3 +47,54 @@ class RoomSignal:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
+
+
+def host_ram_short(model: str, plan: HostRamShort) -> ResourceExhausted:
+    """What the caller hears when only an offload could hold the model and host RAM is short."""
+    return ResourceExhausted(
+        f"{model} fits on no set of this host's GPUs, and offloading "
+        f"{plan.total_layers - plan.gpu_layers} of its {plan.total_layers} layers needs "
+        f"{plan.need_bytes / _MIB:.0f} MiB of host RAM (the layers and the GGUF's page "
+        f"cache) where {plan.free_bytes / _MIB:.0f} MiB is available; free host memory, "
+        "or serve it from a host with more GPU memory"
+    )
+
+
+def no_room(
+    model: str,
+    plan: NoRoom,
+    shape: ModelShape,
+    *,
+    healthy_gpus: int,
+    min_residency_seconds: float,
+    room_version: int,
+    load_seconds: float,
+) -> ResourceExhausted:
+    """No room for the model now: NoRoomYet when waiting can help (`room_version`: the
+    state the plan saw; `load_seconds`: the load expected after the wait), else why not."""
+    need = shape.total_bytes
+    if plan.no_gpu_set:
+        return ResourceExhausted(
+            f"{model} needs {need / _MIB:.0f} MiB"
+            + (f" over exactly {shape.tensor_parallel} GPUs" if shape.tensor_parallel > 1 else "")
+            + f"; no set of this host's {healthy_gpus} healthy GPU(s) can hold it, "
+            f"even with every unpinned model evicted, "
+            + (
+                f"and its offload is {shape.offload.value}"
+                if shape.by_layer
+                else "and it cannot be offloaded"
+            )
+        )
+    message = (
+        f"{model} needs {need / _MIB:.0f} MiB; GPU {plan.gpu_index} comes closest, with "
+        f"{plan.free_bytes / _MIB:.0f} MiB free and {plan.freeable_bytes / _MIB:.0f} MiB "
+        f"freeable (models idle, unpinned and resident for at least "
+        f"{min_residency_seconds:g} s can be evicted), and "
+        f"{plan.waitable_bytes / _MIB:.0f} MiB held by unpinned models that are busy, "
+        "loading or too recently loaded"
+    )
+    if not plan.fits_after_waiting:
+        return ResourceExhausted(
+            f"{message}; the rest is pinned or not this agent's, so waiting cannot help"
+        )
+    return NoRoomYet(message, room_version, load_seconds)
