@@ -3,7 +3,7 @@
 Replays synthetic request traces through several policies and counts what each
 costs: cold loads, seconds spent loading, the p99 time a request waits for its
 model, and requests that fail. The "warmpath" policy is not a copy: it calls
-warmpath_agent.eviction.plan_placement and DemandTracker, the code the agent
+warmpath_agent.eviction.plan_placement and demand.DemandTracker, the code the agent
 runs, and it waits for room the way the agent's ResidencyManager does.
 
 What the simulated system does with a request (every policy alike):
@@ -103,9 +103,9 @@ from typing import Literal
 
 import numpy as np
 
+from warmpath_agent.demand import DemandTracker
 from warmpath_agent.eviction import (
     Candidate,
-    DemandTracker,
     GpuRoom,
     NoRoom,
     ResidentModel,

@@ -47,7 +47,8 @@ from warmpath_agent.drivers import DriverSet, GpuPlacement, ModelLoadFailed
 from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
-from warmpath_agent.residency import LoadOutcome, ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import LoadOutcome, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ConfigError, DockerSettings, ModelSpec, Runtime, SimulatedGpu

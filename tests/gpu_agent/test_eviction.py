@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from warmpath_agent.demand import DemandTracker
 from warmpath_agent.eviction import (
     ASSUMED_START_SECONDS,
     Candidate,
-    DemandTracker,
     GpuRoom,
     NoRoom,
     PlacementPlan,

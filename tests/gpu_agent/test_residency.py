@@ -23,7 +23,8 @@ from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
-from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_agent.sleepers import WarmTier
@@ -416,7 +417,7 @@ async def test_a_model_that_does_not_fit_yet_waits_for_a_lease_to_end() -> None:
     outcome = await agent.ensure_loaded("other", deadline_seconds=30)
     assert outcome.evicted == ("busy",)
     assert 0.25 <= time.monotonic() - started < 5
-    assert outcome.cold_start and outcome.waited_seconds >= 0.25
+    assert outcome.cold_start and outcome.load_seconds >= 0.25
 
 
 async def test_a_model_that_does_not_fit_yet_waits_for_min_residency() -> None:
@@ -427,7 +428,7 @@ async def test_a_model_that_does_not_fit_yet_waits_for_min_residency() -> None:
     await agent.ensure_loaded("young")
     outcome = await agent.ensure_loaded("other", deadline_seconds=30)
     assert outcome.evicted == ("young",)
-    assert outcome.waited_seconds >= 0.25
+    assert outcome.load_seconds >= 0.25
 
 
 async def test_waiting_for_room_is_single_flight_and_blocks_no_resident_model() -> None:
@@ -489,7 +490,7 @@ async def test_a_one_off_waits_for_a_young_cheap_victim_rather_than_evict_a_hot_
     await agent.ensure_loaded("hot", warm_requests=50)
     await agent.ensure_loaded("young")
     patient = await agent.ensure_loaded("one-off", deadline_seconds=30)
-    assert patient.evicted == ("young",) and patient.waited_seconds >= 0.2
+    assert patient.evicted == ("young",) and patient.load_seconds >= 0.2
 
     agent, _ = hot_young_and_one_off()
     await agent.ensure_loaded("hot")
@@ -514,12 +515,12 @@ async def test_a_model_outside_the_hot_set_waits_for_another_outsider_not_a_hot_
 
     agent = await hot_and_leased_outsider(0.3)
     patient = await agent.ensure_loaded("one-off", deadline_seconds=_deadline_leaving(10, 400))
-    assert patient.evicted == ("outsider",) and patient.waited_seconds >= 0.25
+    assert patient.evicted == ("outsider",) and patient.load_seconds >= 0.25
 
     agent = await hot_and_leased_outsider(300)
     hurried = await agent.ensure_loaded("one-off", deadline_seconds=_deadline_leaving(0.2, 400))
     assert hurried.evicted == ("hot",), "when the wait runs out, the plan goes ahead"
-    assert hurried.waited_seconds >= 0.15
+    assert hurried.load_seconds >= 0.15
 
 
 async def test_the_hot_model_keeps_its_place_against_a_slightly_busier_rival() -> None:

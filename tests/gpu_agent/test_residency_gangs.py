@@ -18,7 +18,8 @@ from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
-from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_common.config import ModelSpec, SimulatedGpu
 from warmpath_common.convert import placement_to_proto

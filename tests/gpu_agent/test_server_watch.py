@@ -14,7 +14,8 @@ from tests.fakes.probes import FakeProbe
 from tests.gpu_agent.test_residency import Clock, manager, spec
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.metrics import AgentMetrics
-from warmpath_agent.residency import ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.server_watch import ServerWatch
 from warmpath_agent.servicer import GpuAgentServicer
 from warmpath_common.config import (

@@ -23,7 +23,7 @@ from warmpath_agent.docker_container import create_arguments
 from warmpath_agent.drivers import RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_agent.metrics import AgentMetrics
-from warmpath_agent.residency import ResidencyState
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_agent.server_watch import ServerWatch
 from warmpath_agent.servicer import GpuAgentServicer

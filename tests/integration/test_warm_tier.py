@@ -19,7 +19,7 @@ from tests.fakes.sleep import FakeServerSleep
 from tests.gpu_agent.test_residency import Clock, manager
 from warmpath_agent.llama_cpp_launch import resolve_model_file
 from warmpath_agent.llama_cpp_process_driver import LlamaCppProcessDriver
-from warmpath_agent.residency import ResidencyState
+from warmpath_agent.residents import ResidencyState
 from warmpath_agent.sleep_api import PosixPageCache
 from warmpath_agent.sleepers import WarmTier
 from warmpath_cli.mesh import free_port
@@ -51,7 +51,7 @@ async def test_gemma_sleeps_in_the_page_cache_and_its_reload_is_the_wake(tmp_pat
                 cold = await agent.ensure_loaded(gemma.name, deadline_seconds=None)
                 assert cold.cold_start
                 assert not cold.woken
-                figures["disk"].append(cold.waited_seconds)
+                figures["disk"].append(cold.load_seconds)
 
                 clock.now += KEEP_ALIVE + 1
                 await agent.expire_idle()
@@ -66,7 +66,7 @@ async def test_gemma_sleeps_in_the_page_cache_and_its_reload_is_the_wake(tmp_pat
                 assert woken.residency.load_seconds == cold.residency.load_seconds, (
                     "a wake keeps the load from disk as the model's load time"
                 )
-                figures["page cache"].append(woken.waited_seconds)
+                figures["page cache"].append(woken.load_seconds)
                 running = woken.residency.running
                 assert running is not None
                 answer = await client.post(

@@ -27,10 +27,11 @@ from warmpath_agent.host_memory import DeclaredHostMemory, LiveHostMemory
 from warmpath_agent.inventory import GpuInventory, HostMemory, MemoryBook
 from warmpath_agent.llama_cpp_launch import resolve_model_file
 from warmpath_agent.llama_cpp_process_driver import LlamaCppProcessDriver
+from warmpath_agent.measurement import ASSUMED_SERVER_LAYERS
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.ollama_driver import OllamaDriver
-from warmpath_agent.residency import ASSUMED_SERVER_LAYERS, ResidencyManager
+from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_agent.server_watch import ServerWatch
 from warmpath_agent.servicer import GpuAgentServicer

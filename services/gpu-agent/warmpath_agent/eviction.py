@@ -1,108 +1,33 @@
-"""Where a model goes and what leaves to make room: the agent's placement policy.
-
-Pure functions of plain data, so that the agent (residency.py) and the
-placement simulator (bench/placement.py) run exactly the same code.
-
-Placement: a GPU where the model fits without evicting anything, the one with
-the most free memory; otherwise the GPU where making room costs least.
-
-Eviction never takes a pinned model, one with requests in flight, or one
-resident for less than `min_residency_seconds` (so a burst cannot evict what
-it just loaded: no thrashing). Among the rest it minimises the expected
-reload cost of what it evicts:
-
-    reload_cost(model) = load_seconds(model) * demand_per_minute(model)
-    demand_per_minute(model) = 60 / expected_seconds_to_next_request(model)
-
-Evicting a model costs one load, due when it is next asked for, and frees its
-memory until then: the cost is in load-seconds per minute of memory borrowed.
-load_seconds is the model's last measured load on this host (estimated from its
-size for a model never loaded here, see estimated_load_seconds). The expected
-wait for the next request (DemandTracker) is the mean residual life of the
-model's recent inter-arrival gaps g_i, given the time t since its last request:
-
-    expected_seconds_to_next_request = sum w_i (g_i - t) / sum w_i  over the g_i > t
-
-with w_i = 0.9 ** k for the gap k requests back, over the last 48 gaps; t itself
-when no recent gap was longer than t; 300 s for a model asked for only once;
-and at least 1 s (a request due within the second costs its load now, so no
-finer ranking helps). It is the offline rule (evict what is needed farthest
-ahead) with the future replaced by the model's own history. For Poisson traffic
-it is the mean gap, so demand_per_minute is the request rate. Unlike a request
-rate, it does not count a burst's requests as separate reloads: once a team's
-burst on a model ends, only the gaps between bursts are longer than the time
-since its last request, so the model is valued by when its next burst is due,
-not by the burst's ten requests. A periodic probe (a health check) is expected
-when its period comes round, so the probe due next is kept rather than evicted
-just before it is needed. A model idle for longer than any recent gap is
-expected to stay idle about as long again, which forgets a one-off request or
-a model whose popularity has passed. (The exponentially decayed request rate
-this replaced kept a bursty model resident between bursts at the expense of
-the hot set, and made health-checked models evict each other in turn:
-bench/results/placement.md, incidents.)
-
-Victims are taken greedily by cost per byte freed (ties: least recently used
-first), then any victim not needed to cover the shortfall is put back, the
-costliest first; the GPU whose victims cost least wins.
-
-The hot set (protected_models): cost alone is myopic. With models of very
-different sizes, a one-off request for a large model finds the cheap models
-too small to make room and takes a hot one with them; the hot one is asked for
-again within seconds and evicts something else: LRU's thrashing, a step later.
-So the agent keeps a hot set, the partition an offline planner would pick for
-a window of known demand (bench/placement.py's "hindsight partition" row):
-models in order of reload cost per byte, each admitted while the hot set plus
-room for the largest model left out still packs onto the GPUs (first fit
-decreasing). Every other model takes turns in that room. Eviction takes models
-outside the hot set first (cost decides among them, then among hot ones). A
-model outside the hot set that could only get room by evicting a hot one
-waits instead while other models outside it hold memory that frees itself
-(requests in flight, loading, younger than min_residency), for as long as its
-caller's deadline allows (PlacementPlan.waits_for_unprotected); when the wait
-runs out, it goes ahead with the plan. The hot set is recomputed at every
-placement, so it follows popularity.
-
-The hot set ranks demand over a longer view than a victim's cost does. The
-expected wait above is conditional on the time since the last request: right
-after a team's burst or a probe it says "not for a while", which is right for
-choosing what to evict now but makes a poor partition, since a model that
-recurs in bursts then fell out of the hot set after each one, lost its memory
-to the next request, and was loaded again for its next burst. So a candidate's
-demand is 60 / the shorter of that expected wait and its time average, the
-wait for the next request seen from a moment picked at random over the recent
-gaps (the inspection paradox's mean residual life):
-
-    average_seconds_to_next_request = sum w_i g_i^2 / (2 sum w_i g_i)
-
-with the same weights (and the same rules for a model asked for once, or idle
-for longer than every recent gap). For Poisson traffic it is the mean gap
-again; for a model asked for in bursts it sits between the bursts' spacing
-and their period, steadily, where the conditional wait swings between the two.
-Taking the shorter keeps the conditional estimate's lift for a model due soon
-(bench/results/placement.md: the row "hot set by the conditional wait").
-
-With hysteresis: a model in the last hot set (an incumbent) ranks as if its
-reload cost per byte were INCUMBENT_ADVANTAGE (2) times what it is, so a
-challenger displaces it only when worth more than twice as much. Demand
-estimated from ten-odd recent gaps is noisy (about 30% for Poisson traffic);
-without hysteresis the models at the hot set's edge swapped places on almost
-every placement, and each swap left a model just loaded as hot unprotected, to
-be evicted and loaded again (bench/results/placement.md, the row "hot set
-without hysteresis").
-
-Waiting beats a costlier eviction: when the cheapest victims are protected
-only by min_residency for a few more seconds, the plan says so
-(PlacementPlan.cheaper_in_seconds) and a caller that can wait that long waits
-and plans again, rather than evicting a hot model for a one-off request
-(bench/results/placement.md measures what this and the rest are worth).
+"""Where a model goes and what leaves to make room: the agent's placement policy
+(reload cost, the hot set, demand estimates). Pure functions of plain data, so that
+the agent (residency.py) and the placement simulator (bench/placement.py) run
+exactly the same code. Why the policy is what it is: docs/architecture.md, "How the
+policy is derived".
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+__all__ = [
+    "ASSUMED_LOAD_BYTES_PER_SECOND",
+    "ASSUMED_START_SECONDS",
+    "INCUMBENT_ADVANTAGE",
+    "Candidate",
+    "GpuRoom",
+    "NoRoom",
+    "PlacementPlan",
+    "ResidentModel",
+    "choose_victims",
+    "estimated_load_seconds",
+    "evictable",
+    "outside_memory_will_free",
+    "packs",
+    "plan_placement",
+    "protected_models",
+    "reload_cost",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,77 +332,3 @@ def _no_room(gpu: GpuRoom, need: int, now: float, min_residency_seconds: float) 
         elif not resident.pinned:
             waitable += resident.size_bytes
     return NoRoom(gpu.index, max(0, gpu.free_bytes), freeable, waitable, need)
-
-
-class DemandTracker:
-    """How soon each model is expected to be asked for again, from its recent
-    inter-arrival gaps (the formula is in the module docstring)."""
-
-    def __init__(
-        self,
-        keep_gaps: int = 48,
-        recency_weight: float = 0.9,
-        first_gap_seconds: float = 300.0,
-    ) -> None:
-        self._keep = keep_gaps
-        self._weight = recency_weight
-        self._first_gap = first_gap_seconds
-        self._last: dict[str, float] = {}
-        self._gaps: dict[str, deque[float]] = {}
-
-    def record(self, model: str, now: float, requests: int = 1) -> None:
-        """`requests` at once: served since the last record (the router reports warm
-        requests in batches), so they share the time since then evenly."""
-        requests = max(1, requests)
-        last = self._last.get(model)
-        if last is not None:
-            gaps = self._gaps.setdefault(model, deque(maxlen=self._keep))
-            gaps.extend([max(0.0, now - last) / requests] * min(requests, self._keep))
-        self._last[model] = max(now, last) if last is not None else now
-
-    def expected_seconds_to_next(self, model: str, now: float) -> float:
-        last = self._last.get(model)
-        if last is None:
-            return math.inf
-        idle = max(0.0, now - last)
-        gaps = self._gaps.get(model)
-        if not gaps:
-            return max(idle, self._first_gap)
-        residual = weights = 0.0
-        weight = 1.0
-        for gap in reversed(gaps):
-            if gap > idle:
-                residual += weight * (gap - idle)
-                weights += weight
-            weight *= self._weight
-        # Idle for longer than any recent gap: whatever the pattern was has stopped,
-        # and the longer a model has been idle, the longer it is likely to stay so.
-        return residual / weights if weights > 0 else idle
-
-    def average_seconds_to_next(self, model: str, now: float) -> float:
-        """The wait for the next request from a moment picked at random over the recent
-        gaps (time-averaged; the module docstring's formula); like expected_seconds_to_next
-        for a model asked for once or idle for longer than every recent gap."""
-        last = self._last.get(model)
-        gaps = self._gaps.get(model)
-        if last is None or not gaps or max(0.0, now - last) >= max(gaps):
-            return self.expected_seconds_to_next(model, now)
-        lengths = squares = 0.0
-        weight = 1.0
-        for gap in reversed(gaps):
-            lengths += weight * gap
-            squares += weight * gap * gap
-            weight *= self._weight
-        return squares / (2 * lengths)
-
-    def per_minute(self, model: str, now: float) -> float:
-        # A floor of a second: a request due "now" must not make the cost infinite.
-        return 60.0 / max(self.expected_seconds_to_next(model, now), 1.0)
-
-    def hot_set_per_minute(self, model: str, now: float) -> float:
-        """Demand as the hot set ranks it: from the shorter of the conditional and the
-        time-averaged waits for the next request (see the module docstring)."""
-        expected = min(
-            self.expected_seconds_to_next(model, now), self.average_seconds_to_next(model, now)
-        )
-        return 60.0 / max(expected, 1.0)

@@ -31,6 +31,13 @@ from typing import BinaryIO
 
 from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
 
+__all__ = [
+    "FootprintEstimate",
+    "NotAGgufFile",
+    "estimate_footprint",
+    "read_header_values",
+]
+
 _KV_BYTES_PER_ELEMENT = 2  # llama.cpp's default f16 KV cache
 _SCRATCH_FRACTION = 0.10
 _SCALAR_FORMATS = {

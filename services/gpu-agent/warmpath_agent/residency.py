@@ -38,42 +38,48 @@ The ResidencyManager is the only writer of residency. Its invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
 from opentelemetry import trace
 
 from warmpath_agent.capacity import shape_for
+from warmpath_agent.change_feed import ChangeFeed
+from warmpath_agent.demand import DemandTracker
 from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
     Candidate,
-    DemandTracker,
     GpuRoom,
     NoRoom,
     ResidentModel,
     estimated_load_seconds,
     protected_models,
 )
+from warmpath_agent.exit_watch import ExitWatchers
 from warmpath_agent.gang import (
     GangPlan,
     HostRamShort,
     Layout,
     ModelShape,
-    describe,
-    expected_slowdown,
     plan_gang,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
+from warmpath_agent.measurement import GpuMeasurements, offloaded_by_server
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.residents import (
+    OFF_GPU_STATES,
+    SERVING_STATES,
+    HostState,
+    LoadOutcome,
+    Residency,
+    ResidencyState,
+)
+from warmpath_agent.room import NoRoomYet, RoomSignal, host_ram_short, no_room
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
 from warmpath_common.config import ModelSpec
-from warmpath_common.convert import PlacementInfo
 from warmpath_common.errors import (
     FailedPrecondition,
     InvalidRequest,
@@ -81,6 +87,12 @@ from warmpath_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+
+__all__ = [
+    "MAX_LEASE_SECONDS",
+    "MAX_ROOM_WAIT_SECONDS",
+    "ResidencyManager",
+]
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -90,172 +102,9 @@ _MIB = 1024 * 1024
 MAX_LEASE_SECONDS = 300.0
 # A caller with no deadline waits for room no longer than a lease can last.
 MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
-# Layers assumed for a model whose server offloaded part of it and whose layer count
-# is unknown here (an Ollama model: no file to read), to say "K of L layers".
-ASSUMED_SERVER_LAYERS = 32
 # Stop waiting for room this long before the load could no longer finish in time,
 # so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
 _ANSWER_MARGIN_SECONDS = 1.0
-
-
-class ResidencyState(StrEnum):
-    LOADING = "loading"
-    READY = "ready"
-    UNLOADING = "unloading"
-    FAILED = "failed"
-    UNRESPONSIVE = "unresponsive"
-    """Running, but failing its readiness probes (server_watch.py)."""
-    ASLEEP = "asleep"
-    """Off its GPUs, weights held in host RAM (warm_tier.py); the next request wakes it."""
-
-
-# States in which a model's server runs and is watched.
-_SERVING = (ResidencyState.READY, ResidencyState.UNRESPONSIVE)
-# States in which a model holds no GPU memory the placement may count on.
-_OFF_GPU = (ResidencyState.FAILED, ResidencyState.ASLEEP)
-
-
-@dataclass(frozen=True, slots=True)
-class Residency:
-    """One model's residency on this host, as of one moment."""
-
-    model: str
-    state: ResidencyState
-    gpu_index: int
-    gpu_uuid: str
-    estimated_bytes: int
-    pinned: bool
-    measured_bytes: int = 0
-    running: RunningModel | None = None
-    load_seconds: float = 0.0
-    ready_since: float | None = None
-    last_used: float = 0.0
-    failure_reason: str = ""
-    gpu_indexes: tuple[int, ...] = ()
-    """Every GPU holding part of the model (gang.py); empty: `gpu_index` alone."""
-    gpu_uuids: tuple[str, ...] = ()
-    gpu_bytes: tuple[int, ...] = ()
-    """Memory on each GPU of `gpu_indexes`: estimated, or measured once loaded."""
-    layout: Layout = Layout.SINGLE
-    layers_on_gpu: tuple[int, ...] = ()
-    total_layers: int = 0
-    host_bytes: int = 0
-    """Host RAM an offloaded model uses (its offloaded layers and the GGUF's page cache)."""
-    placement_reason: str = ""
-    """Why the model is offloaded, when it is."""
-    wake_seconds: float = 0.0
-    """Seconds its last wake from sleep took here (0: never woken)."""
-    woken: bool = False
-    """Its last load was a wake from sleep, not a load from disk."""
-    asleep_bytes: int = 0
-    """Host RAM its weights hold while it is asleep."""
-    sleep_kind: SleepKind | None = None
-    """How it sleeps, while it is asleep."""
-
-    @property
-    def footprint_bytes(self) -> int:
-        return self.measured_bytes or self.estimated_bytes
-
-    @property
-    def on_gpus(self) -> tuple[int, ...]:
-        return self.gpu_indexes or (self.gpu_index,)
-
-    def bytes_on(self, gpu_index: int) -> int:
-        """Its share of `gpu_index`'s memory (0 if it is not there)."""
-        if not self.gpu_bytes:
-            return self.footprint_bytes if gpu_index == self.gpu_index else 0
-        return dict(zip(self.gpu_indexes, self.gpu_bytes, strict=True)).get(gpu_index, 0)
-
-    @property
-    def where(self) -> str:
-        gpus = self.on_gpus
-        return f"GPU {gpus[0]}" if len(gpus) == 1 else "GPUs " + ", ".join(map(str, gpus))
-
-    @property
-    def description(self) -> str:
-        """Where and how it is placed, in words (gang.describe)."""
-        return describe(self.layout, self.on_gpus, self.layers_on_gpu, self.total_layers)
-
-    @property
-    def placement(self) -> PlacementInfo:
-        """Where each part of it lives, for the wire (convert.placement_to_proto)."""
-        layers = sum(self.layers_on_gpu)
-        return PlacementInfo(
-            layout=self.layout.value,
-            gpu_indexes=self.on_gpus,
-            gpu_uuids=self.gpu_uuids or (self.gpu_uuid,),
-            layer_shares=tuple(n / layers for n in self.layers_on_gpu) if layers else (),
-            gpu_memory_bytes=self.gpu_bytes or (self.footprint_bytes,),
-            gpu_layers=layers if self.layout is Layout.OFFLOAD else self.total_layers,
-            total_layers=self.total_layers,
-            host_memory_bytes=self.host_bytes,
-            expected_slowdown=self.expected_slowdown,
-            description=self.description,
-            reason=self.placement_reason,
-        )
-
-    @property
-    def expected_slowdown(self) -> float:
-        if self.layout is not Layout.OFFLOAD:
-            return 1.0
-        return expected_slowdown(sum(self.layers_on_gpu), self.total_layers)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadOutcome:
-    residency: Residency
-    cold_start: bool
-    waited_seconds: float
-    evicted: tuple[str, ...]
-    woken: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class HostState:
-    host: str
-    simulated: bool
-    gpus: tuple[GpuReading, ...]
-    models: tuple[Residency, ...]
-    servable_models: tuple[str, ...]
-    observed_at: float
-
-
-class _NoRoomYet(ResourceExhausted):
-    """No room now, but some will come by itself. `room_version`: the state the plan saw."""
-
-    def __init__(self, message: str, room_version: int, load_seconds: float) -> None:
-        super().__init__(message)
-        self.room_version = room_version
-        self.load_seconds = load_seconds
-
-
-class ChangeFeed:
-    """Numbered descriptions of state changes, for WatchState subscribers."""
-
-    def __init__(self, keep: int = 256) -> None:
-        self._version = 0
-        self._recent: deque[tuple[int, str]] = deque(maxlen=keep)
-        self._changed = asyncio.Condition()
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    async def publish(self, description: str) -> None:
-        async with self._changed:
-            self._version += 1
-            self._recent.append((self._version, description))
-            self._changed.notify_all()
-        logger.info("%s", description)
-
-    async def wait_after(self, version: int, timeout: float) -> tuple[int, list[str]]:
-        """Descriptions newer than `version`; empty after `timeout` with no change."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._version > version), timeout
-                )
-            return self._version, [text for number, text in self._recent if number > version]
 
 
 class ResidencyManager:
@@ -298,18 +147,15 @@ class ResidencyManager:
         self._residents: dict[str, Residency] = {}
         self._loads: dict[str, asyncio.Task[tuple[Residency, tuple[str, ...]]]] = {}
         self._placement = asyncio.Lock()
-        # Per model: the task waiting for its server to die unasked.
-        self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._measured: dict[str, int] = {}
-        self._measured_per_gpu: dict[str, dict[int, int]] = {}
+        self._watchers = ExitWatchers()
+        self._measurements = GpuMeasurements(inventory)
         self._estimated: dict[str, int] = {}
         self._timed_loads: dict[str, float] = {}
         self._gpu_healthy: dict[int, bool] = {}
         # The last hot set: its members keep their place unless clearly outranked.
         self._hot_set: frozenset[str] = frozenset()
         # Bumped whenever memory may have become available; room waiters watch it.
-        self._room_version = 0
-        self._room_changed = asyncio.Event()
+        self._room = RoomSignal()
 
     # -- queries ---------------------------------------------------------
 
@@ -382,7 +228,7 @@ class ResidencyManager:
                     else "host_ram"
                     if outcome.woken
                     else "disk",
-                    "warmpath.load_seconds": outcome.waited_seconds,
+                    "warmpath.load_seconds": outcome.load_seconds,
                     "warmpath.evicted": list(outcome.evicted),
                     "warmpath.gpu.index": residency.gpu_index,
                     "warmpath.gpu.uuid": residency.gpu_uuid,
@@ -405,7 +251,7 @@ class ResidencyManager:
         if current is not None and current.state is ResidencyState.READY:
             touched = replace(current, last_used=self._clock())
             self._residents[model] = touched
-            return LoadOutcome(touched, cold_start=False, waited_seconds=0.0, evicted=())
+            return LoadOutcome(touched, cold_start=False, load_seconds=0.0, evicted=())
         if current is not None and current.state is ResidencyState.UNRESPONSIVE:
             # Loading it again beside the hung server would book its memory twice.
             raise Unavailable(
@@ -426,7 +272,7 @@ class ResidencyManager:
             try:
                 residency, evicted = await asyncio.shield(self._load_task(spec, give_up_at))
                 break
-            except _NoRoomYet as no_room:
+            except NoRoomYet as no_room:
                 waited = time.monotonic() - started
                 budget = (
                     give_up_at - time.monotonic() - no_room.load_seconds - _ANSWER_MARGIN_SECONDS
@@ -438,12 +284,12 @@ class ResidencyManager:
                     ) from None
                 span.add_event("warmpath.waiting_for_room", {"warmpath.reason": no_room.message})
                 await self._wait_for_room(no_room.room_version, budget)
-        waited = time.monotonic() - started
+        load_seconds = time.monotonic() - started
         span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
         return LoadOutcome(
             residency,
             cold_start=True,
-            waited_seconds=waited,
+            load_seconds=load_seconds,
             evicted=evicted,
             woken=residency.woken,
         )
@@ -473,11 +319,7 @@ class ResidencyManager:
         """Returns when memory may have become available since `seen_version`, or after
         `budget` seconds. Leases and min_residency run out without an event, so the wait
         is also cut at the next moment one of them does."""
-        if self._room_version != seen_version:
-            return
-        timeout = min(budget, self._next_timed_change())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._room_changed.wait(), timeout)
+        await self._room.wait(seen_version, min(budget, self._next_timed_change()))
 
     def _next_timed_change(self) -> float:
         now = self._clock()
@@ -493,11 +335,6 @@ class ResidencyManager:
         ]
         # Just past the moment, so that the model is evictable when the plan looks.
         return min(due) - now + 0.001 if due else MAX_ROOM_WAIT_SECONDS
-
-    def _room_may_have_changed(self) -> None:
-        self._room_version += 1
-        self._room_changed.set()
-        self._room_changed = asyncio.Event()
 
     async def unload(self, model: str, *, force: bool) -> bool:
         self._spec(model)
@@ -548,8 +385,8 @@ class ResidencyManager:
                 )  # fmt: skip
                 logger.warning("leaving running %s alone: it %s", running.model, why)
                 continue
-            measured = await self._measure(running)
-            estimated = self._measured.get(spec.name, 0)
+            measured = await self._measurements.measure(running)
+            estimated = self._measurements.whole(spec.name)
             if not estimated:
                 try:
                     estimated = await asyncio.to_thread(self._estimate_bytes, spec)
@@ -590,7 +427,7 @@ class ResidencyManager:
         """An adopted server on several GPUs: its measured share on each where NVML saw
         it, else the footprint shared evenly. Layer shares are not known again."""
         indexes = tuple(g.index for g in members)
-        per_gpu = self._measured_per_gpu.get(spec.name, {})
+        per_gpu = self._measurements.per_gpu(spec.name)
         even = ready.footprint_bytes // len(members)
         return replace(
             ready,
@@ -627,7 +464,7 @@ class ResidencyManager:
         return tuple(
             r
             for r in self._residents.values()
-            if r.state in _SERVING and r.running is not None and r.running.probe_url
+            if r.state in SERVING_STATES and r.running is not None and r.running.probe_url
         )
 
     async def server_unresponsive(self, model: str, running: RunningModel, reason: str) -> None:
@@ -657,8 +494,7 @@ class ResidencyManager:
             return
         stopping = replace(current, state=ResidencyState.UNLOADING)
         self._residents[model] = stopping
-        if (watcher := self._watchers.pop(model, None)) is not None:
-            watcher.cancel()
+        self._watchers.stop(model)
         try:
             await self._driver.stop(running)
         finally:
@@ -671,7 +507,7 @@ class ResidencyManager:
                     running=None,
                     failure_reason=f"{reason}; stopped, the next request loads it again",
                 )
-                self._room_may_have_changed()
+                self._room.may_have_changed()
         self._metrics.hung_restarts.labels(model).inc()
         self._metrics.unloads.labels(model, "unresponsive").inc()
         await self.feed.publish(
@@ -687,8 +523,7 @@ class ResidencyManager:
         return current
 
     async def close(self) -> None:
-        for watcher in list(self._watchers.values()):
-            watcher.cancel()
+        self._watchers.close()
         for load in list(self._loads.values()):
             load.cancel()
         await self._driver.close()
@@ -788,7 +623,7 @@ class ResidencyManager:
             woken=False,
         )
         self._metrics.sleeps.labels(model, kind.value).inc()
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(
             f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
             + ("its server sleeps" if still_running is not None else "its file in the page cache")
@@ -850,7 +685,7 @@ class ResidencyManager:
     def _adopted_asleep(self, residency: Residency, spec: ModelSpec) -> Residency:
         """A server adopted asleep: its weights hold host RAM, not GPU memory. What NVML
         saw of it asleep says nothing of what it needs awake."""
-        self._measured.pop(spec.name, None)
+        self._measurements.forget(spec.name)
         size = int(spec.memory) if spec.memory else residency.estimated_bytes
         self._book.book_host(spec.name, size)
         return replace(
@@ -883,7 +718,7 @@ class ResidencyManager:
                 shape = await self._shape(spec, asleep.footprint_bytes)
                 _, _, evicted = await self._place(spec.name, shape, give_up_at, asleep.on_gpus)
             except ResourceExhausted as error:
-                if isinstance(error, _NoRoomYet):
+                if isinstance(error, NoRoomYet):
                     raise
                 await self._stop(
                     asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
@@ -905,7 +740,7 @@ class ResidencyManager:
         )
         self._residents[spec.name] = ready
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(f"{spec.name} woken from sleep on {ready.where} in {seconds:.1f} s")
         return ready, evicted
 
@@ -931,7 +766,7 @@ class ResidencyManager:
         woken, asleep = await self._wake_if_asleep(spec, give_up_at)
         if woken is not None:
             return woken
-        need = self._measured.get(spec.name) or self._estimated.get(spec.name)
+        need = self._measurements.whole(spec.name) or self._estimated.get(spec.name)
         if not need:
             try:
                 need = await asyncio.to_thread(self._estimate_bytes, spec)
@@ -988,17 +823,17 @@ class ResidencyManager:
             self._residents[spec.name] = replace(
                 loading, state=ResidencyState.FAILED, failure_reason=str(error)
             )
-            self._room_may_have_changed()
+            self._room.may_have_changed()
             await self.feed.publish(f"{spec.name} failed to load: {error}")
             raise self._load_failure(spec.name, error) from error
         except BaseException:
             self._book.release(spec.name)
             self._residents.pop(spec.name, None)
-            self._room_may_have_changed()
+            self._room.may_have_changed()
             raise
         load_seconds = time.monotonic() - started
         loading = self._timed(loading, load_seconds, woken=asleep is not None)
-        measured = await self._measure(
+        measured = await self._measurements.measure(
             running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
         )
         ready = replace(
@@ -1006,19 +841,19 @@ class ResidencyManager:
             state=ResidencyState.READY,
             running=running,
             measured_bytes=measured,
-            gpu_bytes=self._measured_shares(running.model, loading, measured),
+            gpu_bytes=self._measurements.shares(running.model, loading, measured),
             # A wake keeps the last load from disk as the model's load time.
             load_seconds=self._timed_loads.get(spec.name, load_seconds),
             ready_since=self._clock(),
             last_used=self._clock(),
         )
         if running.host_bytes:
-            ready = self._offloaded_by_server(ready, running.host_bytes, plan.shares)
+            ready = offloaded_by_server(ready, running.host_bytes, plan.shares)
             self._book.book_host(spec.name, running.host_bytes)
         self._residents[spec.name] = ready
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
         # Its booking may have shrunk to the measured size, and it starts to age.
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         self._watch_for_exit(ready)
         await self.feed.publish(
             f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
@@ -1026,67 +861,6 @@ class ResidencyManager:
             + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
         )
         return ready, evicted
-
-    async def _measure(self, running: RunningModel, *, whole: bool = True) -> int:
-        """Memory the model really holds on GPUs (every process of its server, on every
-        GPU); remembered for its next placement when `whole` (an offloaded model's GPU
-        part says nothing of what the whole model needs)."""
-        if self._inventory.simulated:
-            return 0
-        if running.memory_bytes:
-            measured = running.memory_bytes
-        elif running.pid is not None:
-            per_gpu = dict(await self._inventory.process_memory(running.pid))
-            self._measured_per_gpu[running.model] = per_gpu
-            measured = sum(per_gpu.values())
-            if not measured:
-                logger.warning(
-                    "could not measure %s's GPU memory: NVML lists no process of its server "
-                    "(pid %d) or its workers; placement goes on with the estimate. Either the "
-                    "server does not use the GPU (a CPU-only build?), or the agent runs in a "
-                    "container of its own: NVML reports host pids, so it needs the host's PID "
-                    "namespace (compose: pid: host; Kubernetes: hostPID: true)",
-                    running.model, running.pid,
-                )  # fmt: skip
-        else:
-            return 0
-        if measured and whole:
-            self._measured[running.model] = measured
-        return measured
-
-    def _measured_shares(self, model: str, residency: Residency, measured: int) -> tuple[int, ...]:
-        """Each GPU's measured share, replacing the estimate where NVML saw the server."""
-        per_gpu = self._measured_per_gpu.get(model, {})
-        if not measured:
-            return residency.gpu_bytes
-        if len(residency.on_gpus) == 1:
-            return (measured,)
-        if not per_gpu:
-            return residency.gpu_bytes
-        return tuple(per_gpu.get(i, 0) for i in residency.on_gpus)
-
-    @staticmethod
-    def _offloaded_by_server(
-        ready: Residency, host_bytes: int, shares: tuple[float, ...]
-    ) -> Residency:
-        """The server (Ollama) put part of the model in host RAM itself: the residency
-        says what it reports, in layers where the model's layer count is known."""
-        on_gpu_bytes = ready.footprint_bytes
-        total_layers = ready.total_layers or ASSUMED_SERVER_LAYERS
-        on_gpu = round(total_layers * on_gpu_bytes / max(on_gpu_bytes + host_bytes, 1))
-        on_gpu = min(max(on_gpu, 0), total_layers)
-        layers = tuple(round(on_gpu * share) for share in shares) or (on_gpu,)
-        return replace(
-            ready,
-            layout=Layout.OFFLOAD,
-            layers_on_gpu=layers,
-            total_layers=total_layers,
-            host_bytes=host_bytes,
-            placement_reason=(
-                f"the server placed {host_bytes / _MIB:.0f} MiB of the model in host RAM "
-                f"and {on_gpu_bytes / _MIB:.0f} MiB on GPUs"
-            ),
-        )
 
     def _shares(self, residency: Residency) -> dict[int, int]:
         return {i: residency.bytes_on(i) for i in residency.on_gpus}
@@ -1109,7 +883,7 @@ class ResidencyManager:
     ) -> tuple[GangPlan, tuple[GpuReading, ...], tuple[str, ...]]:
         """`only`: the GPUs it may go on (a sleeping server wakes where it sleeps)."""
         # Taken before the reading: a change after it sends a waiter straight back.
-        room_version = self._room_version
+        room_version = self._room.version
         readings = {
             gpu.index: gpu
             for gpu in await self._inventory.read()
@@ -1132,7 +906,7 @@ class ResidencyManager:
                 residents=tuple(
                     self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
                     for r in self._residents.values()
-                    if gpu.index in r.on_gpus and r.state not in _OFF_GPU
+                    if gpu.index in r.on_gpus and r.state not in OFF_GPU_STATES
                 ),
             )
             for gpu in readings.values()
@@ -1152,43 +926,17 @@ class ResidencyManager:
         if isinstance(plan, HostRamShort):
             if await self._unload_sleepers(plan.need_bytes - plan.free_bytes, model):
                 return await self._place(model, shape, give_up_at, only)
-            raise ResourceExhausted(
-                f"{model} fits on no set of this host's GPUs, and offloading "
-                f"{plan.total_layers - plan.gpu_layers} of its {plan.total_layers} layers needs "
-                f"{plan.need_bytes / _MIB:.0f} MiB of host RAM (the layers and the GGUF's page "
-                f"cache) where {plan.free_bytes / _MIB:.0f} MiB is available; free host memory, "
-                "or serve it from a host with more GPU memory"
-            )
+            raise host_ram_short(model, plan)
         if isinstance(plan, NoRoom):
-            if plan.no_gpu_set:
-                raise ResourceExhausted(
-                    f"{model} needs {need / _MIB:.0f} MiB"
-                    + (
-                        f" over exactly {shape.tensor_parallel} GPUs"
-                        if shape.tensor_parallel > 1
-                        else ""
-                    )
-                    + f"; no set of this host's {len(readings)} healthy GPU(s) can hold it, "
-                    f"even with every unpinned model evicted, "
-                    + (
-                        f"and its offload is {shape.offload.value}"
-                        if shape.by_layer
-                        else "and it cannot be offloaded"
-                    )
-                )
-            message = (
-                f"{model} needs {need / _MIB:.0f} MiB; GPU {plan.gpu_index} comes closest, with "
-                f"{plan.free_bytes / _MIB:.0f} MiB free and {plan.freeable_bytes / _MIB:.0f} MiB "
-                f"freeable (models idle, unpinned and resident for at least "
-                f"{self._min_residency:g} s can be evicted), and "
-                f"{plan.waitable_bytes / _MIB:.0f} MiB held by unpinned models that are busy, "
-                "loading or too recently loaded"
+            raise no_room(
+                model,
+                plan,
+                shape,
+                healthy_gpus=len(readings),
+                min_residency_seconds=self._min_residency,
+                room_version=room_version,
+                load_seconds=self._expected_load(model, shape.total_bytes),
             )
-            if not plan.fits_after_waiting:
-                raise ResourceExhausted(
-                    f"{message}; the rest is pinned or not this agent's, so waiting cannot help"
-                )
-            raise _NoRoomYet(message, room_version, self._expected_load(model, need))
         patience = (
             give_up_at
             - time.monotonic()
@@ -1196,7 +944,7 @@ class ResidencyManager:
             - _ANSWER_MARGIN_SECONDS
         )
         if 0 < plan.cheaper_in_seconds <= patience:
-            raise _NoRoomYet(
+            raise NoRoomYet(
                 f"{model} waits {plan.cheaper_in_seconds:.1f} s for a model loaded less than "
                 f"{self._min_residency:g} s ago to become evictable, rather than evict "
                 + ", ".join(v.model for v in plan.victims),
@@ -1208,7 +956,7 @@ class ResidencyManager:
             and patience > 0
             and not self._victims_sleep(plan.victims, host_free)
         ):
-            raise _NoRoomYet(
+            raise NoRoomYet(
                 f"{model} waits for memory held by other models outside the hot set "
                 f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
                 + ", ".join(v.model for v in plan.victims if v.model in protected),
@@ -1234,7 +982,7 @@ class ResidencyManager:
             size = (
                 resident.footprint_bytes
                 if resident is not None
-                else self._measured.get(model) or self._estimated.get(model)
+                else self._measurements.whole(model) or self._estimated.get(model)
             )
             if demand > 0 and size:
                 candidates.append(Candidate(model, size, self._expected_load(model, size), demand))
@@ -1276,14 +1024,14 @@ class ResidencyManager:
             await self._driver.stop(residency.running)
         self._book.release(residency.model)
         self._residents.pop(residency.model, None)
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(f"{residency.model} unloaded from {residency.where}: {reason}")
 
     async def _verify(self, model: str, span: trace.Span) -> None:
         """Asks the driver whether a ready model's server is still up, rather than wait
         for its watcher's next poll, and marks one found down failed."""
         current = self._residents.get(model)
-        if current is None or current.state not in _SERVING:
+        if current is None or current.state not in SERVING_STATES:
             return
         running = current.running
         if running is None:
@@ -1300,18 +1048,18 @@ class ResidencyManager:
         check may both find the same death; only the first counts). `stop_watching`:
         found by a check, so its watcher, still waiting, is cancelled."""
         current = self._residents.get(model)
-        if current is None or current.state not in _SERVING:
+        if current is None or current.state not in SERVING_STATES:
             return
         if current.running is not running:
             return
-        if stop_watching and (watcher := self._watchers.pop(model, None)) is not None:
-            watcher.cancel()
+        if stop_watching:
+            self._watchers.stop(model)
         self._book.release(model)
         self._residents[model] = replace(
             current, state=ResidencyState.FAILED, running=None, failure_reason=reason
         )
         self._metrics.unloads.labels(model, "crashed").inc()
-        self._room_may_have_changed()
+        self._room.may_have_changed()
         await self.feed.publish(f"{model} failed: {reason}")
 
     def _watch_for_exit(self, ready: Residency) -> None:
@@ -1323,13 +1071,4 @@ class ResidencyManager:
         async def watch() -> None:
             await self._server_down(model, running, await self._driver.wait_exited(running))
 
-        previous = self._watchers.pop(model, None)
-        if previous is not None:
-            previous.cancel()
-        task = asyncio.create_task(watch(), name=f"watch {model}")
-        self._watchers[model] = task
-        task.add_done_callback(lambda done: self._watcher_ended(model, done))
-
-    def _watcher_ended(self, model: str, watcher: asyncio.Task[None]) -> None:
-        if self._watchers.get(model) is watcher:
-            del self._watchers[model]
+        self._watchers.watch(model, watch())

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from warmpath_agent.drivers import RunningModel
-from warmpath_agent.residency import Residency, ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import Residency, ResidencyState
 from warmpath_common.config import ServerProbeSettings
 
 __all__ = ["ServerProbe", "ServerWatch"]

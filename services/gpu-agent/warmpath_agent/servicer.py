@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_agent.residency import HostState, Residency, ResidencyManager, ResidencyState
+from warmpath_agent.residency import ResidencyManager
+from warmpath_agent.residents import HostState, Residency, ResidencyState
 from warmpath_common.config import BackendKindName
 from warmpath_common.convert import endpoint_to_proto, placement_to_proto
 from warmpath_common.generation import Endpoint
@@ -76,7 +77,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
         return gpu_agent_pb2.EnsureLoadedResponse(
             residency=self._residency_to_proto(outcome.residency),
             cold_start=outcome.cold_start,
-            load_seconds=outcome.waited_seconds,
+            load_seconds=outcome.load_seconds,
             evicted=list(outcome.evicted),
             woken=outcome.woken,
         )
