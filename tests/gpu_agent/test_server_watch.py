@@ -27,7 +27,6 @@ from warmpath_common.config import (
 from warmpath_common.errors import Unavailable
 from warmpath_common.grpc_server import create_server
 from warmpath_router.clients import host_view
-from warmpath_router.cluster import ReplicaState
 
 SETTINGS = ServerProbeSettings(
     period_seconds=1, timeout_seconds=1, failures_before_unresponsive=3, restart_after_seconds=10
@@ -135,7 +134,7 @@ async def test_the_routers_view_shows_it_unresponsive_with_the_agents_reason(
     finally:
         await server.server.stop(0)
     replica = host_view(state, "h").replica("a")
-    assert replica is not None and replica.state is ReplicaState.UNRESPONSIVE
+    assert replica is not None and replica.state is ResidencyState.UNRESPONSIVE
     assert replica.problem.startswith("3 readiness probes in a row failed")
 
 
