@@ -47,9 +47,10 @@ from prometheus_client import CollectorRegistry
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ModelSpec, RouterSettings
+from warmpath_common.convert import ResidencyState
 from warmpath_common.generation import Endpoint, GenerationRequest
 from warmpath_router.breaker import CircuitBreakers
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
@@ -204,7 +205,7 @@ def decision_times(hosts: int, replicas_per_host: int, iterations: int) -> dict[
             Replica(
                 model=names[(h * replicas_per_host + r) % len(names)],
                 host=f"h{h}",
-                state=ReplicaState.READY,
+                state=ResidencyState.READY,
                 gpu_index=r,
                 gpu_uuid=f"GPU-{h}-{r}",
                 load_seconds=3.0,

@@ -1,11 +1,13 @@
 """Shared helpers: config documents for tests, polling waits (never a bare sleep),
-reading a service's metrics, and the error a router sees through an adapter."""
+reading a service's metrics, the error a router sees through an adapter, and NVML
+for the tests that need a real GPU."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 
 import httpx
 import pytest
@@ -84,3 +86,14 @@ async def router_side_error(adapter: str, url: str, model: str) -> WarmpathError
     finally:
         await channels.close()
     return caught.value
+
+
+def nvml_or_skip() -> ModuleType:
+    """pynvml, initialised; called at a module's top, it skips the whole module where no
+    NVIDIA GPU answers (no driver, no GPU: this machine cannot run those tests)."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as error:
+        pytest.skip(f"no NVIDIA GPU here ({error})", allow_module_level=True)
+    return pynvml

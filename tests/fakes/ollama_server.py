@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.local_http import LocalHttpServer
+from tests.fakes.local_http import LocalHttpServer, send_json
 
 GB = 1024**3
 
@@ -53,20 +53,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         state = self.state
         if self.path == "/api/version":
-            self._json(200, {"version": "0.0.0-standin"})
+            send_json(self, 200, {"version": "0.0.0-standin"})
         elif self.path == "/api/tags":
-            self._json(
+            send_json(
+                self,
                 200,
                 {
                     "models": [
@@ -86,9 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                     for n, s in state.loaded.items()
                 ]
-            self._json(200, {"models": models})
+            send_json(self, 200, {"models": models})
         else:
-            self._json(404, {"error": "not found"})
+            send_json(self, 404, {"error": "not found"})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -96,12 +89,12 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.bodies.append(body)
         if self.path not in ("/api/generate", "/api/chat"):
-            self._json(404, {"error": "not found"})
+            send_json(self, 404, {"error": "not found"})
             return
         model = _canonical(str(body.get("model", "")))
         if model not in state.catalogue:
-            self._json(
-                404, {"error": f"model '{body.get('model')}' not found, try pulling it first"}
+            send_json(
+                self, 404, {"error": f"model '{body.get('model')}' not found, try pulling it first"}
             )
             return
         has_input = bool(body.get("prompt")) or bool(body.get("messages"))
@@ -109,7 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.loaded.pop(model, None)
                 state.unloads += 1
-            self._json(200, {"model": model, "response": "", "done": True, "done_reason": "unload"})
+            send_json(
+                self, 200, {"model": model, "response": "", "done": True, "done_reason": "unload"}
+            )
             return
         if model not in state.loaded:
             time.sleep(state.load_delay_seconds)
@@ -117,7 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
                 state.loaded[model] = state.catalogue[model]
                 state.loads += 1
         if not has_input:
-            self._json(200, {"model": model, "response": "", "done": True, "done_reason": "load"})
+            send_json(
+                self, 200, {"model": model, "response": "", "done": True, "done_reason": "load"}
+            )
             return
         with state.lock:
             state.generate_calls += 1

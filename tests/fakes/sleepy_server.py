@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.fakes.local_http import LocalHttpServer
+from tests.fakes.local_http import LocalHttpServer, send_json
 
 _SLEEP_PATHS = {"/sleep": "vllm", "/release_memory_occupation": "sglang"}
 _WAKE_PATHS = {"/wake_up": "vllm", "/resume_memory_occupation": "sglang"}
@@ -41,14 +41,6 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _answer(self, status: int, body: object | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _count(self) -> str:
         path = urlsplit(self.path).path
         with self.server_state.lock:
@@ -59,13 +51,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._count()
         state = self.server_state
         if path == "/is_sleeping":
-            self._answer(200, {"is_sleeping": state.asleep})
+            send_json(self, 200, {"is_sleeping": state.asleep})
         elif path == "/health":
-            self._answer(200)
+            send_json(self, 200)
         elif path == "/v1/models":
-            self._answer(200, {"object": "list", "data": [{"id": state.model, "object": "model"}]})
+            send_json(
+                self, 200, {"object": "list", "data": [{"id": state.model, "object": "model"}]}
+            )
         else:
-            self._answer(404, {"error": f"no GET {path}"})
+            send_json(self, 404, {"error": f"no GET {path}"})
 
     def do_POST(self) -> None:
         path = self._count()
@@ -75,23 +69,24 @@ class _Handler(BaseHTTPRequestHandler):
         if path in _SLEEP_PATHS:
             query = urlsplit(self.path).query
             if path == "/sleep" and query not in ("", "level=1", "level=2"):
-                self._answer(400, {"error": f"bad level: {query}"})
+                send_json(self, 400, {"error": f"bad level: {query}"})
                 return
             state.asleep = True
-            self._answer(200)
+            send_json(self, 200)
         elif path in _WAKE_PATHS:
             state.asleep = False
-            self._answer(200)
+            send_json(self, 200)
         elif path == "/v1/chat/completions":
             if state.asleep:
-                self._answer(503, {"error": "the engine is sleeping"})
+                send_json(self, 503, {"error": "the engine is sleeping"})
                 return
             self._stream(body) if body.get("stream") else self._whole(body)
         else:
-            self._answer(404, {"error": f"no POST {path}"})
+            send_json(self, 404, {"error": f"no POST {path}"})
 
     def _whole(self, body: dict[str, Any]) -> None:
-        self._answer(
+        send_json(
+            self,
             200,
             {
                 "object": "chat.completion",

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import nvml_or_skip
 from warmpath_agent.capacity import capacity_problems
 from warmpath_agent.eviction import GpuRoom
 from warmpath_agent.gang import GangPlan, Layout, ModelShape, Offload, plan_gang
 from warmpath_agent.nvml import NvmlInventory
 
-pynvml = pytest.importorskip("pynvml")
-
-try:
-    pynvml.nvmlInit()
-except pynvml.NVMLError as error:  # no driver, no GPU: this machine cannot run these tests
-    pytest.skip(f"no NVIDIA GPU here ({error})", allow_module_level=True)
+pynvml = nvml_or_skip()
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(120)]
 GIB = 2**30

@@ -5,9 +5,9 @@ locally by scripts/docker/test-model-image.sh (a static busybox whose httpd
 serves /www, so GET /v1/models answers 200), cached between runs. Every test
 uses its own owner name and removes what it created, whatever the driver did.
 
-The docker-marked tests skip when no engine answers, unless
-WARMPATH_REQUIRE_DOCKER=1 (set by `make test-docker`, which starts one with
-scripts/docker/engine.sh). The create-arguments tests need no engine.
+They skip when no engine answers, unless WARMPATH_REQUIRE_DOCKER=1 (set by
+`make test-docker`, which starts one with scripts/docker/engine.sh). The tests
+that need no engine are in test_docker_container.py.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -32,26 +29,24 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import GEMMA, metric_total
+from tests.conftest import GEMMA
+from tests.integration.agent_process import AgentProcess
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_agent.__main__ import open_docker
 from warmpath_agent.docker_container import (
     GPU_LABEL,
     MODEL_LABEL,
     OWNER_LABEL,
     container_name,
-    create_arguments,
 )
 from warmpath_agent.docker_driver import DockerDriver
-from warmpath_agent.drivers import DriverSet, GpuPlacement, ModelLoadFailed
-from warmpath_agent.gang import Layout
+from warmpath_agent.drivers import DriverSet, ModelLoadFailed
 from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.residents import LoadOutcome, ResidencyState
 from warmpath_agent.simulated_inventory import SimulatedInventory
-from warmpath_cli.mesh import free_port, wait_serving
-from warmpath_common.config import ConfigError, DockerSettings, ModelSpec, Runtime, SimulatedGpu
+from warmpath_cli.mesh import wait_serving
+from warmpath_common.config import DockerSettings, ModelSpec, Runtime, SimulatedGpu
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("WARMPATH_TEST_MODEL_IMAGE", "warmpath-test/model-stub:1")
@@ -67,83 +62,30 @@ SIM_GPU = GpuReading(
     memory_free_bytes=1000 * MIB,
     simulated=True,
 )
-docker_test = [pytest.mark.docker, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
+
+
+DOCKER = {"startup_timeout_seconds": 20, "stop_timeout_seconds": 2}
+"""The agent's docker section for these tests."""
+
+
+def model_document(name: str = "stub-model", **container: object) -> dict[str, object]:
+    """A model served by the stub image, as a config file lists it."""
+    return {
+        **GEMMA,
+        "name": name,
+        "aliases": [],
+        "memory": "100MiB",
+        "container": {"image": IMAGE, **container},
+    }
 
 
 def model(name: str = "stub-model", **container: object) -> ModelSpec:
-    return ModelSpec.model_validate(
-        {
-            **GEMMA,
-            "name": name,
-            "aliases": [],
-            "memory": "100MiB",
-            "container": {"image": IMAGE, **container},
-        }
-    )
+    return ModelSpec.model_validate(model_document(name, **container))
 
 
 def settings(**overrides: object) -> DockerSettings:
-    return DockerSettings.model_validate(
-        {"startup_timeout_seconds": 20, "stop_timeout_seconds": 2, **overrides}
-    )
-
-
-# -- no engine needed ---------------------------------------------------------
-
-
-def test_a_real_gpu_is_requested_by_its_uuid_and_a_simulated_one_not_at_all() -> None:
-    spec = model()
-    assert spec.container is not None
-    real = GpuReading(
-        index=1,
-        uuid="GPU-8e5d0e4c-1f6b-4c38-9d0a-3f1f2b7c9a11",
-        name="NVIDIA H100",
-        memory_total_bytes=80_000 * MIB,
-        memory_used_bytes=0,
-        memory_free_bytes=80_000 * MIB,
-        simulated=False,
-    )
-    arguments = create_arguments(settings(), "host-a", spec, spec.container, real)
-    (request,) = arguments["device_requests"]
-    assert request["DeviceIDs"] == [real.uuid]
-    assert request["Capabilities"] == [["gpu"]]
-    assert arguments["labels"][GPU_LABEL] == real.uuid
-    assert arguments["image"] == IMAGE
-
-    simulated = create_arguments(settings(), "host-a", spec, spec.container, SIM_GPU)
-    assert "device_requests" not in simulated
-
-    second = replace(real, index=2, uuid="GPU-0b7e-second")
-    gang = GpuPlacement((real, second), Layout.TENSOR_PARALLEL)
-    both = create_arguments(settings(), "host-a", spec, spec.container, real, gang)
-    (request,) = both["device_requests"]
-    assert request["DeviceIDs"] == [real.uuid, second.uuid], "one request, every GPU"
-    assert both["labels"][GPU_LABEL] == f"{real.uuid},{second.uuid}"
-
-
-def test_a_model_name_never_becomes_an_image_or_reaches_the_name_unsanitised() -> None:
-    spec = model("Evil/../../etc:latest")
-    assert spec.container is not None
-    arguments = create_arguments(settings(), "host-a", spec, spec.container, SIM_GPU)
-    assert arguments["image"] == IMAGE
-    assert re.fullmatch(r"warmpath-[a-z0-9-]+-[0-9a-f]{8}", arguments["name"])
-    assert arguments["labels"][MODEL_LABEL] == "Evil/../../etc:latest"
-    # Names that sanitise alike stay apart.
-    assert container_name("h", "a.b") != container_name("h", "a/b")
-
-
-def test_ports_are_published_on_the_publish_host_unless_a_network_is_set() -> None:
-    spec = model(port=9000)
-    assert spec.container is not None
-    published = create_arguments(settings(), "h", spec, spec.container, SIM_GPU)
-    assert published["ports"] == {"9000/tcp": ("127.0.0.1", None)}
-    assert "network" not in published
-    on_network = create_arguments(settings(network="mesh"), "h", spec, spec.container, SIM_GPU)
-    assert on_network["network"] == "mesh"
-    assert "ports" not in on_network
-
-
-# -- a real engine --------------------------------------------------------------
+    return DockerSettings.model_validate({**DOCKER, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +193,6 @@ def signal_server(engine: docker.DockerClient, container_id: str, option: str = 
     assert done.exit_code == 0, done.output
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_start_runs_a_labelled_container_that_answers_and_stop_removes_it(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -282,8 +222,6 @@ async def test_start_runs_a_labelled_container_that_answers_and_stop_removes_it(
     assert await driver.wait_exited(running) == "stopped by Warmpath"
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_a_restarted_agent_adopts_the_running_container_without_a_new_one(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -302,8 +240,6 @@ async def test_a_restarted_agent_adopts_the_running_container_without_a_new_one(
     assert owned(engine, owner) == []
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_a_container_killed_behind_the_drivers_back_is_reported(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -322,8 +258,6 @@ async def test_a_container_killed_behind_the_drivers_back_is_reported(
     assert owned(engine, owner) == []
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_a_server_that_exits_while_loading_fails_with_its_last_log_lines(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -335,8 +269,6 @@ async def test_a_server_that_exits_while_loading_fails_with_its_last_log_lines(
     assert owned(engine, owner) == []
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_an_image_not_on_the_host_is_refused_and_never_pulled(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -346,8 +278,6 @@ async def test_an_image_not_on_the_host_is_refused_and_never_pulled(
     assert owned(engine, owner) == []
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_containers_it_does_not_own_are_never_touched(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -370,8 +300,6 @@ async def test_containers_it_does_not_own_are_never_touched(
     assert owned(engine, owner) == []
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_on_a_network_the_model_is_addressed_by_container_name(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -393,8 +321,6 @@ async def test_on_a_network_the_model_is_addressed_by_container_name(
         network.remove()
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_the_manager_adopts_running_containers_as_ready_without_loading(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -435,8 +361,6 @@ async def test_the_manager_adopts_running_containers_as_ready_without_loading(
         await manager.close()
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_a_container_killed_between_polls_is_found_down_by_verify_and_started_again(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -467,8 +391,6 @@ SUPERVISED = [
 ]
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_a_running_container_whose_server_died_is_found_down_by_verify_and_replaced(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -489,8 +411,6 @@ async def test_a_running_container_whose_server_died_is_found_down_by_verify_and
         await manager.close()
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_the_watcher_finds_a_running_container_whose_server_died_and_removes_it(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -508,8 +428,6 @@ async def test_the_watcher_finds_a_running_container_whose_server_died_and_remov
     assert owned(engine, owner) == [], "the hollow container is removed, freeing its memory"
 
 
-@pytest.mark.docker
-@pytest.mark.timeout(120)
 async def test_a_server_too_busy_to_answer_in_time_is_not_taken_for_dead(
     engine: docker.DockerClient, owner: str, http: httpx.AsyncClient
 ) -> None:
@@ -527,28 +445,6 @@ async def test_a_server_too_busy_to_answer_in_time_is_not_taken_for_dead(
     assert owned(engine, owner) == []
 
 
-# -- the composition root -------------------------------------------------------
-
-
-async def test_without_docker_models_the_agent_never_asks_for_an_engine(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    process_model = ModelSpec.model_validate({**GEMMA, "aliases": []})
-    async with open_docker({process_model.name: process_model}) as client:
-        assert client is None
-
-
-async def test_docker_models_without_an_engine_are_a_config_error_naming_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(ConfigError, match=r"agent\.docker: stub-model run in Docker"):
-        async with open_docker({"stub-model": model()}):
-            pass
-
-
-@pytest.mark.docker
 @pytest.mark.integration
 @pytest.mark.timeout(180)
 def test_a_restarted_agent_process_adopts_its_running_model_without_reloading(
@@ -560,59 +456,35 @@ def test_a_restarted_agent_process_adopts_its_running_model_without_reloading(
     config.write_text(
         yaml.safe_dump(
             {
-                "models": [
-                    {
-                        **GEMMA,
-                        "name": "stub-model",
-                        "aliases": [],
-                        "memory": "100MiB",
-                        "container": {"image": IMAGE},
-                    }
-                ],
+                "models": [model_document()],
                 "agent": {
                     "host": owner,
                     "inventory": {"simulated": True, "gpus": [{"memory": "1GiB"}]},
-                    "docker": {"startup_timeout_seconds": 20, "stop_timeout_seconds": 2},
+                    "docker": DOCKER,
                 },
             }
         )
     )
 
-    def start_agent() -> tuple[subprocess.Popen[bytes], str, int]:
-        address, metrics = f"127.0.0.1:{free_port()}", free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "warmpath_agent",
-                "--config",
-                str(config),
-                "--listen",
-                address,
-                "--metrics-listen",
-                f"127.0.0.1:{metrics}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "agent.log").open("ab"),
-        )
-        wait_serving(address, 60)
-        return process, address, metrics
+    def start_agent() -> AgentProcess:
+        started = AgentProcess(config, tmp_path / "agent.log")
+        wait_serving(started.address, 60)
+        return started
 
-    first, address, _ = start_agent()
-    with grpc.insecure_channel(address) as channel:
+    first = start_agent()
+    with grpc.insecure_channel(first.address) as channel:
         loaded = gpu_agent_pb2_grpc.GpuAgentStub(channel).EnsureLoaded(
             gpu_agent_pb2.EnsureLoadedRequest(model="stub-model"), timeout=60
         )
     assert loaded.cold_start
     containers = owned(engine, owner)
     assert len(containers) == 1
-    first.send_signal(signal.SIGTERM)
-    assert first.wait(30) == 0
+    assert first.stop() == 0
     assert status(engine, containers[0]) == "running", "the model outlives the agent"
 
-    second, address, metrics = start_agent()
+    second = start_agent()
     try:
-        with grpc.insecure_channel(address) as channel:
+        with grpc.insecure_channel(second.address) as channel:
             stub = gpu_agent_pb2_grpc.GpuAgentStub(channel)
             (model,) = stub.GetState(gpu_agent_pb2.GetStateRequest()).models
             assert model.state == gpu_agent_pb2.RESIDENCY_STATE_READY
@@ -620,8 +492,7 @@ def test_a_restarted_agent_process_adopts_its_running_model_without_reloading(
                 gpu_agent_pb2.EnsureLoadedRequest(model="stub-model"), timeout=60
             )
         assert not again.cold_start
-        assert metric_total(metrics, "warmpath_agent_loads_total") == 0, "adopted, not reloaded"
+        assert second.loads() == 0, "adopted, not reloaded"
         assert owned(engine, owner) == containers, "the same container, no new one"
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(30)
+        second.stop()

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from tests.gpu_agent.test_eviction import GB, NOW, resident
 from warmpath_agent.eviction import (
     Candidate,
     GpuRoom,
@@ -14,21 +15,6 @@ from warmpath_agent.eviction import (
     protected_models,
 )
 from warmpath_agent.gang import GangPlan, HostRamShort, Layout, ModelShape, Offload, plan_gang
-
-GB = 1024**3
-NOW = 10_000.0
-
-
-def resident(
-    name: str,
-    size_gb: float,
-    *,
-    demand: float = 1,
-    since: float = 0,
-    pinned: bool = False,
-    in_use: bool = False,
-) -> ResidentModel:
-    return ResidentModel(name, int(size_gb * GB), 10, demand, 0, since, pinned, in_use)
 
 
 def gpu(index: int, free_gb: float, *residents: ResidentModel) -> GpuRoom:

@@ -21,7 +21,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import GEMMA
+from tests.conftest import GEMMA, nvml_or_skip
 from tests.gpu_agent.process_tree import server_with_worker
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.drivers import RunningModel
@@ -33,12 +33,7 @@ from warmpath_cli.mesh import free_port, wait_serving
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import ResourceExhausted
 
-pynvml = pytest.importorskip("pynvml")
-
-try:
-    pynvml.nvmlInit()
-except pynvml.NVMLError as error:  # no driver, no GPU: this machine cannot run these tests
-    pytest.skip(f"no NVIDIA GPU here ({error})", allow_module_level=True)
+pynvml = nvml_or_skip()
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(300)]
 MIB = 2**20

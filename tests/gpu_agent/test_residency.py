@@ -476,27 +476,23 @@ async def test_no_waiting_when_only_pinned_models_stand_in_the_way() -> None:
 
 
 async def test_a_one_off_waits_for_a_young_cheap_victim_rather_than_evict_a_hot_model() -> None:
-    def hot_young_and_one_off() -> tuple[ResidencyManager, FakeDriver]:
-        driver = FakeDriver()
+    async def hot_and_young_loaded() -> ResidencyManager:
+        """A hot model and one just loaded fill the GPU; one-off does not fit beside them."""
         agent = manager(
-            driver, spec("hot", 400), spec("young", 400), spec("one-off", 400),
+            FakeDriver(), spec("hot", 400), spec("young", 400), spec("one-off", 400),
             clock=time.time, min_residency_seconds=0.3,
         )  # fmt: skip
-        return agent, driver
+        await agent.ensure_loaded("hot")
+        await asyncio.sleep(0.3)
+        await agent.ensure_loaded("hot", warm_requests=50)
+        await agent.ensure_loaded("young")
+        return agent
 
-    agent, _ = hot_young_and_one_off()
-    await agent.ensure_loaded("hot")
-    await asyncio.sleep(0.3)
-    await agent.ensure_loaded("hot", warm_requests=50)
-    await agent.ensure_loaded("young")
+    agent = await hot_and_young_loaded()
     patient = await agent.ensure_loaded("one-off", deadline_seconds=30)
     assert patient.evicted == ("young",) and patient.load_seconds >= 0.2
 
-    agent, _ = hot_young_and_one_off()
-    await agent.ensure_loaded("hot")
-    await asyncio.sleep(0.3)
-    await agent.ensure_loaded("hot", warm_requests=50)
-    await agent.ensure_loaded("young")
+    agent = await hot_and_young_loaded()
     hurried = await agent.ensure_loaded("one-off", deadline_seconds=0)
     assert hurried.evicted == ("hot",), "with no time to wait, the costlier plan goes ahead"
 

@@ -27,7 +27,6 @@ from warmpath_common.config import (
 from warmpath_common.errors import Unavailable
 from warmpath_common.grpc_server import create_server
 from warmpath_router.clients import host_view
-from warmpath_router.cluster import ReplicaState
 
 SETTINGS = ServerProbeSettings(
     period_seconds=1, timeout_seconds=1, failures_before_unresponsive=3, restart_after_seconds=10
@@ -53,6 +52,11 @@ class Watched:
             await self.watch.probe_all()
             self.clock.now += SETTINGS.period_seconds
         await self.watch.restarts_done()
+
+    async def hung_rounds(self, count: int) -> None:
+        """From now on "a" answers no probe; then `count` probe rounds."""
+        self.probe.hang("a")
+        await self.rounds(count)
 
     async def state_of(self, model: str) -> ResidencyState:
         found = [r for r in (await self.agent.state()).models if r.model == model]
@@ -87,12 +91,10 @@ async def test_servers_that_answer_stay_ready_and_each_is_probed_every_round(
 async def test_failures_short_of_the_count_or_broken_by_an_answer_change_nothing(
     watched: Watched,
 ) -> None:
-    watched.probe.hang("a")
-    await watched.rounds(2)
+    await watched.hung_rounds(2)
     watched.probe.recover("a")
     await watched.rounds(1)
-    watched.probe.hang("a")
-    await watched.rounds(2)
+    await watched.hung_rounds(2)
     assert await watched.state_of("a") is ResidencyState.READY
     assert watched.counted("warmpath_agent_unresponsive_servers_total") == 0
 
@@ -100,8 +102,7 @@ async def test_failures_short_of_the_count_or_broken_by_an_answer_change_nothing
 async def test_failures_in_a_row_make_it_unresponsive_refused_and_said_on_the_feed(
     watched: Watched,
 ) -> None:
-    watched.probe.hang("a")
-    await watched.rounds(3)
+    await watched.hung_rounds(3)
     assert await watched.state_of("a") is ResidencyState.UNRESPONSIVE
     assert await watched.state_of("b") is ResidencyState.READY
     (unresponsive,) = [e for e in await watched.events() if "unresponsive" in e]
@@ -125,8 +126,7 @@ async def test_the_routers_view_shows_it_unresponsive_with_the_agents_reason(
         ),
         ["warmpath.v1.GpuAgent"],
     )
-    watched.probe.hang("a")
-    await watched.rounds(3)
+    await watched.hung_rounds(3)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             state = await gpu_agent_pb2_grpc.GpuAgentStub(channel).GetState(
@@ -135,15 +135,14 @@ async def test_the_routers_view_shows_it_unresponsive_with_the_agents_reason(
     finally:
         await server.server.stop(0)
     replica = host_view(state, "h").replica("a")
-    assert replica is not None and replica.state is ReplicaState.UNRESPONSIVE
+    assert replica is not None and replica.state is ResidencyState.UNRESPONSIVE
     assert replica.problem.startswith("3 readiness probes in a row failed")
 
 
 async def test_an_answer_before_the_grace_makes_it_ready_again_without_a_restart(
     watched: Watched,
 ) -> None:
-    watched.probe.hang("a")
-    await watched.rounds(5)
+    await watched.hung_rounds(5)
     watched.probe.recover("a")
     await watched.rounds(1)
     assert await watched.state_of("a") is ResidencyState.READY
@@ -155,8 +154,7 @@ async def test_an_answer_before_the_grace_makes_it_ready_again_without_a_restart
 async def test_still_silent_after_the_grace_it_is_stopped_failed_and_loaded_next_time(
     watched: Watched,
 ) -> None:
-    watched.probe.hang("a")
-    await watched.rounds(10)
+    await watched.hung_rounds(10)
     assert await watched.state_of("a") is ResidencyState.UNRESPONSIVE
     await watched.rounds(1)  # 10 s after the first failed probe
     assert watched.driver.stops == ["a"]
@@ -176,8 +174,7 @@ async def test_still_silent_after_the_grace_it_is_stopped_failed_and_loaded_next
 async def test_a_new_server_does_not_inherit_the_failures_of_the_one_it_replaced(
     watched: Watched,
 ) -> None:
-    watched.probe.hang("a")
-    await watched.rounds(2)
+    await watched.hung_rounds(2)
     await watched.agent.unload("a", force=True)
     await watched.agent.ensure_loaded("a")
     await watched.rounds(2)
@@ -187,8 +184,7 @@ async def test_a_new_server_does_not_inherit_the_failures_of_the_one_it_replaced
 async def test_an_unresponsive_server_that_dies_is_failed_like_any_crash(
     watched: Watched,
 ) -> None:
-    watched.probe.hang("a")
-    await watched.rounds(3)
+    await watched.hung_rounds(3)
     watched.driver.die_unseen("a")
     with pytest.raises(Unavailable):
         await watched.agent.ensure_loaded("a")

@@ -19,18 +19,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import eventually, nvml_or_skip
 from warmpath_agent.drivers import RunningModel
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.sleep_api import HttpServerSleep, sleep_mode_launch
 from warmpath_cli.mesh import free_port
 from warmpath_common.config import BackendKindName
 
-pynvml = pytest.importorskip("pynvml")
-try:
-    pynvml.nvmlInit()
-except pynvml.NVMLError as error:  # no driver, no GPU: this machine cannot run these tests
-    pytest.skip(f"no NVIDIA GPU here ({error})", allow_module_level=True)
+pynvml = nvml_or_skip()
 pytest.importorskip("vllm")
 MODEL = os.environ.get("WARMPATH_VLLM_MODEL")
 if not MODEL:

@@ -4,7 +4,7 @@ real llama.cpp server serving the real Gemma 3 270M GGUF."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import GEMMA
-from warmpath_cli.mesh import LocalMesh, MeshPorts
+from warmpath_cli.mesh import LocalMesh, MeshPorts, free_port
 
 # Never loaded by any test: requests for it must be refused before backend work.
 UNTOUCHED = {**GEMMA, "name": "gemma-untouched", "aliases": ["untouched"]}
@@ -57,13 +57,29 @@ def mesh_config(ports: MeshPorts) -> dict[str, object]:
     }
 
 
-@pytest.fixture(scope="session")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    root = tmp_path_factory.mktemp("mesh")
+def standard_mesh(root: Path, extra_env: Mapping[str, str] | None = None) -> LocalMesh:
+    """The mesh of `mesh_config` on free ports, its config and logs under `root`, not
+    started yet; `extra_env` goes to every service."""
     ports = MeshPorts.free()
     config = root / "warmpath.yaml"
     config.write_text(yaml.safe_dump(mesh_config(ports)))
-    started = LocalMesh(config=config, log_dir=root / "logs", ports=ports)
+    return LocalMesh(config=config, log_dir=root / "logs", ports=ports, extra_env=extra_env or {})
+
+
+def dead_collector_env(**settings: str) -> dict[str, str]:
+    """OpenTelemetry export to a port nothing listens on, giving up after 1 s; `settings`
+    adds to it or overrides it."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        **settings,
+    }
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    started = standard_mesh(tmp_path_factory.mktemp("mesh"))
     started.start()
     yield started
     codes = started.stop()

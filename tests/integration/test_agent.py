@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,9 +14,10 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import GEMMA, metric_total
+from tests.conftest import GEMMA
+from tests.integration.agent_process import AgentProcess
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_cli.mesh import free_port, wait_serving
+from warmpath_cli.mesh import wait_serving
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +25,9 @@ PINNED = {**GEMMA, "name": "gemma-pinned", "aliases": [], "pinned": True}
 SPARE = {**GEMMA, "name": "gemma-spare", "aliases": []}
 
 
-class Agent:
+class Agent(AgentProcess):
     def __init__(self, root: Path, settings: Mapping[str, object] | None = None) -> None:
         """`settings`: added to the agent section of its config."""
-        self.address = f"127.0.0.1:{free_port()}"
-        self.metrics_port = free_port()
         self.log_dir = root / "logs"
         config = root / "warmpath.yaml"
         config.write_text(
@@ -46,34 +43,11 @@ class Agent:
                 }
             )
         )
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "warmpath_agent",
-                "--config",
-                str(config),
-                "--listen",
-                self.address,
-                "--log-dir",
-                str(self.log_dir / "models"),
-                "--metrics-listen",
-                f"127.0.0.1:{self.metrics_port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(root / "agent.log").open("wb"),
-        )
-
-    def loads(self) -> float:
-        return metric_total(self.metrics_port, "warmpath_agent_loads_total")
+        super().__init__(config, root / "agent.log", self.log_dir / "models")
 
     def model_log(self, model: str) -> str:
         path = self.log_dir / "models" / f"{model}.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
 
 
 def state(agent: Agent) -> gpu_agent_pb2.AgentState:

@@ -7,21 +7,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.integration.conftest import mesh_config
+from tests.integration.conftest import standard_mesh
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
-from warmpath_cli.mesh import LocalMesh, MeshPorts
 
 pytestmark = pytest.mark.integration
 
 
 def test_sigterm_lets_the_stream_in_flight_finish(tmp_path: Path) -> None:
-    ports = MeshPorts.free()
-    config = tmp_path / "warmpath.yaml"
-    config.write_text(yaml.safe_dump(mesh_config(ports)))
-    mesh = LocalMesh(config=config, log_dir=tmp_path / "logs", ports=ports)
+    mesh = standard_mesh(tmp_path)
     mesh.start()
     try:
         router = mesh.ports.address("router")

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 
-from tests.integration.conftest import mesh_config
+from tests.integration.conftest import dead_collector_env, standard_mesh
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
 from warmpath.v1 import (
     backend_adapter_pb2,
@@ -23,7 +22,7 @@ from warmpath.v1 import (
     gpu_agent_pb2_grpc,
     router_pb2_grpc,
 )
-from warmpath_cli.mesh import LocalMesh, MeshPorts, free_port, wait_serving
+from warmpath_cli.mesh import LocalMesh, free_port, wait_serving
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +51,7 @@ def receiver() -> Iterator[OtlpReceiver]:
 def traced_mesh(
     receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalMesh]:
-    root = tmp_path_factory.mktemp("traced")
-    ports = MeshPorts.free()
-    config = root / "warmpath.yaml"
-    config.write_text(yaml.safe_dump(mesh_config(ports)))
-    mesh = LocalMesh(
-        config=config, log_dir=root / "logs", ports=ports, extra_env=otel_env(receiver)
-    )
+    mesh = standard_mesh(tmp_path_factory.mktemp("traced"), otel_env(receiver))
     mesh.start()
     yield mesh
     mesh.stop()
@@ -285,17 +278,8 @@ def test_prompt_text_is_recorded_when_the_operator_opts_in(
 
 def test_a_dead_collector_never_blocks_requests(tmp_path: Path) -> None:
     """Export runs in a background thread with a bounded queue: spans drop, requests do not."""
-    ports = MeshPorts.free()
-    config = tmp_path / "warmpath.yaml"
-    config.write_text(yaml.safe_dump(mesh_config(ports)))
-    dead = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
-        "OTEL_BSP_EXPORT_TIMEOUT": "1000",
-    }
-    mesh = LocalMesh(config=config, log_dir=tmp_path / "logs", ports=ports, extra_env=dead)
+    dead = dead_collector_env(OTEL_BSP_SCHEDULE_DELAY="50", OTEL_BSP_EXPORT_TIMEOUT="1000")
+    mesh = standard_mesh(tmp_path, dead)
     mesh.start()
     try:
         for _ in range(10):

@@ -9,10 +9,11 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
+from warmpath_common.convert import ResidencyState
 from warmpath_common.errors import DeadlineExceeded, PeerLost, Unavailable
 from warmpath_common.generation import Endpoint, GenerationRequest, TextDelta
 from warmpath_common.liveness import FirstTokenTimeout
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.decision import RoutedCompletion
 from warmpath_router.first_token import FirstTokenTimes
 from warmpath_router.metrics import RouterMetrics
@@ -28,7 +29,7 @@ def ready_on(*hosts: str) -> ClusterView:
     view = ClusterView()
     for host in hosts:
         endpoint = Endpoint(BackendKindName.LLAMA_CPP, f"http://{host}", "m")
-        replica = Replica("m", host, ReplicaState.READY, 0, "SIM-0", 1.0, endpoint)
+        replica = Replica("m", host, ResidencyState.READY, 0, "SIM-0", 1.0, endpoint)
         view.update(HostView(host, True, servable=frozenset({"m"}), replicas=(replica,)))
     return view
 

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath_common.config import AutoRouting, ModelSpec, RouterSettings
+from warmpath_common.convert import ResidencyState
 from warmpath_common.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -19,7 +20,7 @@ from warmpath_common.errors import (
 )
 from warmpath_common.generation import Endpoint, GenerationRequest, TextDelta
 from warmpath_common.security import Caller
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.decision import RoutedCompletion
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
@@ -136,7 +137,7 @@ async def test_warm_replica_skips_the_load_and_route_loads_nothing() -> None:
             "h1",
             reachable=True,
             servable=frozenset({"primary", "backup"}),
-            replicas=(Replica("primary", "h1", ReplicaState.READY, 0, "SIM-0", 2.0, endpoint),),
+            replicas=(Replica("primary", "h1", ResidencyState.READY, 0, "SIM-0", 2.0, endpoint),),
         )
     )
     agents = FakeAgents()
@@ -154,7 +155,7 @@ GEMMA_BACKEND = PRIMARY.backend
 def slow_cluster(model: str, load_seconds: float) -> ClusterView:
     """One host where `model` failed after a load of `load_seconds`: the next will take as long."""
     view = ClusterView()
-    failed = Replica(model, "h1", ReplicaState.FAILED, 0, "SIM-0", load_seconds, None)
+    failed = Replica(model, "h1", ResidencyState.FAILED, 0, "SIM-0", load_seconds, None)
     view.update(
         HostView(
             "h1", reachable=True, servable=frozenset({"primary", "backup"}), replicas=(failed,)
@@ -312,7 +313,9 @@ async def test_a_warm_fallback_is_preferred_to_a_cold_one() -> None:
             "h1",
             reachable=True,
             servable=frozenset({"first", "cold-backup", "warm-backup"}),
-            replicas=(Replica("warm-backup", "h1", ReplicaState.READY, 0, "SIM-0", 2.0, endpoint),),
+            replicas=(
+                Replica("warm-backup", "h1", ResidencyState.READY, 0, "SIM-0", 2.0, endpoint),
+            ),
         )
     )
     relay = Relay(
@@ -429,7 +432,7 @@ def with_warm_backup() -> ClusterView:
                 Replica(
                     model="backup",
                     host="h1",
-                    state=ReplicaState.READY,
+                    state=ResidencyState.READY,
                     gpu_index=0,
                     gpu_uuid="SIM-0",
                     load_seconds=2.0,
@@ -484,7 +487,7 @@ def warm_cluster(model: str, base_url: str = "http://warm") -> ClusterView:
             "h1",
             reachable=True,
             servable=frozenset({"primary", "backup"}),
-            replicas=(Replica(model, "h1", ReplicaState.READY, 0, "SIM-0", 2.0, endpoint),),
+            replicas=(Replica(model, "h1", ResidencyState.READY, 0, "SIM-0", 2.0, endpoint),),
         )
     )
     return cluster

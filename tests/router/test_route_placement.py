@@ -12,9 +12,9 @@ from tests.conftest import GEMMA
 from tests.fakes.ports import FakeAdapters, FakeAgents
 from warmpath.v1 import generate_pb2, router_pb2, router_pb2_grpc
 from warmpath_common.config import AutoRouting, BackendKindName, ModelSpec, RouterSettings
-from warmpath_common.convert import PlacementInfo
+from warmpath_common.convert import PlacementInfo, ResidencyState
 from warmpath_common.generation import Endpoint
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.metrics import RouterMetrics
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.relay import Relay
@@ -45,7 +45,7 @@ OFFLOAD = PlacementInfo(
 
 def replica(host: str, uuid: str, placement: PlacementInfo | None) -> Replica:
     endpoint = Endpoint(BackendKindName.LLAMA_CPP, f"http://{host}", "big")
-    return Replica("big", host, ReplicaState.READY, 0, uuid, 3.0, endpoint, placement=placement)
+    return Replica("big", host, ResidencyState.READY, 0, uuid, 3.0, endpoint, placement=placement)
 
 
 @pytest.fixture

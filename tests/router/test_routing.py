@@ -6,9 +6,9 @@ import pytest
 
 from tests.conftest import GEMMA
 from warmpath_common.config import AutoRouting, ModelSpec
-from warmpath_common.convert import PlacementInfo
+from warmpath_common.convert import PlacementInfo, ResidencyState
 from warmpath_common.errors import Unavailable
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.registry import ModelRegistry
 from warmpath_router.routing import RouteReason, models_fitting_nowhere, place
 
@@ -16,7 +16,7 @@ SPEC = ModelSpec.model_validate(GEMMA)
 RESOLVED = ModelRegistry([SPEC], AutoRouting()).resolve("gemma3-270m")
 
 
-def host(name: str, state: ReplicaState | None = None, reachable: bool = True) -> HostView:
+def host(name: str, state: ResidencyState | None = None, reachable: bool = True) -> HostView:
     replicas = () if state is None else (Replica(SPEC.name, name, state, 0, "SIM", 3.0, None),)
     return HostView(name, reachable=reachable, servable=frozenset({SPEC.name}), replicas=replicas)
 
@@ -29,14 +29,14 @@ def cluster(*views: HostView) -> ClusterView:
 
 
 def test_resident_replica_wins_over_load() -> None:
-    placement = place(RESOLVED, cluster(host("a"), host("b", ReplicaState.READY)))
+    placement = place(RESOLVED, cluster(host("a"), host("b", ResidencyState.READY)))
     assert placement.host == "b"
     assert placement.reason is RouteReason.RESIDENT
     assert not placement.load_required
 
 
 def test_load_required_when_resident_nowhere_and_expected_time_is_reported() -> None:
-    placement = place(RESOLVED, cluster(host("a"), host("b", ReplicaState.FAILED)))
+    placement = place(RESOLVED, cluster(host("a"), host("b", ResidencyState.FAILED)))
     assert placement.host == "a"
     assert placement.reason is RouteReason.LOAD_REQUIRED
     assert placement.expected_load_seconds == 3.0
@@ -56,10 +56,10 @@ def test_no_host_at_all_is_unavailable_with_reasons() -> None:
 
 def test_an_unresponsive_replica_is_passed_over_with_its_agents_reason() -> None:
     hung = Replica(
-        SPEC.name, "hung", ReplicaState.UNRESPONSIVE, 0, "SIM", 3.0, None, "3 probes failed"
+        SPEC.name, "hung", ResidencyState.UNRESPONSIVE, 0, "SIM", 3.0, None, "3 probes failed"
     )
     view = HostView("hung", reachable=True, servable=frozenset({SPEC.name}), replicas=(hung,))
-    placement = place(RESOLVED, cluster(view, host("cold"), host("failed", ReplicaState.FAILED)))
+    placement = place(RESOLVED, cluster(view, host("cold"), host("failed", ResidencyState.FAILED)))
     assert placement.host == "cold", "a cold load, even a failed host, beats a hung server"
     rejected = {c.host: c.rejected_because for c in placement.candidates}
     assert rejected["hung"] == "model server unresponsive: 3 probes failed"
@@ -68,7 +68,9 @@ def test_an_unresponsive_replica_is_passed_over_with_its_agents_reason() -> None
 
 
 def test_an_asleep_replica_beats_a_cold_load_and_the_route_says_it_would_be_woken() -> None:
-    asleep = Replica(SPEC.name, "warm", ReplicaState.ASLEEP, 0, "SIM", 30.0, None, wake_seconds=1.5)
+    asleep = Replica(
+        SPEC.name, "warm", ResidencyState.ASLEEP, 0, "SIM", 30.0, None, wake_seconds=1.5
+    )
     view = HostView("warm", reachable=True, servable=frozenset({SPEC.name}), replicas=(asleep,))
     placement = place(RESOLVED, cluster(host("cold"), view))
     assert placement.host == "warm"
@@ -78,21 +80,23 @@ def test_an_asleep_replica_beats_a_cold_load_and_the_route_says_it_would_be_woke
     assert placement.explanation == (
         "gemma3-270m is asleep in host RAM on warm; warm would wake it (its last wake took 1.5 s)"
     )
-    ready = place(RESOLVED, cluster(view, host("hot", ReplicaState.READY)))
+    ready = place(RESOLVED, cluster(view, host("hot", ResidencyState.READY)))
     assert ready.host == "hot"
     assert not ready.wake_required
 
 
 def test_a_busy_warm_replica_loses_to_an_idle_warm_one_but_not_to_a_cold_host() -> None:
-    view = cluster(host("busy", ReplicaState.READY), host("idle", ReplicaState.READY), host("cold"))
+    view = cluster(
+        host("busy", ResidencyState.READY), host("idle", ResidencyState.READY), host("cold")
+    )
     placement = place(RESOLVED, view, in_flight={("busy", SPEC.name): 7})
     assert placement.host == "idle"
-    only_busy = cluster(host("busy", ReplicaState.READY), host("cold"))
+    only_busy = cluster(host("busy", ResidencyState.READY), host("cold"))
     assert place(RESOLVED, only_busy, in_flight={("busy", SPEC.name): 50}).host == "busy"
 
 
 def test_power_of_two_choices_among_many_warm_replicas() -> None:
-    view = cluster(*(host(f"h{i}", ReplicaState.READY) for i in range(6)))
+    view = cluster(*(host(f"h{i}", ResidencyState.READY) for i in range(6)))
     load = {(f"h{i}", SPEC.name): i for i in range(6)}
     chosen = [
         place(RESOLVED, view, in_flight=load, rng=random.Random(seed)).host for seed in range(200)
@@ -102,7 +106,7 @@ def test_power_of_two_choices_among_many_warm_replicas() -> None:
 
 
 def test_an_open_circuit_is_skipped_unless_it_is_the_last_replica() -> None:
-    view = cluster(host("flaky", ReplicaState.READY), host("steady", ReplicaState.READY))
+    view = cluster(host("flaky", ResidencyState.READY), host("steady", ResidencyState.READY))
 
     def is_open(key: tuple[str, str]) -> float:
         return 30.0 if key[0] == "flaky" else 0.0
@@ -111,7 +115,7 @@ def test_an_open_circuit_is_skipped_unless_it_is_the_last_replica() -> None:
     assert placement.host == "steady"
     notes = {c.host: c.rejected_because for c in placement.candidates}
     assert notes["flaky"].startswith("circuit open for 30 s")
-    alone = cluster(host("flaky", ReplicaState.READY))
+    alone = cluster(host("flaky", ResidencyState.READY))
     assert place(RESOLVED, alone, circuit_open=is_open).host == "flaky"
 
 
@@ -164,20 +168,20 @@ def test_models_too_big_for_every_reported_gpu_are_named() -> None:
 
 def test_the_ready_fast_path_agrees_with_a_full_scan_and_still_explains() -> None:
     view = cluster(
-        host("cold"), host("warm", ReplicaState.READY), host("loading", ReplicaState.LOADING)
+        host("cold"), host("warm", ResidencyState.READY), host("loading", ResidencyState.LOADING)
     )
     placement = place(RESOLVED, view)
     assert placement.host == "warm" and placement.reason is RouteReason.RESIDENT
     notes = {c.host: c.rejected_because for c in placement.candidates}
     assert notes["warm"] == ""
     assert set(notes) == {"cold", "warm", "loading"}, "every host is still explained"
-    view.update(host("warm", ReplicaState.FAILED))
+    view.update(host("warm", ResidencyState.FAILED))
     assert place(RESOLVED, view).host == "loading", "the index follows updates"
 
 
 def test_candidates_carry_their_replicas_placement() -> None:
     split = PlacementInfo("layer_split", (0, 1), ("GPU-a", "GPU-b"), layer_shares=(0.5, 0.5))
-    placed = Replica(SPEC.name, "b", ReplicaState.LOADING, 0, "GPU-a", 3.0, None, placement=split)
+    placed = Replica(SPEC.name, "b", ResidencyState.LOADING, 0, "GPU-a", 3.0, None, placement=split)
     view = HostView("b", reachable=True, servable=frozenset({SPEC.name}), replicas=(placed,))
     placement = place(RESOLVED, cluster(host("a"), view))
     by_host = {c.host: c.placement for c in placement.candidates}

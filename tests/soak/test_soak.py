@@ -23,12 +23,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import mesh_config
+from tests.integration.conftest import dead_collector_env, standard_mesh
 from warmpath.v1 import generate_pb2, router_pb2_grpc
-from warmpath_cli.mesh import LocalMesh, MeshPorts, free_port
 
 pytestmark = pytest.mark.soak
 
@@ -102,17 +100,7 @@ async def client(
 
 @pytest.mark.timeout(SOAK_SECONDS + 300)
 async def test_soak_holds_steady(tmp_path: Path) -> None:
-    ports = MeshPorts.free()
-    config = tmp_path / "warmpath.yaml"
-    config.write_text(yaml.safe_dump(mesh_config(ports)))
-    dead_collector = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
-        "OTEL_EXPORTER_OTLP_INSECURE": "true",
-        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-    }
-    mesh = LocalMesh(
-        config=config, log_dir=tmp_path / "logs", ports=ports, extra_env=dead_collector
-    )
+    mesh = standard_mesh(tmp_path, dead_collector_env())
     await asyncio.to_thread(mesh.start)  # it runs its own event loop
     assert mesh.ports.metrics is not None
     metrics = mesh.ports.metrics

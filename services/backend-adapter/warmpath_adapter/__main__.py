@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,7 +17,7 @@ from warmpath_common.config import (
     load_config,
     with_overrides,
 )
-from warmpath_common.entrypoint import run_service
+from warmpath_common.entrypoint import ConfigOption, LogLevelOption, run_service
 from warmpath_common.grpc_server import create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import PeerIdentityGuard
@@ -63,9 +62,7 @@ async def serve(
 
 
 def cli(
-    config: Annotated[
-        Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
-    ] = None,
+    config: ConfigOption = None,
     listen: Annotated[
         str | None, typer.Option(envvar="WARMPATH_ADAPTER_LISTEN", help="host:port to listen on.")
     ] = None,
@@ -80,7 +77,7 @@ def cli(
             help="Record prompt and completion text in traces (off: never recorded).",
         ),
     ] = False,
-    log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the Warmpath backend-adapter."""
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 
+from warmpath_adapter.http_errors import error_for_response, translate_transport_errors
 from warmpath_adapter.tracing import BackendCallSpan, traced
 from warmpath_common.generation import Endpoint, GenerationRequest, StreamEvent
 from warmpath_common.telemetry import PROMPTS_NOT_RECORDED, TraceContentPolicy
 
-__all__ = ["HttpBackend"]
+__all__ = ["HttpBackend", "prompt_fields"]
+
+
+def prompt_fields(request: GenerationRequest) -> dict[str, Any]:
+    """The prompt as both dialects' bodies carry it: chat turns as `messages`, else `prompt`."""
+    if request.is_chat:
+        return {"messages": [{"role": t.role, "content": t.content} for t in request.messages]}
+    return {"prompt": request.prompt}
 
 
 class HttpBackend:
@@ -52,3 +61,28 @@ class HttpBackend:
         self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
         raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def _post(
+        self,
+        url: str,
+        body: Mapping[str, Any],
+        call: BackendCallSpan,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """The streamed answer to POSTing `body`, once its status says it succeeded.
+
+        HTTP failures, while sending or while the caller reads the answer, come out
+        as Warmpath errors (http_errors.py)."""
+        with translate_transport_errors(url, self._idle_timeout):
+            async with self._client.stream(
+                "POST",
+                url,
+                json=body,
+                headers={**call.headers, **(headers or {})},
+                timeout=self._timeout,
+            ) as response:
+                call.http_status(response.status_code)
+                if response.status_code >= 400:
+                    raise error_for_response(response.status_code, url)
+                yield response

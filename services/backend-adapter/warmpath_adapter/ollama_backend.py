@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from warmpath_adapter.http_backend import HttpBackend
-from warmpath_adapter.http_errors import (
-    error_for_response,
-    stream_object,
-    translate_transport_errors,
-)
+from warmpath_adapter.http_backend import HttpBackend, prompt_fields
+from warmpath_adapter.http_errors import stream_object
 from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.errors import Unavailable
 from warmpath_common.generation import (
@@ -45,11 +41,8 @@ def request_body(request: GenerationRequest, target: Endpoint) -> dict[str, Any]
         # The gpu-agent decides when a model leaves memory, not Ollama's
         # default five-minute timer (which every request would reset).
         "keep_alive": -1,
+        **prompt_fields(request),
     }
-    if request.is_chat:
-        body["messages"] = [{"role": t.role, "content": t.content} for t in request.messages]
-    else:
-        body["prompt"] = request.prompt
     return body
 
 
@@ -62,37 +55,27 @@ class OllamaBackend(HttpBackend):
     async def _stream(
         self, request: GenerationRequest, target: Endpoint, url: str, call: BackendCallSpan
     ) -> AsyncGenerator[StreamEvent, None]:
-        with translate_transport_errors(url, self._idle_timeout):
-            async with self._client.stream(
-                "POST",
-                url,
-                json=request_body(request, target),
-                headers=call.headers,
-                timeout=self._timeout,
-            ) as response:
-                call.http_status(response.status_code)
-                if response.status_code >= 400:
-                    raise error_for_response(response.status_code, url)
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    chunk = stream_object(line, url)
-                    text = _text(chunk, request.is_chat, url)
-                    if text:
-                        yield TextDelta(text)
-                    if chunk.get("done"):
-                        yield Completion(
-                            finish_reason=(
-                                FinishReason.LENGTH
-                                if chunk.get("done_reason") == "length"
-                                else FinishReason.STOP
-                            ),
-                            usage=Usage(
-                                input_tokens=_count(chunk, "prompt_eval_count", url),
-                                output_tokens=_count(chunk, "eval_count", url),
-                            ),
-                        )
-                        return
+        async with self._post(url, request_body(request, target), call) as response:
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                chunk = stream_object(line, url)
+                text = _text(chunk, request.is_chat, url)
+                if text:
+                    yield TextDelta(text)
+                if chunk.get("done"):
+                    yield Completion(
+                        finish_reason=(
+                            FinishReason.LENGTH
+                            if chunk.get("done_reason") == "length"
+                            else FinishReason.STOP
+                        ),
+                        usage=Usage(
+                            input_tokens=_count(chunk, "prompt_eval_count", url),
+                            output_tokens=_count(chunk, "eval_count", url),
+                        ),
+                    )
+                    return
         raise Unavailable(f"backend {url} ended the stream before it was done")
 
 

@@ -7,14 +7,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
+from httpx_sse import EventSource
 
-from warmpath_adapter.http_backend import HttpBackend
-from warmpath_adapter.http_errors import (
-    error_for_response,
-    stream_object,
-    translate_transport_errors,
-)
+from warmpath_adapter.http_backend import HttpBackend, prompt_fields
+from warmpath_adapter.http_errors import stream_object, translate_transport_errors
 from warmpath_adapter.tracing import BackendCallSpan
 from warmpath_common.config import BackendKindName
 from warmpath_common.errors import Unavailable
@@ -32,6 +28,8 @@ __all__ = ["OpenAICompatibleBackend", "request_body"]
 
 logger = logging.getLogger(__name__)
 
+# What httpx-sse's aconnect_sse asks for.
+_SSE_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
 _FINISH_REASONS = {
     "stop": FinishReason.STOP,
     "length": FinishReason.LENGTH,
@@ -46,11 +44,8 @@ def request_body(request: GenerationRequest, target: Endpoint) -> dict[str, Any]
         # Servers that support it (vLLM, SGLang, llama.cpp's own server) then
         # report exact token usage in a last chunk.
         "stream_options": {"include_usage": True},
+        **prompt_fields(request),
     }
-    if request.is_chat:
-        body["messages"] = [{"role": t.role, "content": t.content} for t in request.messages]
-    else:
-        body["prompt"] = request.prompt
     optional = {
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
@@ -77,37 +72,26 @@ class OpenAICompatibleBackend(HttpBackend):
         pieces_counted = 0
         finish: FinishReason | None = None
         usage: Usage | None = None
-        with translate_transport_errors(url, self._idle_timeout):
-            async with aconnect_sse(
-                self._client,
-                "POST",
-                url,
-                json=body,
-                headers=call.headers,
-                timeout=self._timeout,
-            ) as source:
-                response = source.response
-                call.http_status(response.status_code)
-                if response.status_code >= 400:
-                    raise error_for_response(response.status_code, url)
-                async for event in source.aiter_sse():
-                    if event.data.strip() == "[DONE]":
-                        # Read on to the end of the body: a response closed unread
-                        # cannot go back to the pool, and every request would then
-                        # open a new connection to the model server.
-                        continue
-                    chunk = stream_object(event.data, url)
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"], url)
-                    for choice in _choices(chunk, url):
-                        text = _choice_text(choice, request.is_chat, url)
-                        if text is not None:
-                            pieces_counted += 1
-                            if text:
-                                yield TextDelta(text)
-                        reason = choice.get("finish_reason")
-                        if reason:
-                            finish = _FINISH_REASONS.get(str(reason), FinishReason.STOP)
+        async with self._post(url, body, call, _SSE_HEADERS) as response:
+            source = EventSource(response)
+            async for event in source.aiter_sse():
+                if event.data.strip() == "[DONE]":
+                    # Read on to the end of the body: a response closed unread
+                    # cannot go back to the pool, and every request would then
+                    # open a new connection to the model server.
+                    continue
+                chunk = stream_object(event.data, url)
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"], url)
+                for choice in _choices(chunk, url):
+                    text = _choice_text(choice, request.is_chat, url)
+                    if text is not None:
+                        pieces_counted += 1
+                        if text:
+                            yield TextDelta(text)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish = _FINISH_REASONS.get(str(reason), FinishReason.STOP)
         if finish is None:
             raise Unavailable(f"backend {url} ended the stream without a finish reason")
         if usage is None:

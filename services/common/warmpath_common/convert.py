@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from warmpath.v1 import generate_pb2, gpu_agent_pb2
 from warmpath_common.config import BackendKindName
@@ -22,7 +23,10 @@ from warmpath_common.generation import (
 __all__ = [
     "BACKEND_FROM_PROTO",
     "BACKEND_TO_PROTO",
+    "RESIDENCY_STATE_FROM_PROTO",
+    "RESIDENCY_STATE_TO_PROTO",
     "PlacementInfo",
+    "ResidencyState",
     "endpoint_from_proto",
     "endpoint_to_proto",
     "event_from_proto",
@@ -61,6 +65,30 @@ def endpoint_from_proto(message: gpu_agent_pb2.BackendEndpoint) -> Endpoint:
     if kind is None:
         raise InvalidRequest("endpoint.kind must name a backend kind")
     return Endpoint(kind, message.base_url, message.served_model_id)
+
+
+class ResidencyState(StrEnum):
+    """Where a model stands on a host: the agent's record of it, the router's replica."""
+
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    FAILED = "failed"
+    UNRESPONSIVE = "unresponsive"
+    """Its server runs but fails the agent's readiness probes (server_watch.py): never chosen."""
+    ASLEEP = "asleep"
+    """Off its GPUs, weights held in host RAM (the warm tier); the next request wakes it."""
+
+
+RESIDENCY_STATE_TO_PROTO: dict[ResidencyState, gpu_agent_pb2.ResidencyState.ValueType] = {
+    ResidencyState.LOADING: gpu_agent_pb2.RESIDENCY_STATE_LOADING,
+    ResidencyState.READY: gpu_agent_pb2.RESIDENCY_STATE_READY,
+    ResidencyState.UNLOADING: gpu_agent_pb2.RESIDENCY_STATE_UNLOADING,
+    ResidencyState.FAILED: gpu_agent_pb2.RESIDENCY_STATE_FAILED,
+    ResidencyState.UNRESPONSIVE: gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE,
+    ResidencyState.ASLEEP: gpu_agent_pb2.RESIDENCY_STATE_ASLEEP,
+}
+RESIDENCY_STATE_FROM_PROTO = {value: key for key, value in RESIDENCY_STATE_TO_PROTO.items()}
 
 
 @dataclass(frozen=True, slots=True)

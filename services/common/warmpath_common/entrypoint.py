@@ -6,20 +6,28 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
 import uvloop
 
 from warmpath_common.config import ConfigError
 from warmpath_common.logs import configure_logging
 from warmpath_common.telemetry import setup_tracing, shutdown_tracing
 
-__all__ = ["EXIT_BAD_CONFIG", "run_service"]
+__all__ = ["EXIT_BAD_CONFIG", "ConfigOption", "LogLevelOption", "run_service"]
 
 logger = logging.getLogger(__name__)
 
 # Distinct from a crash (1) so supervisors can tell "fix your config" apart.
 EXIT_BAD_CONFIG = 2
+
+# The command-line options every service takes, the same way.
+ConfigOption = Annotated[
+    Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
+]
+LogLevelOption = Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")]
 
 
 def _event_loop_factory(

@@ -48,7 +48,7 @@ from warmpath_common.config import (
     load_config,
     with_overrides,
 )
-from warmpath_common.entrypoint import run_service
+from warmpath_common.entrypoint import ConfigOption, LogLevelOption, run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import PeerIdentityGuard
@@ -305,9 +305,7 @@ async def observe_gpus(
 
 
 def cli(
-    config: Annotated[
-        Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
-    ] = None,
+    config: ConfigOption = None,
     listen: Annotated[
         str | None, typer.Option(envvar="WARMPATH_AGENT_LISTEN", help="host:port to listen on.")
     ] = None,
@@ -321,7 +319,7 @@ def cli(
         str | None,
         typer.Option(envvar="WARMPATH_AGENT_METRICS_LISTEN", help="host:port for /metrics."),
     ] = None,
-    log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the Warmpath gpu-agent."""
 

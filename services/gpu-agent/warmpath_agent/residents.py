@@ -5,13 +5,12 @@ and the servicer and server watch read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from warmpath_agent.drivers import RunningModel
 from warmpath_agent.gang import Layout, describe, expected_slowdown
 from warmpath_agent.inventory import GpuReading
 from warmpath_agent.warm_tier import SleepKind
-from warmpath_common.convert import PlacementInfo
+from warmpath_common.convert import PlacementInfo, ResidencyState
 
 __all__ = [
     "OFF_GPU_STATES",
@@ -21,17 +20,6 @@ __all__ = [
     "Residency",
     "ResidencyState",
 ]
-
-
-class ResidencyState(StrEnum):
-    LOADING = "loading"
-    READY = "ready"
-    UNLOADING = "unloading"
-    FAILED = "failed"
-    UNRESPONSIVE = "unresponsive"
-    """Running, but failing its readiness probes (server_watch.py)."""
-    ASLEEP = "asleep"
-    """Off its GPUs, weights held in host RAM (warm_tier.py); the next request wakes it."""
 
 
 # States in which a model's server runs and is watched.

@@ -10,20 +10,15 @@ from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
 from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.residents import HostState, Residency, ResidencyState
 from warmpath_common.config import BackendKindName
-from warmpath_common.convert import endpoint_to_proto, placement_to_proto
+from warmpath_common.convert import (
+    RESIDENCY_STATE_TO_PROTO,
+    endpoint_to_proto,
+    placement_to_proto,
+)
 from warmpath_common.generation import Endpoint
 from warmpath_common.servicer_context import ServicerContext
 
 __all__ = ["GpuAgentServicer"]
-
-_STATE_TO_PROTO = {
-    ResidencyState.LOADING: gpu_agent_pb2.RESIDENCY_STATE_LOADING,
-    ResidencyState.READY: gpu_agent_pb2.RESIDENCY_STATE_READY,
-    ResidencyState.UNLOADING: gpu_agent_pb2.RESIDENCY_STATE_UNLOADING,
-    ResidencyState.FAILED: gpu_agent_pb2.RESIDENCY_STATE_FAILED,
-    ResidencyState.UNRESPONSIVE: gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE,
-    ResidencyState.ASLEEP: gpu_agent_pb2.RESIDENCY_STATE_ASLEEP,
-}
 
 
 class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
@@ -120,7 +115,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
     def _residency_to_proto(self, residency: Residency) -> gpu_agent_pb2.ModelResidency:
         message = gpu_agent_pb2.ModelResidency(
             model=residency.model,
-            state=_STATE_TO_PROTO[residency.state],
+            state=RESIDENCY_STATE_TO_PROTO[residency.state],
             gpu_index=residency.gpu_index,
             gpu_uuid=residency.gpu_uuid,
             estimated_memory_bytes=residency.estimated_bytes,

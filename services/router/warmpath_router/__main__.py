@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from warmpath.v1 import router_pb2, router_pb2_grpc
 from warmpath_adapter.assembly import build_dispatcher, http_client
 from warmpath_common.config import RouterSettings, WarmpathConfig, load_config, with_overrides
-from warmpath_common.entrypoint import run_service
+from warmpath_common.entrypoint import ConfigOption, LogLevelOption, run_service
 from warmpath_common.grpc_server import ServiceServer, create_server, serve_until_signalled
 from warmpath_common.metrics import serve_metrics
 from warmpath_common.security import BearerTokenGuard, channel_credentials, server_ssl_context
@@ -179,9 +179,7 @@ async def _track_readiness(server: ServiceServer, cluster: ClusterView, relay: R
 
 
 def cli(
-    config: Annotated[
-        Path | None, typer.Option(envvar="WARMPATH_CONFIG", help="Config file (default: embedded).")
-    ] = None,
+    config: ConfigOption = None,
     listen: Annotated[
         str | None, typer.Option(envvar="WARMPATH_ROUTER_LISTEN", help="host:port to listen on.")
     ] = None,
@@ -203,7 +201,7 @@ def cli(
             help="With an in-process adapter: record prompt and completion text in traces.",
         ),
     ] = False,
-    log_level: Annotated[str, typer.Option(envvar="WARMPATH_LOG_LEVEL")] = "info",
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the Warmpath router."""
 

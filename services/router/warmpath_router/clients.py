@@ -21,6 +21,8 @@ from warmpath.v1 import (
 )
 from warmpath_common.config import HostSpec
 from warmpath_common.convert import (
+    RESIDENCY_STATE_FROM_PROTO,
+    ResidencyState,
     endpoint_from_proto,
     endpoint_to_proto,
     event_from_proto,
@@ -39,7 +41,7 @@ from warmpath_common.errors import (
 from warmpath_common.generation import AdapterEvent, Completion, Endpoint, GenerationRequest
 from warmpath_common.liveness import KeepaliveSettings, channel_options
 from warmpath_common.telemetry import client_call_span
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.ports import LoadResult
 
 __all__ = [
@@ -58,16 +60,6 @@ _ADAPTER_GENERATE = "/warmpath.v1.BackendAdapter/Generate"
 
 _RECONNECT_MIN_SECONDS = 0.5
 _RECONNECT_MAX_SECONDS = 10.0
-
-_REPLICA_STATE = {
-    gpu_agent_pb2.RESIDENCY_STATE_LOADING: ReplicaState.LOADING,
-    gpu_agent_pb2.RESIDENCY_STATE_READY: ReplicaState.READY,
-    gpu_agent_pb2.RESIDENCY_STATE_UNLOADING: ReplicaState.UNLOADING,
-    gpu_agent_pb2.RESIDENCY_STATE_FAILED: ReplicaState.FAILED,
-    gpu_agent_pb2.RESIDENCY_STATE_UNRESPONSIVE: ReplicaState.UNRESPONSIVE,
-    gpu_agent_pb2.RESIDENCY_STATE_ASLEEP: ReplicaState.ASLEEP,
-}
-
 
 # How grpc's client channel fails a call whose load-balancing pick found no connected
 # address (every connect attempt, TLS handshake included, failed) or whose target did
@@ -135,7 +127,7 @@ def host_view(state: gpu_agent_pb2.AgentState, name: str) -> HostView:
             Replica(
                 model=m.model,
                 host=name,
-                state=_REPLICA_STATE.get(m.state, ReplicaState.FAILED),
+                state=RESIDENCY_STATE_FROM_PROTO.get(m.state, ResidencyState.FAILED),
                 gpu_index=m.gpu_index,
                 gpu_uuid=m.gpu_uuid,
                 load_seconds=m.load_seconds,

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from warmpath_common.convert import PlacementInfo
+from warmpath_common.convert import PlacementInfo, ResidencyState
 from warmpath_common.generation import Endpoint
 
-__all__ = ["ClusterView", "HostView", "Replica", "ReplicaState"]
-
-
-class ReplicaState(StrEnum):
-    LOADING = "loading"
-    READY = "ready"
-    UNLOADING = "unloading"
-    FAILED = "failed"
-    UNRESPONSIVE = "unresponsive"
-    """Its server runs but fails the agent's readiness probes: never chosen."""
-    ASLEEP = "asleep"
-    """Off its GPUs, weights in host RAM (the warm tier): its agent wakes it on request."""
+__all__ = ["ClusterView", "HostView", "Replica"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +17,7 @@ class Replica:
 
     model: str
     host: str
-    state: ReplicaState
+    state: ResidencyState
     gpu_index: int
     gpu_uuid: str
     load_seconds: float
@@ -94,7 +82,7 @@ class ClusterView:
                 if not view.reachable:
                     continue
                 for replica in view.replicas:
-                    if replica.state is ReplicaState.READY and replica.model in view.servable:
+                    if replica.state is ResidencyState.READY and replica.model in view.servable:
                         index.setdefault(replica.model, []).append((order, view, replica))
             self._ready = index
         return self._ready.get(model, [])

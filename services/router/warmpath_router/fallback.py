@@ -7,9 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 from warmpath_common.config import ModelSpec
+from warmpath_common.convert import ResidencyState
 from warmpath_common.errors import DeadlineExceeded, ResourceExhausted, Unavailable, WarmpathError
 from warmpath_common.security import Caller
-from warmpath_router.cluster import ClusterView, ReplicaState
+from warmpath_router.cluster import ClusterView
 from warmpath_router.decision import FallbackHop
 from warmpath_router.registry import ModelRegistry
 
@@ -72,7 +73,7 @@ def fallback_reserve(fallbacks: list[ModelSpec], cluster: ClusterView) -> float:
     needs = []
     for spec in fallbacks:
         replicas = cluster.replicas_of(spec.name)
-        if any(r.state is ReplicaState.READY for r in replicas):
+        if any(r.state is ResidencyState.READY for r in replicas):
             needs.append(_WARM_FALLBACK_RESERVE_SECONDS)
         else:
             loaded = max((r.load_seconds for r in replicas), default=0.0)
@@ -81,7 +82,7 @@ def fallback_reserve(fallbacks: list[ModelSpec], cluster: ClusterView) -> float:
 
 
 def _is_warm(model: str, cluster: ClusterView) -> bool:
-    return any(r.state is ReplicaState.READY for r in cluster.replicas_of(model))
+    return any(r.state is ResidencyState.READY for r in cluster.replicas_of(model))
 
 
 def link_hops(hops: list[FallbackHop], final_model: str) -> tuple[FallbackHop, ...]:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from opentelemetry import trace
 
+from warmpath_common.convert import ResidencyState
 from warmpath_common.errors import DeadlineExceeded
-from warmpath_router.cluster import ReplicaState
 from warmpath_router.fallback import ColdLoadTooSlow
 from warmpath_router.leases import LEASE_SECONDS, Leases
 from warmpath_router.ports import AgentPort, LoadResult
@@ -74,7 +74,7 @@ class ModelLoads:
         if (
             not ask_agent
             and replica is not None
-            and replica.state is ReplicaState.READY
+            and replica.state is ResidencyState.READY
             and replica.endpoint
         ):
             self._leases.touch(placement.host, placement.model)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from warmpath_common.config import ModelSpec, OffloadPolicy
-from warmpath_common.convert import PlacementInfo
+from warmpath_common.convert import PlacementInfo, ResidencyState
 from warmpath_common.errors import Unavailable
-from warmpath_router.cluster import ClusterView, HostView, Replica, ReplicaState
+from warmpath_router.cluster import ClusterView, HostView, Replica
 from warmpath_router.registry import ResolvedModel
 
 __all__ = ["Candidate", "Placement", "RouteReason", "models_fitting_nowhere", "place"]
@@ -21,12 +21,12 @@ __all__ = ["Candidate", "Placement", "RouteReason", "models_fitting_nowhere", "p
 # Lower is better. A ready replica beats one still loading, which beats a host
 # that would have to start a load, which beats retrying a failed one.
 _SCORE = {
-    ReplicaState.READY: 0.0,
-    ReplicaState.LOADING: 1.0,
+    ResidencyState.READY: 0.0,
+    ResidencyState.LOADING: 1.0,
     # Asleep: a wake of seconds, not a load, but not ready either.
-    ReplicaState.ASLEEP: 1.5,
+    ResidencyState.ASLEEP: 1.5,
     None: 2.0,
-    ReplicaState.FAILED: 3.0,
+    ResidencyState.FAILED: 3.0,
 }
 
 
@@ -149,13 +149,13 @@ def _place_by_scan(
             rejected.append(Candidate(model, view.name, -1, False, math.inf, why_not))
             continue
         replica = view.replica(model)
-        if replica is not None and replica.state is ReplicaState.UNRESPONSIVE:
+        if replica is not None and replica.state is ResidencyState.UNRESPONSIVE:
             # Its agent neither serves nor reloads it until it answers or is restarted.
             why = f"model server unresponsive: {replica.problem or 'its agent says so'}"
             rejected.append(_candidate(model, view.name, replica, math.inf, why))
             continue
         state = replica.state if replica else None
-        if state is ReplicaState.UNLOADING:
+        if state is ResidencyState.UNLOADING:
             state = None
         queued = load.get((view.name, model), 0)
         # The tier decides; load only orders replicas within a tier.
@@ -208,7 +208,7 @@ def _place_by_scan(
     ]
     reason, explanation = _explain(model, host, replica)
     expected = 0.0 if reason is RouteReason.RESIDENT else _expected_load_seconds(model, cluster)
-    asleep = replica is not None and replica.state is ReplicaState.ASLEEP
+    asleep = replica is not None and replica.state is ResidencyState.ASLEEP
     if asleep and replica is not None and replica.wake_seconds > 0:
         expected = replica.wake_seconds
     candidates = (chosen, *others, *rejected)
@@ -220,7 +220,7 @@ def _place_by_scan(
 def _candidate(
     model: str, host: str, replica: Replica | None, score: float, rejected_because: str = ""
 ) -> Candidate:
-    ready = replica is not None and replica.state is ReplicaState.READY
+    ready = replica is not None and replica.state is ResidencyState.READY
     if replica is None:
         return Candidate(model, host, -1, ready, score, rejected_because)
     return Candidate(
@@ -270,14 +270,14 @@ def too_big_for(spec: ModelSpec, view: HostView) -> str:
 
 
 def _explain(model: str, host: str, replica: Replica | None) -> tuple[RouteReason, str]:
-    if replica is not None and replica.state is ReplicaState.READY:
+    if replica is not None and replica.state is ResidencyState.READY:
         return (
             RouteReason.RESIDENT,
             f"{model} is resident and ready on {host} GPU {replica.gpu_index}",
         )
-    if replica is not None and replica.state is ReplicaState.LOADING:
+    if replica is not None and replica.state is ResidencyState.LOADING:
         return RouteReason.LOADING, f"{model} is loading on {host}; the request would wait for it"
-    if replica is not None and replica.state is ReplicaState.ASLEEP:
+    if replica is not None and replica.state is ResidencyState.ASLEEP:
         last = f" (its last wake took {replica.wake_seconds:.1f} s)" if replica.wake_seconds else ""
         return (
             RouteReason.LOAD_REQUIRED,

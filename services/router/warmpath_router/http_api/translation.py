@@ -171,38 +171,24 @@ class Body:
         return self._document.get(name)
 
     def string(self, name: str, default: str | None = None) -> str:
-        value = self._document.get(name)
+        value: str | None = self._typed(name, (str,), "a string")
         if value is None:
             if default is None:
                 raise BadField(self.where(name), "required")
             return default
-        if not isinstance(value, str):
-            raise BadField(self.where(name), f"expected a string, got {_kind(value)}")
         return value
 
     def boolean(self, name: str, default: bool = False) -> bool:
-        value = self._document.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise BadField(self.where(name), f"expected true or false, got {_kind(value)}")
-        return value
+        value: bool | None = self._typed(name, (bool,), "true or false")
+        return default if value is None else value
 
     def integer(self, name: str) -> int | None:
-        value = self._document.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BadField(self.where(name), f"expected an integer, got {_kind(value)}")
+        value: int | None = self._typed(name, (int,), "an integer")
         return value
 
     def number(self, name: str) -> float | None:
-        value = self._document.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BadField(self.where(name), f"expected a number, got {_kind(value)}")
-        return float(value)
+        value: float | None = self._typed(name, (int, float), "a number")
+        return None if value is None else float(value)
 
     def strings(self, name: str) -> tuple[str, ...]:
         """A string or a list of strings (as OpenAI's `stop`)."""
@@ -219,6 +205,17 @@ class Body:
         value = self._document.get(name)
         if not isinstance(value, list):
             raise BadField(self.where(name), f"expected a list, got {_kind(value)}")
+        return value
+
+    def _typed(self, name: str, types: tuple[type, ...], expected: str) -> Any:
+        """The field's value (None when unset), refused with BadField unless of `types`.
+
+        JSON's true and false are not numbers, though Python's bool is an int."""
+        value = self._document.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise BadField(self.where(name), f"expected {expected}, got {_kind(value)}")
         return value
 
     def refuse(self, name: str, why: str, allowed: object = None) -> None:
