@@ -46,8 +46,6 @@ from dataclasses import replace
 from opentelemetry import trace
 
 from warmpath_agent.capacity import shape_for
-from warmpath_agent.change_feed import ChangeFeed
-from warmpath_agent.demand import DemandTracker
 from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.eviction import (
     Candidate,
@@ -57,7 +55,6 @@ from warmpath_agent.eviction import (
     estimated_load_seconds,
     protected_models,
 )
-from warmpath_agent.exit_watch import ExitWatchers
 from warmpath_agent.gang import (
     GangPlan,
     HostRamShort,
@@ -66,8 +63,9 @@ from warmpath_agent.gang import (
     plan_gang,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
-from warmpath_agent.measurement import GpuMeasurements, offloaded_by_server
+from warmpath_agent.measurement import offloaded_by_server
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import (
     OFF_GPU_STATES,
     SERVING_STATES,
@@ -76,7 +74,8 @@ from warmpath_agent.residents import (
     Residency,
     ResidencyState,
 )
-from warmpath_agent.room import NoRoomYet, RoomSignal, host_ram_short, no_room
+from warmpath_agent.room import NoRoomYet, host_ram_short, no_room
+from warmpath_agent.server_health import ServerHealth
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
 from warmpath_common.config import ModelSpec
@@ -128,34 +127,48 @@ class ResidencyManager:
         and offload; None: every model is placed whole on one GPU or across
         tensor_parallel GPUs. `host_memory`: None, host RAM is not accounted.
         `warm_tier`: None, evicted models are always unloaded."""
+        core = ResidencyCore(
+            host,
+            dict(specs),
+            inventory,
+            driver,
+            book,
+            metrics,
+            clock,
+            estimate_bytes,
+            min_residency_seconds=min_residency_seconds,
+            host_memory=host_memory,
+            warm=warm_tier,
+        )
+        self._core = core
+        self.host = host
+        self.feed = core.feed
+        self._health = ServerHealth(core)
         self._warm = warm_tier
         self._estimate_shape = estimate_shape
         self._shapes: dict[str, ModelShape] = {}
         self._host_memory = host_memory
         self._min_residency = min_residency_seconds
-        self._demand = DemandTracker()
-        self._leases: dict[str, float] = {}
+        self._demand = core.demand
+        self._leases = core.leases
         self._metrics = metrics
-        self.host = host
-        self.feed = ChangeFeed()
-        self._specs = dict(specs)
+        self._specs = core.specs
         self._inventory = inventory
         self._driver = driver
         self._book = book
         self._estimate_bytes = estimate_bytes
         self._clock = clock
-        self._residents: dict[str, Residency] = {}
+        self._residents = core.residents
         self._loads: dict[str, asyncio.Task[tuple[Residency, tuple[str, ...]]]] = {}
-        self._placement = asyncio.Lock()
-        self._watchers = ExitWatchers()
-        self._measurements = GpuMeasurements(inventory)
-        self._estimated: dict[str, int] = {}
-        self._timed_loads: dict[str, float] = {}
+        self._placement = core.placing
+        self._watchers = core.watchers
+        self._measurements = core.measurements
+        self._estimated = core.estimated
+        self._timed_loads = core.timed_loads
         self._gpu_healthy: dict[int, bool] = {}
         # The last hot set: its members keep their place unless clearly outranked.
         self._hot_set: frozenset[str] = frozenset()
-        # Bumped whenever memory may have become available; room waiters watch it.
-        self._room = RoomSignal()
+        self._room = core.room
 
     # -- queries ---------------------------------------------------------
 
@@ -461,66 +474,20 @@ class ResidencyManager:
 
     def probed_servers(self) -> tuple[Residency, ...]:
         """Ready and unresponsive models whose server can be probed."""
-        return tuple(
-            r
-            for r in self._residents.values()
-            if r.state in SERVING_STATES and r.running is not None and r.running.probe_url
-        )
+        return self._health.probed_servers()
 
     async def server_unresponsive(self, model: str, running: RunningModel, reason: str) -> None:
         """Marks a ready model unresponsive, if `running` still serves it."""
-        current = self._serving(model, running, ResidencyState.READY)
-        if current is None:
-            return
-        self._residents[model] = replace(
-            current, state=ResidencyState.UNRESPONSIVE, failure_reason=reason
-        )
-        self._metrics.unresponsive.labels(model).inc()
-        await self.feed.publish(f"{model} unresponsive: {reason}")
+        await self._health.unresponsive(model, running, reason)
 
     async def server_answers_again(self, model: str, running: RunningModel, note: str) -> None:
         """Marks an unresponsive model ready again, if `running` still serves it."""
-        current = self._serving(model, running, ResidencyState.UNRESPONSIVE)
-        if current is None:
-            return
-        self._residents[model] = replace(current, state=ResidencyState.READY, failure_reason="")
-        await self.feed.publish(f"{model} answers again ({note}): ready")
+        await self._health.answers_again(model, running, note)
 
     async def restart_unresponsive(self, model: str, running: RunningModel, reason: str) -> None:
         """Stops an unresponsive model's server and marks it failed: the next request
         loads it again, as after a crash."""
-        current = self._serving(model, running, ResidencyState.UNRESPONSIVE)
-        if current is None:
-            return
-        stopping = replace(current, state=ResidencyState.UNLOADING)
-        self._residents[model] = stopping
-        self._watchers.stop(model)
-        try:
-            await self._driver.stop(running)
-        finally:
-            # Failed even if the stop failed: left unloading, it would never load again.
-            if self._residents.get(model) is stopping:
-                self._book.release(model)
-                self._residents[model] = replace(
-                    current,
-                    state=ResidencyState.FAILED,
-                    running=None,
-                    failure_reason=f"{reason}; stopped, the next request loads it again",
-                )
-                self._room.may_have_changed()
-        self._metrics.hung_restarts.labels(model).inc()
-        self._metrics.unloads.labels(model, "unresponsive").inc()
-        await self.feed.publish(
-            f"{model} failed: {reason}; its server was stopped, the next request loads it again"
-        )
-
-    def _serving(
-        self, model: str, running: RunningModel, state: ResidencyState
-    ) -> Residency | None:
-        current = self._residents.get(model)
-        if current is None or current.state is not state or current.running is not running:
-            return None
-        return current
+        await self._health.restart(model, running, reason)
 
     async def close(self) -> None:
         self._watchers.close()
