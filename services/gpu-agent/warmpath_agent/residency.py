@@ -68,13 +68,13 @@ from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import (
     OFF_GPU_STATES,
-    SERVING_STATES,
     HostState,
     LoadOutcome,
     Residency,
     ResidencyState,
 )
 from warmpath_agent.room import NoRoomYet, host_ram_short, no_room
+from warmpath_agent.server_exits import ServerExits
 from warmpath_agent.server_health import ServerHealth
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
@@ -144,6 +144,7 @@ class ResidencyManager:
         self.host = host
         self.feed = core.feed
         self._health = ServerHealth(core)
+        self._exits = ServerExits(core)
         self._warm = warm_tier
         self._estimate_shape = estimate_shape
         self._shapes: dict[str, ModelShape] = {}
@@ -229,7 +230,7 @@ class ResidencyManager:
             if lease_seconds > 0:
                 self._leases[model] = max(self._leases.get(model, 0.0), now + lease_seconds)
             if verify:
-                await self._verify(model, span)
+                await self._exits.verify(model, span)
             outcome = await self._ensure_loaded(model, span, deadline_seconds)
             residency = outcome.residency
             span.set_attributes(
@@ -364,7 +365,7 @@ class ResidencyManager:
             )
         if current.state is ResidencyState.LOADING:
             raise FailedPrecondition(f"{model} is still loading; unload it once it is ready")
-        await self._stop(current, reason="unloaded on request", kind="request")
+        await self._exits.stop(current, reason="unloaded on request", kind="request")
         return True
 
     async def load_pinned(self) -> None:
@@ -426,7 +427,7 @@ class ResidencyManager:
             else:
                 self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._residents[spec.name] = ready
-            self._watch_for_exit(ready)
+            self._exits.watch(ready)
             adopted.append(spec.name)
             await self.feed.publish(
                 f"{spec.name} adopted on {ready.where}: already running, not reloaded"
@@ -501,7 +502,7 @@ class ResidencyManager:
         """A model leaves its GPUs: asleep in host RAM when the warm tier says so, else
         unloaded."""
         if not await self._put_to_sleep(residency, reason):
-            await self._stop(residency, reason=reason, kind=kind)
+            await self._exits.stop(residency, reason=reason, kind=kind)
 
     def _sleeper(self, residency: Residency, now: float) -> Sleeper | None:
         spec = self._specs[residency.model]
@@ -564,7 +565,7 @@ class ResidencyManager:
             logger.info("%s is unloaded rather than put to sleep: %s", model, demotion.reason)
             return False
         for name in demotion.unload_sleepers:
-            await self._stop(
+            await self._exits.stop(
                 self._residents[name],
                 reason=f"unloaded from host RAM to make room for {model} asleep",
                 kind="host_ram",
@@ -605,7 +606,7 @@ class ResidencyManager:
         if not chosen:
             return False
         for name in chosen:
-            await self._stop(
+            await self._exits.stop(
                 self._residents[name],
                 reason=f"unloaded from host RAM to make room for {model}",
                 kind="host_ram",
@@ -621,7 +622,7 @@ class ResidencyManager:
             self._specs[residency.model].keep_alive_seconds + self._warm.asleep_keep_alive_seconds
         )
         if idle > limit:
-            await self._stop(
+            await self._exits.stop(
                 residency, reason=f"asleep and unused for {idle:.0f} s", kind="keep_alive"
             )
         return True
@@ -687,7 +688,7 @@ class ResidencyManager:
             except ResourceExhausted as error:
                 if isinstance(error, NoRoomYet):
                     raise
-                await self._stop(
+                await self._exits.stop(
                     asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
                 )
                 return None
@@ -699,7 +700,7 @@ class ResidencyManager:
             seconds = await warm.wake_server(spec, running)
         except SleepFailed as error:
             self._metrics.wakes.labels(spec.name, "failed").inc()
-            await self._stop(waking, reason=f"its wake failed ({error})", kind="crashed")
+            await self._exits.stop(waking, reason=f"its wake failed ({error})", kind="crashed")
             return None
         now = self._clock()
         ready = self._woken(
@@ -821,7 +822,7 @@ class ResidencyManager:
         self._book.book_gang(spec.name, self._shares(ready), loading=False)
         # Its booking may have shrunk to the measured size, and it starts to age.
         self._room.may_have_changed()
-        self._watch_for_exit(ready)
+        self._exits.watch(ready)
         await self.feed.publish(
             f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
             + (" (woken from the page cache)" if ready.woken else "")
@@ -982,60 +983,3 @@ class ResidencyManager:
 
     def _leased(self, model: str, now: float) -> bool:
         return self._leases.get(model, 0.0) > now
-
-    async def _stop(self, residency: Residency, *, reason: str, kind: str) -> None:
-        self._residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)
-        if residency.state is ResidencyState.ASLEEP and self._warm is not None:
-            await self._warm.let_go(self._specs[residency.model], residency.running, self._driver)
-        elif residency.running is not None:
-            await self._driver.stop(residency.running)
-        self._book.release(residency.model)
-        self._residents.pop(residency.model, None)
-        self._room.may_have_changed()
-        await self.feed.publish(f"{residency.model} unloaded from {residency.where}: {reason}")
-
-    async def _verify(self, model: str, span: trace.Span) -> None:
-        """Asks the driver whether a ready model's server is still up, rather than wait
-        for its watcher's next poll, and marks one found down failed."""
-        current = self._residents.get(model)
-        if current is None or current.state not in SERVING_STATES:
-            return
-        running = current.running
-        if running is None:
-            return
-        reason = await self._driver.check(running)
-        span.set_attribute("warmpath.server_found_down", reason is not None)
-        if reason is not None:
-            await self._server_down(model, running, reason, stop_watching=True)
-
-    async def _server_down(
-        self, model: str, running: RunningModel, reason: str, *, stop_watching: bool = False
-    ) -> None:
-        """Marks `model` failed if `running` still serves it (its watcher and a caller's
-        check may both find the same death; only the first counts). `stop_watching`:
-        found by a check, so its watcher, still waiting, is cancelled."""
-        current = self._residents.get(model)
-        if current is None or current.state not in SERVING_STATES:
-            return
-        if current.running is not running:
-            return
-        if stop_watching:
-            self._watchers.stop(model)
-        self._book.release(model)
-        self._residents[model] = replace(
-            current, state=ResidencyState.FAILED, running=None, failure_reason=reason
-        )
-        self._metrics.unloads.labels(model, "crashed").inc()
-        self._room.may_have_changed()
-        await self.feed.publish(f"{model} failed: {reason}")
-
-    def _watch_for_exit(self, ready: Residency) -> None:
-        running = ready.running
-        if running is None:
-            return
-        model = ready.model
-
-        async def watch() -> None:
-            await self._server_down(model, running, await self._driver.wait_exited(running))
-
-        self._watchers.watch(model, watch())
