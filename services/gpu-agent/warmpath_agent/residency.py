@@ -77,7 +77,8 @@ from warmpath_agent.room import NoRoomYet, host_ram_short, no_room
 from warmpath_agent.server_exits import ServerExits
 from warmpath_agent.server_health import ServerHealth
 from warmpath_agent.sleepers import WarmTier
-from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
+from warmpath_agent.warm_hooks import WarmHooks
+from warmpath_agent.warm_tier import SleepFailed
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import (
     FailedPrecondition,
@@ -145,6 +146,7 @@ class ResidencyManager:
         self.feed = core.feed
         self._health = ServerHealth(core)
         self._exits = ServerExits(core)
+        self._warm_hooks = WarmHooks(core, self._exits)
         self._warm = warm_tier
         self._estimate_shape = estimate_shape
         self._shapes: dict[str, ModelShape] = {}
@@ -423,7 +425,7 @@ class ResidencyManager:
             if len(members) > 1:
                 ready = self._adopted_gang(ready, members, spec)
             if self._warm is not None and await self._warm.found_asleep(spec, running):
-                ready = self._adopted_asleep(ready, spec)
+                ready = self._warm_hooks.adopted_asleep(ready, spec)
             else:
                 self._book.book_gang(spec.name, self._shares(ready), loading=False)
             self._residents[spec.name] = ready
@@ -457,7 +459,7 @@ class ResidencyManager:
         for residency in list(self._residents.values()):
             spec = self._specs[residency.model]
             idle = now - residency.last_used
-            if await self._expire_asleep(residency, idle):
+            if await self._warm_hooks.expire_asleep(residency, idle):
                 continue
             if (
                 residency.state is ResidencyState.READY
@@ -465,7 +467,7 @@ class ResidencyManager:
                 and idle > spec.keep_alive_seconds
                 and not self._leased(residency.model, now)
             ):
-                await self._demote(
+                await self._warm_hooks.demote(
                     residency,
                     reason=f"keep-alive expired after {idle:.0f} s idle",
                     kind="keep_alive",
@@ -496,136 +498,7 @@ class ResidencyManager:
             load.cancel()
         await self._driver.close()
 
-    # -- warm tier (warm_tier.py decides, sleepers.py acts, the manager records) --
-
-    async def _demote(self, residency: Residency, *, reason: str, kind: str) -> None:
-        """A model leaves its GPUs: asleep in host RAM when the warm tier says so, else
-        unloaded."""
-        if not await self._put_to_sleep(residency, reason):
-            await self._exits.stop(residency, reason=reason, kind=kind)
-
-    def _sleeper(self, residency: Residency, now: float) -> Sleeper | None:
-        spec = self._specs[residency.model]
-        size = residency.footprint_bytes
-        wake = None if self._warm is None else self._warm.wake_seconds(spec, size)
-        if wake is None:
-            return None
-        return Sleeper(
-            model=residency.model,
-            host_bytes=residency.asleep_bytes or size,
-            load_seconds=self._expected_load(residency.model, size),
-            wake_seconds=wake,
-            demand_per_minute=self._demand.per_minute(residency.model, now),
-        )
-
-    def _sleepers(self, now: float) -> list[Sleeper]:
-        return [
-            sleeper
-            for r in self._residents.values()
-            if r.state is ResidencyState.ASLEEP and (sleeper := self._sleeper(r, now)) is not None
-        ]
-
-    def _would_sleep(
-        self, residency: Residency, now: float, host_free: int | None
-    ) -> Sleeper | None:
-        """The model as a sleeper, if it would sleep were it to leave its GPUs now."""
-        sleeper = self._sleeper(residency, now)
-        if sleeper is None or residency.running is None or self._warm is None:
-            return None
-        return sleeper if self._warm.decide(sleeper, self._sleepers(now), host_free).sleep else None
-
-    def _return_seconds(
-        self, residency: Residency, load_seconds: float, now: float, host_free: int | None
-    ) -> float:
-        """What bringing the model back would cost if it left its GPUs now: its wake
-        when it would sleep (the eviction cost model, one tier down), else its load."""
-        sleeper = self._would_sleep(residency, now, host_free)
-        return load_seconds if sleeper is None else min(load_seconds, sleeper.wake_seconds)
-
-    def _victims_sleep(self, victims: Sequence[ResidentModel], host_free: int | None) -> bool:
-        """Every victim would sleep rather than unload (its return a wake, not a load):
-        then waiting for room, rather than evict a hot-set model, buys little."""
-        now = self._clock()
-        return bool(victims) and all(
-            (current := self._residents.get(victim.model)) is not None
-            and self._would_sleep(current, now, host_free) is not None
-            for victim in victims
-        )
-
-    async def _put_to_sleep(self, residency: Residency, reason: str) -> bool:
-        model = residency.model
-        now = self._clock()
-        leaving = self._sleeper(residency, now)
-        running = residency.running
-        if self._warm is None or leaving is None or running is None:
-            return False
-        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
-        demotion = self._warm.decide(leaving, self._sleepers(now), host_free)
-        if not demotion.sleep:
-            logger.info("%s is unloaded rather than put to sleep: %s", model, demotion.reason)
-            return False
-        for name in demotion.unload_sleepers:
-            await self._exits.stop(
-                self._residents[name],
-                reason=f"unloaded from host RAM to make room for {model} asleep",
-                kind="host_ram",
-            )
-        self._residents[model] = replace(residency, state=ResidencyState.UNLOADING)
-        try:
-            kind, still_running, host_bytes = await self._warm.put_to_sleep(
-                self._specs[model], running, self._driver
-            )
-        except SleepFailed as error:
-            logger.warning("%s could not be put to sleep, so it is unloaded: %s", model, error)
-            self._residents[model] = residency
-            return False
-        held = host_bytes or leaving.host_bytes
-        self._book.release(model)
-        self._book.book_host(model, held)
-        self._residents[model] = replace(
-            residency,
-            state=ResidencyState.ASLEEP,
-            running=still_running,
-            asleep_bytes=held,
-            sleep_kind=kind,
-            woken=False,
-        )
-        self._metrics.sleeps.labels(model, kind.value).inc()
-        self._room.may_have_changed()
-        await self.feed.publish(
-            f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
-            + ("its server sleeps" if still_running is not None else "its file in the page cache")
-            + f") off {residency.where}: {reason}; {demotion.reason}"
-        )
-        return True
-
-    async def _unload_sleepers(self, shortfall: int, model: str) -> bool:
-        """Host RAM pressure: unloads sleepers freeing `shortfall` bytes, least value per
-        byte first; False (and none unloaded) when all of them would not be enough."""
-        chosen = sleepers_to_unload(self._sleepers(self._clock()), shortfall)
-        if not chosen:
-            return False
-        for name in chosen:
-            await self._exits.stop(
-                self._residents[name],
-                reason=f"unloaded from host RAM to make room for {model}",
-                kind="host_ram",
-            )
-        return True
-
-    async def _expire_asleep(self, residency: Residency, idle: float) -> bool:
-        """Unloads a sleeper idle past its keep-alive and the warm tier's; True when
-        `residency` is asleep (expired or not)."""
-        if residency.state is not ResidencyState.ASLEEP or self._warm is None:
-            return residency.state is ResidencyState.ASLEEP
-        limit = (
-            self._specs[residency.model].keep_alive_seconds + self._warm.asleep_keep_alive_seconds
-        )
-        if idle > limit:
-            await self._exits.stop(
-                residency, reason=f"asleep and unused for {idle:.0f} s", kind="keep_alive"
-            )
-        return True
+    # -- waking a sleeper (warm_hooks.py puts it to sleep) --
 
     async def _wake_if_asleep(
         self, spec: ModelSpec, give_up_at: float
@@ -639,36 +512,6 @@ class ResidencyManager:
         if asleep.running is None or self._warm is None:
             return None, asleep
         return await self._wake(spec, asleep, asleep.running, self._warm, give_up_at), None
-
-    def _timed(self, loading: Residency, seconds: float, *, woken: bool) -> Residency:
-        """Records how long a load took: a reload from the page cache times the wake,
-        not a load from disk."""
-        if woken and self._warm is not None:
-            return self._woken(loading, self._warm.record_wake(loading.model, seconds))
-        self._timed_loads[loading.model] = seconds
-        self._metrics.loads.labels(loading.model, "ok").inc()
-        self._metrics.load_seconds.labels(loading.model).observe(seconds)
-        return loading
-
-    def _adopted_asleep(self, residency: Residency, spec: ModelSpec) -> Residency:
-        """A server adopted asleep: its weights hold host RAM, not GPU memory. What NVML
-        saw of it asleep says nothing of what it needs awake."""
-        self._measurements.forget(spec.name)
-        size = int(spec.memory) if spec.memory else residency.estimated_bytes
-        self._book.book_host(spec.name, size)
-        return replace(
-            residency,
-            state=ResidencyState.ASLEEP,
-            estimated_bytes=size,
-            measured_bytes=0,
-            asleep_bytes=size,
-            sleep_kind=SleepKind.SERVER,
-        )
-
-    def _woken(self, residency: Residency, wake_seconds: float) -> Residency:
-        self._metrics.wakes.labels(residency.model, "ok").inc()
-        self._metrics.wake_seconds.labels(residency.model).observe(wake_seconds)
-        return replace(residency, woken=True, wake_seconds=wake_seconds)
 
     async def _wake(
         self,
@@ -703,7 +546,7 @@ class ResidencyManager:
             await self._exits.stop(waking, reason=f"its wake failed ({error})", kind="crashed")
             return None
         now = self._clock()
-        ready = self._woken(
+        ready = self._warm_hooks.woken(
             replace(waking, state=ResidencyState.READY, ready_since=now, last_used=now), seconds
         )
         self._residents[spec.name] = ready
@@ -800,7 +643,7 @@ class ResidencyManager:
             self._room.may_have_changed()
             raise
         load_seconds = time.monotonic() - started
-        loading = self._timed(loading, load_seconds, woken=asleep is not None)
+        loading = self._warm_hooks.timed(loading, load_seconds, woken=asleep is not None)
         measured = await self._measurements.measure(
             running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
         )
@@ -892,7 +735,7 @@ class ResidencyManager:
             host_free_bytes=host_free,
         )
         if isinstance(plan, HostRamShort):
-            if await self._unload_sleepers(plan.need_bytes - plan.free_bytes, model):
+            if await self._warm_hooks.unload_sleepers(plan.need_bytes - plan.free_bytes, model):
                 return await self._place(model, shape, give_up_at, only)
             raise host_ram_short(model, plan)
         if isinstance(plan, NoRoom):
@@ -922,7 +765,7 @@ class ResidencyManager:
         if (
             plan.waits_for_unprotected
             and patience > 0
-            and not self._victims_sleep(plan.victims, host_free)
+            and not self._warm_hooks.victims_sleep(plan.victims, host_free)
         ):
             raise NoRoomYet(
                 f"{model} waits for memory held by other models outside the hot set "
@@ -932,7 +775,7 @@ class ResidencyManager:
                 self._expected_load(model, need),
             )
         for victim in plan.victims:
-            await self._demote(
+            await self._warm_hooks.demote(
                 self._residents[victim.model],
                 reason=f"evicted to make room for {model} "
                 f"(reload cost {victim.reload_cost:.1f} load-s/min)",
@@ -966,7 +809,7 @@ class ResidencyManager:
             model=residency.model,
             size_bytes=size,
             # An adopted model was never timed here; it is not free to reload.
-            load_seconds=self._return_seconds(
+            load_seconds=self._warm_hooks.return_seconds(
                 residency,
                 residency.load_seconds or estimated_load_seconds(residency.footprint_bytes),
                 now,
