@@ -45,35 +45,23 @@ from dataclasses import replace
 
 from opentelemetry import trace
 
-from warmpath_agent.capacity import shape_for
 from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
-from warmpath_agent.eviction import (
-    Candidate,
-    GpuRoom,
-    NoRoom,
-    ResidentModel,
-    estimated_load_seconds,
-    protected_models,
-)
 from warmpath_agent.gang import (
-    GangPlan,
-    HostRamShort,
     Layout,
     ModelShape,
-    plan_gang,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
 from warmpath_agent.measurement import offloaded_by_server
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.placement_planner import PlacementPlanner
 from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import (
-    OFF_GPU_STATES,
     HostState,
     LoadOutcome,
     Residency,
     ResidencyState,
 )
-from warmpath_agent.room import NoRoomYet, host_ram_short, no_room
+from warmpath_agent.room import ANSWER_MARGIN_SECONDS, NoRoomYet
 from warmpath_agent.server_exits import ServerExits
 from warmpath_agent.server_health import ServerHealth
 from warmpath_agent.sleepers import WarmTier
@@ -102,9 +90,6 @@ _MIB = 1024 * 1024
 MAX_LEASE_SECONDS = 300.0
 # A caller with no deadline waits for room no longer than a lease can last.
 MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
-# Stop waiting for room this long before the load could no longer finish in time,
-# so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
-_ANSWER_MARGIN_SECONDS = 1.0
 
 
 class ResidencyManager:
@@ -147,9 +132,8 @@ class ResidencyManager:
         self._health = ServerHealth(core)
         self._exits = ServerExits(core)
         self._warm_hooks = WarmHooks(core, self._exits)
+        self._planner = PlacementPlanner(core, self._warm_hooks, estimate_shape)
         self._warm = warm_tier
-        self._estimate_shape = estimate_shape
-        self._shapes: dict[str, ModelShape] = {}
         self._host_memory = host_memory
         self._min_residency = min_residency_seconds
         self._demand = core.demand
@@ -169,8 +153,6 @@ class ResidencyManager:
         self._estimated = core.estimated
         self._timed_loads = core.timed_loads
         self._gpu_healthy: dict[int, bool] = {}
-        # The last hot set: its members keep their place unless clearly outranked.
-        self._hot_set: frozenset[str] = frozenset()
         self._room = core.room
 
     # -- queries ---------------------------------------------------------
@@ -291,7 +273,7 @@ class ResidencyManager:
             except NoRoomYet as no_room:
                 waited = time.monotonic() - started
                 budget = (
-                    give_up_at - time.monotonic() - no_room.load_seconds - _ANSWER_MARGIN_SECONDS
+                    give_up_at - time.monotonic() - no_room.load_seconds - ANSWER_MARGIN_SECONDS
                 )
                 if budget <= 0:
                     raise ResourceExhausted(
@@ -465,7 +447,7 @@ class ResidencyManager:
                 residency.state is ResidencyState.READY
                 and not residency.pinned
                 and idle > spec.keep_alive_seconds
-                and not self._leased(residency.model, now)
+                and not self._core.leased(residency.model, now)
             ):
                 await self._warm_hooks.demote(
                     residency,
@@ -526,8 +508,10 @@ class ResidencyManager:
         and the caller loads the model from disk instead."""
         async with self._placement:
             try:
-                shape = await self._shape(spec, asleep.footprint_bytes)
-                _, _, evicted = await self._place(spec.name, shape, give_up_at, asleep.on_gpus)
+                shape = await self._planner.shape(spec, asleep.footprint_bytes)
+                _, _, evicted = await self._planner.place(
+                    spec.name, shape, give_up_at, asleep.on_gpus
+                )
             except ResourceExhausted as error:
                 if isinstance(error, NoRoomYet):
                     raise
@@ -586,9 +570,9 @@ class ResidencyManager:
                 raise self._load_failure(spec.name, error) from error
             # Kept: a model waiting for room asks again at every chance of some.
             self._estimated[spec.name] = need
-        shape = await self._shape(spec, need)
+        shape = await self._planner.shape(spec, need)
         async with self._placement:
-            plan, gang, evicted = await self._place(spec.name, shape, give_up_at)
+            plan, gang, evicted = await self._planner.place(spec.name, shape, give_up_at)
             loading = Residency(
                 model=spec.name,
                 state=ResidencyState.LOADING,
@@ -675,154 +659,3 @@ class ResidencyManager:
 
     def _shares(self, residency: Residency) -> dict[int, int]:
         return {i: residency.bytes_on(i) for i in residency.on_gpus}
-
-    async def _shape(self, spec: ModelSpec, need: int) -> ModelShape:
-        """The model's shape for placement: `need` bytes whole, its layers (estimated
-        once, from the GGUF), and what its spec allows."""
-        layers = self._shapes.get(spec.name)
-        if layers is None and self._estimate_shape is not None:
-            try:
-                layers = await asyncio.to_thread(self._estimate_shape, spec)
-            except ModelLoadFailed as error:
-                logger.info("%s is placed whole: %s", spec.name, error)
-                layers = ModelShape(need)
-            self._shapes[spec.name] = layers
-        return shape_for(spec, need, layers)
-
-    async def _place(
-        self, model: str, shape: ModelShape, give_up_at: float, only: tuple[int, ...] = ()
-    ) -> tuple[GangPlan, tuple[GpuReading, ...], tuple[str, ...]]:
-        """`only`: the GPUs it may go on (a sleeping server wakes where it sleeps)."""
-        # Taken before the reading: a change after it sends a waiter straight back.
-        room_version = self._room.version
-        readings = {
-            gpu.index: gpu
-            for gpu in await self._inventory.read()
-            if gpu.healthy and (not only or gpu.index in only)
-        }
-        if not readings:
-            raise Unavailable(f"host {self.host} has no healthy GPU to load {model} on")
-        now = self._clock()
-        host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
-        rooms = [
-            GpuRoom(
-                index=gpu.index,
-                # A live reading cannot see loads still in progress; a simulated
-                # one is computed from the book and already includes them.
-                free_bytes=gpu.memory_free_bytes
-                - (0 if gpu.simulated else self._book.loading_bytes(gpu.index)),
-                # Loading and unloading models are never victims, but their memory
-                # is on its way to being evictable or free: it counts for waiting.
-                # A gang is listed on each of its GPUs, with its share there.
-                residents=tuple(
-                    self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
-                    for r in self._residents.values()
-                    if gpu.index in r.on_gpus and r.state not in OFF_GPU_STATES
-                ),
-            )
-            for gpu in readings.values()
-        ]
-        protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
-        self._hot_set = protected
-        need = shape.total_bytes
-        plan = plan_gang(
-            rooms,
-            shape,
-            now,
-            self._min_residency,
-            model=model,
-            protected=protected,
-            host_free_bytes=host_free,
-        )
-        if isinstance(plan, HostRamShort):
-            if await self._warm_hooks.unload_sleepers(plan.need_bytes - plan.free_bytes, model):
-                return await self._place(model, shape, give_up_at, only)
-            raise host_ram_short(model, plan)
-        if isinstance(plan, NoRoom):
-            raise no_room(
-                model,
-                plan,
-                shape,
-                healthy_gpus=len(readings),
-                min_residency_seconds=self._min_residency,
-                room_version=room_version,
-                load_seconds=self._expected_load(model, shape.total_bytes),
-            )
-        patience = (
-            give_up_at
-            - time.monotonic()
-            - self._expected_load(model, need)
-            - _ANSWER_MARGIN_SECONDS
-        )
-        if 0 < plan.cheaper_in_seconds <= patience:
-            raise NoRoomYet(
-                f"{model} waits {plan.cheaper_in_seconds:.1f} s for a model loaded less than "
-                f"{self._min_residency:g} s ago to become evictable, rather than evict "
-                + ", ".join(v.model for v in plan.victims),
-                room_version,
-                self._expected_load(model, need),
-            )
-        if (
-            plan.waits_for_unprotected
-            and patience > 0
-            and not self._warm_hooks.victims_sleep(plan.victims, host_free)
-        ):
-            raise NoRoomYet(
-                f"{model} waits for memory held by other models outside the hot set "
-                f"({', '.join(sorted(protected)) or 'none'}) to come free, rather than evict "
-                + ", ".join(v.model for v in plan.victims if v.model in protected),
-                room_version,
-                self._expected_load(model, need),
-            )
-        for victim in plan.victims:
-            await self._warm_hooks.demote(
-                self._residents[victim.model],
-                reason=f"evicted to make room for {model} "
-                f"(reload cost {victim.reload_cost:.1f} load-s/min)",
-                kind="evicted",
-            )
-        gang = tuple(readings[index] for index in plan.gpu_indexes)
-        return plan, gang, tuple(v.model for v in plan.victims)
-
-    def _candidates(self, now: float) -> list[Candidate]:
-        """Every model asked for recently whose size is known (the hot set's candidates)."""
-        candidates = []
-        for model in self._specs:
-            demand = self._demand.hot_set_per_minute(model, now)
-            resident = self._residents.get(model)
-            size = (
-                resident.footprint_bytes
-                if resident is not None
-                else self._measurements.whole(model) or self._estimated.get(model)
-            )
-            if demand > 0 and size:
-                candidates.append(Candidate(model, size, self._expected_load(model, size), demand))
-        return candidates
-
-    def _expected_load(self, model: str, need: int) -> float:
-        return self._timed_loads.get(model) or estimated_load_seconds(need)
-
-    def _as_resident(
-        self, residency: Residency, now: float, size: int, host_free: int | None
-    ) -> ResidentModel:
-        return ResidentModel(
-            model=residency.model,
-            size_bytes=size,
-            # An adopted model was never timed here; it is not free to reload.
-            load_seconds=self._warm_hooks.return_seconds(
-                residency,
-                residency.load_seconds or estimated_load_seconds(residency.footprint_bytes),
-                now,
-                host_free,
-            ),
-            demand_per_minute=self._demand.per_minute(residency.model, now),
-            last_used=residency.last_used,
-            resident_since=residency.ready_since or now,
-            pinned=residency.pinned,
-            in_use=residency.state is not ResidencyState.READY
-            or self._leased(residency.model, now),
-            host_bytes=residency.host_bytes,
-        )
-
-    def _leased(self, model: str, now: float) -> bool:
-        return self._leases.get(model, 0.0) > now
