@@ -45,13 +45,13 @@ from dataclasses import replace
 
 from opentelemetry import trace
 
-from warmpath_agent.drivers import GpuPlacement, ModelDriver, ModelLoadFailed, RunningModel
+from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
 from warmpath_agent.gang import (
     Layout,
     ModelShape,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
-from warmpath_agent.measurement import offloaded_by_server
+from warmpath_agent.loading import Loader
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.placement_planner import PlacementPlanner
 from warmpath_agent.residency_core import ResidencyCore
@@ -66,12 +66,10 @@ from warmpath_agent.server_exits import ServerExits
 from warmpath_agent.server_health import ServerHealth
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_hooks import WarmHooks
-from warmpath_agent.warm_tier import SleepFailed
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import (
     FailedPrecondition,
     InvalidRequest,
-    ModelNotFound,
     ResourceExhausted,
     Unavailable,
 )
@@ -133,6 +131,7 @@ class ResidencyManager:
         self._exits = ServerExits(core)
         self._warm_hooks = WarmHooks(core, self._exits)
         self._planner = PlacementPlanner(core, self._warm_hooks, estimate_shape)
+        self._loader = Loader(core, self._planner, self._warm_hooks, self._exits)
         self._warm = warm_tier
         self._host_memory = host_memory
         self._min_residency = min_residency_seconds
@@ -146,7 +145,6 @@ class ResidencyManager:
         self._estimate_bytes = estimate_bytes
         self._clock = clock
         self._residents = core.residents
-        self._loads: dict[str, asyncio.Task[tuple[Residency, tuple[str, ...]]]] = {}
         self._placement = core.placing
         self._watchers = core.watchers
         self._measurements = core.measurements
@@ -208,7 +206,7 @@ class ResidencyManager:
             )
         with _tracer.start_as_current_span(f"ensure_loaded {model}") as span:
             span.set_attribute("warmpath.model", model)
-            self._spec(model)
+            self._core.spec(model)
             now = self._clock()
             self._demand.record(model, now, max(1, warm_requests))
             if lease_seconds > 0:
@@ -244,7 +242,7 @@ class ResidencyManager:
     async def _ensure_loaded(
         self, model: str, span: trace.Span, deadline_seconds: float | None
     ) -> LoadOutcome:
-        spec = self._spec(model)
+        spec = self._core.spec(model)
         current = self._residents.get(model)
         if current is not None and current.state is ResidencyState.READY:
             touched = replace(current, last_used=self._clock())
@@ -255,7 +253,7 @@ class ResidencyManager:
             raise Unavailable(
                 f"{model}'s server on {self.host} is unresponsive ({current.failure_reason})"
             )
-        span.set_attribute("warmpath.memory.free_before_bytes", await self._total_free())
+        span.set_attribute("warmpath.memory.free_before_bytes", await self._core.total_free_bytes())
         started = time.monotonic()
         give_up_at = started + (
             MAX_ROOM_WAIT_SECONDS if deadline_seconds is None else max(0.0, deadline_seconds)
@@ -268,7 +266,7 @@ class ResidencyManager:
                 residency, evicted = current, ()
                 break
             try:
-                residency, evicted = await asyncio.shield(self._load_task(spec, give_up_at))
+                residency, evicted = await asyncio.shield(self._loader.load_task(spec, give_up_at))
                 break
             except NoRoomYet as no_room:
                 waited = time.monotonic() - started
@@ -283,7 +281,7 @@ class ResidencyManager:
                 span.add_event("warmpath.waiting_for_room", {"warmpath.reason": no_room.message})
                 await self._wait_for_room(no_room.room_version, budget)
         load_seconds = time.monotonic() - started
-        span.set_attribute("warmpath.memory.free_after_bytes", await self._total_free())
+        span.set_attribute("warmpath.memory.free_after_bytes", await self._core.total_free_bytes())
         return LoadOutcome(
             residency,
             cold_start=True,
@@ -291,27 +289,6 @@ class ResidencyManager:
             evicted=evicted,
             woken=residency.woken,
         )
-
-    def _load_task(
-        self, spec: ModelSpec, give_up_at: float
-    ) -> asyncio.Task[tuple[Residency, tuple[str, ...]]]:
-        """The one load of `spec` in progress, started if there is none (single flight);
-        `give_up_at` (monotonic) is its starter's deadline. It is shielded by callers:
-        one that gives up must not abort a load others wait on."""
-        task = self._loads.get(spec.name)
-        if task is None:
-            task = asyncio.create_task(self._load(spec, give_up_at), name=f"load {spec.name}")
-            self._loads[spec.name] = task
-            task.add_done_callback(lambda done: self._load_ended(spec.name, done))
-        return task
-
-    def _load_ended(
-        self, model: str, task: asyncio.Task[tuple[Residency, tuple[str, ...]]]
-    ) -> None:
-        self._loads.pop(model, None)
-        if not task.cancelled():
-            # Retrieved here so that a load whose callers all gave up logs no warning.
-            task.exception()
 
     async def _wait_for_room(self, seen_version: int, budget: float) -> None:
         """Returns when memory may have become available since `seen_version`, or after
@@ -335,7 +312,7 @@ class ResidencyManager:
         return min(due) - now + 0.001 if due else MAX_ROOM_WAIT_SECONDS
 
     async def unload(self, model: str, *, force: bool) -> bool:
-        self._spec(model)
+        self._core.spec(model)
         current = self._residents.get(model)
         if current is None:
             return False
@@ -409,7 +386,7 @@ class ResidencyManager:
             if self._warm is not None and await self._warm.found_asleep(spec, running):
                 ready = self._warm_hooks.adopted_asleep(ready, spec)
             else:
-                self._book.book_gang(spec.name, self._shares(ready), loading=False)
+                self._book.book_gang(spec.name, ready.bytes_per_gpu, loading=False)
             self._residents[spec.name] = ready
             self._exits.watch(ready)
             adopted.append(spec.name)
@@ -476,186 +453,5 @@ class ResidencyManager:
 
     async def close(self) -> None:
         self._watchers.close()
-        for load in list(self._loads.values()):
-            load.cancel()
+        self._loader.close()
         await self._driver.close()
-
-    # -- waking a sleeper (warm_hooks.py puts it to sleep) --
-
-    async def _wake_if_asleep(
-        self, spec: ModelSpec, give_up_at: float
-    ) -> tuple[tuple[Residency, tuple[str, ...]] | None, Residency | None]:
-        """Before a load: a sleeping server is woken where it sleeps (the load's result,
-        None when it could not be); a page-cache sleeper is returned, for the load that
-        follows to count as its wake."""
-        asleep = self._residents.get(spec.name)
-        if asleep is None or asleep.state is not ResidencyState.ASLEEP:
-            return None, None
-        if asleep.running is None or self._warm is None:
-            return None, asleep
-        return await self._wake(spec, asleep, asleep.running, self._warm, give_up_at), None
-
-    async def _wake(
-        self,
-        spec: ModelSpec,
-        asleep: Residency,
-        running: RunningModel,
-        warm: WarmTier,
-        give_up_at: float,
-    ) -> tuple[Residency, tuple[str, ...]] | None:
-        """Wakes a sleeping server where it sleeps, making room there as for a load.
-        None when it cannot (no room on its GPUs, or the wake failed): it is unloaded
-        and the caller loads the model from disk instead."""
-        async with self._placement:
-            try:
-                shape = await self._planner.shape(spec, asleep.footprint_bytes)
-                _, _, evicted = await self._planner.place(
-                    spec.name, shape, give_up_at, asleep.on_gpus
-                )
-            except ResourceExhausted as error:
-                if isinstance(error, NoRoomYet):
-                    raise
-                await self._exits.stop(
-                    asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
-                )
-                return None
-            waking = replace(asleep, state=ResidencyState.LOADING, asleep_bytes=0, sleep_kind=None)
-            self._residents[spec.name] = waking
-            self._book.release(spec.name)
-            self._book.book_gang(spec.name, self._shares(waking), loading=True)
-        try:
-            seconds = await warm.wake_server(spec, running)
-        except SleepFailed as error:
-            self._metrics.wakes.labels(spec.name, "failed").inc()
-            await self._exits.stop(waking, reason=f"its wake failed ({error})", kind="crashed")
-            return None
-        now = self._clock()
-        ready = self._warm_hooks.woken(
-            replace(waking, state=ResidencyState.READY, ready_since=now, last_used=now), seconds
-        )
-        self._residents[spec.name] = ready
-        self._book.book_gang(spec.name, self._shares(ready), loading=False)
-        self._room.may_have_changed()
-        await self.feed.publish(f"{spec.name} woken from sleep on {ready.where} in {seconds:.1f} s")
-        return ready, evicted
-
-    # -- internals -------------------------------------------------------
-
-    async def _total_free(self) -> int:
-        return sum(gpu.memory_free_bytes for gpu in await self._inventory.read() if gpu.healthy)
-
-    def _spec(self, model: str) -> ModelSpec:
-        spec = self._specs.get(model)
-        if spec is None:
-            known = ", ".join(sorted(self._specs)) or "none"
-            raise ModelNotFound(f"host {self.host} does not serve {model!r}; it serves: {known}")
-        return spec
-
-    def _load_failure(self, model: str, error: ModelLoadFailed) -> Unavailable:
-        """What the caller hears: the model, this host and why, but no path on this host
-        (the agent's log and state keep the full message)."""
-        logger.error("could not load %s: %s", model, error)
-        return Unavailable(f"could not load {model} on {self.host}: {error.for_caller}")
-
-    async def _load(self, spec: ModelSpec, give_up_at: float) -> tuple[Residency, tuple[str, ...]]:
-        woken, asleep = await self._wake_if_asleep(spec, give_up_at)
-        if woken is not None:
-            return woken
-        need = self._measurements.whole(spec.name) or self._estimated.get(spec.name)
-        if not need:
-            try:
-                need = await asyncio.to_thread(self._estimate_bytes, spec)
-            except ModelLoadFailed as error:
-                self._metrics.loads.labels(spec.name, "failed").inc()
-                raise self._load_failure(spec.name, error) from error
-            # Kept: a model waiting for room asks again at every chance of some.
-            self._estimated[spec.name] = need
-        shape = await self._planner.shape(spec, need)
-        async with self._placement:
-            plan, gang, evicted = await self._planner.place(spec.name, shape, give_up_at)
-            loading = Residency(
-                model=spec.name,
-                state=ResidencyState.LOADING,
-                gpu_index=gang[0].index,
-                gpu_uuid=gang[0].uuid,
-                estimated_bytes=need if len(gang) == 1 else sum(plan.gpu_bytes),
-                pinned=spec.pinned,
-                last_used=self._clock(),
-                gpu_indexes=plan.gpu_indexes,
-                gpu_uuids=tuple(gpu.uuid for gpu in gang),
-                gpu_bytes=plan.gpu_bytes,
-                layout=plan.layout,
-                layers_on_gpu=plan.layers_on_gpu,
-                total_layers=plan.total_layers,
-                host_bytes=plan.host_bytes,
-                placement_reason=plan.offload_reason,
-            )
-            if asleep is not None:
-                # A page-cache sleeper: this load is its wake; its host booking ends.
-                self._book.release(spec.name)
-            self._residents[spec.name] = loading
-            self._book.book_gang(
-                spec.name, dict(zip(plan.gpu_indexes, plan.gpu_bytes, strict=True)), loading=True
-            )
-            self._book.book_host(spec.name, plan.host_bytes)
-        await self.feed.publish(
-            f"{spec.name} loading: {loading.description} ({need / _MIB:.0f} MiB estimated)"
-            + (f"; {plan.offload_reason}" if plan.offload_reason else "")
-        )
-        placement = GpuPlacement(
-            gang,
-            plan.layout,
-            plan.shares if len(gang) > 1 else (),
-            plan.gpu_layers if plan.layout is Layout.OFFLOAD else None,
-            plan.total_layers,
-        )
-        started = time.monotonic()
-        try:
-            running = await self._driver.start(spec, gang[0], placement)
-        except ModelLoadFailed as error:
-            self._metrics.loads.labels(spec.name, "failed").inc()
-            self._book.release(spec.name)
-            self._residents[spec.name] = replace(
-                loading, state=ResidencyState.FAILED, failure_reason=str(error)
-            )
-            self._room.may_have_changed()
-            await self.feed.publish(f"{spec.name} failed to load: {error}")
-            raise self._load_failure(spec.name, error) from error
-        except BaseException:
-            self._book.release(spec.name)
-            self._residents.pop(spec.name, None)
-            self._room.may_have_changed()
-            raise
-        load_seconds = time.monotonic() - started
-        loading = self._warm_hooks.timed(loading, load_seconds, woken=asleep is not None)
-        measured = await self._measurements.measure(
-            running, whole=plan.layout is not Layout.OFFLOAD and not running.host_bytes
-        )
-        ready = replace(
-            loading,
-            state=ResidencyState.READY,
-            running=running,
-            measured_bytes=measured,
-            gpu_bytes=self._measurements.shares(running.model, loading, measured),
-            # A wake keeps the last load from disk as the model's load time.
-            load_seconds=self._timed_loads.get(spec.name, load_seconds),
-            ready_since=self._clock(),
-            last_used=self._clock(),
-        )
-        if running.host_bytes:
-            ready = offloaded_by_server(ready, running.host_bytes, plan.shares)
-            self._book.book_host(spec.name, running.host_bytes)
-        self._residents[spec.name] = ready
-        self._book.book_gang(spec.name, self._shares(ready), loading=False)
-        # Its booking may have shrunk to the measured size, and it starts to age.
-        self._room.may_have_changed()
-        self._exits.watch(ready)
-        await self.feed.publish(
-            f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
-            + (" (woken from the page cache)" if ready.woken else "")
-            + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
-        )
-        return ready, evicted
-
-    def _shares(self, residency: Residency) -> dict[int, int]:
-        return {i: residency.bytes_on(i) for i in residency.on_gpus}

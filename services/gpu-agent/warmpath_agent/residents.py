@@ -92,6 +92,11 @@ class Residency:
         return dict(zip(self.gpu_indexes, self.gpu_bytes, strict=True)).get(gpu_index, 0)
 
     @property
+    def bytes_per_gpu(self) -> dict[int, int]:
+        """Its share on each of its GPUs, by GPU index (as the memory book holds it)."""
+        return {i: self.bytes_on(i) for i in self.on_gpus}
+
+    @property
     def where(self) -> str:
         gpus = self.on_gpus
         return f"GPU {gpus[0]}" if len(gpus) == 1 else "GPUs " + ", ".join(map(str, gpus))
