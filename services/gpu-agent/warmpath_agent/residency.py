@@ -45,9 +45,9 @@ from dataclasses import replace
 
 from opentelemetry import trace
 
-from warmpath_agent.drivers import ModelDriver, ModelLoadFailed, RunningModel
+from warmpath_agent import adoption
+from warmpath_agent.drivers import ModelDriver, RunningModel
 from warmpath_agent.gang import (
-    Layout,
     ModelShape,
 )
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
@@ -345,72 +345,7 @@ class ResidencyManager:
         Servers for models this host does not serve, on a GPU it does not see, or already
         resident are left alone (and logged): they are not this manager's to judge.
         """
-        gpus = {gpu.uuid: gpu for gpu in await self._inventory.read()}
-        adopted = []
-        for running, gpu_uuid in found:
-            spec = self._specs.get(running.model)
-            # A gang's server runs on several GPUs: "uuid,uuid", every one must be seen.
-            gang = [gpus.get(uuid) for uuid in gpu_uuid.split(",")]
-            gpu = gang[0] if all(gang) else None
-            if spec is None or gpu is None or running.model in self._residents:
-                why = (
-                    "is not served by this host" if spec is None
-                    else f"is on GPU {gpu_uuid!r}, which this host does not see" if gpu is None
-                    else "is already resident"
-                )  # fmt: skip
-                logger.warning("leaving running %s alone: it %s", running.model, why)
-                continue
-            measured = await self._measurements.measure(running)
-            estimated = self._measurements.whole(spec.name)
-            if not estimated:
-                try:
-                    estimated = await asyncio.to_thread(self._estimate_bytes, spec)
-                except ModelLoadFailed as error:
-                    logger.warning("adopting %s with no memory estimate: %s", spec.name, error)
-            now = self._clock()
-            members = tuple(g for g in gang if g is not None)
-            ready = Residency(
-                model=spec.name,
-                state=ResidencyState.READY,
-                gpu_index=gpu.index,
-                gpu_uuid=gpu.uuid,
-                estimated_bytes=estimated,
-                pinned=spec.pinned,
-                measured_bytes=measured,
-                running=running,
-                ready_since=now,
-                last_used=now,
-            )
-            if len(members) > 1:
-                ready = self._adopted_gang(ready, members, spec)
-            if self._warm is not None and await self._warm.found_asleep(spec, running):
-                ready = self._warm_hooks.adopted_asleep(ready, spec)
-            else:
-                self._book.book_gang(spec.name, ready.bytes_per_gpu, loading=False)
-            self._residents[spec.name] = ready
-            self._exits.watch(ready)
-            adopted.append(spec.name)
-            await self.feed.publish(
-                f"{spec.name} adopted on {ready.where}: already running, not reloaded"
-                + (" (asleep in host RAM)" if ready.state is ResidencyState.ASLEEP else "")
-            )
-        return adopted
-
-    def _adopted_gang(
-        self, ready: Residency, members: tuple[GpuReading, ...], spec: ModelSpec
-    ) -> Residency:
-        """An adopted server on several GPUs: its measured share on each where NVML saw
-        it, else the footprint shared evenly. Layer shares are not known again."""
-        indexes = tuple(g.index for g in members)
-        per_gpu = self._measurements.per_gpu(spec.name)
-        even = ready.footprint_bytes // len(members)
-        return replace(
-            ready,
-            gpu_indexes=indexes,
-            gpu_uuids=tuple(g.uuid for g in members),
-            gpu_bytes=tuple(per_gpu.get(i, even) for i in indexes),
-            layout=Layout.TENSOR_PARALLEL if spec.tensor_parallel > 1 else Layout.LAYER_SPLIT,
-        )
+        return await adoption.adopt(self._core, self._exits, self._warm_hooks, found)
 
     async def expire_idle(self) -> None:
         """Unloads ready, unpinned models idle for longer than their keep-alive."""
