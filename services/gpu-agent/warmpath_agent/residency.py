@@ -1,6 +1,12 @@
 """Which models are resident on this host's GPUs, and the rules for changing that.
 
-The ResidencyManager is the only writer of residency. Its invariants:
+The ResidencyManager is residency's one public face: the servicer, the server watch
+and the composition root call it. It takes requests, leases and waits for room
+itself, and hands each other job to its module, all sharing one ResidencyCore
+(residency_core.py): placement_planner.py places, loading.py loads and wakes,
+warm_hooks.py puts to sleep, server_exits.py stops servers and marks crashed ones
+failed, server_health.py records hung ones, adoption.py adopts running servers at
+start-up. Only these write residency. The invariants they keep together:
 
 * one load per model at a time: concurrent `ensure_loaded` calls share it
   (single flight), and a caller that gives up does not abort the load;
@@ -47,9 +53,7 @@ from opentelemetry import trace
 
 from warmpath_agent import adoption
 from warmpath_agent.drivers import ModelDriver, RunningModel
-from warmpath_agent.gang import (
-    ModelShape,
-)
+from warmpath_agent.gang import ModelShape
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
 from warmpath_agent.loading import Loader
 from warmpath_agent.metrics import AgentMetrics
@@ -83,7 +87,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-_MIB = 1024 * 1024
 # A lease longer than this would let a dead router pin a model for too long.
 MAX_LEASE_SECONDS = 300.0
 # A caller with no deadline waits for room no longer than a lease can last.
@@ -112,14 +115,14 @@ class ResidencyManager:
         tensor_parallel GPUs. `host_memory`: None, host RAM is not accounted.
         `warm_tier`: None, evicted models are always unloaded."""
         core = ResidencyCore(
-            host,
-            dict(specs),
-            inventory,
-            driver,
-            book,
-            metrics,
-            clock,
-            estimate_bytes,
+            host=host,
+            specs=dict(specs),
+            inventory=inventory,
+            driver=driver,
+            book=book,
+            metrics=metrics,
+            clock=clock,
+            estimate_bytes=estimate_bytes,
             min_residency_seconds=min_residency_seconds,
             host_memory=host_memory,
             warm=warm_tier,
@@ -132,44 +135,25 @@ class ResidencyManager:
         self._warm_hooks = WarmHooks(core, self._exits)
         self._planner = PlacementPlanner(core, self._warm_hooks, estimate_shape)
         self._loader = Loader(core, self._planner, self._warm_hooks, self._exits)
-        self._warm = warm_tier
-        self._host_memory = host_memory
-        self._min_residency = min_residency_seconds
-        self._demand = core.demand
-        self._leases = core.leases
-        self._metrics = metrics
-        self._specs = core.specs
-        self._inventory = inventory
-        self._driver = driver
-        self._book = book
-        self._estimate_bytes = estimate_bytes
-        self._clock = clock
-        self._residents = core.residents
-        self._placement = core.placing
-        self._watchers = core.watchers
-        self._measurements = core.measurements
-        self._estimated = core.estimated
-        self._timed_loads = core.timed_loads
         self._gpu_healthy: dict[int, bool] = {}
-        self._room = core.room
 
     # -- queries ---------------------------------------------------------
 
     async def state(self) -> HostState:
-        gpus = tuple(await self._inventory.read())
+        gpus = tuple(await self._core.inventory.read())
         return HostState(
             host=self.host,
-            simulated=self._inventory.simulated,
+            simulated=self._core.inventory.simulated,
             gpus=gpus,
-            models=tuple(sorted(self._residents.values(), key=lambda r: r.model)),
-            servable_models=tuple(sorted(self._specs)),
-            observed_at=self._clock(),
+            models=tuple(sorted(self._core.residents.values(), key=lambda r: r.model)),
+            servable_models=tuple(sorted(self._core.specs)),
+            observed_at=self._core.clock(),
         )
 
     async def watch_gpus(self) -> tuple[GpuReading, ...]:
         """Reads the GPUs and puts on the feed each GPU that turned unhealthy or
         healthy again since the last call (and any unhealthy at the first)."""
-        gpus = tuple(await self._inventory.read())
+        gpus = tuple(await self._core.inventory.read())
         for gpu in gpus:
             was_healthy = self._gpu_healthy.get(gpu.index, True)
             self._gpu_healthy[gpu.index] = gpu.healthy
@@ -206,11 +190,12 @@ class ResidencyManager:
             )
         with _tracer.start_as_current_span(f"ensure_loaded {model}") as span:
             span.set_attribute("warmpath.model", model)
-            self._core.spec(model)
-            now = self._clock()
-            self._demand.record(model, now, max(1, warm_requests))
+            core = self._core
+            core.spec(model)
+            now = core.clock()
+            core.demand.record(model, now, max(1, warm_requests))
             if lease_seconds > 0:
-                self._leases[model] = max(self._leases.get(model, 0.0), now + lease_seconds)
+                core.leases[model] = max(core.leases.get(model, 0.0), now + lease_seconds)
             if verify:
                 await self._exits.verify(model, span)
             outcome = await self._ensure_loaded(model, span, deadline_seconds)
@@ -243,10 +228,10 @@ class ResidencyManager:
         self, model: str, span: trace.Span, deadline_seconds: float | None
     ) -> LoadOutcome:
         spec = self._core.spec(model)
-        current = self._residents.get(model)
+        current = self._core.residents.get(model)
         if current is not None and current.state is ResidencyState.READY:
-            touched = replace(current, last_used=self._clock())
-            self._residents[model] = touched
+            touched = replace(current, last_used=self._core.clock())
+            self._core.residents[model] = touched
             return LoadOutcome(touched, cold_start=False, load_seconds=0.0, evicted=())
         if current is not None and current.state is ResidencyState.UNRESPONSIVE:
             # Loading it again beside the hung server would book its memory twice.
@@ -260,7 +245,7 @@ class ResidencyManager:
         )
         evicted: tuple[str, ...]
         while True:
-            current = self._residents.get(model)
+            current = self._core.residents.get(model)
             if current is not None and current.state is ResidencyState.READY:
                 # Loaded by another caller's attempt while this one waited for room.
                 residency, evicted = current, ()
@@ -294,31 +279,18 @@ class ResidencyManager:
         """Returns when memory may have become available since `seen_version`, or after
         `budget` seconds. Leases and min_residency run out without an event, so the wait
         is also cut at the next moment one of them does."""
-        await self._room.wait(seen_version, min(budget, self._next_timed_change()))
-
-    def _next_timed_change(self) -> float:
-        now = self._clock()
-        due = [
-            moment
-            for residency in self._residents.values()
-            if not residency.pinned and residency.state is ResidencyState.READY
-            for moment in (
-                self._leases.get(residency.model, 0.0),
-                (residency.ready_since or now) + self._min_residency,
-            )
-            if moment > now
-        ]
-        # Just past the moment, so that the model is evictable when the plan looks.
-        return min(due) - now + 0.001 if due else MAX_ROOM_WAIT_SECONDS
+        await self._core.room.wait(
+            seen_version, min(budget, self._core.next_timed_change(MAX_ROOM_WAIT_SECONDS))
+        )
 
     async def unload(self, model: str, *, force: bool) -> bool:
         self._core.spec(model)
-        current = self._residents.get(model)
+        current = self._core.residents.get(model)
         if current is None:
             return False
         if current.pinned and not force:
             raise FailedPrecondition(f"{model} is pinned; pass force to unload it anyway")
-        leased_for = self._leases.get(model, 0.0) - self._clock()
+        leased_for = self._core.leases.get(model, 0.0) - self._core.clock()
         if leased_for > 0 and not force:
             raise FailedPrecondition(
                 f"{model} has requests in flight (leased for {leased_for:.0f} s more); "
@@ -330,7 +302,7 @@ class ResidencyManager:
         return True
 
     async def load_pinned(self) -> None:
-        for spec in self._specs.values():
+        for spec in self._core.specs.values():
             if spec.pinned:
                 try:
                     await self.ensure_loaded(spec.name)
@@ -349,9 +321,9 @@ class ResidencyManager:
 
     async def expire_idle(self) -> None:
         """Unloads ready, unpinned models idle for longer than their keep-alive."""
-        now = self._clock()
-        for residency in list(self._residents.values()):
-            spec = self._specs[residency.model]
+        now = self._core.clock()
+        for residency in list(self._core.residents.values()):
+            spec = self._core.specs[residency.model]
             idle = now - residency.last_used
             if await self._warm_hooks.expire_asleep(residency, idle):
                 continue
@@ -387,6 +359,6 @@ class ResidencyManager:
         await self._health.restart(model, running, reason)
 
     async def close(self) -> None:
-        self._watchers.close()
+        self._core.watchers.close()
         self._loader.close()
-        await self._driver.close()
+        await self._core.driver.close()

@@ -21,7 +21,7 @@ from warmpath_agent.exit_watch import ExitWatchers
 from warmpath_agent.inventory import GpuInventory, HostMemory, MemoryBook
 from warmpath_agent.measurement import GpuMeasurements
 from warmpath_agent.metrics import AgentMetrics
-from warmpath_agent.residents import Residency
+from warmpath_agent.residents import Residency, ResidencyState
 from warmpath_agent.room import RoomSignal
 from warmpath_agent.sleepers import WarmTier
 from warmpath_common.config import ModelSpec
@@ -85,6 +85,23 @@ class ResidencyCore:
 
     def leased(self, model: str, now: float) -> bool:
         return self.leases.get(model, 0.0) > now
+
+    def next_timed_change(self, at_most: float) -> float:
+        """Seconds until a lease or min_residency next runs out (at most `at_most`): they
+        run out without an event, so a wait for room is cut there."""
+        now = self.clock()
+        due = [
+            moment
+            for residency in self.residents.values()
+            if not residency.pinned and residency.state is ResidencyState.READY
+            for moment in (
+                self.leases.get(residency.model, 0.0),
+                (residency.ready_since or now) + self.min_residency_seconds,
+            )
+            if moment > now
+        ]
+        # Just past the moment, so that the model is evictable when the plan looks.
+        return min(due) - now + 0.001 if due else at_most
 
     async def host_free_bytes(self) -> int | None:
         """Host RAM available now; None when it is not accounted."""
