@@ -23,7 +23,8 @@ class ServerExits:
         self._core = core
 
     async def stop(self, residency: Residency, *, reason: str, kind: str) -> None:
-        """Unloads the model (or lets a sleeper go) and frees what it held."""
+        """Unloads the model (or lets a sleeper go) and frees what it held. `kind`: why,
+        as the unloads metric counts it (evicted, keep_alive, request, host_ram, crashed)."""
         core = self._core
         core.residents[residency.model] = replace(residency, state=ResidencyState.UNLOADING)
         if residency.state is ResidencyState.ASLEEP and core.warm is not None:
@@ -32,6 +33,7 @@ class ServerExits:
             await core.driver.stop(residency.running)
         core.book.release(residency.model)
         core.residents.pop(residency.model, None)
+        core.metrics.unloads.labels(residency.model, kind).inc()
         core.room.may_have_changed()
         await core.feed.publish(f"{residency.model} unloaded from {residency.where}: {reason}")
 
