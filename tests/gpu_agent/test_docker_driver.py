@@ -44,8 +44,8 @@ from warmpath_agent.docker_container import (
 )
 from warmpath_agent.docker_driver import DockerDriver
 from warmpath_agent.drivers import DriverSet, GpuPlacement, ModelLoadFailed
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading, MemoryBook
+from warmpath_agent.layouts import Layout
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.residents import LoadOutcome, ResidencyState

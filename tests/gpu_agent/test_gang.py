@@ -13,7 +13,8 @@ from warmpath_agent.eviction import (
     packs,
     protected_models,
 )
-from warmpath_agent.gang import GangPlan, HostRamShort, Layout, ModelShape, Offload, plan_gang
+from warmpath_agent.gang import plan_gang
+from warmpath_agent.layouts import GangPlan, HostRamShort, Layout, ModelShape, Offload
 
 GB = 1024**3
 NOW = 10_000.0

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from warmpath_agent.drivers import ModelLoadFailed, RunningModel
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout
 from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import Residency, ResidencyState
 from warmpath_agent.server_exits import ServerExits

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout
 from warmpath_common.config import ModelSpec, Runtime
 
 __all__ = [

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel
-from warmpath_agent.gang import Layout
+from warmpath_agent.layouts import Layout
 from warmpath_agent.measurement import offloaded_by_server
 from warmpath_agent.placement_planner import PlacementPlanner
 from warmpath_agent.residency_core import MIB, ResidencyCore

@@ -25,8 +25,9 @@ from warmpath_agent.eviction import (
     estimated_load_seconds,
     protected_models,
 )
-from warmpath_agent.gang import GangPlan, HostRamShort, ModelShape, plan_gang
+from warmpath_agent.gang import plan_gang
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import GangPlan, HostRamShort, ModelShape
 from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import OFF_GPU_STATES, Residency, ResidencyState
 from warmpath_agent.room import ANSWER_MARGIN_SECONDS, NoRoomYet, host_ram_short, no_room

@@ -53,8 +53,8 @@ from opentelemetry import trace
 
 from warmpath_agent import adoption
 from warmpath_agent.drivers import ModelDriver, RunningModel
-from warmpath_agent.gang import ModelShape
 from warmpath_agent.inventory import GpuInventory, GpuReading, HostMemory, MemoryBook
+from warmpath_agent.layouts import ModelShape
 from warmpath_agent.loading import Loader
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.placement_planner import PlacementPlanner

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from warmpath_agent.drivers import RunningModel
-from warmpath_agent.gang import Layout, describe, expected_slowdown
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout, describe, expected_slowdown
 from warmpath_agent.warm_tier import SleepKind
 from warmpath_common.convert import PlacementInfo
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 
 from warmpath_agent.eviction import NoRoom
-from warmpath_agent.gang import HostRamShort, ModelShape
+from warmpath_agent.layouts import HostRamShort, ModelShape
 from warmpath_common.errors import ResourceExhausted
 
 __all__ = ["ANSWER_MARGIN_SECONDS", "NoRoomYet", "RoomSignal", "host_ram_short", "no_room"]
