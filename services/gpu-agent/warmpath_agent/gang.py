@@ -35,9 +35,9 @@ from warmpath_agent.eviction import (
     PlacementPlan,
     ResidentModel,
     choose_victims,
-    evictable,
-    outside_memory_will_free,
+    no_room_on,
     plan_placement,
+    with_waiting,
 )
 from warmpath_agent.layouts import (
     GangNeeds,
@@ -260,25 +260,9 @@ def _with_waiting(
     best: Callable[[float], GangPlan | None],
     shape: ModelShape,
 ) -> GangPlan | NoRoom:
-    """plan_placement's rules for a gang: say when waiting for young residents to age
-    gives a cheaper plan, and when a hot model would be evicted for a cold one."""
-    plan = best(now)
-    aged = now + min_residency_seconds
-    later = best(aged) if aged > now else None
-    if later is not None and (plan is None or later.rank < plan.rank):
-        wait = max((v.resident_since + min_residency_seconds for v in later.victims), default=now)
-        if plan is not None and wait - now > 0:
-            return replace(plan, cheaper_in_seconds=wait - now)
-    if plan is None:
-        return _no_room(gpus, shape, now, min_residency_seconds)
-    if plan.protected_victims and model not in protected:
-        return replace(
-            plan,
-            waits_for_unprotected=outside_memory_will_free(
-                gpus, now, min_residency_seconds, protected
-            ),
-        )
-    return plan
+    """plan_placement's waiting rules for a gang (eviction.with_waiting), or NoRoom."""
+    plan = with_waiting(gpus, now, min_residency_seconds, model, protected, best)
+    return _no_room(gpus, shape, now, min_residency_seconds) if plan is None else plan
 
 
 def _best_on_sets(
@@ -402,14 +386,13 @@ def _no_room(
 ) -> NoRoom:
     """NoRoom summed over the host's GPUs (a gang may use them all); `need`: the bytes
     waiting must free (the whole model unless given)."""
-    free = freeable = waitable = 0
-    for gpu in gpus:
-        free += max(0, gpu.free_bytes)
-        for resident in gpu.residents:
-            if evictable(resident, now, min_residency_seconds):
-                freeable += resident.size_bytes
-            elif not resident.pinned:
-                waitable += resident.size_bytes
-    first = min((g.index for g in gpus), default=-1)
     need = shape.total_bytes if need is None else need
-    return NoRoom(first, free, freeable, waitable, need, no_gpu_set=never)
+    each = [no_room_on(gpu, need, now, min_residency_seconds) for gpu in gpus]
+    return NoRoom(
+        min((g.index for g in gpus), default=-1),
+        sum(r.free_bytes for r in each),
+        sum(r.freeable_bytes for r in each),
+        sum(r.waitable_bytes for r in each),
+        need,
+        no_gpu_set=never,
+    )
