@@ -19,6 +19,7 @@ __all__ = [
     "GpuRoom",
     "NoRoom",
     "PlacementPlan",
+    "RankedByVictims",
     "ResidentModel",
     "choose_victims",
     "estimated_load_seconds",
@@ -63,8 +64,25 @@ class GpuRoom:
     residents: tuple[ResidentModel, ...]
 
 
+class RankedByVictims:
+    """A plan's cost and rank, from what it evicts (PlacementPlan, gang.py's GangPlan)."""
+
+    __slots__ = ()
+    victims: tuple[ResidentModel, ...]
+    protected_victims: int
+
+    @property
+    def cost(self) -> float:
+        return sum(v.reload_cost for v in self.victims)
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """Lower is better: hot-set models evicted, then reload cost."""
+        return (self.protected_victims, self.cost)
+
+
 @dataclass(frozen=True, slots=True)
-class PlacementPlan:
+class PlacementPlan(RankedByVictims):
     gpu_index: int
     victims: tuple[ResidentModel, ...]
     cheaper_in_seconds: float = 0.0
@@ -78,15 +96,6 @@ class PlacementPlan:
     min_residency): a caller that can wait should, and plan again when room changes;
     when it can no longer wait, it goes ahead with this plan."""
     protected_victims: int = 0
-
-    @property
-    def cost(self) -> float:
-        return sum(v.reload_cost for v in self.victims)
-
-    @property
-    def rank(self) -> tuple[int, float]:
-        """Lower is better: hot-set models evicted, then reload cost."""
-        return (self.protected_victims, self.cost)
 
 
 @dataclass(frozen=True, slots=True)

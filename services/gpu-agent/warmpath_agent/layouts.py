@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from warmpath_agent.eviction import GpuRoom, ResidentModel, evictable
+from warmpath_agent.eviction import GpuRoom, RankedByVictims, ResidentModel, evictable
 
 __all__ = [
     "HOST_RAM_SLOWDOWN_PER_LAYER",
@@ -90,7 +90,7 @@ class ModelShape:
 
 
 @dataclass(frozen=True, slots=True)
-class GangPlan:
+class GangPlan(RankedByVictims):
     """Where a model goes (GPUs, layout, bytes per GPU) and what leaves to make room."""
 
     layout: Layout
@@ -115,14 +115,6 @@ class GangPlan:
     def gpu_index(self) -> int:
         """The first GPU: what single-GPU callers and fields report."""
         return self.gpu_indexes[0]
-
-    @property
-    def cost(self) -> float:
-        return sum(v.reload_cost for v in self.victims)
-
-    @property
-    def rank(self) -> tuple[int, float]:
-        return (self.protected_victims, self.cost)
 
     @property
     def gpu_layers(self) -> int:
