@@ -22,7 +22,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class GpuPlacement:
-    """The GPUs a model server gets and how the model is laid out over them (gang.py)."""
+    """The GPUs a model server gets and how the model is laid out over them (layouts.py)."""
 
     gpus: tuple[GpuReading, ...]
     layout: Layout = Layout.SINGLE

@@ -1,6 +1,6 @@
 """Where a model goes and what leaves to make room: the agent's placement policy
 (reload cost, the hot set, demand estimates). Pure functions of plain data, so that
-the agent (residency.py) and the placement simulator (bench/placement.py) run
+the agent (placement_planner.py) and the placement simulator (bench/placement.py) run
 exactly the same code. Why the policy is what it is: docs/architecture.md, "How the
 policy is derived".
 """
@@ -65,7 +65,7 @@ class GpuRoom:
 
 
 class RankedByVictims:
-    """A plan's cost and rank, from what it evicts (PlacementPlan, gang.py's GangPlan)."""
+    """A plan's cost and rank, from what it evicts (PlacementPlan, layouts.py's GangPlan)."""
 
     __slots__ = ()
     victims: tuple[ResidentModel, ...]
@@ -240,7 +240,7 @@ def with_waiting(
     protected: frozenset[str],
     best: Callable[[float], _P | None],
 ) -> _P | None:
-    """`best(now)`, the plan (PlacementPlan, or gang.py's GangPlan) made at a moment,
+    """`best(now)`, the plan (PlacementPlan, or layouts.py's GangPlan) made at a moment,
     with the waiting rules: `cheaper_in_seconds` when the plan once every young resident
     has aged is better, `waits_for_unprotected` when a hot-set model would be evicted
     for one outside it. None when no plan exists now."""

@@ -1,6 +1,6 @@
 """What the agent knows of one model on this host (Residency), of a load
-(LoadOutcome) and of the whole host (HostState): the records residency.py writes
-and the servicer and server watch read."""
+(LoadOutcome) and of the whole host (HostState): the records residency.py and its
+jobs write, and the servicer and server watch read."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class Residency:
     last_used: float = 0.0
     failure_reason: str = ""
     gpu_indexes: tuple[int, ...] = ()
-    """Every GPU holding part of the model (gang.py); empty: `gpu_index` alone."""
+    """Every GPU holding part of the model (layouts.py); empty: `gpu_index` alone."""
     gpu_uuids: tuple[str, ...] = ()
     gpu_bytes: tuple[int, ...] = ()
     """Memory on each GPU of `gpu_indexes`: estimated, or measured once loaded."""
