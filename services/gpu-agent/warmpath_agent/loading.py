@@ -15,7 +15,7 @@ from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed, RunningModel
 from warmpath_agent.layouts import Layout
 from warmpath_agent.measurement import offloaded_by_server
 from warmpath_agent.placement_planner import PlacementPlanner
-from warmpath_agent.residency_core import MIB, ResidencyCore
+from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import Residency, ResidencyState
 from warmpath_agent.room import NoRoomYet
 from warmpath_agent.server_exits import ServerExits
@@ -28,6 +28,8 @@ from warmpath_common.errors import ResourceExhausted, Unavailable
 __all__ = ["Loaded", "Loader"]
 
 logger = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
 
 # A load's result: the model ready, and the models evicted to make room for it.
 Loaded = tuple[Residency, tuple[str, ...]]
@@ -120,7 +122,7 @@ class Loader:
             )
             core.book.book_host(spec.name, plan.host_bytes)
         await core.feed.publish(
-            f"{spec.name} loading: {loading.description} ({need / MIB:.0f} MiB estimated)"
+            f"{spec.name} loading: {loading.description} ({need / _MIB:.0f} MiB estimated)"
             + (f"; {plan.offload_reason}" if plan.offload_reason else "")
         )
         placement = GpuPlacement(
@@ -174,7 +176,7 @@ class Loader:
         await core.feed.publish(
             f"{spec.name} ready ({ready.description}) after {load_seconds:.1f} s"
             + (" (woken from the page cache)" if ready.woken else "")
-            + (f" (measured {measured / MIB:.0f} MiB)" if measured else "")
+            + (f" (measured {measured / _MIB:.0f} MiB)" if measured else "")
         )
         return ready, evicted
 

@@ -94,6 +94,9 @@ MAX_ROOM_WAIT_SECONDS = MAX_LEASE_SECONDS
 
 
 class ResidencyManager:
+    """The one writer of this host's residency, as the servicer, the server watch and
+    the composition root see it; each job is delegated (the module docstring)."""
+
     def __init__(
         self,
         host: str,

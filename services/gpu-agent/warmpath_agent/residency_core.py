@@ -27,9 +27,7 @@ from warmpath_agent.sleepers import WarmTier
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import ModelNotFound
 
-__all__ = ["MIB", "ResidencyCore"]
-
-MIB = 1024 * 1024
+__all__ = ["ResidencyCore"]
 
 
 @dataclass(eq=False)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from warmpath_agent.eviction import ResidentModel
-from warmpath_agent.residency_core import MIB, ResidencyCore
+from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import Residency, ResidencyState
 from warmpath_agent.server_exits import ServerExits
 from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
@@ -20,6 +20,8 @@ from warmpath_common.config import ModelSpec
 __all__ = ["WarmHooks"]
 
 logger = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
 
 
 class WarmHooks:
@@ -128,7 +130,7 @@ class WarmHooks:
         core.metrics.sleeps.labels(model, kind.value).inc()
         core.room.may_have_changed()
         await core.feed.publish(
-            f"{model} asleep in host RAM ({held / MIB:.0f} MiB, "
+            f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
             + ("its server sleeps" if still_running is not None else "its file in the page cache")
             + f") off {residency.where}: {reason}; {demotion.reason}"
         )
