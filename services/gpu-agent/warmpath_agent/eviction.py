@@ -217,6 +217,9 @@ def plan_placement(
 
 
 class _Plan(Protocol):
+    """A plan with_waiting adjusts: a dataclass that also has `cheaper_in_seconds` and
+    `waits_for_unprotected` fields."""
+
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
     @property
