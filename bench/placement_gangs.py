@@ -52,16 +52,16 @@ from placement import (
 )
 
 from warmpath_agent.eviction import Candidate, GpuRoom, NoRoom, ResidentModel, protected_models
-from warmpath_agent.gang import (
+from warmpath_agent.gang import plan_gang
+from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import (
     GangPlan,
     HostRamShort,
     Layout,
     ModelShape,
     Offload,
     expected_slowdown,
-    plan_gang,
 )
-from warmpath_agent.inventory import GpuReading
 
 _ON_EVERY_GPU = 0.1
 

@@ -35,7 +35,8 @@ from placement_gangs import (
 
 from warmpath_agent.capacity import capacity_problems
 from warmpath_agent.eviction import GpuRoom
-from warmpath_agent.gang import GangPlan, describe, plan_gang
+from warmpath_agent.gang import plan_gang
+from warmpath_agent.layouts import GangPlan, describe
 
 
 def poisson(

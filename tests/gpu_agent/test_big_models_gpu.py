@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import nvml_or_skip
 from warmpath_agent.capacity import capacity_problems
 from warmpath_agent.eviction import GpuRoom
-from warmpath_agent.gang import GangPlan, Layout, ModelShape, Offload, plan_gang
+from warmpath_agent.gang import plan_gang
+from warmpath_agent.layouts import GangPlan, Layout, ModelShape, Offload
 from warmpath_agent.nvml import NvmlInventory
 
 pynvml = nvml_or_skip()

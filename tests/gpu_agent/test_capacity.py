@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from warmpath_agent.capacity import capacity_problems
-from warmpath_agent.gang import ModelShape, Offload
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import ModelShape, Offload
 
 GIB = 1024**3
 

@@ -19,8 +19,8 @@ from warmpath_agent.docker_container import (
     create_arguments,
 )
 from warmpath_agent.drivers import GpuPlacement
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout
 from warmpath_common.config import ConfigError, ModelSpec
 
 

@@ -14,7 +14,8 @@ from warmpath_agent.eviction import (
     packs,
     protected_models,
 )
-from warmpath_agent.gang import GangPlan, HostRamShort, Layout, ModelShape, Offload, plan_gang
+from warmpath_agent.gang import plan_gang
+from warmpath_agent.layouts import GangPlan, HostRamShort, Layout, ModelShape, Offload
 
 
 def gpu(index: int, free_gb: float, *residents: ResidentModel) -> GpuRoom:

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA
 from tests.fakes.ollama_server import GB, OllamaStandIn, OllamaState
 from warmpath_agent.drivers import ModelLoadFailed
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading, MemoryBook
+from warmpath_agent.layouts import Layout
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.ollama_driver import OllamaDriver
 from warmpath_agent.residency import ResidencyManager

@@ -28,8 +28,8 @@ import pytest
 from tests.conftest import eventually
 from warmpath_agent.child_record import ChildRecord, record_path, write_record
 from warmpath_agent.drivers import GpuPlacement, RunningModel
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout
 from warmpath_agent.llama_cpp_launch import ServerLaunch, launch_differences, placement_arguments
 from warmpath_agent.llama_cpp_process_driver import PROBE_PATH, LlamaCppProcessDriver
 from warmpath_agent.processes import (

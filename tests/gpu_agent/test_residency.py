@@ -271,6 +271,38 @@ async def test_keep_alive_expires_idle_models_only() -> None:
     assert [r.model for r in (await agent.state()).models] == ["b"]
 
 
+async def test_each_unload_is_counted_with_its_reason() -> None:
+    clock = Clock()
+    registry = CollectorRegistry()
+    agent = manager(
+        FakeDriver(),
+        spec("idle", 400, keep_alive_seconds=60),
+        spec("asked", 400),
+        spec("old", 400),
+        spec("new", 400),
+        clock=clock,
+        metrics=AgentMetrics(registry),
+    )
+    for name in ("idle", "asked"):
+        await agent.ensure_loaded(name)
+    clock.now += 61
+    await agent.expire_idle()
+    await agent.unload("asked", force=False)
+    await agent.ensure_loaded("old")
+    clock.now += 10
+    await agent.ensure_loaded("new")
+    await agent.ensure_loaded("idle")  # evicts "old", the least recently used
+
+    def unloads(model: str, reason: str) -> float | None:
+        labels = {"model": model, "reason": reason}
+        return registry.get_sample_value("warmpath_agent_unloads_total", labels)
+
+    assert unloads("idle", "keep_alive") == 1
+    assert unloads("asked", "request") == 1
+    assert unloads("old", "evicted") == 1
+    assert unloads("new", "evicted") is None
+
+
 async def test_simulated_state_is_labelled_and_counts_booked_memory() -> None:
     agent = manager(FakeDriver(), spec("a", 250))
     await agent.ensure_loaded("a")

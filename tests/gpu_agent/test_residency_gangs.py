@@ -13,9 +13,9 @@ from tests.fakes.drivers import FakeDriver
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from tests.gpu_agent.test_residency import MIB, spec
 from warmpath.v1 import gpu_agent_pb2
-from warmpath_agent.gang import Layout, ModelShape
 from warmpath_agent.host_memory import DeclaredHostMemory
 from warmpath_agent.inventory import MemoryBook
+from warmpath_agent.layouts import Layout, ModelShape
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
 from warmpath_agent.residency import ResidencyManager

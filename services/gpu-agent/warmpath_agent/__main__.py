@@ -22,9 +22,9 @@ from warmpath_agent.capacity import capacity_problems, shape_for
 from warmpath_agent.docker_driver import DockerDriver
 from warmpath_agent.drivers import DriverSet, ModelDriver, ModelLoadFailed
 from warmpath_agent.footprint import NotAGgufFile, estimate_footprint
-from warmpath_agent.gang import ModelShape
 from warmpath_agent.host_memory import DeclaredHostMemory, LiveHostMemory
 from warmpath_agent.inventory import GpuInventory, HostMemory, MemoryBook
+from warmpath_agent.layouts import ModelShape
 from warmpath_agent.llama_cpp_launch import resolve_model_file
 from warmpath_agent.llama_cpp_process_driver import LlamaCppProcessDriver
 from warmpath_agent.measurement import ASSUMED_SERVER_LAYERS

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 from warmpath_agent.eviction import GpuRoom
-from warmpath_agent.gang import GangPlan, ModelShape, Offload, plan_gang
+from warmpath_agent.gang import plan_gang
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import GangPlan, ModelShape, Offload
 from warmpath_common.config import ModelSpec
 
 __all__ = ["capacity_problems", "shape_for"]

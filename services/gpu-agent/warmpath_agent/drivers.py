@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout
 from warmpath_common.config import ModelSpec, Runtime
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class GpuPlacement:
-    """The GPUs a model server gets and how the model is laid out over them (gang.py)."""
+    """The GPUs a model server gets and how the model is laid out over them (layouts.py)."""
 
     gpus: tuple[GpuReading, ...]
     layout: Layout = Layout.SINGLE

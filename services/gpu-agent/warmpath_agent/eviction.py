@@ -1,14 +1,15 @@
 """Where a model goes and what leaves to make room: the agent's placement policy
 (reload cost, the hot set, demand estimates). Pure functions of plain data, so that
-the agent (residency.py) and the placement simulator (bench/placement.py) run
+the agent (placement_planner.py) and the placement simulator (bench/placement.py) run
 exactly the same code. Why the policy is what it is: docs/architecture.md, "How the
 policy is derived".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Protocol, TypeVar
 
 __all__ = [
     "ASSUMED_LOAD_BYTES_PER_SECOND",
@@ -18,15 +19,18 @@ __all__ = [
     "GpuRoom",
     "NoRoom",
     "PlacementPlan",
+    "RankedByVictims",
     "ResidentModel",
     "choose_victims",
     "estimated_load_seconds",
     "evictable",
+    "no_room_on",
     "outside_memory_will_free",
     "packs",
     "plan_placement",
     "protected_models",
     "reload_cost",
+    "with_waiting",
 ]
 
 
@@ -60,8 +64,25 @@ class GpuRoom:
     residents: tuple[ResidentModel, ...]
 
 
+class RankedByVictims:
+    """A plan's cost and rank, from what it evicts (PlacementPlan, layouts.py's GangPlan)."""
+
+    __slots__ = ()
+    victims: tuple[ResidentModel, ...]
+    protected_victims: int
+
+    @property
+    def cost(self) -> float:
+        return sum(v.reload_cost for v in self.victims)
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """Lower is better: hot-set models evicted, then reload cost."""
+        return (self.protected_victims, self.cost)
+
+
 @dataclass(frozen=True, slots=True)
-class PlacementPlan:
+class PlacementPlan(RankedByVictims):
     gpu_index: int
     victims: tuple[ResidentModel, ...]
     cheaper_in_seconds: float = 0.0
@@ -75,15 +96,6 @@ class PlacementPlan:
     min_residency): a caller that can wait should, and plan again when room changes;
     when it can no longer wait, it goes ahead with this plan."""
     protected_victims: int = 0
-
-    @property
-    def cost(self) -> float:
-        return sum(v.reload_cost for v in self.victims)
-
-    @property
-    def rank(self) -> tuple[int, float]:
-        """Lower is better: hot-set models evicted, then reload cost."""
-        return (self.protected_victims, self.cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,35 +193,75 @@ def plan_placement(
     fitting = [gpu for gpu in gpus if gpu.free_bytes >= need]
     if fitting:
         return PlacementPlan(max(fitting, key=lambda g: g.free_bytes).index, ())
-    plan = _cheapest_plan(gpus, need, now, min_residency_seconds, protected)
     # min_residency keeps what was just loaded from being evicted at once; it should
     # not push the eviction onto a costlier model (the health checks of the incidents,
     # each loading a model seconds after the last, would evict the hot set instead of
     # each other). So: the plan once every young resident has aged.
-    aged = now + min_residency_seconds
-    later = (
-        _cheapest_plan(gpus, need, aged, min_residency_seconds, protected) if aged > now else None
+    plan = with_waiting(
+        gpus,
+        now,
+        min_residency_seconds,
+        model,
+        protected,
+        lambda at: _cheapest_plan(gpus, need, at, min_residency_seconds, protected),
     )
-    if later is not None and (plan is None or later.rank < plan.rank):
-        wait = max(v.resident_since + min_residency_seconds for v in later.victims) - now
-        if plan is not None and wait > 0:
-            return replace(plan, cheaper_in_seconds=wait)
     if plan is not None:
-        if plan.protected_victims and model not in protected:
-            return replace(
-                plan,
-                waits_for_unprotected=outside_memory_will_free(
-                    gpus, now, min_residency_seconds, protected
-                ),
-            )
         return plan
     if not gpus:
         return NoRoom(-1, 0, 0, 0, need)
-    rooms = [_no_room(gpu, need, now, min_residency_seconds) for gpu in gpus]
+    rooms = [no_room_on(gpu, need, now, min_residency_seconds) for gpu in gpus]
     return max(
         rooms,
         key=lambda r: (r.free_bytes + r.freeable_bytes + r.waitable_bytes, r.free_bytes),
     )
+
+
+class _Plan(Protocol):
+    """A plan with_waiting adjusts: a dataclass that also has `cheaper_in_seconds` and
+    `waits_for_unprotected` fields."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def victims(self) -> tuple[ResidentModel, ...]: ...
+
+    @property
+    def protected_victims(self) -> int: ...
+
+    @property
+    def rank(self) -> tuple[int, float]: ...
+
+
+_P = TypeVar("_P", bound=_Plan)
+
+
+def with_waiting(
+    gpus: Sequence[GpuRoom],
+    now: float,
+    min_residency_seconds: float,
+    model: str,
+    protected: frozenset[str],
+    best: Callable[[float], _P | None],
+) -> _P | None:
+    """`best(now)`, the plan (PlacementPlan, or layouts.py's GangPlan) made at a moment,
+    with the waiting rules: `cheaper_in_seconds` when the plan once every young resident
+    has aged is better, `waits_for_unprotected` when a hot-set model would be evicted
+    for one outside it. None when no plan exists now."""
+    plan = best(now)
+    aged = now + min_residency_seconds
+    later = best(aged) if aged > now else None
+    if later is not None and (plan is None or later.rank < plan.rank):
+        wait = max((v.resident_since + min_residency_seconds for v in later.victims), default=now)
+        if plan is not None and wait - now > 0:
+            return replace(plan, cheaper_in_seconds=wait - now)
+    if plan is not None and plan.protected_victims and model not in protected:
+        return replace(
+            plan,
+            waits_for_unprotected=outside_memory_will_free(
+                gpus, now, min_residency_seconds, protected
+            ),
+        )
+    return plan
 
 
 def outside_memory_will_free(
@@ -324,7 +376,8 @@ def packs(sizes: Sequence[float], capacities: Sequence[float]) -> bool:
     return True
 
 
-def _no_room(gpu: GpuRoom, need: int, now: float, min_residency_seconds: float) -> NoRoom:
+def no_room_on(gpu: GpuRoom, need: int, now: float, min_residency_seconds: float) -> NoRoom:
+    """Why `gpu` cannot take `need` bytes now: what is free, freeable and waitable."""
     freeable = waitable = 0
     for resident in gpu.residents:
         if evictable(resident, now, min_residency_seconds):

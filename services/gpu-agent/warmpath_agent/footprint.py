@@ -13,7 +13,7 @@ value length) * 2 bytes). Everything else (embeddings, output, scratch) is
 needed on every GPU that holds layers.
 
 After a load on a real GPU the agent measures the process's memory through
-NVML and uses that instead (see residency.py).
+NVML and uses that instead (see measurement.py).
 
 Only the few header keys the formula needs are read. gguf.GGUFReader parses
 the whole file, tokenizer arrays included: 10.6 s for Gemma 3 270M here,

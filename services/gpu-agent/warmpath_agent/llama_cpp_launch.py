@@ -12,7 +12,7 @@ from pathlib import Path
 
 from warmpath_agent.child_record import ChildRecord
 from warmpath_agent.drivers import GpuPlacement, ModelLoadFailed
-from warmpath_agent.gang import Layout
+from warmpath_agent.layouts import Layout
 from warmpath_common.config import ModelSource, ModelSpec, Runtime
 
 __all__ = [

@@ -7,8 +7,8 @@ import logging
 from dataclasses import replace
 
 from warmpath_agent.drivers import RunningModel
-from warmpath_agent.gang import Layout
 from warmpath_agent.inventory import GpuInventory
+from warmpath_agent.layouts import Layout
 from warmpath_agent.residents import Residency
 
 __all__ = ["ASSUMED_SERVER_LAYERS", "GpuMeasurements", "offloaded_by_server"]

@@ -28,7 +28,8 @@ class AgentMetrics:
         )
         self.unloads = Counter(
             "warmpath_agent_unloads",
-            "Models unloaded, by reason (evicted, keep_alive, request, crashed, unresponsive).",
+            "Models unloaded, by reason (evicted, keep_alive, request, host_ram, crashed, "
+            "unresponsive).",
             ["model", "reason"],
             registry=registry,
         )

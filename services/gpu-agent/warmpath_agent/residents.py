@@ -1,14 +1,14 @@
 """What the agent knows of one model on this host (Residency), of a load
-(LoadOutcome) and of the whole host (HostState): the records residency.py writes
-and the servicer and server watch read."""
+(LoadOutcome) and of the whole host (HostState): the records residency.py and its
+jobs write, and the servicer and server watch read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from warmpath_agent.drivers import RunningModel
-from warmpath_agent.gang import Layout, describe, expected_slowdown
 from warmpath_agent.inventory import GpuReading
+from warmpath_agent.layouts import Layout, describe, expected_slowdown
 from warmpath_agent.warm_tier import SleepKind
 from warmpath_common.convert import PlacementInfo, ResidencyState
 
@@ -45,7 +45,7 @@ class Residency:
     last_used: float = 0.0
     failure_reason: str = ""
     gpu_indexes: tuple[int, ...] = ()
-    """Every GPU holding part of the model (gang.py); empty: `gpu_index` alone."""
+    """Every GPU holding part of the model (layouts.py); empty: `gpu_index` alone."""
     gpu_uuids: tuple[str, ...] = ()
     gpu_bytes: tuple[int, ...] = ()
     """Memory on each GPU of `gpu_indexes`: estimated, or measured once loaded."""
@@ -78,6 +78,11 @@ class Residency:
         if not self.gpu_bytes:
             return self.footprint_bytes if gpu_index == self.gpu_index else 0
         return dict(zip(self.gpu_indexes, self.gpu_bytes, strict=True)).get(gpu_index, 0)
+
+    @property
+    def bytes_per_gpu(self) -> dict[int, int]:
+        """Its share on each of its GPUs, by GPU index (as the memory book holds it)."""
+        return {i: self.bytes_on(i) for i in self.on_gpus}
 
     @property
     def where(self) -> str:

@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 
 from warmpath_agent.eviction import NoRoom
-from warmpath_agent.gang import HostRamShort, ModelShape
+from warmpath_agent.layouts import HostRamShort, ModelShape
 from warmpath_common.errors import ResourceExhausted
 
-__all__ = ["NoRoomYet", "RoomSignal", "host_ram_short", "no_room"]
+__all__ = ["ANSWER_MARGIN_SECONDS", "NoRoomYet", "RoomSignal", "host_ram_short", "no_room"]
 
 _MIB = 1024 * 1024
+# Stop waiting for room this long before the load could no longer finish in time,
+# so that the caller hears RESOURCE_EXHAUSTED (and may fall back) before its deadline.
+ANSWER_MARGIN_SECONDS = 1.0
 
 
 class NoRoomYet(ResourceExhausted):
