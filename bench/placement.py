@@ -706,15 +706,16 @@ def warmpath(
     hysteresis: bool = True,
     time_averaged: bool = True,
     reload_seconds: Callable[[Cluster, int, float], float] | None = None,
+    sleeps: Callable[[Cluster, int, float], bool] | None = None,
 ) -> Chooser:
     """The agent's own policy: eviction.plan_placement over the same facts it sees
     (protected_models for the hot set, the last one as incumbents, its candidates'
     demand by hot_set_per_minute, as ResidencyManager._place does). `time_averaged`
     False ranks the hot set by the conditional estimate (per_minute) instead.
     `reload_seconds(cluster, model, now)`: what bringing a resident back would cost once
-    evicted (the warm tier's wake where it would sleep, bench/placement_warm.py; then, as
-    the agent does, no wait rather than evict hot-set models that would all sleep).
-    None: its load."""
+    evicted (the warm tier's, bench/placement_warm.py); None: its load. `sleeps(cluster,
+    model, now)`: the resident would sleep in free host RAM if evicted; as the agent does,
+    no wait rather than evict hot-set models that would all sleep so."""
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
         loads = cluster.workload.load_seconds
@@ -764,8 +765,8 @@ def warmpath(
             return "wait" if plan.fits_after_waiting else "refuse"
         if 0 < plan.cheaper_in_seconds <= patience:
             return "wait"  # as the agent does: a cheaper victim ages past min_residency soon
-        victims_sleep = reload_seconds is not None and all(
-            v.load_seconds < loads[int(v.model)] for v in plan.victims
+        victims_sleep = sleeps is not None and all(
+            sleeps(cluster, int(v.model), now) for v in plan.victims
         )
         if plan.waits_for_unprotected and not victims_sleep and patience > LAST_CHANCE_SECONDS:
             return "wait"  # as the agent does: rather than evict a hot-set model

@@ -33,8 +33,10 @@ from warmpath_agent.warm_tier import (
     Sleeper,
     SleepKind,
     choose_demotion,
+    return_seconds,
     sleep_kind,
     sleepers_to_unload,
+    sleeps_freely,
 )
 from warmpath_common.config import (
     BackendKindName,
@@ -110,6 +112,24 @@ def test_host_ram_pressure_unloads_the_least_valuable_sleepers_first() -> None:
     assert sleepers_to_unload(asleep, 11 * GIB) is not None
     assert sleepers_to_unload(asleep, 14 * GIB) is None
     assert sleepers_to_unload(asleep, 0) == ()
+
+
+def test_evicting_a_model_that_would_push_sleepers_out_costs_what_they_lose() -> None:
+    """Host RAM small: a model that sleeps only by unloading another sleeper is not cheap
+    to evict. Priced at its wake alone, eviction churned host RAM and the tier loaded more
+    from disk than no tier (bench/results/placement.md, 0.25x host RAM)."""
+    leaving = sleeper("new", 4, 48, 2, 1)
+    asleep = [sleeper("rare", 4, 30, 2, 0.5)]
+    assert return_seconds(leaving, asleep, host_free_bytes=8 * GIB) == 2
+    assert sleeps_freely(leaving, asleep, host_free_bytes=8 * GIB)
+    # It would sleep in rare's place: rare's next request is a load (28 s saved lost, at
+    # half new's demand), so new's return costs its wake plus 14 s.
+    assert choose_demotion(leaving, asleep, host_free_bytes=1 * GIB).unload_sleepers == ("rare",)
+    assert return_seconds(leaving, asleep, host_free_bytes=1 * GIB) == 2 + 14
+    assert not sleeps_freely(leaving, asleep, host_free_bytes=1 * GIB)
+    # Never more than its load; and its load when it would not sleep at all.
+    busy = [sleeper("rare", 4, 30, 2, 5)]
+    assert return_seconds(sleeper("new", 4, 48, 2, 0.5), busy, host_free_bytes=1 * GIB) == 48
 
 
 def test_which_servers_can_sleep_and_how() -> None:

@@ -78,7 +78,14 @@ from warmpath_agent.residents import (
 )
 from warmpath_agent.room import NoRoomYet, RoomSignal, host_ram_short, no_room
 from warmpath_agent.sleepers import WarmTier
-from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
+from warmpath_agent.warm_tier import (
+    Sleeper,
+    SleepFailed,
+    SleepKind,
+    return_seconds,
+    sleepers_to_unload,
+    sleeps_freely,
+)
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import (
     FailedPrecondition,
@@ -557,30 +564,31 @@ class ResidencyManager:
             if r.state is ResidencyState.ASLEEP and (sleeper := self._sleeper(r, now)) is not None
         ]
 
-    def _would_sleep(
-        self, residency: Residency, now: float, host_free: int | None
-    ) -> Sleeper | None:
-        """The model as a sleeper, if it would sleep were it to leave its GPUs now."""
+    def _could_sleep(self, residency: Residency, now: float) -> Sleeper | None:
+        """The model as a sleeper, if its server could sleep were it to leave its GPUs now."""
         sleeper = self._sleeper(residency, now)
         if sleeper is None or residency.running is None or self._warm is None:
             return None
-        return sleeper if self._warm.decide(sleeper, self._sleepers(now), host_free).sleep else None
+        return sleeper
 
     def _return_seconds(
         self, residency: Residency, load_seconds: float, now: float, host_free: int | None
     ) -> float:
-        """What bringing the model back would cost if it left its GPUs now: its wake
-        when it would sleep (the eviction cost model, one tier down), else its load."""
-        sleeper = self._would_sleep(residency, now, host_free)
-        return load_seconds if sleeper is None else min(load_seconds, sleeper.wake_seconds)
+        """What bringing the model back would cost if it left its GPUs now
+        (warm_tier.return_seconds: the eviction cost model, one tier down)."""
+        sleeper = self._could_sleep(residency, now)
+        if sleeper is None:
+            return load_seconds
+        return min(load_seconds, return_seconds(sleeper, self._sleepers(now), host_free))
 
     def _victims_sleep(self, victims: Sequence[ResidentModel], host_free: int | None) -> bool:
-        """Every victim would sleep rather than unload (its return a wake, not a load):
+        """Every victim would sleep in free host RAM (its return a wake, not a load):
         then waiting for room, rather than evict a hot-set model, buys little."""
         now = self._clock()
         return bool(victims) and all(
             (current := self._residents.get(victim.model)) is not None
-            and self._would_sleep(current, now, host_free) is not None
+            and (sleeper := self._could_sleep(current, now)) is not None
+            and sleeps_freely(sleeper, self._sleepers(now), host_free)
             for victim in victims
         )
 

@@ -13,6 +13,11 @@ load-seconds per minute saved by keeping the model asleep rather than on disk; i
 costs `host_bytes` of host RAM. A model sleeps when its value is positive and host RAM
 has room, or can make room by unloading sleepers worth less per byte of host RAM.
 Host RAM pressure unloads sleepers by the same rule, the least value per byte first.
+
+Eviction prices a model that would sleep by `return_seconds`: its wake, plus what the
+sleepers it would push out of host RAM lose. It skips waiting for room rather than
+evict a hot-set model only when that model sleeps in free host RAM (`sleeps_freely`):
+with little host RAM, a sleeper soon pushed out comes back in a load, not a wake.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ __all__ = [
     "Sleeper",
     "choose_demotion",
     "estimated_wake_seconds",
+    "return_seconds",
     "sleep_kind",
     "sleepers_to_unload",
+    "sleeps_freely",
 ]
 
 
@@ -166,3 +173,30 @@ def sleepers_to_unload(sleepers: Sequence[Sleeper], shortfall: int) -> tuple[str
         chosen.append(sleeper.model)
         freed += sleeper.host_bytes
     return tuple(chosen) if freed >= shortfall else None
+
+
+def return_seconds(
+    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+) -> float:
+    """What bringing `leaving` back costs if it leaves its GPUs now, in its own load-seconds:
+    its load when it would be unloaded; when it would sleep, its wake plus the value of the
+    sleepers its sleep pushes out of host RAM (they come back in a load), never more than
+    its load. Counting its wake alone made eviction cheap and churn host RAM when host RAM
+    is small: the tier then loaded more from disk than no tier at all (docs/warm-tier.md)."""
+    demotion = choose_demotion(leaving, sleepers, host_free_bytes)
+    if not demotion.sleep:
+        return leaving.load_seconds
+    pushed_out = sum(s.value for s in sleepers if s.model in demotion.unload_sleepers)
+    if pushed_out <= 0:
+        return min(leaving.load_seconds, leaving.wake_seconds)
+    if leaving.demand_per_minute <= 0:
+        return leaving.load_seconds
+    return min(leaving.load_seconds, leaving.wake_seconds + pushed_out / leaving.demand_per_minute)
+
+
+def sleeps_freely(
+    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+) -> bool:
+    """`leaving` would sleep in host RAM that is free now, pushing no sleeper out."""
+    demotion = choose_demotion(leaving, sleepers, host_free_bytes)
+    return demotion.sleep and not demotion.unload_sleepers
