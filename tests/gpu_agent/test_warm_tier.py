@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from tests.fakes.drivers import FakeDriver
 from tests.fakes.sleep import FakePageCache, FakeServerSleep
 from tests.fakes.sleepy_server import SleepyServer
+from tests.gpu_agent.test_nvml import GB, inventory, two_gpus
 from tests.gpu_agent.test_residency import MIB, Clock, agent_client, manager, spec
 from warmpath.v1 import gpu_agent_pb2
 from warmpath_agent.docker_container import create_arguments
@@ -252,6 +253,34 @@ async def test_keep_alive_puts_to_sleep_and_the_warm_tiers_keep_alive_unloads() 
     await agent.expire_idle()
     assert (await agent.state()).models == ()
     assert driver.stops == ["a"]
+
+
+async def test_a_sleeping_servers_leftover_gpu_memory_counts_until_it_is_unloaded() -> None:
+    """Asleep, a vLLM server keeps its CUDA context and the like on its GPU. On a
+    simulated inventory that is the estimate from vLLM's documentation (a tenth)."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(driver, vllm("a", 600), warm_tier=tier(), clock=clock, host_memory_mib=4000)
+    await agent.ensure_loaded("a")
+    clock.now += 601  # past its keep-alive: it sleeps
+    await agent.expire_idle()
+    state = await agent.state()
+    assert state.models[0].state is ResidencyState.ASLEEP
+    assert state.models[0].asleep_gpu_bytes == 60 * MIB
+    assert state.gpus[0].memory_used_bytes == 60 * MIB, "still counted against its GPU"
+    clock.now += 600 + 601  # past the tier's keep-alive too: unloaded
+    await agent.expire_idle()
+    state = await agent.state()
+    assert state.models == ()
+    assert state.gpus[0].memory_used_bytes == 0, "freed with the server"
+
+
+async def test_on_a_real_gpu_a_sleeping_servers_leftover_is_what_nvml_reads_of_it() -> None:
+    running = RunningModel("a", "http://127.0.0.1:1", "org/a", pid=4242)
+    nvml = inventory(two_gpus())  # NVML lists pid 4242 holding 9 GB on GPU 0
+    assert await tier().held_on_gpus(running, {0: 20 * GB}, nvml) == {0: 9 * GB}
+    unseen = RunningModel("a", "http://127.0.0.1:1", "org/a", pid=1)
+    assert await tier().held_on_gpus(unseen, {0: 20 * GB}, nvml) == {0: 2 * GB}, "estimated"
 
 
 async def test_leased_and_pinned_models_neither_sleep_nor_unload() -> None:

@@ -620,13 +620,19 @@ class ResidencyManager:
             self._residents[model] = residency
             return False
         held = host_bytes or leaving.host_bytes
+        left: dict[int, int] = {}
+        if still_running is not None:
+            awake = self._shares(residency)
+            left = await self._warm.held_on_gpus(still_running, awake, self._inventory)
         self._book.release(model)
         self._book.book_host(model, held)
+        self._book.book_gang(model, left, loading=False)  # freed when it is unloaded
         self._residents[model] = replace(
             residency,
             state=ResidencyState.ASLEEP,
             running=still_running,
             asleep_bytes=held,
+            asleep_gpu_bytes=sum(left.values()),
             sleep_kind=kind,
             woken=False,
         )
@@ -634,7 +640,11 @@ class ResidencyManager:
         self._room.may_have_changed()
         await self.feed.publish(
             f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
-            + ("its server sleeps" if still_running is not None else "its file in the page cache")
+            + (
+                f"its server sleeps, keeping {sum(left.values()) / _MIB:.0f} MiB on its GPUs"
+                if still_running is not None
+                else "its file in the page cache"
+            )
             + f") off {residency.where}: {reason}; {demotion.reason}"
         )
         return True
@@ -723,7 +733,8 @@ class ResidencyManager:
         and the caller loads the model from disk instead."""
         async with self._placement:
             try:
-                shape = await self._shape(spec, asleep.footprint_bytes)
+                # What it still holds asleep is counted used: the wake needs the rest.
+                shape = await self._shape(spec, asleep.footprint_bytes - asleep.asleep_gpu_bytes)
                 _, _, evicted = await self._place(spec.name, shape, give_up_at, asleep.on_gpus)
             except ResourceExhausted as error:
                 if isinstance(error, NoRoomYet):
@@ -732,7 +743,13 @@ class ResidencyManager:
                     asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
                 )
                 return None
-            waking = replace(asleep, state=ResidencyState.LOADING, asleep_bytes=0, sleep_kind=None)
+            waking = replace(
+                asleep,
+                state=ResidencyState.LOADING,
+                asleep_bytes=0,
+                asleep_gpu_bytes=0,
+                sleep_kind=None,
+            )
             self._residents[spec.name] = waking
             self._book.release(spec.name)
             self._book.book_gang(spec.name, self._shares(waking), loading=True)

@@ -38,6 +38,7 @@ __all__ = [
     "SleepKind",
     "Sleeper",
     "choose_demotion",
+    "estimated_asleep_gpu_bytes",
     "estimated_wake_seconds",
     "return_seconds",
     "sleep_kind",
@@ -101,6 +102,18 @@ _WAKE_BYTES_PER_SECOND = {SleepKind.SERVER: 8 * 1024**3, SleepKind.PAGE_CACHE: 4
 
 def estimated_wake_seconds(kind: SleepKind, size_bytes: int) -> float:
     return _WAKE_START_SECONDS[kind] + max(size_bytes, 0) / _WAKE_BYTES_PER_SECOND[kind]
+
+
+# A sleeping server keeps some GPU memory: its CUDA context, allocator pools and CUDA
+# graphs. vLLM's documentation ("Sleep Mode") says level 1 releases "up to 90%+ of GPU
+# memory": a tenth of what it held awake stays, where NVML cannot measure it (a
+# simulated inventory).
+_ASLEEP_GPU_SHARE = 0.1
+
+
+def estimated_asleep_gpu_bytes(awake_bytes: int) -> int:
+    """GPU memory a server asleep still holds, from what it held awake."""
+    return int(max(awake_bytes, 0) * _ASLEEP_GPU_SHARE)
 
 
 @dataclass(frozen=True, slots=True)
