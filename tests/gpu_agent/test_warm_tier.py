@@ -283,6 +283,26 @@ async def test_on_a_real_gpu_a_sleeping_servers_leftover_is_what_nvml_reads_of_i
     assert await tier().held_on_gpus(unseen, {0: 20 * GB}, nvml) == {0: 2 * GB}, "estimated"
 
 
+async def test_an_operator_puts_a_model_to_sleep_and_its_next_request_wakes_it() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    # Its wake measured slower than its load: the agent would not choose to sleep it.
+    slow_wake = WarmTier(servers, FakePageCache(), 600.0, {"a": 60.0})
+    agent = manager(driver, vllm("a", 600), warm_tier=slow_wake, host_memory_mib=4000)
+    await agent.ensure_loaded("a")
+    assert await agent.unload("a", force=False, sleep=True)
+    assert agent.is_asleep("a")
+    assert servers.sleeps == ["a"]
+    assert driver.stops == []
+    assert (await agent.ensure_loaded("a")).woken
+
+    without_tier = manager(FakeDriver(load_seconds=0.05), vllm("a", 600))
+    await without_tier.ensure_loaded("a")
+    assert await without_tier.unload("a", force=False, sleep=True)
+    assert not without_tier.is_asleep("a")
+    assert (await without_tier.state()).models == (), "unloaded instead"
+
+
 async def test_leased_and_pinned_models_neither_sleep_nor_unload() -> None:
     driver = FakeDriver(load_seconds=0.05)
     servers = FakeServerSleep()

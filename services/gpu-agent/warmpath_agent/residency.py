@@ -343,11 +343,15 @@ class ResidencyManager:
         # Just past the moment, so that the model is evictable when the plan looks.
         return min(due) - now + 0.001 if due else MAX_ROOM_WAIT_SECONDS
 
-    async def unload(self, model: str, *, force: bool) -> bool:
+    async def unload(self, model: str, *, force: bool, sleep: bool = False) -> bool:
+        """False when `model` was not resident. `sleep`: put it to sleep in host RAM
+        where the warm tier can (is_asleep says whether it did), else unload it."""
         self._spec(model)
         current = self._residents.get(model)
         if current is None:
             return False
+        if current.state is ResidencyState.ASLEEP and sleep:
+            return True
         if current.pinned and not force:
             raise FailedPrecondition(f"{model} is pinned; pass force to unload it anyway")
         leased_for = self._leases.get(model, 0.0) - self._clock()
@@ -358,8 +362,13 @@ class ResidencyManager:
             )
         if current.state is ResidencyState.LOADING:
             raise FailedPrecondition(f"{model} is still loading; unload it once it is ready")
-        await self._stop(current, reason="unloaded on request", kind="request")
+        if not (sleep and await self._put_to_sleep(current, "on request", asked=True)):
+            await self._stop(current, reason="unloaded on request", kind="request")
         return True
+
+    def is_asleep(self, model: str) -> bool:
+        current = self._residents.get(model)
+        return current is not None and current.state is ResidencyState.ASLEEP
 
     async def load_pinned(self) -> None:
         for spec in self._specs.values():
@@ -592,7 +601,9 @@ class ResidencyManager:
             for victim in victims
         )
 
-    async def _put_to_sleep(self, residency: Residency, reason: str) -> bool:
+    async def _put_to_sleep(
+        self, residency: Residency, reason: str, *, asked: bool = False
+    ) -> bool:
         model = residency.model
         now = self._clock()
         leaving = self._sleeper(residency, now)
@@ -600,7 +611,7 @@ class ResidencyManager:
         if self._warm is None or leaving is None or running is None:
             return False
         host_free = None if self._host_memory is None else await self._host_memory.available_bytes()
-        demotion = self._warm.decide(leaving, self._sleepers(now), host_free)
+        demotion = self._warm.decide(leaving, self._sleepers(now), host_free, asked=asked)
         if not demotion.sleep:
             logger.info("%s is unloaded rather than put to sleep: %s", model, demotion.reason)
             return False

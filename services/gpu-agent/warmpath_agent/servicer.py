@@ -85,8 +85,11 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
     async def Unload(
         self, request: gpu_agent_pb2.UnloadRequest, context: ServicerContext
     ) -> gpu_agent_pb2.UnloadResponse:
-        unloaded = await self._manager.unload(request.model, force=request.force)
-        return gpu_agent_pb2.UnloadResponse(unloaded=unloaded)
+        unloaded = await self._manager.unload(
+            request.model, force=request.force, sleep=request.sleep
+        )
+        asleep = self._manager.is_asleep(request.model)
+        return gpu_agent_pb2.UnloadResponse(unloaded=unloaded, asleep=asleep)
 
     def _state_to_proto(self, state: HostState) -> gpu_agent_pb2.AgentState:
         return gpu_agent_pb2.AgentState(

@@ -49,9 +49,14 @@ class WarmTier:
         return self.timed_wakes.get(spec.name) or estimated_wake_seconds(kind, size_bytes)
 
     def decide(
-        self, leaving: Sleeper, sleepers: list[Sleeper], host_free_bytes: int | None
+        self,
+        leaving: Sleeper,
+        sleepers: list[Sleeper],
+        host_free_bytes: int | None,
+        *,
+        asked: bool = False,
     ) -> Demotion:
-        return choose_demotion(leaving, sleepers, host_free_bytes)
+        return choose_demotion(leaving, sleepers, host_free_bytes, asked=asked)
 
     async def put_to_sleep(
         self, spec: ModelSpec, running: RunningModel, driver: ModelDriver

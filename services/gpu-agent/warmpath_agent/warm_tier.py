@@ -146,17 +146,27 @@ class Demotion:
 
 
 def choose_demotion(
-    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+    leaving: Sleeper,
+    sleepers: Sequence[Sleeper],
+    host_free_bytes: int | None,
+    *,
+    asked: bool = False,
 ) -> Demotion:
     """Sleep or unload `leaving`. `sleepers`: the models asleep now; `host_free_bytes`:
-    host RAM available now, None when it is not accounted (always room)."""
-    if leaving.load_seconds <= leaving.wake_seconds:
+    host RAM available now, None when it is not accounted (always room). `asked`: an
+    operator asked for its sleep (Unload with `sleep`): it sleeps where host RAM has
+    room, whether or not its wake was measured faster than its load."""
+    if leaving.load_seconds <= leaving.wake_seconds and not asked:
         return Demotion(
             False,
             reason=f"waking ({leaving.wake_seconds:.1f} s) is no faster than a load "
             f"({leaving.load_seconds:.1f} s)",
         )
-    saving = f"saves {leaving.load_seconds - leaving.wake_seconds:.1f} s at its next request"
+    saving = (
+        "put to sleep on request"
+        if asked
+        else f"saves {leaving.load_seconds - leaving.wake_seconds:.1f} s at its next request"
+    )
     if host_free_bytes is None or leaving.host_bytes <= host_free_bytes:
         return Demotion(True, reason=saving)
     shortfall = leaving.host_bytes - host_free_bytes
