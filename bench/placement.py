@@ -96,7 +96,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -1012,22 +1012,40 @@ Results = dict[str, dict[str, list[Outcome]]]
 """workload name -> policy name -> one outcome per seed."""
 
 
+def replay(
+    workloads: Sequence[Workload],
+    seeds: int,
+    first_seed: int,
+    hours: float | None,
+    outcomes: Callable[[Workload, list[Request]], Iterable[tuple[str, Outcome]]],
+) -> Results:
+    """Each workload's traces (seeds `first_seed` and up) through `outcomes`, which says
+    what each policy (or reference) did on one trace; collected per policy, a seed each."""
+    results: Results = {}
+    for workload in workloads:
+        by_policy = results.setdefault(workload.name, {})
+        for seed in range(first_seed, first_seed + seeds):
+            for name, outcome in outcomes(workload, workload.trace(seed, hours)):
+                by_policy.setdefault(name, []).append(outcome)
+    return results
+
+
 def run(
     seeds: int,
     hours: float | None = None,
     workloads: Sequence[Workload] = WORKLOADS,
     first_seed: int = 0,
 ) -> Results:
-    results: Results = {}
-    for workload in workloads:
-        by_policy = results.setdefault(workload.name, {})
-        for seed in range(first_seed, first_seed + seeds):
-            trace = workload.trace(seed, hours)
-            for policy in policies(trace):
-                by_policy.setdefault(policy.name, []).append(simulate(workload, trace, policy))
-            cold, seconds = hindsight_partition(workload, trace)
-            by_policy.setdefault(HINDSIGHT, []).append(Outcome(cold, seconds))
-    return results
+    return replay(workloads, seeds, first_seed, hours, _policies_and_hindsight)
+
+
+def _policies_and_hindsight(
+    workload: Workload, trace: list[Request]
+) -> Iterator[tuple[str, Outcome]]:
+    for policy in policies(trace):
+        yield policy.name, simulate(workload, trace, policy)
+    cold, seconds = hindsight_partition(workload, trace)
+    yield HINDSIGHT, Outcome(cold, seconds)
 
 
 def _median(outcomes: Sequence[Outcome], figure: Callable[[Outcome], float]) -> float:

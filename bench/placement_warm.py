@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,11 +57,14 @@ from placement import (
     Outcome,
     Policy,
     Request,
+    Results,
     Simulation,
     Workload,
+    _median,
     belady,
     greedy,
     least_recently_used,
+    replay,
     simulate,
     warmpath,
 )
@@ -211,9 +213,6 @@ def plain_policies(trace: Sequence[Request]) -> list[Policy]:
     ]
 
 
-Results = dict[str, dict[str, list[Outcome]]]
-
-
 def run(
     workloads: Sequence[Workload],
     seeds: int,
@@ -221,24 +220,15 @@ def run(
     hours: float | None,
     host_ram_factor: float,
 ) -> Results:
-    results: Results = {}
-    for workload in workloads:
-        by_policy = results.setdefault(workload.name, {})
-        for seed in range(first_seed, first_seed + seeds):
-            trace = workload.trace(seed, hours)
-            for policy in warm_policies(trace):
-                outcome = WarmSimulation(workload, policy, host_ram_factor).run(trace)
-                by_policy.setdefault(policy.name, []).append(outcome)
-            for policy in plain_policies(trace):
-                by_policy.setdefault(policy.name, []).append(simulate(workload, trace, policy))
-            first = {request.model for request in trace}
-            floor = Outcome(len(first), sum(workload.load_seconds[m] for m in first))
-            by_policy.setdefault(FLOOR, []).append(floor)
-    return results
+    def outcomes(workload: Workload, trace: list[Request]) -> Iterator[tuple[str, Outcome]]:
+        for policy in warm_policies(trace):
+            yield policy.name, WarmSimulation(workload, policy, host_ram_factor).run(trace)
+        for policy in plain_policies(trace):
+            yield policy.name, simulate(workload, trace, policy)
+        first = {request.model for request in trace}
+        yield FLOOR, Outcome(len(first), sum(workload.load_seconds[m] for m in first))
 
-
-def _median(outcomes: Sequence[Outcome], figure: Callable[[Outcome], float]) -> float:
-    return statistics.median(figure(o) for o in outcomes)
+    return replay(workloads, seeds, first_seed, hours, outcomes)
 
 
 def _wakes(outcome: Outcome) -> float:
