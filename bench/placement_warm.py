@@ -268,11 +268,13 @@ def table(results: Results, title: str) -> tuple[list[str], dict[str, bool], lis
             )
         warm = by_policy[WARM]
         today_failed = _median(by_policy[WARMPATH], lambda o: o.timed_out + o.refused)
-        if (
-            _median(by_policy[FLOOR], lambda o: o.load_seconds)
-            > TARGET_LOAD_SECONDS_VS_LRU * lru_load
-        ):
-            floored.append(name)
+        floor = _median(by_policy[FLOOR], lambda o: o.load_seconds)
+        if floor > TARGET_LOAD_SECONDS_VS_LRU * lru_load:
+            reference = _median(by_policy[BELADY_WARM], lambda o: o.load_seconds)
+            floored.append(
+                f"{name} (first loads alone {floor / lru_load:.2f}x; the Belady-style "
+                f"reference with the tier, which knows the future, {reference / lru_load:.2f}x)"
+            )
         met[name] = (
             _median(warm, lambda o: o.load_seconds) <= TARGET_LOAD_SECONDS_VS_LRU * lru_load
             and _median(warm, lambda o: o.p99_wait) <= lru_p99
@@ -312,8 +314,8 @@ def report(seeds: int, hours: float | None, seconds: Callable[[], float]) -> str
                 f"{label}, {factor:g}x: goal met on {sum(met.values())} of {len(met)}"
                 + (f" (missed: {', '.join(missed)})" if missed else "")
                 + (
-                    f"; on {', '.join(floored)} each model's first load alone is above "
-                    f"{TARGET_LOAD_SECONDS_VS_LRU:g}x LRU's load-seconds"
+                    f"; out of any policy's reach on {', '.join(floored)}: each model's first "
+                    f"load alone is above {TARGET_LOAD_SECONDS_VS_LRU:g}x LRU's load-seconds"
                     if floored
                     else ""
                 )
