@@ -345,6 +345,7 @@ async def test_no_probe_check_or_state_stream_wakes_a_sleeping_server() -> None:
             (asleep,) = [m for m in state.models if m.model == "a"]
             assert asleep.state == gpu_agent_pb2.RESIDENCY_STATE_ASLEEP
             assert not asleep.HasField("endpoint"), "a sleeping server's address is not given"
+            assert asleep.asleep_gpu_memory_bytes == 60 * MIB, "what it keeps on its GPU"
             assert events[0].state.models[0].state == gpu_agent_pb2.RESIDENCY_STATE_ASLEEP
             assert server.wakes == 0, "no probe, check or state stream woke it"
             assert server.calls["GET /health"] == probes_before + 3, "only b was probed"

@@ -135,6 +135,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
             placement=placement_to_proto(residency.placement),
             wake_seconds=residency.wake_seconds,
             asleep_host_memory_bytes=residency.asleep_bytes,
+            asleep_gpu_memory_bytes=residency.asleep_gpu_bytes,
         )
         if residency.ready_since is not None:
             message.ready_since.CopyFrom(_timestamp(residency.ready_since))
