@@ -255,6 +255,18 @@ async def test_keep_alive_puts_to_sleep_and_the_warm_tiers_keep_alive_unloads() 
     assert driver.stops == ["a"]
 
 
+async def test_eviction_counts_on_the_room_a_server_put_to_sleep_frees_not_all_of_it() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(driver, vllm("a", 500), vllm("b", 500), vllm("x", 500), warm_tier=tier())
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    # Evicting a alone frees 450 MiB (its server keeps 50 asleep): x needs b gone too.
+    outcome = await agent.ensure_loaded("x")
+    assert sorted(outcome.evicted) == ["a", "b"]
+    state = await agent.state()
+    assert state.gpus[0].memory_used_bytes == (500 + 50 + 50) * MIB
+
+
 async def test_a_sleeping_servers_leftover_gpu_memory_counts_until_it_is_unloaded() -> None:
     """Asleep, a vLLM server keeps its CUDA context and the like on its GPU. On a
     simulated inventory that is the estimate from vLLM's documentation (a tenth)."""
@@ -374,7 +386,8 @@ async def test_a_model_outside_the_hot_set_evicts_a_hot_one_that_would_sleep_at_
     models = (vllm("a", 500), vllm("b", 500), vllm("x", 500))
     warm = tier(servers)
     warm.timed_wakes["x"] = 0.001
-    agent = manager(driver, *models, clock=clock, warm_tier=warm)
+    # Room for a and b, and for x once a sleeps, keeping 50 MiB on the GPU.
+    agent = manager(driver, *models, gpu_mib=1100, clock=clock, warm_tier=warm)
     for _ in range(10):  # a request every 10 s: hot
         await agent.ensure_loaded("a")
         clock.now += 10

@@ -580,6 +580,16 @@ class ResidencyManager:
             return None
         return sleeper
 
+    def _freed_by_eviction(
+        self, residency: Residency, now: float, size: int, host_free: int | None
+    ) -> int:
+        """What evicting it frees on a GPU: less what its server would keep asleep."""
+        sleeper = self._could_sleep(residency, now)
+        if sleeper is None or self._warm is None:
+            return size
+        spec = self._specs[residency.model]
+        return self._warm.freed_by_eviction(spec, size, sleeper, self._sleepers(now), host_free)
+
     def _return_seconds(
         self, residency: Residency, load_seconds: float, now: float, host_free: int | None
     ) -> float:
@@ -1032,7 +1042,7 @@ class ResidencyManager:
     ) -> ResidentModel:
         return ResidentModel(
             model=residency.model,
-            size_bytes=size,
+            size_bytes=self._freed_by_eviction(residency, now, size, host_free),
             # An adopted model was never timed here; it is not free to reload.
             load_seconds=self._return_seconds(
                 residency,

@@ -86,6 +86,22 @@ class WarmTier:
                 return {gpu: measured.get(gpu, 0) for gpu in awake}
         return {gpu: estimated_asleep_gpu_bytes(held) for gpu, held in awake.items()}
 
+    def freed_by_eviction(
+        self,
+        spec: ModelSpec,
+        size_bytes: int,
+        leaving: Sleeper,
+        sleepers: list[Sleeper],
+        host_free_bytes: int | None,
+    ) -> int:
+        """GPU memory evicting the model frees: all of it, less what its server keeps
+        asleep when it would sleep (the estimate: NVML reads it only once it sleeps)."""
+        if sleep_kind(spec) is not SleepKind.SERVER:
+            return size_bytes
+        if not choose_demotion(leaving, sleepers, host_free_bytes).sleep:
+            return size_bytes
+        return size_bytes - estimated_asleep_gpu_bytes(size_bytes)
+
     async def wake_server(self, spec: ModelSpec, running: RunningModel) -> float:
         """Wakes a sleeping server; returns the seconds it took. Raises SleepFailed."""
         started = self.monotonic()
