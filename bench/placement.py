@@ -190,20 +190,42 @@ def sessions_trace(
 ) -> list[Request]:
     models = list(range(len(SIZES_GB)))
     weights = zipf_weights(len(models), exponent)
-    requests: list[Request] = []
     order = models[:]
-    now, next_shuffle = 0.0, 0.0
-    while now < end:
+    next_shuffle = 0.0
+
+    def pick(now: float) -> int:
+        nonlocal next_shuffle
         if now >= next_shuffle:
             rng.shuffle(order)
             next_shuffle += reshuffle_every
-        model = rng.choices(order, weights)[0]
-        session_end = min(end, now + rng.expovariate(1 / session_seconds))
+        return rng.choices(order, weights)[0]
+
+    return sessions(
+        rng, end, pick, every=session_every, length=session_seconds, think=think_seconds
+    )
+
+
+def sessions(
+    rng: random.Random,
+    end: float,
+    pick: Callable[[float], int],
+    *,
+    every: float,
+    length: float,
+    think: float,
+) -> list[Request]:
+    """A session every `every` s on average, on the model `pick(start)` gives, lasting
+    `length` s on average, with a request every `think` s on average."""
+    requests: list[Request] = []
+    now = 0.0
+    while now < end:
+        model = pick(now)
+        stop = min(end, now + rng.expovariate(1 / length))
         at = now
-        while at < session_end:
+        while at < stop:
             requests.append(Request(at, model))
-            at += rng.expovariate(1 / think_seconds)
-        now += rng.expovariate(1 / session_every)
+            at += rng.expovariate(1 / think)
+        now += rng.expovariate(1 / every)
     return requests
 
 
