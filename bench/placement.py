@@ -161,20 +161,37 @@ def zipf_weights(count: int, exponent: float) -> list[float]:
 
 
 def steady_trace(rng: random.Random, end: float) -> list[Request]:
-    models = list(range(len(SIZES_GB)))
-    weights = zipf_weights(len(models), 1.6)
+    def sweep(now: float, order: list[int]) -> list[Request]:
+        return [Request(now + 2.0 * i, m) for i, m in enumerate(order[-6:])]
+
+    return popular_traffic(rng, end, 1.6, 1.0, 1800, 300, sweep)
+
+
+def popular_traffic(
+    rng: random.Random,
+    end: float,
+    exponent: float,
+    per_second: float,
+    reshuffle_every: float,
+    every: float,
+    burst: Callable[[float, list[int]], list[Request]],
+) -> list[Request]:
+    """Poisson traffic at `per_second` over the models by Zipf(`exponent`) popularity (their
+    order reshuffled every `reshuffle_every` s), and every `every` s the requests
+    `burst(now, order)` adds (order: the models, most popular first)."""
+    weights = zipf_weights(len(SIZES_GB), exponent)
+    order = list(range(len(weights)))
     requests: list[Request] = []
-    now, next_shuffle, next_sweep = 0.0, 0.0, 300.0
-    order = models[:]
+    now, next_shuffle, next_burst = 0.0, 0.0, every
     while now < end:
         if now >= next_shuffle:
             rng.shuffle(order)
-            next_shuffle += 1800
-        if now >= next_sweep:
-            requests.extend(Request(now + 2.0 * i, m) for i, m in enumerate(order[-6:]))
-            next_sweep += 300
+            next_shuffle += reshuffle_every
+        if now >= next_burst:
+            requests.extend(burst(now, order))
+            next_burst += every
         requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(1.0)
+        now += rng.expovariate(per_second)
     return requests
 
 
@@ -240,22 +257,11 @@ def sweeps_trace(
     per_second: float = 0.5,
 ) -> list[Request]:
     models = list(range(len(SIZES_GB)))
-    weights = zipf_weights(len(models), exponent)
-    requests: list[Request] = []
-    order = models[:]
-    now, next_shuffle, next_sweep = 0.0, 0.0, sweep_every
-    while now < end:
-        if now >= next_shuffle:
-            rng.shuffle(order)
-            next_shuffle += reshuffle_every
-        if now >= next_sweep:
-            requests.extend(
-                Request(now + sweep_spacing * i, m) for i, m in enumerate(rng.sample(models, 12))
-            )
-            next_sweep += sweep_every
-        requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(per_second)
-    return requests
+
+    def sweep(now: float, order: list[int]) -> list[Request]:
+        return [Request(now + sweep_spacing * i, m) for i, m in enumerate(rng.sample(models, 12))]
+
+    return popular_traffic(rng, end, exponent, per_second, reshuffle_every, sweep_every, sweep)
 
 
 @dataclass(frozen=True)
@@ -344,22 +350,12 @@ def batch_trace(
     """Interactive traffic plus batch jobs: every `batch_every` s a job sends
     `batch_requests` requests, `batch_spacing` s apart, to one of the six models
     least popular at the time."""
-    models = list(range(len(SIZES_GB)))
-    weights = zipf_weights(len(models), exponent)
-    order = models[:]
-    requests: list[Request] = []
-    now, next_shuffle, next_batch = 0.0, 0.0, batch_every
-    while now < end:
-        if now >= next_shuffle:
-            rng.shuffle(order)
-            next_shuffle += reshuffle_every
-        if now >= next_batch:
-            model = rng.choice(order[-6:])
-            requests.extend(Request(now + batch_spacing * i, model) for i in range(batch_requests))
-            next_batch += batch_every
-        requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(per_second)
-    return requests
+
+    def batch(now: float, order: list[int]) -> list[Request]:
+        model = rng.choice(order[-6:])
+        return [Request(now + batch_spacing * i, model) for i in range(batch_requests)]
+
+    return popular_traffic(rng, end, exponent, per_second, reshuffle_every, batch_every, batch)
 
 
 def cron_trace(
