@@ -171,6 +171,21 @@ def test_an_operator_puts_gemma_to_sleep_and_a_generate_wakes_it(tmp_path: Path)
             assert woken.woken
             assert re.fullmatch(r"woken from sleep in \d+\.\d s", woken.load_description)
             print(f"\nGemma through the mesh: {cold.load_description}; {woken.load_description}")
+
+            # Once more through the HTTP front door: its headers say it was woken.
+            assert agent.Unload(unload, timeout=60).asleep
+            wait_until(route_says_asleep)
+            answer = httpx.post(
+                f"http://127.0.0.1:{ports.http}/v1/chat/completions",
+                json={
+                    "model": GEMMA["name"],
+                    "messages": [{"role": "user", "content": "Hi"}],
+                    "max_tokens": 4,
+                },
+                timeout=300,
+            )
+            assert answer.status_code == 200
+            assert answer.headers["x-warmpath-woken"] == "true"
     finally:
         codes = mesh.stop()
     assert codes == {"router": 0, "backend-adapter": 0, "gpu-agent": 0}, codes
