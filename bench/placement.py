@@ -96,7 +96,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -161,20 +161,37 @@ def zipf_weights(count: int, exponent: float) -> list[float]:
 
 
 def steady_trace(rng: random.Random, end: float) -> list[Request]:
-    models = list(range(len(SIZES_GB)))
-    weights = zipf_weights(len(models), 1.6)
+    def sweep(now: float, order: list[int]) -> list[Request]:
+        return [Request(now + 2.0 * i, m) for i, m in enumerate(order[-6:])]
+
+    return popular_traffic(rng, end, 1.6, 1.0, 1800, 300, sweep)
+
+
+def popular_traffic(
+    rng: random.Random,
+    end: float,
+    exponent: float,
+    per_second: float,
+    reshuffle_every: float,
+    every: float,
+    burst: Callable[[float, list[int]], list[Request]],
+) -> list[Request]:
+    """Poisson traffic at `per_second` over the models by Zipf(`exponent`) popularity (their
+    order reshuffled every `reshuffle_every` s), and every `every` s the requests
+    `burst(now, order)` adds (order: the models, most popular first)."""
+    weights = zipf_weights(len(SIZES_GB), exponent)
+    order = list(range(len(weights)))
     requests: list[Request] = []
-    now, next_shuffle, next_sweep = 0.0, 0.0, 300.0
-    order = models[:]
+    now, next_shuffle, next_burst = 0.0, 0.0, every
     while now < end:
         if now >= next_shuffle:
             rng.shuffle(order)
-            next_shuffle += 1800
-        if now >= next_sweep:
-            requests.extend(Request(now + 2.0 * i, m) for i, m in enumerate(order[-6:]))
-            next_sweep += 300
+            next_shuffle += reshuffle_every
+        if now >= next_burst:
+            requests.extend(burst(now, order))
+            next_burst += every
         requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(1.0)
+        now += rng.expovariate(per_second)
     return requests
 
 
@@ -190,20 +207,42 @@ def sessions_trace(
 ) -> list[Request]:
     models = list(range(len(SIZES_GB)))
     weights = zipf_weights(len(models), exponent)
-    requests: list[Request] = []
     order = models[:]
-    now, next_shuffle = 0.0, 0.0
-    while now < end:
+    next_shuffle = 0.0
+
+    def pick(now: float) -> int:
+        nonlocal next_shuffle
         if now >= next_shuffle:
             rng.shuffle(order)
             next_shuffle += reshuffle_every
-        model = rng.choices(order, weights)[0]
-        session_end = min(end, now + rng.expovariate(1 / session_seconds))
+        return rng.choices(order, weights)[0]
+
+    return sessions(
+        rng, end, pick, every=session_every, length=session_seconds, think=think_seconds
+    )
+
+
+def sessions(
+    rng: random.Random,
+    end: float,
+    pick: Callable[[float], int],
+    *,
+    every: float,
+    length: float,
+    think: float,
+) -> list[Request]:
+    """A session every `every` s on average, on the model `pick(start)` gives, lasting
+    `length` s on average, with a request every `think` s on average."""
+    requests: list[Request] = []
+    now = 0.0
+    while now < end:
+        model = pick(now)
+        stop = min(end, now + rng.expovariate(1 / length))
         at = now
-        while at < session_end:
+        while at < stop:
             requests.append(Request(at, model))
-            at += rng.expovariate(1 / think_seconds)
-        now += rng.expovariate(1 / session_every)
+            at += rng.expovariate(1 / think)
+        now += rng.expovariate(1 / every)
     return requests
 
 
@@ -218,22 +257,11 @@ def sweeps_trace(
     per_second: float = 0.5,
 ) -> list[Request]:
     models = list(range(len(SIZES_GB)))
-    weights = zipf_weights(len(models), exponent)
-    requests: list[Request] = []
-    order = models[:]
-    now, next_shuffle, next_sweep = 0.0, 0.0, sweep_every
-    while now < end:
-        if now >= next_shuffle:
-            rng.shuffle(order)
-            next_shuffle += reshuffle_every
-        if now >= next_sweep:
-            requests.extend(
-                Request(now + sweep_spacing * i, m) for i, m in enumerate(rng.sample(models, 12))
-            )
-            next_sweep += sweep_every
-        requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(per_second)
-    return requests
+
+    def sweep(now: float, order: list[int]) -> list[Request]:
+        return [Request(now + sweep_spacing * i, m) for i, m in enumerate(rng.sample(models, 12))]
+
+    return popular_traffic(rng, end, exponent, per_second, reshuffle_every, sweep_every, sweep)
 
 
 @dataclass(frozen=True)
@@ -322,22 +350,12 @@ def batch_trace(
     """Interactive traffic plus batch jobs: every `batch_every` s a job sends
     `batch_requests` requests, `batch_spacing` s apart, to one of the six models
     least popular at the time."""
-    models = list(range(len(SIZES_GB)))
-    weights = zipf_weights(len(models), exponent)
-    order = models[:]
-    requests: list[Request] = []
-    now, next_shuffle, next_batch = 0.0, 0.0, batch_every
-    while now < end:
-        if now >= next_shuffle:
-            rng.shuffle(order)
-            next_shuffle += reshuffle_every
-        if now >= next_batch:
-            model = rng.choice(order[-6:])
-            requests.extend(Request(now + batch_spacing * i, model) for i in range(batch_requests))
-            next_batch += batch_every
-        requests.append(Request(now, rng.choices(order, weights)[0]))
-        now += rng.expovariate(per_second)
-    return requests
+
+    def batch(now: float, order: list[int]) -> list[Request]:
+        model = rng.choice(order[-6:])
+        return [Request(now + batch_spacing * i, model) for i in range(batch_requests)]
+
+    return popular_traffic(rng, end, exponent, per_second, reshuffle_every, batch_every, batch)
 
 
 def cron_trace(
@@ -706,15 +724,16 @@ def warmpath(
     hysteresis: bool = True,
     time_averaged: bool = True,
     reload_seconds: Callable[[Cluster, int, float], float] | None = None,
+    sleeps: Callable[[Cluster, int, float], bool] | None = None,
 ) -> Chooser:
     """The agent's own policy: eviction.plan_placement over the same facts it sees
     (protected_models for the hot set, the last one as incumbents, its candidates'
     demand by hot_set_per_minute, as ResidencyManager._place does). `time_averaged`
     False ranks the hot set by the conditional estimate (per_minute) instead.
     `reload_seconds(cluster, model, now)`: what bringing a resident back would cost once
-    evicted (the warm tier's wake where it would sleep, bench/placement_warm.py; then, as
-    the agent does, no wait rather than evict hot-set models that would all sleep).
-    None: its load."""
+    evicted (the warm tier's, bench/placement_warm.py); None: its load. `sleeps(cluster,
+    model, now)`: the resident would sleep in free host RAM if evicted; as the agent does,
+    no wait rather than evict hot-set models that would all sleep so."""
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
         loads = cluster.workload.load_seconds
@@ -764,8 +783,8 @@ def warmpath(
             return "wait" if plan.fits_after_waiting else "refuse"
         if 0 < plan.cheaper_in_seconds <= patience:
             return "wait"  # as the agent does: a cheaper victim ages past min_residency soon
-        victims_sleep = reload_seconds is not None and all(
-            v.load_seconds < loads[int(v.model)] for v in plan.victims
+        victims_sleep = sleeps is not None and all(
+            sleeps(cluster, int(v.model), now) for v in plan.victims
         )
         if plan.waits_for_unprotected and not victims_sleep and patience > LAST_CHANCE_SECONDS:
             return "wait"  # as the agent does: rather than evict a hot-set model
@@ -1011,22 +1030,40 @@ Results = dict[str, dict[str, list[Outcome]]]
 """workload name -> policy name -> one outcome per seed."""
 
 
+def replay(
+    workloads: Sequence[Workload],
+    seeds: int,
+    first_seed: int,
+    hours: float | None,
+    outcomes: Callable[[Workload, list[Request]], Iterable[tuple[str, Outcome]]],
+) -> Results:
+    """Each workload's traces (seeds `first_seed` and up) through `outcomes`, which says
+    what each policy (or reference) did on one trace; collected per policy, a seed each."""
+    results: Results = {}
+    for workload in workloads:
+        by_policy = results.setdefault(workload.name, {})
+        for seed in range(first_seed, first_seed + seeds):
+            for name, outcome in outcomes(workload, workload.trace(seed, hours)):
+                by_policy.setdefault(name, []).append(outcome)
+    return results
+
+
 def run(
     seeds: int,
     hours: float | None = None,
     workloads: Sequence[Workload] = WORKLOADS,
     first_seed: int = 0,
 ) -> Results:
-    results: Results = {}
-    for workload in workloads:
-        by_policy = results.setdefault(workload.name, {})
-        for seed in range(first_seed, first_seed + seeds):
-            trace = workload.trace(seed, hours)
-            for policy in policies(trace):
-                by_policy.setdefault(policy.name, []).append(simulate(workload, trace, policy))
-            cold, seconds = hindsight_partition(workload, trace)
-            by_policy.setdefault(HINDSIGHT, []).append(Outcome(cold, seconds))
-    return results
+    return replay(workloads, seeds, first_seed, hours, _policies_and_hindsight)
+
+
+def _policies_and_hindsight(
+    workload: Workload, trace: list[Request]
+) -> Iterator[tuple[str, Outcome]]:
+    for policy in policies(trace):
+        yield policy.name, simulate(workload, trace, policy)
+    cold, seconds = hindsight_partition(workload, trace)
+    yield HINDSIGHT, Outcome(cold, seconds)
 
 
 def _median(outcomes: Sequence[Outcome], figure: Callable[[Outcome], float]) -> float:

@@ -22,6 +22,7 @@ import os
 import random
 from collections.abc import Iterable, Sequence
 
+import placement
 from placement import GB, HOSTS_HEADING, LRU, WARMPATH, Request, _median
 from placement_gangs import (
     HostModel,
@@ -58,19 +59,15 @@ def sessions(
     length: float,
     think: float,
 ) -> list[Request]:
-    """A session every `every` s on average, on one model picked by `weights`, lasting
-    `length` s on average, with a request every `think` s on average."""
-    requests: list[Request] = []
-    now = 0.0
-    while now < end:
-        model = rng.choices(range(len(weights)), weights)[0]
-        stop = min(end, now + rng.expovariate(1 / length))
-        at = now
-        while at < stop:
-            requests.append(Request(at, model))
-            at += rng.expovariate(1 / think)
-        now += rng.expovariate(1 / every)
-    return requests
+    """placement.sessions, each on one model picked by `weights`."""
+    return placement.sessions(
+        rng,
+        end,
+        lambda now: rng.choices(range(len(weights)), weights)[0],
+        every=every,
+        length=length,
+        think=think,
+    )
 
 
 def periodic(end: float, period: float, models: Iterable[int], spacing: float) -> list[Request]:

@@ -23,13 +23,20 @@ def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
     results = warm.run([workload], 1, 0, 0.3, warm.HOST_RAM_PER_GPU_MEMORY)
     by_policy = results[workload.name]
     requests = len(workload.trace(0, 0.3))
-    for name in (warm.WARM, warm.LRU_WARM, placement.WARMPATH, placement.LRU, placement.BELADY):
+    for name in (
+        warm.WARM,
+        warm.LRU_WARM,
+        warm.BELADY_WARM,
+        placement.WARMPATH,
+        placement.LRU,
+        placement.BELADY,
+    ):
         (outcome,) = by_policy[name]
         assert len(outcome.waits) == requests, "every request is served or counted failed"
     (tier,) = by_policy[warm.WARM]
     assert tier.sleeps > 0
     assert tier.wakes > 0, "models put to sleep were woken rather than loaded"
-    rows, met, _ = warm.table(results, "smoke")
+    rows, met, _, _ = warm.table(results, "smoke")
     assert set(met) == {workload.name}
     assert any(warm.WARM in row for row in rows)
 

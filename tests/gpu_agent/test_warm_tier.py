@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from tests.fakes.drivers import FakeDriver
 from tests.fakes.sleep import FakePageCache, FakeServerSleep
 from tests.fakes.sleepy_server import SleepyServer
+from tests.gpu_agent.test_nvml import GB, inventory, two_gpus
 from tests.gpu_agent.test_residency import MIB, Clock, agent_client, manager, spec
 from warmpath.v1 import gpu_agent_pb2
 from warmpath_agent.docker_container import create_arguments
@@ -33,8 +34,10 @@ from warmpath_agent.warm_tier import (
     Sleeper,
     SleepKind,
     choose_demotion,
+    return_seconds,
     sleep_kind,
     sleepers_to_unload,
+    sleeps_freely,
 )
 from warmpath_common.config import (
     BackendKindName,
@@ -110,6 +113,24 @@ def test_host_ram_pressure_unloads_the_least_valuable_sleepers_first() -> None:
     assert sleepers_to_unload(asleep, 11 * GIB) is not None
     assert sleepers_to_unload(asleep, 14 * GIB) is None
     assert sleepers_to_unload(asleep, 0) == ()
+
+
+def test_evicting_a_model_that_would_push_sleepers_out_costs_what_they_lose() -> None:
+    """Host RAM small: a model that sleeps only by unloading another sleeper is not cheap
+    to evict. Priced at its wake alone, eviction churned host RAM and the tier loaded more
+    from disk than no tier (bench/results/placement.md, 0.25x host RAM)."""
+    leaving = sleeper("new", 4, 48, 2, 1)
+    asleep = [sleeper("rare", 4, 30, 2, 0.5)]
+    assert return_seconds(leaving, asleep, host_free_bytes=8 * GIB) == 2
+    assert sleeps_freely(leaving, asleep, host_free_bytes=8 * GIB)
+    # It would sleep in rare's place: rare's next request is a load (28 s saved lost, at
+    # half new's demand), so new's return costs its wake plus 14 s.
+    assert choose_demotion(leaving, asleep, host_free_bytes=1 * GIB).unload_sleepers == ("rare",)
+    assert return_seconds(leaving, asleep, host_free_bytes=1 * GIB) == 2 + 14
+    assert not sleeps_freely(leaving, asleep, host_free_bytes=1 * GIB)
+    # Never more than its load; and its load when it would not sleep at all.
+    busy = [sleeper("rare", 4, 30, 2, 5)]
+    assert return_seconds(sleeper("new", 4, 48, 2, 0.5), busy, host_free_bytes=1 * GIB) == 48
 
 
 def test_which_servers_can_sleep_and_how() -> None:
@@ -234,6 +255,66 @@ async def test_keep_alive_puts_to_sleep_and_the_warm_tiers_keep_alive_unloads() 
     assert driver.stops == ["a"]
 
 
+async def test_eviction_counts_on_the_room_a_server_put_to_sleep_frees_not_all_of_it() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(driver, vllm("a", 500), vllm("b", 500), vllm("x", 500), warm_tier=tier())
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    # Evicting a alone frees 450 MiB (its server keeps 50 asleep): x needs b gone too.
+    outcome = await agent.ensure_loaded("x")
+    assert sorted(outcome.evicted) == ["a", "b"]
+    state = await agent.state()
+    assert state.gpus[0].memory_used_bytes == (500 + 50 + 50) * MIB
+
+
+async def test_a_sleeping_servers_leftover_gpu_memory_counts_until_it_is_unloaded() -> None:
+    """Asleep, a vLLM server keeps its CUDA context and the like on its GPU. On a
+    simulated inventory that is the estimate from vLLM's documentation (a tenth)."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(driver, vllm("a", 600), warm_tier=tier(), clock=clock, host_memory_mib=4000)
+    await agent.ensure_loaded("a")
+    clock.now += 601  # past its keep-alive: it sleeps
+    await agent.expire_idle()
+    state = await agent.state()
+    assert state.models[0].state is ResidencyState.ASLEEP
+    assert state.models[0].asleep_gpu_bytes == 60 * MIB
+    assert state.gpus[0].memory_used_bytes == 60 * MIB, "still counted against its GPU"
+    clock.now += 600 + 601  # past the tier's keep-alive too: unloaded
+    await agent.expire_idle()
+    state = await agent.state()
+    assert state.models == ()
+    assert state.gpus[0].memory_used_bytes == 0, "freed with the server"
+
+
+async def test_on_a_real_gpu_a_sleeping_servers_leftover_is_what_nvml_reads_of_it() -> None:
+    running = RunningModel("a", "http://127.0.0.1:1", "org/a", pid=4242)
+    nvml = inventory(two_gpus())  # NVML lists pid 4242 holding 9 GB on GPU 0
+    assert await tier().held_on_gpus(running, {0: 20 * GB}, nvml) == {0: 9 * GB}
+    unseen = RunningModel("a", "http://127.0.0.1:1", "org/a", pid=1)
+    assert await tier().held_on_gpus(unseen, {0: 20 * GB}, nvml) == {0: 2 * GB}, "estimated"
+
+
+async def test_an_operator_puts_a_model_to_sleep_and_its_next_request_wakes_it() -> None:
+    driver = FakeDriver(load_seconds=0.05)
+    servers = FakeServerSleep()
+    # Its wake measured slower than its load: the agent would not choose to sleep it.
+    slow_wake = WarmTier(servers, FakePageCache(), 600.0, {"a": 60.0})
+    agent = manager(driver, vllm("a", 600), warm_tier=slow_wake, host_memory_mib=4000)
+    await agent.ensure_loaded("a")
+    assert await agent.unload("a", force=False, sleep=True)
+    assert agent.is_asleep("a")
+    assert servers.sleeps == ["a"]
+    assert driver.stops == []
+    assert (await agent.ensure_loaded("a")).woken
+
+    without_tier = manager(FakeDriver(load_seconds=0.05), vllm("a", 600))
+    await without_tier.ensure_loaded("a")
+    assert await without_tier.unload("a", force=False, sleep=True)
+    assert not without_tier.is_asleep("a")
+    assert (await without_tier.state()).models == (), "unloaded instead"
+
+
 async def test_leased_and_pinned_models_neither_sleep_nor_unload() -> None:
     driver = FakeDriver(load_seconds=0.05)
     servers = FakeServerSleep()
@@ -276,6 +357,7 @@ async def test_no_probe_check_or_state_stream_wakes_a_sleeping_server() -> None:
             (asleep,) = [m for m in state.models if m.model == "a"]
             assert asleep.state == gpu_agent_pb2.RESIDENCY_STATE_ASLEEP
             assert not asleep.HasField("endpoint"), "a sleeping server's address is not given"
+            assert asleep.asleep_gpu_memory_bytes == 60 * MIB, "what it keeps on its GPU"
             assert events[0].state.models[0].state == gpu_agent_pb2.RESIDENCY_STATE_ASLEEP
             assert server.wakes == 0, "no probe, check or state stream woke it"
             assert server.calls["GET /health"] == probes_before + 3, "only b was probed"
@@ -304,7 +386,8 @@ async def test_a_model_outside_the_hot_set_evicts_a_hot_one_that_would_sleep_at_
     models = (vllm("a", 500), vllm("b", 500), vllm("x", 500))
     warm = tier(servers)
     warm.timed_wakes["x"] = 0.001
-    agent = manager(driver, *models, clock=clock, warm_tier=warm)
+    # Room for a and b, and for x once a sleeps, keeping 50 MiB on the GPU.
+    agent = manager(driver, *models, gpu_mib=1100, clock=clock, warm_tier=warm)
     for _ in range(10):  # a request every 10 s: hot
         await agent.ensure_loaded("a")
         clock.now += 10

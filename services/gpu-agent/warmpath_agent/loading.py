@@ -208,7 +208,10 @@ class Loader:
         core = self._core
         async with core.placing:
             try:
-                shape = await self._planner.shape(spec, asleep.footprint_bytes)
+                # What it still holds asleep is counted used: the wake needs the rest.
+                shape = await self._planner.shape(
+                    spec, asleep.footprint_bytes - asleep.asleep_gpu_bytes
+                )
                 _, _, evicted = await self._planner.place(
                     spec.name, shape, give_up_at, asleep.on_gpus
                 )
@@ -219,7 +222,13 @@ class Loader:
                     asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
                 )
                 return None
-            waking = replace(asleep, state=ResidencyState.LOADING, asleep_bytes=0, sleep_kind=None)
+            waking = replace(
+                asleep,
+                state=ResidencyState.LOADING,
+                asleep_bytes=0,
+                asleep_gpu_bytes=0,
+                sleep_kind=None,
+            )
             core.residents[spec.name] = waking
             core.book.release(spec.name)
             core.book.book_gang(spec.name, waking.bytes_per_gpu, loading=True)

@@ -190,7 +190,7 @@ class PlacementPlanner:
         core = self._core
         return ResidentModel(
             model=residency.model,
-            size_bytes=size,
+            size_bytes=self._warm.freed_by_eviction(residency, now, size, host_free),
             # An adopted model was never timed here; it is not free to reload.
             load_seconds=self._warm.return_seconds(
                 residency,

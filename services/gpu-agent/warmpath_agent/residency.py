@@ -286,11 +286,15 @@ class ResidencyManager:
             seen_version, min(budget, self._core.next_timed_change(MAX_ROOM_WAIT_SECONDS))
         )
 
-    async def unload(self, model: str, *, force: bool) -> bool:
+    async def unload(self, model: str, *, force: bool, sleep: bool = False) -> bool:
+        """False when `model` was not resident. `sleep`: put it to sleep in host RAM
+        where the warm tier can (is_asleep says whether it did), else unload it."""
         self._core.spec(model)
         current = self._core.residents.get(model)
         if current is None:
             return False
+        if current.state is ResidencyState.ASLEEP and sleep:
+            return True
         if current.pinned and not force:
             raise FailedPrecondition(f"{model} is pinned; pass force to unload it anyway")
         leased_for = self._core.leases.get(model, 0.0) - self._core.clock()
@@ -301,8 +305,12 @@ class ResidencyManager:
             )
         if current.state is ResidencyState.LOADING:
             raise FailedPrecondition(f"{model} is still loading; unload it once it is ready")
-        await self._exits.stop(current, reason="unloaded on request", kind="request")
+        if not (sleep and await self._warm_hooks.put_to_sleep(current, "on request")):
+            await self._exits.stop(current, reason="unloaded on request", kind="request")
         return True
+
+    def is_asleep(self, model: str) -> bool:
+        return self._warm_hooks.is_asleep(model)
 
     async def load_pinned(self) -> None:
         for spec in self._core.specs.values():

@@ -62,6 +62,8 @@ class Residency:
     """Its last load was a wake from sleep, not a load from disk."""
     asleep_bytes: int = 0
     """Host RAM its weights hold while it is asleep."""
+    asleep_gpu_bytes: int = 0
+    """GPU memory its server still holds asleep (CUDA context and the like), on its GPUs."""
     sleep_kind: SleepKind | None = None
     """How it sleeps, while it is asleep."""
 

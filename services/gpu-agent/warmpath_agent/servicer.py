@@ -80,8 +80,11 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
     async def Unload(
         self, request: gpu_agent_pb2.UnloadRequest, context: ServicerContext
     ) -> gpu_agent_pb2.UnloadResponse:
-        unloaded = await self._manager.unload(request.model, force=request.force)
-        return gpu_agent_pb2.UnloadResponse(unloaded=unloaded)
+        unloaded = await self._manager.unload(
+            request.model, force=request.force, sleep=request.sleep
+        )
+        asleep = self._manager.is_asleep(request.model)
+        return gpu_agent_pb2.UnloadResponse(unloaded=unloaded, asleep=asleep)
 
     def _state_to_proto(self, state: HostState) -> gpu_agent_pb2.AgentState:
         return gpu_agent_pb2.AgentState(
@@ -127,6 +130,7 @@ class GpuAgentServicer(gpu_agent_pb2_grpc.GpuAgentServicer):
             placement=placement_to_proto(residency.placement),
             wake_seconds=residency.wake_seconds,
             asleep_host_memory_bytes=residency.asleep_bytes,
+            asleep_gpu_memory_bytes=residency.asleep_gpu_bytes,
         )
         if residency.ready_since is not None:
             message.ready_since.CopyFrom(_timestamp(residency.ready_since))

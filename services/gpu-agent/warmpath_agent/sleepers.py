@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from warmpath_agent.drivers import ModelDriver, RunningModel
+from warmpath_agent.inventory import GpuInventory
 from warmpath_agent.warm_tier import (
     Demotion,
     PageCache,
@@ -18,6 +19,7 @@ from warmpath_agent.warm_tier import (
     SleepFailed,
     SleepKind,
     choose_demotion,
+    estimated_asleep_gpu_bytes,
     estimated_wake_seconds,
     sleep_kind,
 )
@@ -47,9 +49,14 @@ class WarmTier:
         return self.timed_wakes.get(spec.name) or estimated_wake_seconds(kind, size_bytes)
 
     def decide(
-        self, leaving: Sleeper, sleepers: list[Sleeper], host_free_bytes: int | None
+        self,
+        leaving: Sleeper,
+        sleepers: list[Sleeper],
+        host_free_bytes: int | None,
+        *,
+        asked: bool = False,
     ) -> Demotion:
-        return choose_demotion(leaving, sleepers, host_free_bytes)
+        return choose_demotion(leaving, sleepers, host_free_bytes, asked=asked)
 
     async def put_to_sleep(
         self, spec: ModelSpec, running: RunningModel, driver: ModelDriver
@@ -65,6 +72,35 @@ class WarmTier:
             return kind, running, 0
         await driver.stop(running)
         return kind, None, await self.page_cache.keep(spec)
+
+    async def held_on_gpus(
+        self, running: RunningModel, awake: Mapping[int, int], inventory: GpuInventory
+    ) -> dict[int, int]:
+        """GPU memory a sleeping server still holds on each of its GPUs (`awake`: what it
+        held on each awake): NVML's reading of its processes, the one footprints use;
+        else (a simulated inventory, or NVML lists none of its processes) the estimate
+        from vLLM's documentation. It counts against those GPUs until it is unloaded."""
+        if not inventory.simulated and running.pid is not None:
+            measured = await inventory.process_memory(running.pid)
+            if any(measured.get(gpu, 0) for gpu in awake):
+                return {gpu: measured.get(gpu, 0) for gpu in awake}
+        return {gpu: estimated_asleep_gpu_bytes(held) for gpu, held in awake.items()}
+
+    def freed_by_eviction(
+        self,
+        spec: ModelSpec,
+        size_bytes: int,
+        leaving: Sleeper,
+        sleepers: list[Sleeper],
+        host_free_bytes: int | None,
+    ) -> int:
+        """GPU memory evicting the model frees: all of it, less what its server keeps
+        asleep when it would sleep (the estimate: NVML reads it only once it sleeps)."""
+        if sleep_kind(spec) is not SleepKind.SERVER:
+            return size_bytes
+        if not choose_demotion(leaving, sleepers, host_free_bytes).sleep:
+            return size_bytes
+        return size_bytes - estimated_asleep_gpu_bytes(size_bytes)
 
     async def wake_server(self, spec: ModelSpec, running: RunningModel) -> float:
         """Wakes a sleeping server; returns the seconds it took. Raises SleepFailed."""

@@ -14,7 +14,14 @@ from warmpath_agent.eviction import ResidentModel
 from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import Residency, ResidencyState
 from warmpath_agent.server_exits import ServerExits
-from warmpath_agent.warm_tier import Sleeper, SleepFailed, SleepKind, sleepers_to_unload
+from warmpath_agent.warm_tier import (
+    Sleeper,
+    SleepFailed,
+    SleepKind,
+    return_seconds,
+    sleepers_to_unload,
+    sleeps_freely,
+)
 from warmpath_common.config import ModelSpec
 
 __all__ = ["WarmHooks"]
@@ -60,35 +67,57 @@ class WarmHooks:
             if r.state is ResidencyState.ASLEEP and (sleeper := self._sleeper(r, now)) is not None
         ]
 
-    def _would_sleep(
-        self, residency: Residency, now: float, host_free: int | None
-    ) -> Sleeper | None:
-        """The model as a sleeper, if it would sleep were it to leave its GPUs now."""
+    def _could_sleep(self, residency: Residency, now: float) -> Sleeper | None:
+        """The model as a sleeper, if its server could sleep were it to leave its GPUs now."""
         sleeper = self._sleeper(residency, now)
-        warm = self._core.warm
-        if sleeper is None or residency.running is None or warm is None:
+        if sleeper is None or residency.running is None or self._core.warm is None:
             return None
-        return sleeper if warm.decide(sleeper, self._sleepers(now), host_free).sleep else None
+        return sleeper
+
+    def freed_by_eviction(
+        self, residency: Residency, now: float, size: int, host_free: int | None
+    ) -> int:
+        """What evicting it frees on a GPU: less what its server would keep asleep."""
+        sleeper = self._could_sleep(residency, now)
+        warm = self._core.warm
+        if sleeper is None or warm is None:
+            return size
+        spec = self._core.specs[residency.model]
+        return warm.freed_by_eviction(spec, size, sleeper, self._sleepers(now), host_free)
 
     def return_seconds(
         self, residency: Residency, load_seconds: float, now: float, host_free: int | None
     ) -> float:
-        """What bringing the model back would cost if it left its GPUs now: its wake
-        when it would sleep (the eviction cost model, one tier down), else its load."""
-        sleeper = self._would_sleep(residency, now, host_free)
-        return load_seconds if sleeper is None else min(load_seconds, sleeper.wake_seconds)
+        """What bringing the model back would cost if it left its GPUs now
+        (warm_tier.return_seconds: the eviction cost model, one tier down)."""
+        sleeper = self._could_sleep(residency, now)
+        if sleeper is None:
+            return load_seconds
+        return min(load_seconds, return_seconds(sleeper, self._sleepers(now), host_free))
 
     def victims_sleep(self, victims: Sequence[ResidentModel], host_free: int | None) -> bool:
-        """Every victim would sleep rather than unload (its return a wake, not a load):
+        """Every victim would sleep in free host RAM (its return a wake, not a load):
         then waiting for room, rather than evict a hot-set model, buys little."""
         now = self._core.clock()
         return bool(victims) and all(
             (current := self._core.residents.get(victim.model)) is not None
-            and self._would_sleep(current, now, host_free) is not None
+            and (sleeper := self._could_sleep(current, now)) is not None
+            and sleeps_freely(sleeper, self._sleepers(now), host_free)
             for victim in victims
         )
 
-    async def _put_to_sleep(self, residency: Residency, reason: str) -> bool:
+    def is_asleep(self, model: str) -> bool:
+        current = self._core.residents.get(model)
+        return current is not None and current.state is ResidencyState.ASLEEP
+
+    async def put_to_sleep(self, residency: Residency, reason: str) -> bool:
+        """An operator's request: asleep in host RAM where the warm tier can, else False
+        (the caller unloads it)."""
+        return await self._put_to_sleep(residency, reason, asked=True)
+
+    async def _put_to_sleep(
+        self, residency: Residency, reason: str, *, asked: bool = False
+    ) -> bool:
         core = self._core
         model = residency.model
         now = core.clock()
@@ -97,7 +126,7 @@ class WarmHooks:
         if core.warm is None or leaving is None or running is None:
             return False
         host_free = await core.host_free_bytes()
-        demotion = core.warm.decide(leaving, self._sleepers(now), host_free)
+        demotion = core.warm.decide(leaving, self._sleepers(now), host_free, asked=asked)
         if not demotion.sleep:
             logger.info("%s is unloaded rather than put to sleep: %s", model, demotion.reason)
             return False
@@ -117,13 +146,20 @@ class WarmHooks:
             core.residents[model] = residency
             return False
         held = host_bytes or leaving.host_bytes
+        left: dict[int, int] = {}
+        if still_running is not None:
+            left = await core.warm.held_on_gpus(
+                still_running, residency.bytes_per_gpu, core.inventory
+            )
         core.book.release(model)
         core.book.book_host(model, held)
+        core.book.book_gang(model, left, loading=False)  # freed when it is unloaded
         core.residents[model] = replace(
             residency,
             state=ResidencyState.ASLEEP,
             running=still_running,
             asleep_bytes=held,
+            asleep_gpu_bytes=sum(left.values()),
             sleep_kind=kind,
             woken=False,
         )
@@ -131,7 +167,11 @@ class WarmHooks:
         core.room.may_have_changed()
         await core.feed.publish(
             f"{model} asleep in host RAM ({held / _MIB:.0f} MiB, "
-            + ("its server sleeps" if still_running is not None else "its file in the page cache")
+            + (
+                f"its server sleeps, keeping {sum(left.values()) / _MIB:.0f} MiB on its GPUs"
+                if still_running is not None
+                else "its file in the page cache"
+            )
             + f") off {residency.where}: {reason}; {demotion.reason}"
         )
         return True

@@ -13,6 +13,11 @@ load-seconds per minute saved by keeping the model asleep rather than on disk; i
 costs `host_bytes` of host RAM. A model sleeps when its value is positive and host RAM
 has room, or can make room by unloading sleepers worth less per byte of host RAM.
 Host RAM pressure unloads sleepers by the same rule, the least value per byte first.
+
+Eviction prices a model that would sleep by `return_seconds`: its wake, plus what the
+sleepers it would push out of host RAM lose. It skips waiting for room rather than
+evict a hot-set model only when that model sleeps in free host RAM (`sleeps_freely`):
+with little host RAM, a sleeper soon pushed out comes back in a load, not a wake.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ __all__ = [
     "SleepKind",
     "Sleeper",
     "choose_demotion",
+    "estimated_asleep_gpu_bytes",
     "estimated_wake_seconds",
+    "return_seconds",
     "sleep_kind",
     "sleepers_to_unload",
+    "sleeps_freely",
 ]
 
 
@@ -96,6 +104,18 @@ def estimated_wake_seconds(kind: SleepKind, size_bytes: int) -> float:
     return _WAKE_START_SECONDS[kind] + max(size_bytes, 0) / _WAKE_BYTES_PER_SECOND[kind]
 
 
+# A sleeping server keeps some GPU memory: its CUDA context, allocator pools and CUDA
+# graphs. vLLM's documentation ("Sleep Mode") says level 1 releases "up to 90%+ of GPU
+# memory": a tenth of what it held awake stays, where NVML cannot measure it (a
+# simulated inventory).
+_ASLEEP_GPU_SHARE = 0.1
+
+
+def estimated_asleep_gpu_bytes(awake_bytes: int) -> int:
+    """GPU memory a server asleep still holds, from what it held awake."""
+    return int(max(awake_bytes, 0) * _ASLEEP_GPU_SHARE)
+
+
 @dataclass(frozen=True, slots=True)
 class Sleeper:
     """A model asleep, or one that could be put to sleep."""
@@ -126,17 +146,27 @@ class Demotion:
 
 
 def choose_demotion(
-    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+    leaving: Sleeper,
+    sleepers: Sequence[Sleeper],
+    host_free_bytes: int | None,
+    *,
+    asked: bool = False,
 ) -> Demotion:
     """Sleep or unload `leaving`. `sleepers`: the models asleep now; `host_free_bytes`:
-    host RAM available now, None when it is not accounted (always room)."""
-    if leaving.load_seconds <= leaving.wake_seconds:
+    host RAM available now, None when it is not accounted (always room). `asked`: an
+    operator asked for its sleep (Unload with `sleep`): it sleeps where host RAM has
+    room, whether or not its wake was measured faster than its load."""
+    if leaving.load_seconds <= leaving.wake_seconds and not asked:
         return Demotion(
             False,
             reason=f"waking ({leaving.wake_seconds:.1f} s) is no faster than a load "
             f"({leaving.load_seconds:.1f} s)",
         )
-    saving = f"saves {leaving.load_seconds - leaving.wake_seconds:.1f} s at its next request"
+    saving = (
+        "put to sleep on request"
+        if asked
+        else f"saves {leaving.load_seconds - leaving.wake_seconds:.1f} s at its next request"
+    )
     if host_free_bytes is None or leaving.host_bytes <= host_free_bytes:
         return Demotion(True, reason=saving)
     shortfall = leaving.host_bytes - host_free_bytes
@@ -166,3 +196,30 @@ def sleepers_to_unload(sleepers: Sequence[Sleeper], shortfall: int) -> tuple[str
         chosen.append(sleeper.model)
         freed += sleeper.host_bytes
     return tuple(chosen) if freed >= shortfall else None
+
+
+def return_seconds(
+    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+) -> float:
+    """What bringing `leaving` back costs if it leaves its GPUs now, in its own load-seconds:
+    its load when it would be unloaded; when it would sleep, its wake plus the value of the
+    sleepers its sleep pushes out of host RAM (they come back in a load), never more than
+    its load. Counting its wake alone made eviction cheap and churn host RAM when host RAM
+    is small: the tier then loaded more from disk than no tier at all (docs/warm-tier.md)."""
+    demotion = choose_demotion(leaving, sleepers, host_free_bytes)
+    if not demotion.sleep:
+        return leaving.load_seconds
+    pushed_out = sum(s.value for s in sleepers if s.model in demotion.unload_sleepers)
+    if pushed_out <= 0:
+        return min(leaving.load_seconds, leaving.wake_seconds)
+    if leaving.demand_per_minute <= 0:
+        return leaving.load_seconds
+    return min(leaving.load_seconds, leaving.wake_seconds + pushed_out / leaving.demand_per_minute)
+
+
+def sleeps_freely(
+    leaving: Sleeper, sleepers: Sequence[Sleeper], host_free_bytes: int | None
+) -> bool:
+    """`leaving` would sleep in host RAM that is free now, pushing no sleeper out."""
+    demotion = choose_demotion(leaving, sleepers, host_free_bytes)
+    return demotion.sleep and not demotion.unload_sleepers
