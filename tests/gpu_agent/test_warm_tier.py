@@ -287,6 +287,41 @@ async def test_a_sleeping_servers_leftover_gpu_memory_counts_until_it_is_unloade
     assert state.gpus[0].memory_used_bytes == 0, "freed with the server"
 
 
+async def test_a_model_that_needs_a_sleepers_leftover_gpu_memory_unloads_the_sleeper() -> None:
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(
+        driver, vllm("a", 600), vllm("c", 1000), warm_tier=tier(), clock=clock, host_memory_mib=4000
+    )
+    await agent.ensure_loaded("a")
+    clock.now += 601  # past its keep-alive: it sleeps, keeping 60 MiB on the GPU
+    await agent.expire_idle()
+    assert agent.is_asleep("a")
+    outcome = await agent.ensure_loaded("c")  # needs the whole GPU
+    assert outcome.evicted == ("a",)
+    assert driver.stops == ["a"], "unloaded from its sleep, not left holding the GPU"
+    state = await agent.state()
+    assert [r.model for r in state.models] == ["c"]
+    assert state.gpus[0].memory_used_bytes == 1000 * MIB
+
+
+async def test_a_wake_never_evicts_what_the_sleeper_itself_keeps_on_the_gpu() -> None:
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(
+        driver, vllm("a", 600), vllm("b", 450), warm_tier=tier(), clock=clock, host_memory_mib=4000
+    )
+    await agent.ensure_loaded("a")
+    clock.now += 601  # a sleeps, keeping 60 MiB
+    await agent.expire_idle()
+    for _ in range(20):  # b in demand: a's 60 MiB would look the cheaper victim
+        await agent.ensure_loaded("b")
+    # Waking a needs 540 MiB more; 490 are free. Its own 60 would do, but they are its.
+    outcome = await agent.ensure_loaded("a")
+    assert outcome.woken
+    assert outcome.evicted == ("b",)
+
+
 async def test_on_a_real_gpu_a_sleeping_servers_leftover_is_what_nvml_reads_of_it() -> None:
     running = RunningModel("a", "http://127.0.0.1:1", "org/a", pid=4242)
     nvml = inventory(two_gpus())  # NVML lists pid 4242 holding 9 GB on GPU 0

@@ -80,6 +80,11 @@ class MemoryBook:
         self._entries.pop(model, None)
         self._host.pop(model, None)
 
+    def bytes_of(self, model: str, gpu_index: int) -> int:
+        """What `model` holds booked on `gpu_index` (0 if nothing)."""
+        entry = self._entries.get(model)
+        return 0 if entry is None else entry[0].get(gpu_index, 0)
+
     def booked_bytes(self, gpu_index: int) -> int:
         return sum(per_gpu.get(gpu_index, 0) for per_gpu, _ in self._entries.values())
 

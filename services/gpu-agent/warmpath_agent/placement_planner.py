@@ -105,6 +105,15 @@ class PlacementPlanner:
                     self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
                     for r in core.residents.values()
                     if gpu.index in r.on_gpus and r.state not in OFF_GPU_STATES
+                )
+                # A sleeping server's leftover (its CUDA context and the like) is
+                # room too: unloading the sleeper frees it.
+                + tuple(
+                    self._as_resident(r, now, left, host_free)
+                    for r in core.residents.values()
+                    if r.state is ResidencyState.ASLEEP
+                    and r.model != model  # a wake needs what it keeps
+                    and (left := core.book.bytes_of(r.model, gpu.index))
                 ),
             )
             for gpu in readings.values()
@@ -188,6 +197,8 @@ class PlacementPlanner:
         self, residency: Residency, now: float, size: int, host_free: int | None
     ) -> ResidentModel:
         core = self._core
+        if residency.state is ResidencyState.ASLEEP:
+            return self._warm.as_victim(residency, now, size)
         return ResidentModel(
             model=residency.model,
             size_bytes=self._warm.freed_by_eviction(residency, now, size, host_free),

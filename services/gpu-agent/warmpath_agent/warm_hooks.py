@@ -41,8 +41,10 @@ class WarmHooks:
 
     async def demote(self, residency: Residency, *, reason: str, kind: str) -> None:
         """A model leaves its GPUs: asleep in host RAM when the warm tier says so, else
-        unloaded."""
-        if not await self._put_to_sleep(residency, reason):
+        unloaded. A sleeper evicted for what its server keeps on a GPU is unloaded."""
+        if residency.state is ResidencyState.ASLEEP:
+            await self._exits.stop(residency, reason=f"asleep, {reason}", kind=kind)
+        elif not await self._put_to_sleep(residency, reason):
             await self._exits.stop(residency, reason=reason, kind=kind)
 
     def _sleeper(self, residency: Residency, now: float) -> Sleeper | None:
@@ -104,6 +106,24 @@ class WarmHooks:
             and (sleeper := self._could_sleep(current, now)) is not None
             and sleeps_freely(sleeper, self._sleepers(now), host_free)
             for victim in victims
+        )
+
+    def as_victim(self, residency: Residency, now: float, size: int) -> ResidentModel:
+        """A sleeper holding `size` bytes of a GPU (what its server keeps asleep), as
+        eviction sees it: unloading it frees those and its host RAM, and its next request
+        loads from disk instead of waking (that difference is what it costs)."""
+        sleeper = self._sleeper(residency, now)
+        lost = 0.0 if sleeper is None else sleeper.load_seconds - sleeper.wake_seconds
+        return ResidentModel(
+            model=residency.model,
+            size_bytes=size,
+            load_seconds=max(lost, 0.0),
+            demand_per_minute=self._core.demand.per_minute(residency.model, now),
+            last_used=residency.last_used,
+            resident_since=residency.ready_since or now,
+            pinned=residency.pinned,
+            in_use=self._core.leased(residency.model, now),
+            host_bytes=residency.asleep_bytes,
         )
 
     def is_asleep(self, model: str) -> bool:
