@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from warmpath_cli.mesh import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Cold: base image, wheelhouse and three image builds before anything starts.
@@ -51,12 +52,6 @@ def _compose_command(docker: str) -> list[str] | None:
         return [docker, "compose"]
     tool = shutil.which("docker-compose")
     return [tool] if tool else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Phases:
@@ -128,7 +123,7 @@ def compose(docker: str, images: None) -> Iterator[tuple[Compose, int, list[str]
     command = _compose_command(docker)
     if command is None:
         pytest.fail("no compose tool: install Debian's docker-compose (scripts/docker/engine.sh)")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WARMPATH_ROUTER_PORT": str(port)}
     services = ["router"]
     if _run([docker, "image", "inspect", JAEGER_IMAGE]).returncode == 0:

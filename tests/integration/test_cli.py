@@ -82,6 +82,52 @@ def test_services_refuse_a_bad_config_naming_the_field(tmp_path: Path, module: s
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "field"),
+    [
+        ("--listen", "router.listen"),
+        ("--http-listen", "router.http.listen"),
+        ("--metrics-listen", "router.metrics_listen"),
+    ],
+)
+def test_an_address_in_use_is_one_line_naming_its_field(
+    tmp_path: Path, option: str, field: str
+) -> None:
+    config = tmp_path / "warmpath.yaml"
+    config.write_text(
+        "models:\n  - name: m\n    backend: ollama\n    source: {served_id: m}\n"
+        "    memory: 1GiB\n"
+        "router:\n  hosts: [{name: local, agent: '127.0.0.1:1', adapter: '127.0.0.1:1'}]\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        ports = {"--listen": "127.0.0.1:0", option: busy}
+        result = subprocess.run(
+            [sys.executable, "-m", "warmpath_router", "--config", str(config)]
+            + [arg for pair in ports.items() for arg in pair],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("router: cannot "), result.stderr
+    assert f"{busy} ({field})" in last
+    assert "Traceback" not in result.stderr
+    assert "Exception ignored" not in result.stderr
+
+
+def test_free_ports_come_from_below_the_ephemeral_range_and_never_repeat() -> None:
+    """Outgoing connections take ephemeral ports; a test's port must not be one."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(1024 <= port < low for port in ports)
+
+
 def _ports_free(*ports: int) -> bool:
     for port in ports:
         with socket.socket() as probe:

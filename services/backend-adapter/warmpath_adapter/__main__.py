@@ -36,6 +36,8 @@ async def serve(
     async with http_client() as client:
         metrics = CollectorRegistry()
         dispatcher = build_dispatcher(settings, client, content, metrics)
+        if settings.metrics_listen:
+            serve_metrics(settings.metrics_listen, metrics, "adapter.metrics_listen")
         server = await create_server(
             settings.listen,
             lambda s: backend_adapter_pb2_grpc.add_BackendAdapterServicer_to_server(
@@ -56,8 +58,6 @@ async def serve(
                 else []
             ),
         )
-        if settings.metrics_listen:
-            serve_metrics(settings.metrics_listen, metrics)
         await serve_until_signalled(server, settings.shutdown_grace_seconds)
 
 

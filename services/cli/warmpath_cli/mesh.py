@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import signal
 import socket
 
@@ -39,10 +40,45 @@ class MeshError(Exception):
     pass
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
+    """A loopback port free now, below the kernel's ephemeral range where it can.
+
+    A port from bind(("127.0.0.1", 0)) comes from the ephemeral range, which
+    the kernel also hands to outgoing connections: between this call and the
+    service binding it, any connect() may take it (seen once in CI as "address
+    already in use"). Below that range only explicit binds compete, and this
+    process never hands out the same port twice.
+    """
+    low = _ephemeral_low()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as probe:  # no room below the range: let the kernel choose
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -153,7 +189,7 @@ class LocalMesh:
     def _check_alive(self, service: str) -> None:
         process = self.processes[service]
         if process.poll() is not None:
-            tail = self.log_path(service).read_text(errors="replace").strip().splitlines()[-5:]
+            tail = self.log_path(service).read_text(errors="replace").strip().splitlines()[-12:]
             raise MeshError(
                 f"{service} exited with code {process.returncode}:\n  " + "\n  ".join(tail)
             )

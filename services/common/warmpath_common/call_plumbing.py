@@ -81,6 +81,8 @@ class Drain:
             self._idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
+        if self._idle.is_set():  # wait_for with no time left would say False regardless
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:

@@ -118,13 +118,19 @@ async def create_server(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME),
         registrar,
     )
-    port = (
-        server.add_secure_port(listen, server_credentials(tls, section))
-        if tls is not None
-        else server.add_insecure_port(listen)
-    )
+    try:
+        port = (
+            server.add_secure_port(listen, server_credentials(tls, section))
+            if tls is not None
+            else server.add_insecure_port(listen)
+        )
+    except RuntimeError:  # grpcio's way of saying the bind failed
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}: address in use or invalid")
+        raise OSError(
+            f"cannot listen on {listen} ({section}.listen): the address is in use or invalid; "
+            "choose a free host:port"
+        )
     await server.start()
     started = ServiceServer(server, health_servicer, port, names, drain)
     await started.set_serving(serving)

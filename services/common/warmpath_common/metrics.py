@@ -23,9 +23,12 @@ LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 _HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
 
 
-def serve_metrics(listen: str, registry: CollectorRegistry) -> None:
+def serve_metrics(listen: str, registry: CollectorRegistry, field: str) -> None:
     """Serves /metrics from a background thread (never on the request path), with the
-    process's memory, file descriptors and asyncio tasks, so leaks show."""
+    process's memory, file descriptors and asyncio tasks, so leaks show.
+
+    `field` is the config path of `listen` (e.g. "router.metrics_listen"), named
+    in the error when the address cannot be bound."""
     ProcessCollector(registry=registry)
     tasks = Gauge("warmpath_asyncio_tasks", "asyncio tasks alive.", registry=registry)
     loop = asyncio.get_running_loop()
@@ -33,7 +36,13 @@ def serve_metrics(listen: str, registry: CollectorRegistry) -> None:
     # changing meanwhile, and the figure is only read for trends.
     tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
     host, port = listen.rsplit(":", 1)
-    start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    try:
+        start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    except OSError as error:
+        raise OSError(
+            f"cannot serve /metrics on {listen} ({field}): {error.strerror or error}; "
+            "choose a free port or leave the field empty"
+        ) from error
     logger.info("metrics on http://%s/metrics", listen)
 
 

@@ -244,6 +244,8 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
             {name: spec.backend for name, spec in specs.items()},
             settings.heartbeat_seconds,
         )
+        if settings.metrics_listen:
+            serve_metrics(settings.metrics_listen, registry, "agent.metrics_listen")
         server = await create_server(
             settings.listen,
             lambda s: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(servicer, s),
@@ -262,8 +264,6 @@ async def serve(config: WarmpathConfig, settings: AgentSettings) -> None:
                 else []
             ),
         )
-        if settings.metrics_listen:
-            serve_metrics(settings.metrics_listen, registry)
         pinned = asyncio.create_task(manager.load_pinned())
         expiry = asyncio.create_task(_housekeeping(manager, metrics, server))
         probes = asyncio.create_task(

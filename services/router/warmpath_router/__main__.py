@@ -90,6 +90,8 @@ async def _serve(
         if config.security.enabled
         else None
     )
+    if settings.metrics_listen:
+        serve_metrics(settings.metrics_listen, metrics, "router.metrics_listen")
     server = await create_server(
         settings.listen,
         lambda s: router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(relay, cluster), s),
@@ -110,7 +112,11 @@ async def _serve(
             server_ssl_context(settings.tls, "router") if settings.tls is not None else None,
             settings.shutdown_grace_seconds,
         )
-        await http.start(settings.http.listen)
+        try:
+            await http.start(settings.http.listen)
+        except OSError:
+            await server.stop(0)
+            raise
     readiness = asyncio.create_task(_track_readiness(server, cluster, relay))
     leases = asyncio.create_task(relay.keep_leases())
     reloading = (
@@ -118,8 +124,6 @@ async def _serve(
         if config_path is not None
         else None
     )
-    if settings.metrics_listen:
-        serve_metrics(settings.metrics_listen, metrics)
     try:
         await serve_until_signalled(
             server, settings.shutdown_grace_seconds, http.stop if http is not None else None

@@ -104,7 +104,14 @@ class HttpFrontDoor:
         host, _, port = listen.rpartition(":")
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), ssl_context=self._ssl)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            raise OSError(
+                f"cannot serve the HTTP API on {listen} (router.http.listen): "
+                f"{error.strerror or error}; choose a free port or leave the field empty"
+            ) from error
         self.port = int(self._runner.addresses[0][1])
         logger.info(
             "serving the OpenAI and Anthropic HTTP APIs on %s (port %d, %s)",
