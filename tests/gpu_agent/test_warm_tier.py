@@ -305,6 +305,31 @@ async def test_a_model_that_needs_a_sleepers_leftover_gpu_memory_unloads_the_sle
     assert state.gpus[0].memory_used_bytes == 1000 * MIB
 
 
+async def test_a_sleeper_evicted_for_its_leftover_is_not_counted_as_going_to_sleep() -> None:
+    """Waiting for room beats evicting a hot-set model unless every victim would only
+    sleep; a sleeper evicted for what it keeps on the GPU is unloaded, not put to sleep."""
+    clock = Clock()
+    agent = manager(
+        FakeDriver(load_seconds=0.05),
+        vllm("a", 600),
+        vllm("b", 600),
+        warm_tier=tier(),
+        clock=clock,
+        host_memory_mib=4000,
+    )
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    hooks = agent._warm_hooks  # the rule itself, without staging a wait
+    now = clock()
+    awake = hooks.as_victim(agent._core.residents["b"], now, 600 * MIB)
+    assert hooks.victims_sleep([awake], host_free=4000 * MIB), "b would sleep, not unload"
+    clock.now += 601
+    await agent.expire_idle()
+    assert agent.is_asleep("a")
+    asleep = hooks.as_victim(agent._core.residents["a"], clock(), 60 * MIB)
+    assert not hooks.victims_sleep([asleep], host_free=4000 * MIB)
+
+
 async def test_a_wake_never_evicts_what_the_sleeper_itself_keeps_on_the_gpu() -> None:
     clock = Clock()
     driver = FakeDriver(load_seconds=0.05)

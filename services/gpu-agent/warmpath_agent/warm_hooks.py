@@ -70,7 +70,10 @@ class WarmHooks:
         ]
 
     def _could_sleep(self, residency: Residency, now: float) -> Sleeper | None:
-        """The model as a sleeper, if its server could sleep were it to leave its GPUs now."""
+        """The model as a sleeper, if its server could sleep were it to leave its GPUs now.
+        None for a server already asleep: leaving its GPUs now means unloading it."""
+        if residency.state is ResidencyState.ASLEEP:
+            return None
         sleeper = self._sleeper(residency, now)
         if sleeper is None or residency.running is None or self._core.warm is None:
             return None
