@@ -38,6 +38,7 @@ from harness import (
     Streamer,
     StreamStats,
     command_line,
+    cpu_seconds,
     grpc_channel,
     http_client,
     http_streamer,
@@ -154,8 +155,9 @@ def start_vllm_router(procs: Processes, backend_url: str) -> str:
 
 async def requests_per_second(
     streamer: Streamer, concurrency: int, seconds: float
-) -> tuple[float, int]:
-    """1-token streamed requests back to back from `concurrency` workers for `seconds`."""
+) -> tuple[float, int, int]:
+    """1-token streamed requests back to back from `concurrency` workers for `seconds`:
+    the rate, the errors and the requests done."""
     done = 0
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -171,7 +173,7 @@ async def requests_per_second(
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - began), errors
+    return done / (time.perf_counter() - began), errors, done
 
 
 async def compare(
@@ -179,11 +181,21 @@ async def compare(
     router: str,
     in_process_router: str,
     warmpath_http: str,
+    in_process_pid: int,
     repeats: int,
     samples: int,
     seconds: float,
-) -> tuple[dict[str, StreamStats], dict[str, list[float]], dict[str, StreamStats], dict[str, int]]:
+) -> tuple[
+    dict[str, StreamStats],
+    dict[str, list[float]],
+    dict[str, StreamStats],
+    dict[str, int],
+    dict[str, list[float]],
+]:
+    """Latency, throughput, streaming and errors per path; and, for the two paths into
+    the in-process router (gRPC and HTTP), its CPU seconds per request at concurrency 32."""
     latency: dict[str, StreamStats] = {}
+    router_cpu: dict[str, list[float]] = {}
     streaming: dict[str, StreamStats] = {}
     rates: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
@@ -206,10 +218,14 @@ async def compare(
                 latency.setdefault(name, StreamStats()).add(results, wall)
                 results, wall = await run_streams(streamer, 16, 1, 32, DELAY_MS / 1000)
                 streaming.setdefault(name, StreamStats()).add(results, wall)
-                rate, failed = await requests_per_second(streamer, 32, seconds)
+                cpu_before = cpu_seconds(in_process_pid)
+                rate, failed, done = await requests_per_second(streamer, 32, seconds)
+                if name in (WARMPATH_IN_PROCESS, WARMPATH_HTTP):
+                    used = cpu_seconds(in_process_pid) - cpu_before
+                    router_cpu.setdefault(name, []).append(used / max(done, 1))
                 rates.setdefault(name, []).append(rate)
                 errors[name] = errors.get(name, 0) + failed + latency[name].errors
-    return latency, rates, streaming, errors
+    return latency, rates, streaming, errors, router_cpu
 
 
 def verdict(
@@ -273,9 +289,16 @@ def main() -> None:
         stack = start_warmpath(procs, backend)
         http_listen = f"127.0.0.1:{free_port()}"
         in_process = start_in_process_router(procs, stack, http_listen=http_listen)
-        latency, rates, streaming, errors = asyncio.run(
+        latency, rates, streaming, errors, router_cpu = asyncio.run(
             compare(
-                urls, stack.router, in_process, f"http://{http_listen}", repeats, samples, seconds
+                urls,
+                stack.router,
+                in_process,
+                f"http://{http_listen}",
+                procs.pid("router-in-process"),
+                repeats,
+                samples,
+                seconds,
             )
         )
     took = time.monotonic() - started
@@ -317,7 +340,10 @@ def main() -> None:
     verdicts.append(
         f"- HTTP front door over the gRPC path (same router): added TTFT p50 "
         f"{signed_ms(added[WARMPATH_HTTP] - added[WARMPATH_IN_PROCESS])} ms, throughput "
-        f"{ratio(rate[WARMPATH_HTTP], rate[WARMPATH_IN_PROCESS])} of gRPC's."
+        f"{ratio(rate[WARMPATH_HTTP], rate[WARMPATH_IN_PROCESS])} of gRPC's; the router's "
+        f"CPU per request at 32 concurrent: {ms(p50(router_cpu[WARMPATH_HTTP]))} ms over HTTP, "
+        f"{ms(p50(router_cpu[WARMPATH_IN_PROCESS]))} ms over gRPC "
+        f"({ratio(p50(router_cpu[WARMPATH_HTTP]), p50(router_cpu[WARMPATH_IN_PROCESS]))})."
     )
     text = "\n".join(
         [
