@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from warmpath_cli.mesh import LocalMesh, free_port
+from warmpath_cli.mesh import LocalMesh, free_port, port_free
 
 pytestmark = pytest.mark.integration
 
@@ -129,13 +129,7 @@ def test_free_ports_come_from_below_the_ephemeral_range_and_never_repeat() -> No
 
 
 def _ports_free(*ports: int) -> bool:
-    for port in ports:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
+    return all(port_free(port) for port in ports)
 
 
 @pytest.mark.skipif(not _ports_free(50051, 50052, 50053, 50080), reason="default ports are in use")

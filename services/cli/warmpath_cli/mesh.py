@@ -26,7 +26,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["LocalMesh", "MeshError", "MeshPorts", "free_port", "wait_serving"]
+__all__ = ["LocalMesh", "MeshError", "MeshPorts", "free_port", "port_free", "wait_serving"]
 
 _STOP_ORDER = ("router", "backend-adapter", "gpu-agent")
 _MODULES = {
@@ -57,7 +57,7 @@ def free_port() -> int:
     candidates = list(range(max(1024, low - 12000), low))
     random.shuffle(candidates)
     for port in candidates[:200]:
-        if port not in _handed_out and _bindable(port):
+        if port not in _handed_out and port_free(port):
             _handed_out.add(port)
             return port
     with socket.socket() as probe:  # no room below the range: let the kernel choose
@@ -72,7 +72,8 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-def _bindable(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether a loopback socket can bind `port` now."""
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
