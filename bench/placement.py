@@ -750,6 +750,34 @@ def least_recently_used(cluster: Cluster, candidate: Loaded, now: float) -> floa
     return candidate.last_used
 
 
+def gpu_rooms(cluster: Cluster, model: int, now: float) -> list[GpuRoom]:
+    """The GPUs `model` may go on, as the agent's PlacementPlanner.place sees them: free
+    memory and residents, each with what evicting it frees and costs (a model still
+    loading: in use, resident from when it will be ready)."""
+    return [
+        GpuRoom(
+            gpu,
+            cluster.free(gpu),
+            tuple(
+                ResidentModel(
+                    model=str(m.model),
+                    size_bytes=cluster.freed_by_eviction(m.model, now),
+                    load_seconds=cluster.reload_seconds(m.model, now),
+                    demand_per_minute=cluster.demand.per_minute(str(m.model), now),
+                    last_used=m.last_used,
+                    resident_since=m.ready_at,
+                    in_use=cluster.busy(m, now),
+                )
+                for m in cluster.loaded.values()
+                if m.gpu == gpu
+            )
+            + cluster.off_gpu_residents(gpu, model, now),
+        )
+        # As the agent does, only the GPUs it may go on (a sleeping server's own).
+        for gpu in cluster.gpus_for(model)
+    ]
+
+
 def warmpath(
     min_residency_seconds: float,
     hot_set: bool = True,
@@ -767,28 +795,7 @@ def warmpath(
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
         loads = cluster.workload.load_seconds
-        rooms = [
-            GpuRoom(
-                gpu,
-                cluster.free(gpu),
-                tuple(
-                    ResidentModel(
-                        model=str(m.model),
-                        size_bytes=cluster.freed_by_eviction(m.model, now),
-                        load_seconds=cluster.reload_seconds(m.model, now),
-                        demand_per_minute=cluster.demand.per_minute(str(m.model), now),
-                        last_used=m.last_used,
-                        resident_since=m.ready_at,
-                        in_use=cluster.busy(m, now),
-                    )
-                    for m in cluster.loaded.values()
-                    if m.gpu == gpu
-                )
-                + cluster.off_gpu_residents(gpu, model, now),
-            )
-            # As the agent does, only the GPUs it may go on (a sleeping server's own).
-            for gpu in cluster.gpus_for(model)
-        ]
+        rooms = gpu_rooms(cluster, model, now)
         hot_set_demand = (
             cluster.demand.hot_set_per_minute if time_averaged else cluster.demand.per_minute
         )

@@ -73,6 +73,7 @@ from placement import (
     Workload,
     _median,
     belady,
+    gpu_rooms,
     greedy,
     least_recently_used,
     replay,
@@ -91,7 +92,9 @@ from warmpath_agent.warm_tier import (
     SleepKind,
     choose_demotion,
     estimated_asleep_gpu_bytes,
+    moves_rather_than_waits,
     return_seconds,
+    room_in_seconds,
     sleep_kind,
     sleeps_freely,
 )
@@ -150,6 +153,9 @@ class WarmOutcome(Outcome):
     sleeps: int = 0
     sleepers_unloaded_for_gpu_memory: int = 0
     """Sleepers unloaded after all for what their servers kept on a GPU (make_room)."""
+    moved: int = 0
+    """Sleeping servers unloaded and loaded elsewhere rather than wait for room on their
+    own GPU (warm_tier.moves_rather_than_waits)."""
 
 
 @dataclass
@@ -279,12 +285,25 @@ class WarmSimulation(Simulation):
 
     def decide(self, model: int, now: float, patience: float) -> Decision:
         """As the agent does, a sleeping server that can never wake where it sleeps is
-        unloaded, and the model loaded from disk wherever it fits."""
+        unloaded, and the model loaded from disk wherever it fits; so is one whose GPU
+        has room only later than that load would take (warm_tier.moves_rather_than_waits:
+        a load in progress there, say)."""
         decision = super().decide(model, now, patience)
-        if decision == "refuse" and self.cluster.server_asleep(model):
-            del self.cluster.asleep[model]
-            decision = super().decide(model, now, patience)
-        return decision
+        cluster = self.cluster
+        if not cluster.server_asleep(model):
+            return decision
+        if decision == "wait":
+            (room,) = gpu_rooms(cluster, model, now)
+            room_in = room_in_seconds(room, cluster.need(model), now, self.policy.min_residency)
+            if not moves_rather_than_waits(
+                room_in, cluster.wake[model], self.workload.load_seconds[model]
+            ):
+                return decision
+            self.outcome.moved += 1
+        elif decision != "refuse":
+            return decision
+        del cluster.asleep[model]
+        return super().decide(model, now, patience)
 
     def load(self, model: int, decision: Load, now: float) -> Loaded:
         for victim in decision.victims:
@@ -303,6 +322,8 @@ class WarmSimulation(Simulation):
     def demote(self, victim: int, now: float) -> None:
         if victim in self.cluster.asleep:  # a sleeper's leftover: it is unloaded
             del self.cluster.asleep[victim]
+            return
+        if victim not in self.cluster.loaded:  # a sleeper an earlier victim pushed out
             return
         leaving = self.cluster.loaded.pop(victim)
         demotion = self.cluster.demotion(victim, now)
