@@ -113,6 +113,7 @@ from warmpath_agent.eviction import (
     plan_placement,
     protected_models,
 )
+from warmpath_agent.warm_tier import kept_like_the_hot_set
 
 GB = 1024**3
 SIZES_GB = (1.5, 2, 3, 4, 5, 6, 8, 9, 12, 14, 16, 20)
@@ -698,6 +699,10 @@ class Cluster:
         """Memory held on `gpu` by models that are not loaded, as eviction sees it."""
         return ()
 
+    def asleep_models(self) -> frozenset[str]:
+        """The models asleep below the GPUs."""
+        return frozenset()
+
 
 # A policy decides, for a model that is not resident, where it goes and what leaves;
 # the last argument is how long the request can still afford to wait for room.
@@ -791,7 +796,9 @@ def warmpath(
     What a resident frees and costs once evicted, and what sleepers keep on a GPU, are
     the cluster's (Cluster.freed_by_eviction, reload_seconds, off_gpu_residents; the
     warm tier's in bench/placement_warm.py). As the agent does, no wait rather than
-    evict hot-set models that would all sleep in free host RAM (Cluster.sleeps_freely)."""
+    evict hot-set models that would all sleep in free host RAM (Cluster.sleeps_freely),
+    and what sleepers keep on a GPU is evicted as if in the hot set
+    (warm_tier.kept_like_the_hot_set)."""
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
         loads = cluster.workload.load_seconds
@@ -814,7 +821,7 @@ def warmpath(
             now,
             min_residency_seconds,
             model=str(model),
-            protected=protected,
+            protected=kept_like_the_hot_set(protected, rooms, cluster.asleep_models()),
         )
         if isinstance(plan, NoRoom):
             return "wait" if plan.fits_after_waiting else "refuse"

@@ -241,6 +241,9 @@ class WarmCluster(Cluster):
             self.sleeper(model, now), *self.host_ram(now)
         )
 
+    def asleep_models(self) -> frozenset[str]:
+        return frozenset(str(m) for m in self.asleep)
+
     def evictable(self, gpu: int, placing: int, now: float) -> list[Loaded]:
         return super().evictable(gpu, placing, now) + self.keeping(gpu, placing)
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.conftest import eventually
 from tests.fakes.drivers import FakeDriver
-from tests.gpu_agent.test_residency import MIB, Clock
+from tests.gpu_agent.test_residency import MIB, Clock, manager
 from tests.gpu_agent.test_warm_tier import tier, vllm
 from warmpath_agent.eviction import GpuRoom, ResidentModel
 from warmpath_agent.host_memory import DeclaredHostMemory
@@ -93,3 +93,31 @@ async def test_a_wake_blocked_by_a_load_in_progress_on_its_gpu_loads_elsewhere_i
     finally:
         opened.set()
         await big
+
+
+async def test_a_sleepers_leftover_is_kept_like_the_hot_set() -> None:
+    """Unloading a sleeper for the tenth of its GPU it keeps costs its next request a load:
+    a hot-set model that would only sleep (a wake) goes first."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.01)
+    agent = manager(
+        driver,
+        vllm("a", 600),
+        vllm("b", 300),
+        vllm("x", 660),
+        warm_tier=tier(),
+        clock=clock,
+        host_memory_mib=4000,
+    )
+    await agent.ensure_loaded("a")
+    agent._core.timed_loads["a"] = 60.0  # a slow load: its wake saves a minute
+    assert await agent.unload("a", force=False, sleep=True)  # keeps 60 MiB
+    clock.now += 6000  # a is seldom asked for: outside the hot set
+    for _ in range(20):  # b is asked for every minute: the hot set
+        await agent.ensure_loaded("b")
+        clock.now += 60
+    # x needs 20 MiB more than is free: a's leftover would do.
+    outcome = await agent.ensure_loaded("x")
+    assert outcome.evicted == ("b",), "b sleeps (a wake) rather than a lose its sleep (a load)"
+    assert agent.is_asleep("a")
+    assert agent.is_asleep("b")

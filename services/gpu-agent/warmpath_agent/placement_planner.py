@@ -32,7 +32,7 @@ from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import OFF_GPU_STATES, Residency, ResidencyState
 from warmpath_agent.room import ANSWER_MARGIN_SECONDS, NoRoomYet, host_ram_short, no_room
 from warmpath_agent.warm_hooks import WarmHooks
-from warmpath_agent.warm_tier import room_in_seconds
+from warmpath_agent.warm_tier import kept_like_the_hot_set, room_in_seconds
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import Unavailable
 
@@ -122,13 +122,14 @@ class PlacementPlanner:
         protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
         self._hot_set = protected
         need = shape.total_bytes
+        asleep = {m for m, r in core.residents.items() if r.state is ResidencyState.ASLEEP}
         plan = plan_gang(
             rooms,
             shape,
             now,
             core.min_residency_seconds,
             model=model,
-            protected=protected,
+            protected=kept_like_the_hot_set(protected, rooms, asleep),
             host_free_bytes=host_free,
         )
         if isinstance(plan, HostRamShort):

@@ -19,6 +19,9 @@ sleepers it would push out of host RAM lose. It skips waiting for room rather th
 evict a hot-set model only when that model sleeps in free host RAM (`sleeps_freely`):
 with little host RAM, a sleeper soon pushed out comes back in a load, not a wake.
 
+What a sleeping server keeps on a GPU is a victim like any resident, but eviction keeps
+it like the hot set (`kept_like_the_hot_set`): unloading the sleeper costs a load later.
+
 A sleeping server wakes only on its own GPUs. When room there comes only once a load
 in progress has finished (`room_in_seconds`), and that wait plus the wake is longer
 than a load from disk, it is unloaded and loaded elsewhere (`moves_rather_than_waits`).
@@ -27,7 +30,7 @@ than a load from disk, it is unloaded and loaded elsewhere (`moves_rather_than_w
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -46,6 +49,7 @@ __all__ = [
     "choose_demotion",
     "estimated_asleep_gpu_bytes",
     "estimated_wake_seconds",
+    "kept_like_the_hot_set",
     "moves_rather_than_waits",
     "return_seconds",
     "room_in_seconds",
@@ -258,3 +262,15 @@ def moves_rather_than_waits(room_in: float, wake_seconds: float, load_seconds: f
     model loading there for a minute must not hold its wake (and its callers) that long,
     to be evicted as soon as it is ready."""
     return room_in + wake_seconds > load_seconds
+
+
+def kept_like_the_hot_set(
+    protected: frozenset[str], rooms: Sequence[GpuRoom], asleep: Collection[str]
+) -> frozenset[str]:
+    """What eviction keeps like the hot set: the hot set (`protected`), and the sleeping
+    servers (`asleep`) whose leftover GPU memory is among `rooms`' residents. Unloading
+    one for that leftover (a tenth of it) costs its next request a load instead of a
+    wake. Left unprotected, a sleeper outside the hot set went before hot-set models
+    that would only sleep (a wake): placements unloaded sleepers for a sliver of memory,
+    and their next requests loaded from disk (docs/warm-tier.md)."""
+    return protected | {r.model for room in rooms for r in room.residents if r.model in asleep}
