@@ -121,3 +121,29 @@ async def test_a_sleepers_leftover_is_kept_like_the_hot_set() -> None:
     assert outcome.evicted == ("b",), "b sleeps (a wake) rather than a lose its sleep (a load)"
     assert agent.is_asleep("a")
     assert agent.is_asleep("b")
+
+
+async def test_a_sleeper_that_an_earlier_victims_sleep_pushed_out_is_not_evicted_again() -> None:
+    """Both evicted for x: a goes to sleep first (it was used first), and its sleep
+    unloads b from host RAM; b, a victim for its leftover too, is gone already."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.01)
+    agent = manager(
+        driver,
+        vllm("a", 300),
+        vllm("b", 600),
+        vllm("x", 940),
+        warm_tier=tier(),
+        clock=clock,
+        host_memory_mib=700,
+    )
+    await agent.ensure_loaded("a")
+    clock.now += 10
+    await agent.ensure_loaded("b")
+    assert await agent.unload("b", force=False, sleep=True)  # keeps 60 MiB; 600 of host RAM
+    # x needs 300 MiB more than is free: a (270 once asleep) and b's leftover (60).
+    outcome = await agent.ensure_loaded("x")
+    assert set(outcome.evicted) == {"a", "b"}
+    assert agent.is_asleep("a")
+    assert not agent.is_asleep("b")
+    assert driver.stops == ["b"]

@@ -177,8 +177,11 @@ class PlacementPlanner:
                 core.expected_load(model, need),
             )
         for victim in plan.victims:
+            current = core.residents.get(victim.model)
+            if current is None:  # a sleeper an earlier victim's sleep pushed out of host RAM
+                continue
             await self._warm.demote(
-                core.residents[victim.model],
+                current,
                 reason=f"evicted to make room for {model} "
                 f"(reload cost {victim.reload_cost:.1f} load-s/min)",
                 kind="evicted",
