@@ -32,7 +32,11 @@ releases "up to 90%+ of GPU memory"). It stays on its GPU until the sleeper is u
 the sleeper wakes only there, needing room for the rest; eviction counts on what a
 victim that would sleep really frees (the agent's WarmTier.freed_by_eviction); and a
 placement may unload a sleeper for what it keeps, priced at what it loses (a load
-instead of a wake, as WarmHooks.as_victim). A llama.cpp-like sleeper keeps nothing.
+instead of a wake, as WarmHooks.as_victim), kept like the hot set
+(warm_tier.kept_like_the_hot_set). A sleeper whose GPU has room only later than a load
+from disk elsewhere would take is unloaded and loaded elsewhere, as the agent does
+(warm_tier.room_in_seconds, moves_rather_than_waits). A llama.cpp-like sleeper keeps
+nothing.
 
 Host RAM for sleepers: HOST_RAM_PER_GPU_MEMORY x the host's GPU memory (1x by default:
 64 GB beside 2 x 32 GB), with a tighter budget (0.25x) shown too.

@@ -78,3 +78,30 @@ def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
     simulation.demote(server, 120.0)  # a load that needs its leftover unloads it
     assert server not in cluster.asleep
     assert cluster.free(0) == empty
+
+
+@pytest.mark.parametrize(("ready_at", "moves"), [(90.0, True), (20.0, False)])
+def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhere(
+    warm: ModuleType, placement: ModuleType, ready_at: float, moves: bool
+) -> None:
+    """As the agent does: when its GPU has room only after loads in progress there (then
+    min_residency), and that wait plus its wake is longer than its load, it moves."""
+    workload = placement.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
+    simulation = warm.WarmSimulation(
+        workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
+    )
+    cluster = simulation.cluster
+    server = 7  # 9 GB vLLM-like: a 56 s load, a 1.4 s wake
+    cluster.asleep[server] = placement.Loaded(server, 0, 0.0, 0.0, 0.0)
+    for loading in (11, 6):  # 20 GB and 8 GB, both still loading on GPU 0
+        cluster.loaded[loading] = placement.Loaded(loading, 0, ready_at, 0.0, 0.0)
+
+    decision = simulation.decide(server, 0.0, 100.0)
+
+    if moves:
+        assert decision == placement.Load(1, ()), "loaded from disk on the empty GPU"
+        assert server not in cluster.asleep
+        assert simulation.outcome.moved == 1
+    else:
+        assert decision == "wait", "room on its own GPU comes sooner than a load"
+        assert server in cluster.asleep
