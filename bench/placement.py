@@ -113,6 +113,7 @@ from warmpath_agent.eviction import (
     plan_placement,
     protected_models,
 )
+from warmpath_agent.warm_tier import kept_like_the_hot_set
 
 GB = 1024**3
 SIZES_GB = (1.5, 2, 3, 4, 5, 6, 8, 9, 12, 14, 16, 20)
@@ -669,6 +670,39 @@ class Cluster:
     def could_ever_fit(self, model: int) -> bool:
         return self.size(model) <= max(self.workload.gpu_gb) * GB
 
+    # What a tier below the GPUs changes (bench/placement_warm.py): here, none.
+    def need(self, model: int) -> int:
+        """GPU memory placing `model` takes."""
+        return self.size(model)
+
+    def gpus_for(self, model: int) -> Sequence[int]:
+        """The GPUs `model` may be placed on."""
+        return range(len(self.workload.gpu_gb))
+
+    def freed_by_eviction(self, model: int, now: float) -> int:
+        """GPU memory evicting `model` frees."""
+        return self.size(model)
+
+    def reload_seconds(self, model: int, now: float) -> float:
+        """What bringing `model` back would cost if it were evicted now."""
+        return self.workload.load_seconds[model]
+
+    def sleeps_freely(self, model: int, now: float) -> bool:
+        """Evicted now, `model` would come back in a wake, pushing nothing out."""
+        return False
+
+    def evictable(self, gpu: int, placing: int, now: float) -> list[Loaded]:
+        """What the order-based policies may evict on `gpu` to place `placing`."""
+        return [m for m in self.loaded.values() if m.gpu == gpu and not self.busy(m, now)]
+
+    def off_gpu_residents(self, gpu: int, placing: int, now: float) -> tuple[ResidentModel, ...]:
+        """Memory held on `gpu` by models that are not loaded, as eviction sees it."""
+        return ()
+
+    def asleep_models(self) -> frozenset[str]:
+        """The models asleep below the GPUs."""
+        return frozenset()
+
 
 # A policy decides, for a model that is not resident, where it goes and what leaves;
 # the last argument is how long the request can still afford to wait for room.
@@ -689,21 +723,24 @@ def greedy(order: Callable[[Cluster, Loaded, float], float]) -> Chooser:
     evicts the least recently used models across all GPUs, not just the fewest."""
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
-        need = cluster.size(model)
-        gpus = range(len(cluster.workload.gpu_gb))
+        need = cluster.need(model)
+        gpus = cluster.gpus_for(model)
         fits = [g for g in gpus if cluster.free(g) >= need]
         if fits:
             return Load(max(fits, key=cluster.free), ())
         best: tuple[tuple[float, int], Load] | None = None
         for gpu in gpus:
             freed, victims, last_key = cluster.free(gpu), [], -math.inf
-            idle = [m for m in cluster.loaded.values() if m.gpu == gpu and not cluster.busy(m, now)]
-            for candidate in sorted(idle, key=lambda c: order(cluster, c, now)):
+            idle = cluster.evictable(gpu, model, now)
+            # What sleepers keep (not loaded) last: it frees little, and they lose a wake.
+            for candidate in sorted(
+                idle, key=lambda c: (c.model not in cluster.loaded, order(cluster, c, now))
+            ):
                 if freed >= need:
                     break
                 victims.append(candidate.model)
                 last_key = order(cluster, candidate, now)
-                freed += cluster.size(candidate.model)
+                freed += cluster.freed_by_eviction(candidate.model, now)
             rank = (last_key, len(victims))
             if freed >= need and (best is None or rank < best[0]):
                 best = (rank, Load(gpu, tuple(victims)))
@@ -718,47 +755,54 @@ def least_recently_used(cluster: Cluster, candidate: Loaded, now: float) -> floa
     return candidate.last_used
 
 
+def gpu_rooms(cluster: Cluster, model: int, now: float) -> list[GpuRoom]:
+    """The GPUs `model` may go on, as the agent's PlacementPlanner.place sees them: free
+    memory and residents, each with what evicting it frees and costs (a model still
+    loading: in use, resident from when it will be ready)."""
+    return [
+        GpuRoom(
+            gpu,
+            cluster.free(gpu),
+            tuple(
+                ResidentModel(
+                    model=str(m.model),
+                    size_bytes=cluster.freed_by_eviction(m.model, now),
+                    load_seconds=cluster.reload_seconds(m.model, now),
+                    demand_per_minute=cluster.demand.per_minute(str(m.model), now),
+                    last_used=m.last_used,
+                    resident_since=m.ready_at,
+                    in_use=cluster.busy(m, now),
+                )
+                for m in cluster.loaded.values()
+                if m.gpu == gpu
+            )
+            + cluster.off_gpu_residents(gpu, model, now),
+        )
+        # As the agent does, only the GPUs it may go on (a sleeping server's own).
+        for gpu in cluster.gpus_for(model)
+    ]
+
+
 def warmpath(
     min_residency_seconds: float,
     hot_set: bool = True,
     hysteresis: bool = True,
     time_averaged: bool = True,
-    reload_seconds: Callable[[Cluster, int, float], float] | None = None,
-    sleeps: Callable[[Cluster, int, float], bool] | None = None,
 ) -> Chooser:
     """The agent's own policy: eviction.plan_placement over the same facts it sees
     (protected_models for the hot set, the last one as incumbents, its candidates'
-    demand by hot_set_per_minute, as ResidencyManager._place does). `time_averaged`
+    demand by hot_set_per_minute, as the agent's PlacementPlanner.place does). `time_averaged`
     False ranks the hot set by the conditional estimate (per_minute) instead.
-    `reload_seconds(cluster, model, now)`: what bringing a resident back would cost once
-    evicted (the warm tier's, bench/placement_warm.py); None: its load. `sleeps(cluster,
-    model, now)`: the resident would sleep in free host RAM if evicted; as the agent does,
-    no wait rather than evict hot-set models that would all sleep so."""
+    What a resident frees and costs once evicted, and what sleepers keep on a GPU, are
+    the cluster's (Cluster.freed_by_eviction, reload_seconds, off_gpu_residents; the
+    warm tier's in bench/placement_warm.py). As the agent does, no wait rather than
+    evict hot-set models that would all sleep in free host RAM (Cluster.sleeps_freely),
+    and what sleepers keep on a GPU is evicted as if in the hot set
+    (warm_tier.kept_like_the_hot_set)."""
 
     def choose(cluster: Cluster, model: int, now: float, patience: float) -> Decision:
         loads = cluster.workload.load_seconds
-        rooms = [
-            GpuRoom(
-                gpu,
-                cluster.free(gpu),
-                tuple(
-                    ResidentModel(
-                        model=str(m.model),
-                        size_bytes=cluster.size(m.model),
-                        load_seconds=reload_seconds(cluster, m.model, now)
-                        if reload_seconds
-                        else loads[m.model],
-                        demand_per_minute=cluster.demand.per_minute(str(m.model), now),
-                        last_used=m.last_used,
-                        resident_since=m.ready_at,
-                        in_use=cluster.busy(m, now),
-                    )
-                    for m in cluster.loaded.values()
-                    if m.gpu == gpu
-                ),
-            )
-            for gpu in range(len(cluster.workload.gpu_gb))
-        ]
+        rooms = gpu_rooms(cluster, model, now)
         hot_set_demand = (
             cluster.demand.hot_set_per_minute if time_averaged else cluster.demand.per_minute
         )
@@ -773,18 +817,18 @@ def warmpath(
         cluster.hot_set = protected
         plan = plan_placement(
             rooms,
-            cluster.size(model),
+            cluster.need(model),
             now,
             min_residency_seconds,
             model=str(model),
-            protected=protected,
+            protected=kept_like_the_hot_set(protected, rooms, cluster.asleep_models()),
         )
         if isinstance(plan, NoRoom):
             return "wait" if plan.fits_after_waiting else "refuse"
         if 0 < plan.cheaper_in_seconds <= patience:
             return "wait"  # as the agent does: a cheaper victim ages past min_residency soon
-        victims_sleep = sleeps is not None and all(
-            sleeps(cluster, int(v.model), now) for v in plan.victims
+        victims_sleep = bool(plan.victims) and all(
+            cluster.sleeps_freely(int(v.model), now) for v in plan.victims
         )
         if plan.waits_for_unprotected and not victims_sleep and patience > LAST_CHANCE_SECONDS:
             return "wait"  # as the agent does: rather than evict a hot-set model
@@ -895,7 +939,7 @@ class Simulation:
             self.waiting[model].append(self.waiter(request))
         else:
             patience = self.waiter(request).give_up_at - now
-            decision = self.policy.choose(self.cluster, model, now, patience)
+            decision = self.decide(model, now, patience)
             if isinstance(decision, Load):
                 self.serve(self.load(model, decision, now), request.at, now)
             elif decision == "wait":
@@ -903,6 +947,9 @@ class Simulation:
             else:
                 self.outcome.refused += 1
                 self.outcome.waits.append(DEADLINE_SECONDS)
+
+    def decide(self, model: int, now: float, patience: float) -> Decision:
+        return self.policy.choose(self.cluster, model, now, patience)
 
     def waiter(self, request: Request) -> _Waiting:
         load = self.workload.load_seconds[request.model]
@@ -918,7 +965,7 @@ class Simulation:
                 del self.waiting[model]
                 continue
             self.waiting[model] = still
-            decision = self.policy.choose(self.cluster, model, now, still[0].give_up_at - now)
+            decision = self.decide(model, now, still[0].give_up_at - now)
             if isinstance(decision, Load):
                 resident = self.load(model, decision, now)
                 for waiting in self.waiting.pop(model):

@@ -21,7 +21,7 @@ from warmpath_agent.room import NoRoomYet
 from warmpath_agent.server_exits import ServerExits
 from warmpath_agent.sleepers import WarmTier
 from warmpath_agent.warm_hooks import WarmHooks
-from warmpath_agent.warm_tier import SleepFailed
+from warmpath_agent.warm_tier import SleepFailed, moves_rather_than_waits
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import ResourceExhausted, Unavailable
 
@@ -215,9 +215,17 @@ class Loader:
                 _, _, evicted = await self._planner.place(
                     spec.name, shape, give_up_at, asleep.on_gpus
                 )
-            except ResourceExhausted as error:
-                if isinstance(error, NoRoomYet):
+            except NoRoomYet as error:
+                if not self._moves(spec, asleep, error.room_in_seconds, warm):
                     raise
+                await self._exits.stop(
+                    asleep,
+                    reason=f"its GPUs ({asleep.where}) have room only in about "
+                    f"{error.room_in_seconds:.0f} s: sooner loaded from disk elsewhere",
+                    kind="host_ram",
+                )
+                return None
+            except ResourceExhausted:
                 await self._exits.stop(
                     asleep, reason=f"no room to wake it on {asleep.where}", kind="host_ram"
                 )
@@ -228,6 +236,7 @@ class Loader:
                 asleep_bytes=0,
                 asleep_gpu_bytes=0,
                 sleep_kind=None,
+                last_used=core.clock(),  # when its wake started (when it will be ready)
             )
             core.residents[spec.name] = waking
             core.book.release(spec.name)
@@ -247,3 +256,11 @@ class Loader:
         core.room.may_have_changed()
         await core.feed.publish(f"{spec.name} woken from sleep on {ready.where} in {seconds:.1f} s")
         return ready, evicted
+
+    def _moves(self, spec: ModelSpec, asleep: Residency, room_in: float, warm: WarmTier) -> bool:
+        """A sleeping server whose GPUs have room only in `room_in` seconds is unloaded
+        and loaded elsewhere when that is sooner (warm_tier.moves_rather_than_waits)."""
+        size = asleep.footprint_bytes
+        wake = warm.wake_seconds(spec, size)
+        load = self._core.expected_load(spec.name, size)
+        return wake is not None and moves_rather_than_waits(room_in, wake, load)

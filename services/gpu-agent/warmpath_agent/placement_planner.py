@@ -32,6 +32,7 @@ from warmpath_agent.residency_core import ResidencyCore
 from warmpath_agent.residents import OFF_GPU_STATES, Residency, ResidencyState
 from warmpath_agent.room import ANSWER_MARGIN_SECONDS, NoRoomYet, host_ram_short, no_room
 from warmpath_agent.warm_hooks import WarmHooks
+from warmpath_agent.warm_tier import kept_like_the_hot_set, room_in_seconds
 from warmpath_common.config import ModelSpec
 from warmpath_common.errors import Unavailable
 
@@ -121,13 +122,14 @@ class PlacementPlanner:
         protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
         self._hot_set = protected
         need = shape.total_bytes
+        asleep = {m for m, r in core.residents.items() if r.state is ResidencyState.ASLEEP}
         plan = plan_gang(
             rooms,
             shape,
             now,
             core.min_residency_seconds,
             model=model,
-            protected=protected,
+            protected=kept_like_the_hot_set(protected, rooms, asleep),
             host_free_bytes=host_free,
         )
         if isinstance(plan, HostRamShort):
@@ -135,6 +137,12 @@ class PlacementPlanner:
                 return await self.place(model, shape, give_up_at, only)
             raise host_ram_short(model, plan)
         if isinstance(plan, NoRoom):
+            # A wake on its own GPU: how soon room may come there, if it is to wait.
+            soonest = (
+                room_in_seconds(rooms[0], plan.need_bytes, now, core.min_residency_seconds)
+                if len(rooms) == 1
+                else 0.0
+            )
             raise no_room(
                 model,
                 plan,
@@ -143,6 +151,7 @@ class PlacementPlanner:
                 min_residency_seconds=core.min_residency_seconds,
                 room_version=room_version,
                 load_seconds=core.expected_load(model, shape.total_bytes),
+                room_in_seconds=soonest,
             )
         patience = (
             give_up_at - time.monotonic() - core.expected_load(model, need) - ANSWER_MARGIN_SECONDS
@@ -168,8 +177,11 @@ class PlacementPlanner:
                 core.expected_load(model, need),
             )
         for victim in plan.victims:
+            current = core.residents.get(victim.model)
+            if current is None:  # a sleeper an earlier victim's sleep pushed out of host RAM
+                continue
             await self._warm.demote(
-                core.residents[victim.model],
+                current,
                 reason=f"evicted to make room for {model} "
                 f"(reload cost {victim.reload_cost:.1f} load-s/min)",
                 kind="evicted",
@@ -211,8 +223,20 @@ class PlacementPlanner:
             ),
             demand_per_minute=core.demand.per_minute(residency.model, now),
             last_used=residency.last_used,
-            resident_since=residency.ready_since or now,
+            resident_since=residency.ready_since or self._ready_at(residency, now),
             pinned=residency.pinned,
             in_use=residency.state is not ResidencyState.READY or core.leased(residency.model, now),
             host_bytes=residency.host_bytes,
         )
+
+    def _ready_at(self, residency: Residency, now: float) -> float:
+        """When a model still loading or waking is expected ready, from when it started
+        (`last_used`) and its expected load or wake; `now` for any other, or when overdue."""
+        core = self._core
+        if residency.state is not ResidencyState.LOADING:
+            return now
+        took = core.expected_load(residency.model, residency.footprint_bytes)
+        if residency.running is not None and core.warm is not None:  # a server waking
+            spec = core.specs[residency.model]
+            took = core.warm.wake_seconds(spec, residency.footprint_bytes) or took
+        return max(now, residency.last_used + took)

@@ -19,12 +19,17 @@ ANSWER_MARGIN_SECONDS = 1.0
 
 
 class NoRoomYet(ResourceExhausted):
-    """No room now, but some will come by itself. `room_version`: the state the plan saw."""
+    """No room now, but some will come by itself. `room_version`: the state the plan saw;
+    `room_in_seconds`: the soonest it may come (warm_tier.room_in_seconds), 0 when no
+    sooner is known."""
 
-    def __init__(self, message: str, room_version: int, load_seconds: float) -> None:
+    def __init__(
+        self, message: str, room_version: int, load_seconds: float, room_in_seconds: float = 0.0
+    ) -> None:
         super().__init__(message)
         self.room_version = room_version
         self.load_seconds = load_seconds
+        self.room_in_seconds = room_in_seconds
 
 
 class RoomSignal:
@@ -72,9 +77,11 @@ def no_room(
     min_residency_seconds: float,
     room_version: int,
     load_seconds: float,
+    room_in_seconds: float = 0.0,
 ) -> ResourceExhausted:
     """No room for the model now: NoRoomYet when waiting can help (`room_version`: the
-    state the plan saw; `load_seconds`: the load expected after the wait), else why not."""
+    state the plan saw; `load_seconds`: the load expected after the wait;
+    `room_in_seconds`: the soonest room may come), else why not."""
     need = shape.total_bytes
     if plan.no_gpu_set:
         return ResourceExhausted(
@@ -100,4 +107,4 @@ def no_room(
         return ResourceExhausted(
             f"{message}; the rest is pinned or not this agent's, so waiting cannot help"
         )
-    return NoRoomYet(message, room_version, load_seconds)
+    return NoRoomYet(message, room_version, load_seconds, room_in_seconds)

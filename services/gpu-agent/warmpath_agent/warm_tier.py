@@ -18,16 +18,25 @@ Eviction prices a model that would sleep by `return_seconds`: its wake, plus wha
 sleepers it would push out of host RAM lose. It skips waiting for room rather than
 evict a hot-set model only when that model sleeps in free host RAM (`sleeps_freely`):
 with little host RAM, a sleeper soon pushed out comes back in a load, not a wake.
+
+What a sleeping server keeps on a GPU is a victim like any resident, but eviction keeps
+it like the hot set (`kept_like_the_hot_set`): unloading the sleeper costs a load later.
+
+A sleeping server wakes only on its own GPUs. When room there comes only once a load
+in progress has finished (`room_in_seconds`), and that wait plus the wake is longer
+than a load from disk, it is unloaded and loaded elsewhere (`moves_rather_than_waits`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from warmpath_agent.drivers import RunningModel
+from warmpath_agent.eviction import GpuRoom
 from warmpath_common.config import BackendKindName, ModelSpec, Runtime
 
 __all__ = [
@@ -40,7 +49,10 @@ __all__ = [
     "choose_demotion",
     "estimated_asleep_gpu_bytes",
     "estimated_wake_seconds",
+    "kept_like_the_hot_set",
+    "moves_rather_than_waits",
     "return_seconds",
+    "room_in_seconds",
     "sleep_kind",
     "sleepers_to_unload",
     "sleeps_freely",
@@ -223,3 +235,42 @@ def sleeps_freely(
     """`leaving` would sleep in host RAM that is free now, pushing no sleeper out."""
     demotion = choose_demotion(leaving, sleepers, host_free_bytes)
     return demotion.sleep and not demotion.unload_sleepers
+
+
+def room_in_seconds(room: GpuRoom, need: int, now: float, min_residency_seconds: float) -> float:
+    """The soonest `room` could hold `need` bytes by what frees itself there: a model still
+    loading or waking (its `resident_since` ahead of `now`: when it is expected ready) and
+    a young one, once past min_residency; one with requests in flight at once (they take
+    seconds); a pinned one never. Optimistic: the hot set may still keep what frees."""
+    free = room.free_bytes
+    if free >= need:
+        return 0.0
+    for seconds, size in sorted(
+        (max(r.resident_since + min_residency_seconds - now, 0.0), r.size_bytes)
+        for r in room.residents
+        if not r.pinned
+    ):
+        free += size
+        if free >= need:
+            return seconds
+    return math.inf
+
+
+def moves_rather_than_waits(room_in: float, wake_seconds: float, load_seconds: float) -> bool:
+    """A sleeping server whose GPUs have room only in `room_in` seconds is unloaded and
+    loaded from disk elsewhere when that load is sooner than the wait and its wake: a
+    model loading there for a minute must not hold its wake (and its callers) that long,
+    to be evicted as soon as it is ready."""
+    return room_in + wake_seconds > load_seconds
+
+
+def kept_like_the_hot_set(
+    protected: frozenset[str], rooms: Sequence[GpuRoom], asleep: Collection[str]
+) -> frozenset[str]:
+    """What eviction keeps like the hot set: the hot set (`protected`), and the sleeping
+    servers (`asleep`) whose leftover GPU memory is among `rooms`' residents. Unloading
+    one for that leftover (a tenth of it) costs its next request a load instead of a
+    wake. Left unprotected, a sleeper outside the hot set went before hot-set models
+    that would only sleep (a wake): placements unloaded sleepers for a sliver of memory,
+    and their next requests loaded from disk (docs/warm-tier.md)."""
+    return protected | {r.model for room in rooms for r in room.residents if r.model in asleep}
