@@ -644,6 +644,8 @@ class Outcome:
 class Load:
     gpu: int
     victims: tuple[int, ...]
+    unload: bool = field(default=False, kw_only=True)
+    """The victims are unloaded even where they would sleep (the model needs all of it)."""
 
 
 Decision = Load | Literal["wait", "refuse"]
@@ -755,10 +757,11 @@ def least_recently_used(cluster: Cluster, candidate: Loaded, now: float) -> floa
     return candidate.last_used
 
 
-def gpu_rooms(cluster: Cluster, model: int, now: float) -> list[GpuRoom]:
+def gpu_rooms(cluster: Cluster, model: int, now: float, sleeping: bool = True) -> list[GpuRoom]:
     """The GPUs `model` may go on, as the agent's PlacementPlanner.place sees them: free
     memory and residents, each with what evicting it frees and costs (a model still
-    loading: in use, resident from when it will be ready)."""
+    loading: in use, resident from when it will be ready). `sleeping` False: each priced
+    as unloaded, even one that would sleep."""
     return [
         GpuRoom(
             gpu,
@@ -766,8 +769,16 @@ def gpu_rooms(cluster: Cluster, model: int, now: float) -> list[GpuRoom]:
             tuple(
                 ResidentModel(
                     model=str(m.model),
-                    size_bytes=cluster.freed_by_eviction(m.model, now),
-                    load_seconds=cluster.reload_seconds(m.model, now),
+                    size_bytes=(
+                        cluster.freed_by_eviction(m.model, now)
+                        if sleeping
+                        else cluster.size(m.model)
+                    ),
+                    load_seconds=(
+                        cluster.reload_seconds(m.model, now)
+                        if sleeping
+                        else cluster.workload.load_seconds[m.model]
+                    ),
                     demand_per_minute=cluster.demand.per_minute(str(m.model), now),
                     last_used=m.last_used,
                     resident_since=m.ready_at,
@@ -823,6 +834,19 @@ def warmpath(
             model=str(model),
             protected=kept_like_the_hot_set(protected, rooms, cluster.asleep_models()),
         )
+        unload = False
+        if isinstance(plan, NoRoom):  # as the agent does: victims unloaded, not asleep
+            whole = gpu_rooms(cluster, model, now, sleeping=False)
+            unloading = plan_placement(
+                whole,
+                cluster.need(model),
+                now,
+                min_residency_seconds,
+                model=str(model),
+                protected=kept_like_the_hot_set(protected, whole, cluster.asleep_models()),
+            )
+            if not isinstance(unloading, NoRoom):
+                plan, unload = unloading, True
         if isinstance(plan, NoRoom):
             return "wait" if plan.fits_after_waiting else "refuse"
         if 0 < plan.cheaper_in_seconds <= patience:
@@ -832,7 +856,7 @@ def warmpath(
         )
         if plan.waits_for_unprotected and not victims_sleep and patience > LAST_CHANCE_SECONDS:
             return "wait"  # as the agent does: rather than evict a hot-set model
-        return Load(plan.gpu_index, tuple(int(v.model) for v in plan.victims))
+        return Load(plan.gpu_index, tuple(int(v.model) for v in plan.victims), unload=unload)
 
     return choose
 

@@ -314,7 +314,7 @@ class WarmSimulation(Simulation):
 
     def load(self, model: int, decision: Load, now: float) -> Loaded:
         for victim in decision.victims:
-            self.demote(victim, now)
+            self.demote(victim, now, may_sleep=not decision.unload)
         self.make_room(model, decision.gpu)
         if model not in self.cluster.asleep:
             return super().load(model, Load(decision.gpu, ()), now)
@@ -326,7 +326,7 @@ class WarmSimulation(Simulation):
         self.cluster.loaded[model] = resident
         return resident
 
-    def demote(self, victim: int, now: float) -> None:
+    def demote(self, victim: int, now: float, may_sleep: bool = True) -> None:
         if victim in self.cluster.asleep:  # a sleeper's leftover: it is unloaded
             del self.cluster.asleep[victim]
             return
@@ -334,7 +334,7 @@ class WarmSimulation(Simulation):
             return
         leaving = self.cluster.loaded.pop(victim)
         demotion = self.cluster.demotion(victim, now)
-        if demotion.sleep:
+        if demotion.sleep and may_sleep:
             for name in demotion.unload_sleepers:
                 del self.cluster.asleep[int(name)]
             self.cluster.asleep[victim] = leaving

@@ -147,3 +147,28 @@ async def test_a_sleeper_that_an_earlier_victims_sleep_pushed_out_is_not_evicted
     assert agent.is_asleep("a")
     assert not agent.is_asleep("b")
     assert driver.stops == ["b"]
+
+
+async def test_a_model_that_needs_a_whole_gpu_unloads_victims_that_would_have_slept() -> None:
+    """Each victim that would sleep keeps a tenth of its memory on the GPU, so a model
+    needing all of it fits only if they are unloaded: they are, rather than it refused."""
+    clock = Clock()
+    driver = FakeDriver(load_seconds=0.05)
+    agent = manager(
+        driver,
+        vllm("a", 600),
+        vllm("b", 400),
+        vllm("c", 1000),
+        warm_tier=tier(),
+        clock=clock,
+        host_memory_mib=4000,
+    )
+    await agent.ensure_loaded("a")
+    await agent.ensure_loaded("b")
+    clock.now += 601  # past min residency, both idle: either would sleep if evicted
+    outcome = await agent.ensure_loaded("c")
+    assert set(outcome.evicted) == {"a", "b"}
+    assert sorted(driver.stops) == ["a", "b"], "unloaded, not asleep"
+    assert not agent.is_asleep("a") and not agent.is_asleep("b")
+    state = await agent.state()
+    assert state.gpus[0].memory_used_bytes == 1000 * MIB

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from warmpath_agent.capacity import shape_for
 from warmpath_agent.drivers import ModelLoadFailed
@@ -92,33 +92,7 @@ class PlacementPlanner:
             raise Unavailable(f"host {core.host} has no healthy GPU to load {model} on")
         now = core.clock()
         host_free = await core.host_free_bytes()
-        rooms = [
-            GpuRoom(
-                index=gpu.index,
-                # A live reading cannot see loads still in progress; a simulated
-                # one is computed from the book and already includes them.
-                free_bytes=gpu.memory_free_bytes
-                - (0 if gpu.simulated else core.book.loading_bytes(gpu.index)),
-                # Loading and unloading models are never victims, but their memory
-                # is on its way to being evictable or free: it counts for waiting.
-                # A gang is listed on each of its GPUs, with its share there.
-                residents=tuple(
-                    self._as_resident(r, now, r.bytes_on(gpu.index), host_free)
-                    for r in core.residents.values()
-                    if gpu.index in r.on_gpus and r.state not in OFF_GPU_STATES
-                )
-                # A sleeping server's leftover (its CUDA context and the like) is
-                # room too: unloading the sleeper frees it.
-                + tuple(
-                    self._as_resident(r, now, left, host_free)
-                    for r in core.residents.values()
-                    if r.state is ResidencyState.ASLEEP
-                    and r.model != model  # a wake needs what it keeps
-                    and (left := core.book.bytes_of(r.model, gpu.index))
-                ),
-            )
-            for gpu in readings.values()
-        ]
+        rooms = self._rooms(readings.values(), model, now, host_free)
         protected = protected_models(rooms, self._candidates(now), incumbents=self._hot_set)
         self._hot_set = protected
         need = shape.total_bytes
@@ -132,6 +106,22 @@ class PlacementPlanner:
             protected=kept_like_the_hot_set(protected, rooms, asleep),
             host_free_bytes=host_free,
         )
+        unload = False
+        if isinstance(plan, NoRoom) and core.warm is not None:
+            # A victim that would sleep frees all but what its server keeps asleep: a
+            # model that needs a whole GPU may fit only with such victims unloaded.
+            whole = self._rooms(readings.values(), model, now, host_free, sleeping=False)
+            unloading = plan_gang(
+                whole,
+                shape,
+                now,
+                core.min_residency_seconds,
+                model=model,
+                protected=kept_like_the_hot_set(protected, whole, asleep),
+                host_free_bytes=host_free,
+            )
+            if isinstance(unloading, GangPlan):
+                plan, unload = unloading, True
         if isinstance(plan, HostRamShort):
             if await self._warm.unload_sleepers(plan.need_bytes - plan.free_bytes, model):
                 return await self.place(model, shape, give_up_at, only)
@@ -185,9 +175,49 @@ class PlacementPlanner:
                 reason=f"evicted to make room for {model} "
                 f"(reload cost {victim.reload_cost:.1f} load-s/min)",
                 kind="evicted",
+                may_sleep=not unload,
             )
         gang = tuple(readings[index] for index in plan.gpu_indexes)
         return plan, gang, tuple(v.model for v in plan.victims)
+
+    def _rooms(
+        self,
+        readings: Iterable[GpuReading],
+        model: str,
+        now: float,
+        host_free: int | None,
+        sleeping: bool = True,
+    ) -> list[GpuRoom]:
+        """The GPUs as eviction sees them. `sleeping` False: every victim priced as
+        unloaded (all its memory freed, its return a load), even one that would sleep."""
+        core = self._core
+        return [
+            GpuRoom(
+                index=gpu.index,
+                # A live reading cannot see loads still in progress; a simulated
+                # one is computed from the book and already includes them.
+                free_bytes=gpu.memory_free_bytes
+                - (0 if gpu.simulated else core.book.loading_bytes(gpu.index)),
+                # Loading and unloading models are never victims, but their memory
+                # is on its way to being evictable or free: it counts for waiting.
+                # A gang is listed on each of its GPUs, with its share there.
+                residents=tuple(
+                    self._as_resident(r, now, r.bytes_on(gpu.index), host_free, sleeping)
+                    for r in core.residents.values()
+                    if gpu.index in r.on_gpus and r.state not in OFF_GPU_STATES
+                )
+                # A sleeping server's leftover (its CUDA context and the like) is
+                # room too: unloading the sleeper frees it.
+                + tuple(
+                    self._as_resident(r, now, left, host_free, sleeping)
+                    for r in core.residents.values()
+                    if r.state is ResidencyState.ASLEEP
+                    and r.model != model  # a wake needs what it keeps
+                    and (left := core.book.bytes_of(r.model, gpu.index))
+                ),
+            )
+            for gpu in readings
+        ]
 
     def _candidates(self, now: float) -> list[Candidate]:
         """Every model asked for recently whose size is known (the hot set's candidates)."""
@@ -206,20 +236,25 @@ class PlacementPlanner:
         return candidates
 
     def _as_resident(
-        self, residency: Residency, now: float, size: int, host_free: int | None
+        self,
+        residency: Residency,
+        now: float,
+        size: int,
+        host_free: int | None,
+        sleeping: bool = True,
     ) -> ResidentModel:
         core = self._core
         if residency.state is ResidencyState.ASLEEP:
             return self._warm.as_victim(residency, now, size)
+        # An adopted model was never timed here; it is not free to reload.
+        load = residency.load_seconds or estimated_load_seconds(residency.footprint_bytes)
         return ResidentModel(
             model=residency.model,
-            size_bytes=self._warm.freed_by_eviction(residency, now, size, host_free),
-            # An adopted model was never timed here; it is not free to reload.
-            load_seconds=self._warm.return_seconds(
-                residency,
-                residency.load_seconds or estimated_load_seconds(residency.footprint_bytes),
-                now,
-                host_free,
+            size_bytes=(
+                self._warm.freed_by_eviction(residency, now, size, host_free) if sleeping else size
+            ),
+            load_seconds=(
+                self._warm.return_seconds(residency, load, now, host_free) if sleeping else load
             ),
             demand_per_minute=core.demand.per_minute(residency.model, now),
             last_used=residency.last_used,

@@ -39,12 +39,15 @@ class WarmHooks:
         self._core = core
         self._exits = exits
 
-    async def demote(self, residency: Residency, *, reason: str, kind: str) -> None:
-        """A model leaves its GPUs: asleep in host RAM when the warm tier says so, else
-        unloaded. A sleeper evicted for what its server keeps on a GPU is unloaded."""
+    async def demote(
+        self, residency: Residency, *, reason: str, kind: str, may_sleep: bool = True
+    ) -> None:
+        """A model leaves its GPUs: asleep in host RAM when the warm tier says so (and
+        `may_sleep`: the placement needs none of its GPU memory kept), else unloaded. A
+        sleeper evicted for what its server keeps on a GPU is unloaded."""
         if residency.state is ResidencyState.ASLEEP:
             await self._exits.stop(residency, reason=f"asleep, {reason}", kind=kind)
-        elif not await self._put_to_sleep(residency, reason):
+        elif not may_sleep or not await self._put_to_sleep(residency, reason):
             await self._exits.stop(residency, reason=reason, kind=kind)
 
     def _sleeper(self, residency: Residency, now: float) -> Sleeper | None:
