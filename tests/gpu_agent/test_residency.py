@@ -62,6 +62,7 @@ def manager(
     driver: ModelDriver,
     *specs: ModelSpec,
     gpu_mib: int = 1000,
+    gpus: int = 1,
     clock: Callable[[], float] | None = None,
     min_residency_seconds: float = 0.0,
     metrics: AgentMetrics | None = None,
@@ -75,7 +76,7 @@ def manager(
     return ResidencyManager(
         "host-a",
         {s.name: s for s in specs},
-        SimulatedInventory((SimulatedGpu(memory=gpu_mib * MIB),), book),
+        SimulatedInventory(tuple(SimulatedGpu(memory=gpu_mib * MIB) for _ in range(gpus)), book),
         driver,
         book=book,
         estimate_bytes=lambda s: int(s.memory or 0),

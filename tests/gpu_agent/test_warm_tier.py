@@ -24,6 +24,7 @@ from warmpath_agent.docker_container import create_arguments
 from warmpath_agent.drivers import RunningModel
 from warmpath_agent.inventory import GpuReading
 from warmpath_agent.metrics import AgentMetrics
+from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.residents import ResidencyState
 from warmpath_agent.server_probe import HttpServerProbe
 from warmpath_agent.server_watch import ServerWatch
@@ -70,6 +71,15 @@ def tier(
     fake driver's loads, so sleeping pays."""
     wakes = {"a": 0.001, "b": 0.001}
     return WarmTier(servers or FakeServerSleep(), page_cache or FakePageCache(), 600.0, wakes)
+
+
+def warm_manager(
+    driver: FakeDriver, *specs: ModelSpec, clock: Clock, host_memory_mib: int = 4000, gpus: int = 1
+) -> ResidencyManager:
+    """GPUs of 1000 MiB, the warm tier on (`tier`), host RAM for sleepers."""
+    return manager(
+        driver, *specs, gpus=gpus, warm_tier=tier(), clock=clock, host_memory_mib=host_memory_mib
+    )
 
 
 def sleeper(model: str, gib: float, load: float, wake: float, demand: float) -> Sleeper:
@@ -272,7 +282,7 @@ async def test_a_sleeping_servers_leftover_gpu_memory_counts_until_it_is_unloade
     simulated inventory that is the estimate from vLLM's documentation (a tenth)."""
     clock = Clock()
     driver = FakeDriver(load_seconds=0.05)
-    agent = manager(driver, vllm("a", 600), warm_tier=tier(), clock=clock, host_memory_mib=4000)
+    agent = warm_manager(driver, vllm("a", 600), clock=clock)
     await agent.ensure_loaded("a")
     clock.now += 601  # past its keep-alive: it sleeps
     await agent.expire_idle()
@@ -290,9 +300,7 @@ async def test_a_sleeping_servers_leftover_gpu_memory_counts_until_it_is_unloade
 async def test_a_model_that_needs_a_sleepers_leftover_gpu_memory_unloads_the_sleeper() -> None:
     clock = Clock()
     driver = FakeDriver(load_seconds=0.05)
-    agent = manager(
-        driver, vllm("a", 600), vllm("c", 1000), warm_tier=tier(), clock=clock, host_memory_mib=4000
-    )
+    agent = warm_manager(driver, vllm("a", 600), vllm("c", 1000), clock=clock)
     await agent.ensure_loaded("a")
     clock.now += 601  # past its keep-alive: it sleeps, keeping 60 MiB on the GPU
     await agent.expire_idle()
@@ -309,14 +317,7 @@ async def test_a_sleeper_evicted_for_its_leftover_is_not_counted_as_going_to_sle
     """Waiting for room beats evicting a hot-set model unless every victim would only
     sleep; a sleeper evicted for what it keeps on the GPU is unloaded, not put to sleep."""
     clock = Clock()
-    agent = manager(
-        FakeDriver(load_seconds=0.05),
-        vllm("a", 600),
-        vllm("b", 600),
-        warm_tier=tier(),
-        clock=clock,
-        host_memory_mib=4000,
-    )
+    agent = warm_manager(FakeDriver(load_seconds=0.05), vllm("a", 600), vllm("b", 600), clock=clock)
     await agent.ensure_loaded("a")
     await agent.ensure_loaded("b")
     hooks = agent._warm_hooks  # the rule itself, without staging a wait
@@ -333,9 +334,7 @@ async def test_a_sleeper_evicted_for_its_leftover_is_not_counted_as_going_to_sle
 async def test_a_wake_never_evicts_what_the_sleeper_itself_keeps_on_the_gpu() -> None:
     clock = Clock()
     driver = FakeDriver(load_seconds=0.05)
-    agent = manager(
-        driver, vllm("a", 600), vllm("b", 450), warm_tier=tier(), clock=clock, host_memory_mib=4000
-    )
+    agent = warm_manager(driver, vllm("a", 600), vllm("b", 450), clock=clock)
     await agent.ensure_loaded("a")
     clock.now += 601  # a sleeps, keeping 60 MiB
     await agent.expire_idle()

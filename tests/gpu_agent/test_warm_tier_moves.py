@@ -8,21 +8,13 @@ from __future__ import annotations
 import asyncio
 import math
 
-from prometheus_client import CollectorRegistry
-
 from tests.conftest import eventually
 from tests.fakes.drivers import FakeDriver
-from tests.gpu_agent.test_residency import MIB, Clock, manager
-from tests.gpu_agent.test_warm_tier import tier, vllm
+from tests.gpu_agent.test_residency import MIB, Clock
+from tests.gpu_agent.test_warm_tier import vllm, warm_manager
 from warmpath_agent.eviction import GpuRoom, ResidentModel
-from warmpath_agent.host_memory import DeclaredHostMemory
-from warmpath_agent.inventory import MemoryBook
-from warmpath_agent.metrics import AgentMetrics
-from warmpath_agent.residency import ResidencyManager
 from warmpath_agent.residents import ResidencyState
-from warmpath_agent.simulated_inventory import SimulatedInventory
 from warmpath_agent.warm_tier import moves_rather_than_waits, room_in_seconds
-from warmpath_common.config import ModelSpec, SimulatedGpu
 
 
 def resident(model: str, mib: int, since: float, *, in_use: bool = False) -> ResidentModel:
@@ -47,28 +39,12 @@ def test_a_sleeper_moves_only_when_a_load_elsewhere_is_sooner_than_the_wait_and_
     assert not moves_rather_than_waits(room_in=0.0, wake_seconds=2.0, load_seconds=40.0)
 
 
-def two_gpu_manager(driver: FakeDriver, *specs: ModelSpec, clock: Clock) -> ResidencyManager:
-    """Two GPUs of 1000 MiB, the warm tier on, host RAM for every sleeper."""
-    book = MemoryBook()
-    gpus = (SimulatedGpu(memory=1000 * MIB), SimulatedGpu(memory=1000 * MIB))
-    return ResidencyManager(
-        "host-a",
-        {s.name: s for s in specs},
-        SimulatedInventory(gpus, book),
-        driver,
-        book=book,
-        estimate_bytes=lambda s: int(s.memory or 0),
-        metrics=AgentMetrics(CollectorRegistry()),
-        clock=clock,
-        warm_tier=tier(),
-        host_memory=DeclaredHostMemory(8000 * MIB, book),
-    )
-
-
 async def test_a_wake_blocked_by_a_load_in_progress_on_its_gpu_loads_elsewhere_instead() -> None:
     clock = Clock()
     driver = FakeDriver(load_seconds=0.01)
-    agent = two_gpu_manager(driver, vllm("a", 600), vllm("f", 500), vllm("big", 900), clock=clock)
+    agent = warm_manager(
+        driver, vllm("a", 600), vllm("f", 500), vllm("big", 900), clock=clock, gpus=2
+    )
     await agent.ensure_loaded("a")  # GPU 0
     assert await agent.unload("a", force=False, sleep=True)  # keeps 60 MiB on GPU 0
     await agent.ensure_loaded("f")  # GPU 1, the emptier
@@ -100,15 +76,7 @@ async def test_a_sleepers_leftover_is_kept_like_the_hot_set() -> None:
     a hot-set model that would only sleep (a wake) goes first."""
     clock = Clock()
     driver = FakeDriver(load_seconds=0.01)
-    agent = manager(
-        driver,
-        vllm("a", 600),
-        vllm("b", 300),
-        vllm("x", 660),
-        warm_tier=tier(),
-        clock=clock,
-        host_memory_mib=4000,
-    )
+    agent = warm_manager(driver, vllm("a", 600), vllm("b", 300), vllm("x", 660), clock=clock)
     await agent.ensure_loaded("a")
     agent._core.timed_loads["a"] = 60.0  # a slow load: its wake saves a minute
     assert await agent.unload("a", force=False, sleep=True)  # keeps 60 MiB
@@ -128,14 +96,8 @@ async def test_a_sleeper_that_an_earlier_victims_sleep_pushed_out_is_not_evicted
     unloads b from host RAM; b, a victim for its leftover too, is gone already."""
     clock = Clock()
     driver = FakeDriver(load_seconds=0.01)
-    agent = manager(
-        driver,
-        vllm("a", 300),
-        vllm("b", 600),
-        vllm("x", 940),
-        warm_tier=tier(),
-        clock=clock,
-        host_memory_mib=700,
+    agent = warm_manager(
+        driver, vllm("a", 300), vllm("b", 600), vllm("x", 940), clock=clock, host_memory_mib=700
     )
     await agent.ensure_loaded("a")
     clock.now += 10
@@ -154,15 +116,7 @@ async def test_a_model_that_needs_a_whole_gpu_unloads_victims_that_would_have_sl
     needing all of it fits only if they are unloaded: they are, rather than it refused."""
     clock = Clock()
     driver = FakeDriver(load_seconds=0.05)
-    agent = manager(
-        driver,
-        vllm("a", 600),
-        vllm("b", 400),
-        vllm("c", 1000),
-        warm_tier=tier(),
-        clock=clock,
-        host_memory_mib=4000,
-    )
+    agent = warm_manager(driver, vllm("a", 600), vllm("b", 400), vllm("c", 1000), clock=clock)
     await agent.ensure_loaded("a")
     await agent.ensure_loaded("b")
     clock.now += 601  # past min residency, both idle: either would sleep if evicted
