@@ -108,6 +108,7 @@ from warmpath_agent.eviction import (
     Candidate,
     GpuRoom,
     NoRoom,
+    PlacementPlan,
     ResidentModel,
     packs,
     plan_placement,
@@ -826,25 +827,21 @@ def warmpath(
         incumbents = cluster.hot_set if hysteresis else frozenset()
         protected = protected_models(rooms, candidates, incumbents) if hot_set else frozenset()
         cluster.hot_set = protected
-        plan = plan_placement(
-            rooms,
-            cluster.need(model),
-            now,
-            min_residency_seconds,
-            model=str(model),
-            protected=kept_like_the_hot_set(protected, rooms, cluster.asleep_models()),
-        )
-        unload = False
-        if isinstance(plan, NoRoom):  # as the agent does: victims unloaded, not asleep
-            whole = gpu_rooms(cluster, model, now, sleeping=False)
-            unloading = plan_placement(
-                whole,
+
+        def plan_on(rooms: list[GpuRoom]) -> PlacementPlan | NoRoom:
+            return plan_placement(
+                rooms,
                 cluster.need(model),
                 now,
                 min_residency_seconds,
                 model=str(model),
-                protected=kept_like_the_hot_set(protected, whole, cluster.asleep_models()),
+                protected=kept_like_the_hot_set(protected, rooms, cluster.asleep_models()),
             )
+
+        plan = plan_on(rooms)
+        unload = False
+        if isinstance(plan, NoRoom):  # as the agent does: victims unloaded, not asleep
+            unloading = plan_on(gpu_rooms(cluster, model, now, sleeping=False))
             if not isinstance(unloading, NoRoom):
                 plan, unload = unloading, True
         if isinstance(plan, NoRoom):

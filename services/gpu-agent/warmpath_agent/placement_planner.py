@@ -97,28 +97,25 @@ class PlacementPlanner:
         self._hot_set = protected
         need = shape.total_bytes
         asleep = {m for m, r in core.residents.items() if r.state is ResidencyState.ASLEEP}
-        plan = plan_gang(
-            rooms,
-            shape,
-            now,
-            core.min_residency_seconds,
-            model=model,
-            protected=kept_like_the_hot_set(protected, rooms, asleep),
-            host_free_bytes=host_free,
-        )
-        unload = False
-        if isinstance(plan, NoRoom) and core.warm is not None:
-            # A victim that would sleep frees all but what its server keeps asleep: a
-            # model that needs a whole GPU may fit only with such victims unloaded.
-            whole = self._rooms(readings.values(), model, now, host_free, sleeping=False)
-            unloading = plan_gang(
-                whole,
+
+        def plan_on(rooms: list[GpuRoom]) -> GangPlan | NoRoom | HostRamShort:
+            return plan_gang(
+                rooms,
                 shape,
                 now,
                 core.min_residency_seconds,
                 model=model,
-                protected=kept_like_the_hot_set(protected, whole, asleep),
+                protected=kept_like_the_hot_set(protected, rooms, asleep),
                 host_free_bytes=host_free,
+            )
+
+        plan = plan_on(rooms)
+        unload = False
+        if isinstance(plan, NoRoom) and core.warm is not None:
+            # A victim that would sleep frees all but what its server keeps asleep: a
+            # model that needs a whole GPU may fit only with such victims unloaded.
+            unloading = plan_on(
+                self._rooms(readings.values(), model, now, host_free, sleeping=False)
             )
             if isinstance(unloading, GangPlan):
                 plan, unload = unloading, True
