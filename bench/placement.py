@@ -840,7 +840,8 @@ def warmpath(
 
         plan = plan_on(rooms)
         unload = False
-        if isinstance(plan, NoRoom):  # as the agent does: victims unloaded, not asleep
+        if isinstance(plan, NoRoom) and not plan.fits_after_waiting:  # as the agent does:
+            # victims unloaded, not asleep, when waiting cannot make room with them asleep
             unloading = plan_on(gpu_rooms(cluster, model, now, sleeping=False))
             if not isinstance(unloading, NoRoom):
                 plan, unload = unloading, True

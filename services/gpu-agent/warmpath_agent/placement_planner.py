@@ -111,9 +111,10 @@ class PlacementPlanner:
 
         plan = plan_on(rooms)
         unload = False
-        if isinstance(plan, NoRoom) and core.warm is not None:
+        if isinstance(plan, NoRoom) and not plan.fits_after_waiting and core.warm is not None:
             # A victim that would sleep frees all but what its server keeps asleep: a
             # model that needs a whole GPU may fit only with such victims unloaded.
+            # Where waiting can make room with them asleep, it waits instead.
             unloading = plan_on(
                 self._rooms(readings.values(), model, now, host_free, sleeping=False)
             )
