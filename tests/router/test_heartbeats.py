@@ -63,3 +63,41 @@ async def test_a_silent_agent_is_marked_unreachable_and_said_so_then_comes_back(
 
 async def _reachable(cluster: ClusterView, expected: bool) -> bool:
     return cluster.hosts["h1"].reachable is expected
+
+
+class ChattyAgent(gpu_agent_pb2_grpc.GpuAgentServicer):
+    """Sends heartbeats back to back, so a stop often lands as one arrives."""
+
+    async def WatchState(
+        self, request: gpu_agent_pb2.WatchStateRequest, context: ServicerContext
+    ) -> AsyncIterator[gpu_agent_pb2.StateEvent]:
+        state = gpu_agent_pb2.AgentState(host="h1", servable_models=["m"])
+        while True:
+            yield gpu_agent_pb2.StateEvent(
+                kind=gpu_agent_pb2.STATE_EVENT_KIND_HEARTBEAT, state=state
+            )
+
+
+async def test_the_watch_stops_when_asked_even_while_heartbeats_arrive() -> None:
+    # With asyncio.wait_for on Python 3.11, a cancel that met an arriving event was lost
+    # and the watch went on reading for ever (a CI run hung here for 300 s).
+    server = await create_server(
+        "127.0.0.1:0",
+        lambda s: gpu_agent_pb2_grpc.add_GpuAgentServicer_to_server(ChattyAgent(), s),
+        ["warmpath.v1.GpuAgent"],
+    )
+    channels = HostChannels(
+        (HostSpec(name="h1", agent=f"127.0.0.1:{server.port}", adapter="127.0.0.1:1"),)
+    )
+    try:
+        for _ in range(20):
+            cluster = ClusterView.of(["h1"])
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(watch_cluster(channels, cluster, stop, 5.0))
+            await eventually(lambda cluster=cluster: _reachable(cluster, True))
+            stop.set()
+            async with asyncio.timeout(5):
+                await watcher
+    finally:
+        await channels.close()
+        await server.server.stop(0)

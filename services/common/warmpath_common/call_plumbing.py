@@ -81,10 +81,11 @@ class Drain:
             self._idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
-        if self._idle.is_set():  # wait_for with no time left would say False regardless
+        if self._idle.is_set():  # a timeout of 0 would say False regardless
             return True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

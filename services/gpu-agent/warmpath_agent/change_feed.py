@@ -36,7 +36,6 @@ class ChangeFeed:
         """Descriptions newer than `version`; empty after `timeout` with no change."""
         async with self._changed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._version > version), timeout
-                )
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: self._version > version)
             return self._version, [text for number, text in self._recent if number > version]

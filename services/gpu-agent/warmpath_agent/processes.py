@@ -104,7 +104,8 @@ async def stop_child(name: str, process: asyncio.subprocess.Process, grace_secon
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signal.SIGKILL if is_stopped(process.pid) else signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), grace_seconds)
+        async with asyncio.timeout(grace_seconds):
+            await process.wait()
     except TimeoutError:
         logger.warning("%s did not stop within %.0f s; killing", name, grace_seconds)
         with contextlib.suppress(ProcessLookupError):

@@ -54,7 +54,8 @@ class RoomSignal:
         if self._version != seen_version:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
 
 def host_ram_short(model: str, plan: HostRamShort) -> ResourceExhausted:

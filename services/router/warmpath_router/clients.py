@@ -304,7 +304,8 @@ async def _watch_host(
             while True:
                 # A stopped agent or a silent link keeps the stream open and quiet:
                 # only the missing heartbeats tell.
-                event = await asyncio.wait_for(anext(events), heartbeat_timeout_seconds)
+                async with asyncio.timeout(heartbeat_timeout_seconds):
+                    event = await anext(events)
                 if not cluster.hosts.get(name, HostView(name, False)).reachable:
                     logger.info("gpu-agent %s connected", name)
                 cluster.update(host_view(event.state, name))

@@ -91,7 +91,8 @@ async def first_token_within(
         while True:
             timeout = None if waiting else max(0.0, limit_seconds - (clock() - started))
             try:
-                event = await asyncio.wait_for(anext(events), timeout)
+                async with asyncio.timeout(timeout):
+                    event = await anext(events)
             except StopAsyncIteration:
                 return
             except TimeoutError:
