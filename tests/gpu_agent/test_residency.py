@@ -119,7 +119,7 @@ async def test_a_slow_load_does_not_block_other_models() -> None:
     slow = asyncio.create_task(agent.ensure_loaded("slow"))
     await asyncio.sleep(0.01)
     driver.release = None
-    fast = await asyncio.wait_for(agent.ensure_loaded("fast"), 1.0)
+    fast = await asyncio.wait_for(agent.ensure_loaded("fast"), 10.0)
     assert fast.residency.state is ResidencyState.READY
     gate.set()
     await slow
@@ -477,7 +477,7 @@ async def test_waiting_for_room_is_single_flight_and_blocks_no_resident_model() 
     waiters.append(asyncio.create_task(agent.ensure_loaded("waiting", deadline_seconds=60)))
     await asyncio.sleep(0.05)
     assert not any(w.done() for w in waiters), "no room until the load in progress ends"
-    warm = await asyncio.wait_for(agent.ensure_loaded("resident"), 1.0)
+    warm = await asyncio.wait_for(agent.ensure_loaded("resident"), 10.0)
     assert not warm.cold_start
     gate.set()  # the load ends: its model becomes evictable (min_residency 0, no lease)
     await loading
