@@ -45,10 +45,12 @@ from placement import (
     Loaded,
     Outcome,
     Policy,
-    Request,
     Simulation,
-    Workload,
     farthest_next_use,
+)
+from simulator.traces import (
+    Request,
+    Workload,
 )
 
 from warmpath_agent.eviction import Candidate, GpuRoom, NoRoom, ResidentModel, protected_models

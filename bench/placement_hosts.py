@@ -22,8 +22,13 @@ import os
 import random
 from collections.abc import Iterable, Sequence
 
-import placement
-from placement import GB, HOSTS_HEADING, LRU, WARMPATH, Request, _median
+from placement import (
+    GB,
+    HOSTS_HEADING,
+    LRU,
+    WARMPATH,
+    _median,
+)
 from placement_gangs import (
     HostModel,
     HostOutcome,
@@ -32,6 +37,10 @@ from placement_gangs import (
     host_policies,
     host_scenario,
     ollama,
+)
+from simulator import traces
+from simulator.traces import (
+    Request,
 )
 
 from warmpath_agent.capacity import capacity_problems
@@ -59,8 +68,8 @@ def sessions(
     length: float,
     think: float,
 ) -> list[Request]:
-    """placement.sessions, each on one model picked by `weights`."""
-    return placement.sessions(
+    """traces.sessions, each on one model picked by `weights`."""
+    return traces.sessions(
         rng,
         end,
         lambda now: rng.choices(range(len(weights)), weights)[0],

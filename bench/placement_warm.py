@@ -62,7 +62,6 @@ from placement import (
     HELD_OUT,
     HELD_OUT_SEED,
     LRU,
-    MIXED_LOAD_SECONDS,
     WARMPATH,
     WORKLOADS,
     Cluster,
@@ -71,10 +70,8 @@ from placement import (
     Loaded,
     Outcome,
     Policy,
-    Request,
     Results,
     Simulation,
-    Workload,
     _median,
     belady,
     gpu_rooms,
@@ -85,6 +82,11 @@ from placement import (
     warmpath,
 )
 from pydantic import ByteSize
+from simulator.traces import (
+    MIXED_LOAD_SECONDS,
+    Request,
+    Workload,
+)
 
 from warmpath_agent.eviction import ResidentModel
 from warmpath_agent.sleepers import WarmTier

@@ -9,7 +9,9 @@ from types import ModuleType
 import pytest
 
 
-def test_simulator_runs_every_policy_on_every_trace(placement: ModuleType) -> None:
+def test_simulator_runs_every_policy_on_every_trace(
+    placement: ModuleType, simulator: ModuleType
+) -> None:
     results = placement.run(seeds=1, hours=0.2)
     assert set(results) == {w.name for w in placement.WORKLOADS}
     for workload in placement.WORKLOADS:
@@ -27,7 +29,7 @@ def test_simulator_runs_every_policy_on_every_trace(placement: ModuleType) -> No
 
 
 def test_the_warmpath_policy_is_the_agents_plan_placement(
-    placement: ModuleType, monkeypatch: pytest.MonkeyPatch
+    placement: ModuleType, simulator: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
     real = placement.plan_placement
@@ -44,11 +46,13 @@ def test_the_warmpath_policy_is_the_agents_plan_placement(
     assert calls
 
 
-def test_a_request_with_no_room_yet_waits_rather_than_vanishes(placement: ModuleType) -> None:
+def test_a_request_with_no_room_yet_waits_rather_than_vanishes(
+    placement: ModuleType, simulator: ModuleType
+) -> None:
     def two_requests(rng: random.Random, end: float) -> list[object]:
-        return [placement.Request(0.0, 0), placement.Request(1.0, 1)]
+        return [simulator.traces.Request(0.0, 0), simulator.traces.Request(1.0, 1)]
 
-    tiny = placement.Workload("tiny", (6, 6), (4.0, 4.0), (10,), 1.0, "", two_requests)
+    tiny = simulator.traces.Workload("tiny", (6, 6), (4.0, 4.0), (10,), 1.0, "", two_requests)
     trace = tiny.trace(0)
     for policy in (
         placement.Policy("warmpath", placement.warmpath(10.0), min_residency=10.0),
@@ -62,7 +66,9 @@ def test_a_request_with_no_room_yet_waits_rather_than_vanishes(placement: Module
         assert outcome.waits == [4.0, pytest.approx(expected, abs=1e-3)]
 
 
-def test_held_out_traces_are_reported_apart_on_their_own_seeds(placement: ModuleType) -> None:
+def test_held_out_traces_are_reported_apart_on_their_own_seeds(
+    placement: ModuleType, simulator: ModuleType
+) -> None:
     assert not {w.name for w in placement.HELD_OUT} & {w.name for w in placement.WORKLOADS}
     for workload in placement.HELD_OUT:
         assert workload.trace(placement.HELD_OUT_SEED, 0.1), workload.name
@@ -77,6 +83,7 @@ def test_held_out_traces_are_reported_apart_on_their_own_seeds(placement: Module
 )
 def test_nonsense_arguments_are_refused_by_name(
     placement: ModuleType,
+    simulator: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
