@@ -59,11 +59,8 @@ from placement import (
     AGENT_MIN_RESIDENCY_SECONDS,
     BELADY,
     GB,
-    HELD_OUT,
-    HELD_OUT_SEED,
     LRU,
     WARMPATH,
-    WORKLOADS,
     Cluster,
     Decision,
     Load,
@@ -86,6 +83,11 @@ from simulator.traces import (
     MIXED_LOAD_SECONDS,
     Request,
     Workload,
+)
+from simulator.workloads import (
+    HELD_OUT,
+    HELD_OUT_SEED,
+    WORKLOADS,
 )
 
 from warmpath_agent.eviction import ResidentModel

@@ -13,8 +13,8 @@ def test_simulator_runs_every_policy_on_every_trace(
     placement: ModuleType, simulator: ModuleType
 ) -> None:
     results = placement.run(seeds=1, hours=0.2)
-    assert set(results) == {w.name for w in placement.WORKLOADS}
-    for workload in placement.WORKLOADS:
+    assert set(results) == {w.name for w in simulator.workloads.WORKLOADS}
+    for workload in simulator.workloads.WORKLOADS:
         by_policy = results[workload.name]
         assert "LRU" in by_policy and any(name.startswith("warmpath") for name in by_policy)
         requests = len(workload.trace(0, 0.2))
@@ -39,7 +39,7 @@ def test_the_warmpath_policy_is_the_agents_plan_placement(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(placement, "plan_placement", counting)
-    workload = placement.WORKLOADS[0]
+    workload = simulator.workloads.WORKLOADS[0]
     policy = placement.policies([])[0]
     assert policy.name.startswith("warmpath")
     placement.simulate(workload, workload.trace(0, 0.05), policy)
@@ -69,12 +69,14 @@ def test_a_request_with_no_room_yet_waits_rather_than_vanishes(
 def test_held_out_traces_are_reported_apart_on_their_own_seeds(
     placement: ModuleType, simulator: ModuleType
 ) -> None:
-    assert not {w.name for w in placement.HELD_OUT} & {w.name for w in placement.WORKLOADS}
-    for workload in placement.HELD_OUT:
-        assert workload.trace(placement.HELD_OUT_SEED, 0.1), workload.name
+    assert not {w.name for w in simulator.workloads.HELD_OUT} & {
+        w.name for w in simulator.workloads.WORKLOADS
+    }
+    for workload in simulator.workloads.HELD_OUT:
+        assert workload.trace(simulator.workloads.HELD_OUT_SEED, 0.1), workload.name
     text = placement.held_out(1, 0.1)
     assert "### Held-out traces" in text
-    assert all(f"| {w.name}: " in text for w in placement.HELD_OUT)
+    assert all(f"| {w.name}: " in text for w in simulator.workloads.HELD_OUT)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def warm(
 def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
     warm: ModuleType, placement: ModuleType, simulator: ModuleType
 ) -> None:
-    workload = placement.WORKLOADS[0]
+    workload = simulator.workloads.WORKLOADS[0]
     results = warm.run([workload], 1, 0, 0.3, warm.HOST_RAM_PER_GPU_MEMORY)
     by_policy = results[workload.name]
     requests = len(workload.trace(0, 0.3))
@@ -46,7 +46,7 @@ def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
 def test_no_host_ram_means_no_sleep(
     warm: ModuleType, placement: ModuleType, simulator: ModuleType
 ) -> None:
-    workload = placement.WORKLOADS[0]
+    workload = simulator.workloads.WORKLOADS[0]
     results = warm.run([workload], 1, 0, 0.3, 0.0)
     (tier,) = results[workload.name][warm.WARM]
     assert tier.sleeps == 0
@@ -56,7 +56,7 @@ def test_no_host_ram_means_no_sleep(
 def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
     warm: ModuleType, placement: ModuleType, simulator: ModuleType
 ) -> None:
-    workload = placement.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
+    workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
     simulation = warm.WarmSimulation(
         workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
     )
@@ -90,7 +90,7 @@ def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhe
 ) -> None:
     """As the agent does: when its GPU has room only after loads in progress there (then
     min_residency), and that wait plus its wake is longer than its load, it moves."""
-    workload = placement.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
+    workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
     simulation = warm.WarmSimulation(
         workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
     )
