@@ -32,21 +32,23 @@ from dataclasses import dataclass, field
 from placement import (
     AGENT_MIN_RESIDENCY_SECONDS,
     BELADY,
-    GB,
     KEEP_ALIVE_SECONDS,
     LAST_CHANCE_SECONDS,
     LRU,
     SERVICE_SECONDS,
     WARMPATH,
     Chooser,
-    Cluster,
     Decision,
     Load,
-    Loaded,
     Outcome,
     Policy,
     Simulation,
     farthest_next_use,
+)
+from simulator.cluster import (
+    GB,
+    Cluster,
+    Loaded,
 )
 from simulator.traces import (
     Request,

@@ -23,7 +23,6 @@ import random
 from collections.abc import Iterable, Sequence
 
 from placement import (
-    GB,
     HOSTS_HEADING,
     LRU,
     WARMPATH,
@@ -39,6 +38,9 @@ from placement_gangs import (
     ollama,
 )
 from simulator import traces
+from simulator.cluster import (
+    GB,
+)
 from simulator.traces import (
     Request,
 )

@@ -58,13 +58,10 @@ from typing import cast
 from placement import (
     AGENT_MIN_RESIDENCY_SECONDS,
     BELADY,
-    GB,
     LRU,
     WARMPATH,
-    Cluster,
     Decision,
     Load,
-    Loaded,
     Outcome,
     Policy,
     Results,
@@ -79,6 +76,11 @@ from placement import (
     warmpath,
 )
 from pydantic import ByteSize
+from simulator.cluster import (
+    GB,
+    Cluster,
+    Loaded,
+)
 from simulator.traces import (
     MIXED_LOAD_SECONDS,
     Request,

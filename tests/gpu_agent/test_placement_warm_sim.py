@@ -96,9 +96,9 @@ def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhe
     )
     cluster = simulation.cluster
     server = 7  # 9 GB vLLM-like: a 56 s load, a 1.4 s wake
-    cluster.asleep[server] = placement.Loaded(server, 0, 0.0, 0.0, 0.0)
+    cluster.asleep[server] = simulator.cluster.Loaded(server, 0, 0.0, 0.0, 0.0)
     for loading in (11, 6):  # 20 GB and 8 GB, both still loading on GPU 0
-        cluster.loaded[loading] = placement.Loaded(loading, 0, ready_at, 0.0, 0.0)
+        cluster.loaded[loading] = simulator.cluster.Loaded(loading, 0, ready_at, 0.0, 0.0)
 
     decision = simulation.decide(server, 0.0, 100.0)
 
