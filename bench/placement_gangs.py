@@ -30,25 +30,27 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from placement import (
-    AGENT_MIN_RESIDENCY_SECONDS,
-    BELADY,
-    KEEP_ALIVE_SECONDS,
-    LAST_CHANCE_SECONDS,
-    LRU,
     SERVICE_SECONDS,
-    WARMPATH,
-    Chooser,
-    Decision,
-    Load,
     Outcome,
-    Policy,
     Simulation,
-    farthest_next_use,
 )
 from simulator.cluster import (
     GB,
     Cluster,
     Loaded,
+)
+from simulator.policies import (
+    AGENT_MIN_RESIDENCY_SECONDS,
+    BELADY,
+    KEEP_ALIVE_SECONDS,
+    LAST_CHANCE_SECONDS,
+    LRU,
+    WARMPATH,
+    Chooser,
+    Decision,
+    Load,
+    Policy,
+    farthest_next_use,
 )
 from simulator.traces import (
     Request,

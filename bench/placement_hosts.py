@@ -24,8 +24,6 @@ from collections.abc import Iterable, Sequence
 
 from placement import (
     HOSTS_HEADING,
-    LRU,
-    WARMPATH,
     _median,
 )
 from placement_gangs import (
@@ -40,6 +38,10 @@ from placement_gangs import (
 from simulator import traces
 from simulator.cluster import (
     GB,
+)
+from simulator.policies import (
+    LRU,
+    WARMPATH,
 )
 from simulator.traces import (
     Request,

@@ -56,30 +56,32 @@ from pathlib import Path
 from typing import cast
 
 from placement import (
-    AGENT_MIN_RESIDENCY_SECONDS,
-    BELADY,
-    LRU,
-    WARMPATH,
-    Decision,
-    Load,
     Outcome,
-    Policy,
     Results,
     Simulation,
     _median,
-    belady,
-    gpu_rooms,
-    greedy,
-    least_recently_used,
     replay,
     simulate,
-    warmpath,
 )
 from pydantic import ByteSize
 from simulator.cluster import (
     GB,
     Cluster,
     Loaded,
+)
+from simulator.policies import (
+    AGENT_MIN_RESIDENCY_SECONDS,
+    BELADY,
+    LRU,
+    WARMPATH,
+    Decision,
+    Load,
+    Policy,
+    belady,
+    gpu_rooms,
+    greedy,
+    least_recently_used,
+    warmpath,
 )
 from simulator.traces import (
     MIXED_LOAD_SECONDS,

@@ -8,6 +8,7 @@ from types import ModuleType
 import pytest
 
 from tests.gpu_agent.conftest import load_bench_module
+from warmpath_agent.layouts import Layout
 
 
 @pytest.fixture
@@ -21,14 +22,14 @@ def gangs(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 
 def test_every_incident_host_serves_every_model_under_every_policy(
-    hosts: ModuleType, gangs: ModuleType
+    hosts: ModuleType, simulator: ModuleType
 ) -> None:
     results = hosts.run_hosts(seeds=1, hours=0.25)
     assert list(results) == [s.name for s in hosts.SCENARIOS]
     assert len(hosts.SCENARIOS) == 5  # one per host the issue names, and a two-GPU variant
     for scenario in hosts.SCENARIOS:
         by_policy = results[scenario.name]
-        assert {gangs.LRU, gangs.BELADY} <= set(by_policy)
+        assert {simulator.policies.LRU, simulator.policies.BELADY} <= set(by_policy)
         assert any(name.startswith("warmpath") for name in by_policy)
         assert any("keep_alive" in name for name in by_policy)
         trace = scenario.trace(0, 0.25)
@@ -55,7 +56,7 @@ def test_placement_is_the_agents_gang_code(
 
     monkeypatch.setattr(gangs, "plan_gang", recording)
     hosts.run_hosts(seeds=1, hours=0.5)
-    assert set(gangs.Layout) <= set(layouts)
+    assert set(Layout) <= set(layouts)
 
 
 def test_a_host_that_cannot_hold_a_model_is_refused_by_the_agents_start_up_check(
@@ -86,6 +87,6 @@ def test_ollama_style_policies_evict_before_offloading_and_warmpath_offloads_aro
         policy.name: gangs.HostSimulation(small_then_big, policy).run(requests)
         for policy in gangs.host_policies(requests)
     }
-    lru, warmpath = outcomes[gangs.LRU], outcomes[gangs.WARMPATH]
+    lru, warmpath = outcomes[simulator.policies.LRU], outcomes[simulator.policies.WARMPATH]
     assert lru.served_offloaded == warmpath.served_offloaded == 1
     assert lru.mean_offloaded_slowdown < warmpath.mean_offloaded_slowdown

@@ -32,15 +32,15 @@ def test_the_warmpath_policy_is_the_agents_plan_placement(
     placement: ModuleType, simulator: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    real = placement.plan_placement
+    real = simulator.policies.plan_placement
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(placement, "plan_placement", counting)
+    monkeypatch.setattr(simulator.policies, "plan_placement", counting)
     workload = simulator.workloads.WORKLOADS[0]
-    policy = placement.policies([])[0]
+    policy = simulator.policies.policies([])[0]
     assert policy.name.startswith("warmpath")
     placement.simulate(workload, workload.trace(0, 0.05), policy)
     assert calls
@@ -55,8 +55,12 @@ def test_a_request_with_no_room_yet_waits_rather_than_vanishes(
     tiny = simulator.traces.Workload("tiny", (6, 6), (4.0, 4.0), (10,), 1.0, "", two_requests)
     trace = tiny.trace(0)
     for policy in (
-        placement.Policy("warmpath", placement.warmpath(10.0), min_residency=10.0),
-        placement.Policy("LRU", placement.greedy(placement.least_recently_used)),
+        simulator.policies.Policy(
+            "warmpath", simulator.policies.warmpath(10.0), min_residency=10.0
+        ),
+        simulator.policies.Policy(
+            "LRU", simulator.policies.greedy(simulator.policies.least_recently_used)
+        ),
     ):
         outcome = placement.simulate(tiny, trace, policy)
         assert outcome.cold_loads == 2 and outcome.timed_out == 0

@@ -29,9 +29,9 @@ def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
         warm.WARM,
         warm.LRU_WARM,
         warm.BELADY_WARM,
-        placement.WARMPATH,
-        placement.LRU,
-        placement.BELADY,
+        simulator.policies.WARMPATH,
+        simulator.policies.LRU,
+        simulator.policies.BELADY,
     ):
         (outcome,) = by_policy[name]
         assert len(outcome.waits) == requests, "every request is served or counted failed"
@@ -64,7 +64,7 @@ def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
     server, page_cache = 9, 10  # 14 GB vLLM-like, 16 GB llama.cpp-like
     empty = cluster.free(0)
     for model in (server, page_cache):
-        simulation.load(model, placement.Load(0, ()), 0.0)
+        simulation.load(model, simulator.policies.Load(0, ()), 0.0)
     kept = cluster.size(server) // 10
     assert cluster.freed_by_eviction(server, 60.0) == pytest.approx(
         cluster.size(server) - kept, abs=1
@@ -103,7 +103,7 @@ def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhe
     decision = simulation.decide(server, 0.0, 100.0)
 
     if moves:
-        assert decision == placement.Load(1, ()), "loaded from disk on the empty GPU"
+        assert decision == simulator.policies.Load(1, ()), "loaded from disk on the empty GPU"
         assert server not in cluster.asleep
         assert simulation.outcome.moved == 1
     else:
