@@ -29,11 +29,6 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from placement import (
-    SERVICE_SECONDS,
-    Outcome,
-    Simulation,
-)
 from simulator.cluster import (
     GB,
     Cluster,
@@ -51,6 +46,11 @@ from simulator.policies import (
     Load,
     Policy,
     farthest_next_use,
+)
+from simulator.simulation import (
+    SERVICE_SECONDS,
+    Outcome,
+    Simulation,
 )
 from simulator.traces import (
     Request,

@@ -56,12 +56,9 @@ from pathlib import Path
 from typing import cast
 
 from placement import (
-    Outcome,
     Results,
-    Simulation,
     _median,
     replay,
-    simulate,
 )
 from pydantic import ByteSize
 from simulator.cluster import (
@@ -82,6 +79,11 @@ from simulator.policies import (
     greedy,
     least_recently_used,
     warmpath,
+)
+from simulator.simulation import (
+    Outcome,
+    Simulation,
+    simulate,
 )
 from simulator.traces import (
     MIXED_LOAD_SECONDS,

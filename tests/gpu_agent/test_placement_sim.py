@@ -42,7 +42,7 @@ def test_the_warmpath_policy_is_the_agents_plan_placement(
     workload = simulator.workloads.WORKLOADS[0]
     policy = simulator.policies.policies([])[0]
     assert policy.name.startswith("warmpath")
-    placement.simulate(workload, workload.trace(0, 0.05), policy)
+    simulator.simulation.simulate(workload, workload.trace(0, 0.05), policy)
     assert calls
 
 
@@ -62,7 +62,7 @@ def test_a_request_with_no_room_yet_waits_rather_than_vanishes(
             "LRU", simulator.policies.greedy(simulator.policies.least_recently_used)
         ),
     ):
-        outcome = placement.simulate(tiny, trace, policy)
+        outcome = simulator.simulation.simulate(tiny, trace, policy)
         assert outcome.cold_loads == 2 and outcome.timed_out == 0
         # The second model waits for the first to finish loading and serving (t = 6 s),
         # and for warmpath also to age past min_residency (t = 14 s), then loads for 4 s.
