@@ -20,7 +20,7 @@ def test_simulator_runs_every_policy_on_every_trace(
         requests = len(workload.trace(0, 0.2))
         for name, outcomes in by_policy.items():
             assert outcomes[0].cold_loads >= 3
-            if name == placement.HINDSIGHT:
+            if name == simulator.hindsight.HINDSIGHT:
                 continue  # a count from the trace, not a simulation
             assert len(outcomes[0].waits) == requests, "every request is served or counted failed"
     text = placement.table(results, 1, 0.0)
