@@ -92,12 +92,11 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from simulator.hindsight import (
     HINDSIGHT,
-    hindsight_partition,
 )
 from simulator.policies import (
     BELADY,
@@ -109,17 +108,16 @@ from simulator.policies import (
     Policy,
     greedy,
     least_recently_used,
-    policies,
     warmpath,
+)
+from simulator.replay import (
+    Results,
+    run,
 )
 from simulator.simulation import (
     DEADLINE_SECONDS,
     Outcome,
     simulate,
-)
-from simulator.traces import (
-    Request,
-    Workload,
 )
 from simulator.workloads import (
     HELD_OUT,
@@ -130,46 +128,6 @@ from simulator.workloads import (
 MIN_RESIDENCY_SWEEP = (0.0, 10.0, 30.0, 60.0)
 TARGET_VS_LRU = 0.6
 HOSTS_HEADING = "## Incident hosts"
-
-
-Results = dict[str, dict[str, list[Outcome]]]
-"""workload name -> policy name -> one outcome per seed."""
-
-
-def replay(
-    workloads: Sequence[Workload],
-    seeds: int,
-    first_seed: int,
-    hours: float | None,
-    outcomes: Callable[[Workload, list[Request]], Iterable[tuple[str, Outcome]]],
-) -> Results:
-    """Each workload's traces (seeds `first_seed` and up) through `outcomes`, which says
-    what each policy (or reference) did on one trace; collected per policy, a seed each."""
-    results: Results = {}
-    for workload in workloads:
-        by_policy = results.setdefault(workload.name, {})
-        for seed in range(first_seed, first_seed + seeds):
-            for name, outcome in outcomes(workload, workload.trace(seed, hours)):
-                by_policy.setdefault(name, []).append(outcome)
-    return results
-
-
-def run(
-    seeds: int,
-    hours: float | None = None,
-    workloads: Sequence[Workload] = WORKLOADS,
-    first_seed: int = 0,
-) -> Results:
-    return replay(workloads, seeds, first_seed, hours, _policies_and_hindsight)
-
-
-def _policies_and_hindsight(
-    workload: Workload, trace: list[Request]
-) -> Iterator[tuple[str, Outcome]]:
-    for policy in policies(trace):
-        yield policy.name, simulate(workload, trace, policy)
-    cold, seconds = hindsight_partition(workload, trace)
-    yield HINDSIGHT, Outcome(cold, seconds)
 
 
 def _median(outcomes: Sequence[Outcome], figure: Callable[[Outcome], float]) -> float:

@@ -56,9 +56,7 @@ from pathlib import Path
 from typing import cast
 
 from placement import (
-    Results,
     _median,
-    replay,
 )
 from pydantic import ByteSize
 from simulator.cluster import (
@@ -79,6 +77,10 @@ from simulator.policies import (
     greedy,
     least_recently_used,
     warmpath,
+)
+from simulator.replay import (
+    Results,
+    replay,
 )
 from simulator.simulation import (
     Outcome,

@@ -12,7 +12,7 @@ import pytest
 def test_simulator_runs_every_policy_on_every_trace(
     placement: ModuleType, simulator: ModuleType
 ) -> None:
-    results = placement.run(seeds=1, hours=0.2)
+    results = simulator.replay.run(seeds=1, hours=0.2)
     assert set(results) == {w.name for w in simulator.workloads.WORKLOADS}
     for workload in simulator.workloads.WORKLOADS:
         by_policy = results[workload.name]
