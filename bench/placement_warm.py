@@ -55,9 +55,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from placement import (
-    _median,
-)
 from pydantic import ByteSize
 from simulator.cluster import (
     GB,
@@ -81,6 +78,9 @@ from simulator.policies import (
 from simulator.replay import (
     Results,
     replay,
+)
+from simulator.report import (
+    median,
 )
 from simulator.simulation import (
     Outcome,
@@ -415,41 +415,41 @@ def table(results: Results, title: str) -> tuple[list[str], dict[str, bool], lis
     floored: list[str] = []
     worse: list[str] = []
     for name, by_policy in results.items():
-        lru_load = _median(by_policy[LRU], lambda o: o.load_seconds)
-        lru_p99 = _median(by_policy[LRU], lambda o: o.p99_wait)
+        lru_load = median(by_policy[LRU], lambda o: o.load_seconds)
+        lru_p99 = median(by_policy[LRU], lambda o: o.p99_wait)
         for policy, outcomes in by_policy.items():
-            load = _median(outcomes, lambda o: o.load_seconds)
-            wake = _median(outcomes, _wakes)
-            total = _median(outcomes, lambda o: o.load_seconds + _wakes(o))
-            wakes = _median(outcomes, lambda o: o.wakes if isinstance(o, WarmOutcome) else 0)
+            load = median(outcomes, lambda o: o.load_seconds)
+            wake = median(outcomes, _wakes)
+            total = median(outcomes, lambda o: o.load_seconds + _wakes(o))
+            wakes = median(outcomes, lambda o: o.wakes if isinstance(o, WarmOutcome) else 0)
             if policy == FLOOR:
                 waited = "| - | - | - |"
             else:
-                p99 = _median(outcomes, lambda o: o.p99_wait)
-                failed = _median(outcomes, lambda o: o.timed_out + o.refused)
+                p99 = median(outcomes, lambda o: o.p99_wait)
+                failed = median(outcomes, lambda o: o.timed_out + o.refused)
                 waited = f"| {p99:.1f} | {p99 / lru_p99:.2f}x | {failed:.0f} |"
             lines.append(
-                f"| {name} | {policy} | {_median(outcomes, lambda o: o.cold_loads):.0f} "
+                f"| {name} | {policy} | {median(outcomes, lambda o: o.cold_loads):.0f} "
                 f"| {load:.0f} | {load / lru_load:.2f}x | {wakes:.0f} | {wake:.0f} "
                 f"| {total / lru_load:.2f}x " + waited
             )
         warm = by_policy[WARM]
-        today_failed = _median(by_policy[WARMPATH], lambda o: o.timed_out + o.refused)
-        floor = _median(by_policy[FLOOR], lambda o: o.load_seconds)
+        today_failed = median(by_policy[WARMPATH], lambda o: o.timed_out + o.refused)
+        floor = median(by_policy[FLOOR], lambda o: o.load_seconds)
         if floor > TARGET_LOAD_SECONDS_VS_LRU * lru_load:
-            reference = _median(by_policy[BELADY_WARM], lambda o: o.load_seconds)
+            reference = median(by_policy[BELADY_WARM], lambda o: o.load_seconds)
             floored.append(
                 f"{name} (first loads alone {floor / lru_load:.2f}x; the Belady-style "
                 f"reference with the tier, which knows the future, {reference / lru_load:.2f}x)"
             )
         met[name] = (
-            _median(warm, lambda o: o.load_seconds) <= TARGET_LOAD_SECONDS_VS_LRU * lru_load
-            and _median(warm, lambda o: o.p99_wait) <= lru_p99
-            and _median(warm, lambda o: o.timed_out + o.refused) <= today_failed
+            median(warm, lambda o: o.load_seconds) <= TARGET_LOAD_SECONDS_VS_LRU * lru_load
+            and median(warm, lambda o: o.p99_wait) <= lru_p99
+            and median(warm, lambda o: o.timed_out + o.refused) <= today_failed
         )
         today = by_policy[WARMPATH]
         if any(
-            _median(warm, figure) > _median(today, figure)
+            median(warm, figure) > median(today, figure)
             for figure in (
                 lambda o: o.load_seconds,
                 lambda o: o.p99_wait,

@@ -23,9 +23,9 @@ def test_simulator_runs_every_policy_on_every_trace(
             if name == simulator.hindsight.HINDSIGHT:
                 continue  # a count from the trace, not a simulation
             assert len(outcomes[0].waits) == requests, "every request is served or counted failed"
-    text = placement.table(results, 1, 0.0)
+    text = simulator.report.table(results, 1, 0.0)
     assert "| policy |" in text and "target met" in text
-    assert "**Result.**" in placement.verdict(results)
+    assert "**Result.**" in simulator.report.verdict(results)
 
 
 def test_the_warmpath_policy_is_the_agents_plan_placement(
@@ -78,7 +78,7 @@ def test_held_out_traces_are_reported_apart_on_their_own_seeds(
     }
     for workload in simulator.workloads.HELD_OUT:
         assert workload.trace(simulator.workloads.HELD_OUT_SEED, 0.1), workload.name
-    text = placement.held_out(1, 0.1)
+    text = simulator.report.held_out(1, 0.1)
     assert "### Held-out traces" in text
     assert all(f"| {w.name}: " in text for w in simulator.workloads.HELD_OUT)
 
