@@ -56,11 +56,7 @@ from pathlib import Path
 from typing import cast
 
 from pydantic import ByteSize
-from simulator.cluster import (
-    GB,
-    Cluster,
-    Loaded,
-)
+from simulator.cluster import GB, Cluster, Loaded
 from simulator.policies import (
     AGENT_MIN_RESIDENCY_SECONDS,
     BELADY,
@@ -75,28 +71,11 @@ from simulator.policies import (
     least_recently_used,
     warmpath,
 )
-from simulator.replay import (
-    Results,
-    replay,
-)
-from simulator.report import (
-    median,
-)
-from simulator.simulation import (
-    Outcome,
-    Simulation,
-    simulate,
-)
-from simulator.traces import (
-    MIXED_LOAD_SECONDS,
-    Request,
-    Workload,
-)
-from simulator.workloads import (
-    HELD_OUT,
-    HELD_OUT_SEED,
-    WORKLOADS,
-)
+from simulator.replay import Results, replay
+from simulator.report import median
+from simulator.simulation import Outcome, Simulation, simulate
+from simulator.traces import MIXED_LOAD_SECONDS, Request, Workload
+from simulator.workloads import HELD_OUT, HELD_OUT_SEED, WORKLOADS
 
 from warmpath_agent.eviction import ResidentModel
 from warmpath_agent.sleepers import WarmTier

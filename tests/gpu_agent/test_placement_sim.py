@@ -9,9 +9,7 @@ from types import ModuleType
 import pytest
 
 
-def test_simulator_runs_every_policy_on_every_trace(
-    placement: ModuleType, simulator: ModuleType
-) -> None:
+def test_simulator_runs_every_policy_on_every_trace(simulator: ModuleType) -> None:
     results = simulator.replay.run(seeds=1, hours=0.2)
     assert set(results) == {w.name for w in simulator.workloads.WORKLOADS}
     for workload in simulator.workloads.WORKLOADS:
@@ -29,7 +27,7 @@ def test_simulator_runs_every_policy_on_every_trace(
 
 
 def test_the_warmpath_policy_is_the_agents_plan_placement(
-    placement: ModuleType, simulator: ModuleType, monkeypatch: pytest.MonkeyPatch
+    simulator: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
     real = simulator.policies.plan_placement
@@ -46,9 +44,7 @@ def test_the_warmpath_policy_is_the_agents_plan_placement(
     assert calls
 
 
-def test_a_request_with_no_room_yet_waits_rather_than_vanishes(
-    placement: ModuleType, simulator: ModuleType
-) -> None:
+def test_a_request_with_no_room_yet_waits_rather_than_vanishes(simulator: ModuleType) -> None:
     def two_requests(rng: random.Random, end: float) -> list[object]:
         return [simulator.traces.Request(0.0, 0), simulator.traces.Request(1.0, 1)]
 
@@ -70,9 +66,7 @@ def test_a_request_with_no_room_yet_waits_rather_than_vanishes(
         assert outcome.waits == [4.0, pytest.approx(expected, abs=1e-3)]
 
 
-def test_held_out_traces_are_reported_apart_on_their_own_seeds(
-    placement: ModuleType, simulator: ModuleType
-) -> None:
+def test_held_out_traces_are_reported_apart_on_their_own_seeds(simulator: ModuleType) -> None:
     assert not {w.name for w in simulator.workloads.HELD_OUT} & {
         w.name for w in simulator.workloads.WORKLOADS
     }

@@ -11,15 +11,13 @@ from tests.gpu_agent.conftest import load_bench_module
 
 
 @pytest.fixture
-def warm(
-    placement: ModuleType, simulator: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> ModuleType:
-    """bench/placement_warm.py, on the placement simulator it extends."""
+def warm(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/placement_warm.py, the warm tier's report."""
     return load_bench_module("placement_warm", monkeypatch)
 
 
 def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
-    warm: ModuleType, placement: ModuleType, simulator: ModuleType
+    warm: ModuleType, simulator: ModuleType
 ) -> None:
     workload = simulator.workloads.WORKLOADS[0]
     results = warm.run([workload], 1, 0, 0.3, warm.HOST_RAM_PER_GPU_MEMORY)
@@ -43,9 +41,7 @@ def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
     assert any(warm.WARM in row for row in rows)
 
 
-def test_no_host_ram_means_no_sleep(
-    warm: ModuleType, placement: ModuleType, simulator: ModuleType
-) -> None:
+def test_no_host_ram_means_no_sleep(warm: ModuleType, simulator: ModuleType) -> None:
     workload = simulator.workloads.WORKLOADS[0]
     results = warm.run([workload], 1, 0, 0.3, 0.0)
     (tier,) = results[workload.name][warm.WARM]
@@ -54,7 +50,7 @@ def test_no_host_ram_means_no_sleep(
 
 
 def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
-    warm: ModuleType, placement: ModuleType, simulator: ModuleType
+    warm: ModuleType, simulator: ModuleType
 ) -> None:
     workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
     simulation = warm.WarmSimulation(
@@ -86,7 +82,7 @@ def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
 
 @pytest.mark.parametrize(("ready_at", "moves"), [(90.0, True), (20.0, False)])
 def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhere(
-    warm: ModuleType, placement: ModuleType, simulator: ModuleType, ready_at: float, moves: bool
+    warm: ModuleType, simulator: ModuleType, ready_at: float, moves: bool
 ) -> None:
     """As the agent does: when its GPU has room only after loads in progress there (then
     min_residency), and that wait plus its wake is longer than its load, it moves."""
