@@ -44,7 +44,7 @@ class Cluster:
     def could_ever_fit(self, model: int) -> bool:
         return self.size(model) <= max(self.workload.gpu_gb) * GB
 
-    # What a tier below the GPUs changes (bench/placement_warm.py): here, none.
+    # What a tier below the GPUs changes (simulator/warm_tier.py): here, none.
     def need(self, model: int) -> int:
         """GPU memory placing `model` takes."""
         return self.size(model)

@@ -140,7 +140,7 @@ def warmpath(
     False ranks the hot set by the conditional estimate (per_minute) instead.
     What a resident frees and costs once evicted, and what sleepers keep on a GPU, are
     the cluster's (Cluster.freed_by_eviction, reload_seconds, off_gpu_residents; the
-    warm tier's in bench/placement_warm.py). As the agent does, no wait rather than
+    warm tier's in simulator/warm_tier.py). As the agent does, no wait rather than
     evict hot-set models that would all sleep in free host RAM (Cluster.sleeps_freely),
     and what sleepers keep on a GPU is evicted as if in the hot set
     (warm_tier.kept_like_the_hot_set)."""

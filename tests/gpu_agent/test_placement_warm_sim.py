@@ -53,7 +53,7 @@ def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
     warm: ModuleType, simulator: ModuleType
 ) -> None:
     workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
-    simulation = warm.WarmSimulation(
+    simulation = simulator.warm_tier.WarmSimulation(
         workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
     )
     cluster = simulation.cluster
@@ -87,7 +87,7 @@ def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhe
     """As the agent does: when its GPU has room only after loads in progress there (then
     min_residency), and that wait plus its wake is longer than its load, it moves."""
     workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
-    simulation = warm.WarmSimulation(
+    simulation = simulator.warm_tier.WarmSimulation(
         workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
     )
     cluster = simulation.cluster
