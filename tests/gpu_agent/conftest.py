@@ -10,15 +10,14 @@ import pytest
 
 from tests.gpu_agent.process_tree import IDLE_WORKER, server_with_worker
 
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
 
 @pytest.fixture
 def server_and_worker() -> Iterator[tuple[int, int]]:
     """A real process tree: (the server's pid, the pid of the worker it started)."""
     with server_with_worker(IDLE_WORKER) as pids:
         yield pids
-
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def load_bench_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
