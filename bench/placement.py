@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from placement_hosts import HOSTS_HEADING, hosts_table, run_hosts
+
 from simulator.replay import run
 from simulator.report import held_out, residency_tradeoff, table, verdict
 

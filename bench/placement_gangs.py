@@ -45,7 +45,6 @@ from simulator.policies import (
 )
 from simulator.simulation import SERVICE_SECONDS, Outcome, Simulation
 from simulator.traces import Request, Workload
-
 from warmpath_agent.eviction import Candidate, GpuRoom, NoRoom, ResidentModel, protected_models
 from warmpath_agent.gang import plan_gang
 from warmpath_agent.inventory import GpuReading

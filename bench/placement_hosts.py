@@ -31,12 +31,12 @@ from placement_gangs import (
     host_scenario,
     ollama,
 )
+
 from simulator import traces
 from simulator.cluster import GB
 from simulator.policies import LRU, WARMPATH
 from simulator.report import median
 from simulator.traces import Request
-
 from warmpath_agent.capacity import capacity_problems
 from warmpath_agent.eviction import GpuRoom
 from warmpath_agent.gang import plan_gang

@@ -46,7 +46,7 @@ def table(results: Results, seeds: int, seconds: float) -> str:
         "",
         f"`.venv/bin/python bench/placement.py --seeds {seeds}`: simulated (took {seconds:.0f} s); "
         f"median over {seeds} seeds; ratios against LRU on the same traces. Traces, policies "
-        "and what the simulated system does are described in bench/placement.py's docstring: "
+        "and what the simulated system does are described in docs/benchmarks.md: "
         "a request that finds no room waits for it as the agent does (counted in its wait) and "
         f"fails only when its {DEADLINE_SECONDS:g} s deadline no longer leaves time to load; "
         "a failed request counts in p99 wait as the whole deadline.",
@@ -136,7 +136,8 @@ def held_out(seeds: int, hours: float | None = None) -> str:
         "### Held-out traces",
         "",
         "Traces never used to tune the policy, run on their own seeds (seeds "
-        f"{HELD_OUT_SEED} to {HELD_OUT_SEED + seeds - 1}; bench/placement.py's HELD_OUT): "
+        f"{HELD_OUT_SEED} to {HELD_OUT_SEED + seeds - 1}; "
+        "bench/simulator/workloads.py's HELD_OUT): "
         "does what it wins above carry over? The first five were written after the hot set "
         "was frozen. Its hysteresis came later, chosen with their results in view, so for "
         "the hysteresis only the next three are held out: they were written when it was "
