@@ -1,10 +1,10 @@
 """Hosts whose models span GPUs or host RAM, in the placement simulator.
 
-bench/placement.py's Simulation with gangs: a model is placed by the agent's shared
-placement code (gang.plan_gang: one GPU, layer split, tensor parallel, partial
-offload as the last resort, host RAM accounting; with eviction.py's victims, hot set
-and waiting rules, as ResidencyManager._place calls them). The scenarios are in
-placement_hosts.py.
+The simulator's Simulation (bench/simulator/simulation.py) with gangs: a model is
+placed by the agent's shared placement code (gang.plan_gang: one GPU, layer split,
+tensor parallel, partial offload as the last resort, host RAM accounting; with
+eviction.py's victims, hot set and waiting rules, as ResidencyManager._place calls
+them). The scenarios are in placement_hosts.py.
 
 Policies:
 
@@ -29,28 +29,22 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from placement import (
+from simulator.cluster import GB, Cluster, Loaded
+from simulator.policies import (
     AGENT_MIN_RESIDENCY_SECONDS,
     BELADY,
-    GB,
     KEEP_ALIVE_SECONDS,
     LAST_CHANCE_SECONDS,
     LRU,
-    SERVICE_SECONDS,
     WARMPATH,
     Chooser,
-    Cluster,
     Decision,
     Load,
-    Loaded,
-    Outcome,
     Policy,
-    Request,
-    Simulation,
-    Workload,
     farthest_next_use,
 )
-
+from simulator.simulation import SERVICE_SECONDS, Outcome, Simulation
+from simulator.traces import Request, Workload
 from warmpath_agent.eviction import Candidate, GpuRoom, NoRoom, ResidentModel, protected_models
 from warmpath_agent.gang import plan_gang
 from warmpath_agent.inventory import GpuReading
@@ -341,7 +335,7 @@ def host_policies(trace: Sequence[Request]) -> list[Policy]:
 
 
 class HostSimulation(Simulation):
-    """placement.Simulation on a host whose models may span GPUs or host RAM."""
+    """simulation.Simulation on a host whose models may span GPUs or host RAM."""
 
     def __init__(self, scenario: HostScenario, policy: Policy) -> None:
         super().__init__(scenario, policy)

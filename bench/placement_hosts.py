@@ -22,8 +22,6 @@ import os
 import random
 from collections.abc import Iterable, Sequence
 
-import placement
-from placement import GB, HOSTS_HEADING, LRU, WARMPATH, Request, _median
 from placement_gangs import (
     HostModel,
     HostOutcome,
@@ -34,10 +32,18 @@ from placement_gangs import (
     ollama,
 )
 
+from simulator import traces
+from simulator.cluster import GB
+from simulator.policies import LRU, WARMPATH
+from simulator.report import median
+from simulator.traces import Request
 from warmpath_agent.capacity import capacity_problems
 from warmpath_agent.eviction import GpuRoom
 from warmpath_agent.gang import plan_gang
 from warmpath_agent.layouts import GangPlan, describe
+
+# This report's section: `bench/placement.py --hosts-only --out FILE` rewrites only it.
+HOSTS_HEADING = "## Incident hosts"
 
 
 def poisson(
@@ -59,8 +65,8 @@ def sessions(
     length: float,
     think: float,
 ) -> list[Request]:
-    """placement.sessions, each on one model picked by `weights`."""
-    return placement.sessions(
+    """traces.sessions, each on one model picked by `weights`."""
+    return traces.sessions(
         rng,
         end,
         lambda now: rng.choices(range(len(weights)), weights)[0],
@@ -283,8 +289,8 @@ def hosts_table(
         if by_policy is None:
             continue
         gpus = f"{len(scenario.gpu_gb)} x {scenario.gpu_gb[0]:g} GB {scenario.gpu_name}"
-        lru = _median(by_policy[LRU], lambda o: o.cold_loads)
-        lru_load = _median(by_policy[LRU], lambda o: o.load_seconds)
+        lru = median(by_policy[LRU], lambda o: o.cold_loads)
+        lru_load = median(by_policy[LRU], lambda o: o.load_seconds)
         requests = len(scenario.trace(0, hours))
         workload = " ".join((scenario.make_trace.__doc__ or "").split())
         lines += [
@@ -303,12 +309,12 @@ def hosts_table(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, outcomes in by_policy.items():
-            cold = _median(outcomes, lambda o: o.cold_loads)
-            load = _median(outcomes, lambda o: o.load_seconds)
-            p99 = _median(outcomes, lambda o: o.p99_wait)
-            failed = _median(outcomes, lambda o: o.timed_out + o.refused)
-            share = _median(outcomes, lambda o: o.offloaded_share)
-            slowdown = _median(outcomes, lambda o: o.mean_offloaded_slowdown)
+            cold = median(outcomes, lambda o: o.cold_loads)
+            load = median(outcomes, lambda o: o.load_seconds)
+            p99 = median(outcomes, lambda o: o.p99_wait)
+            failed = median(outcomes, lambda o: o.timed_out + o.refused)
+            share = median(outcomes, lambda o: o.offloaded_share)
+            slowdown = median(outcomes, lambda o: o.mean_offloaded_slowdown)
             refused = sum(o.refused for o in outcomes)
             lines.append(
                 f"| {name} | {cold:.0f} | {cold / max(lru, 1):.2f}x | {load:.0f} "
@@ -328,10 +334,10 @@ def hosts_verdict(results: HostResults) -> str:
     cold, slow = [], []
     for name, by_policy in results.items():
         ours, lru = by_policy[WARMPATH], by_policy[LRU]
-        ratio = _median(ours, lambda o: o.cold_loads) / max(_median(lru, lambda o: o.cold_loads), 1)
+        ratio = median(ours, lambda o: o.cold_loads) / max(median(lru, lambda o: o.cold_loads), 1)
         cold.append(f"{name} {ratio:.2f}x")
-        if _median(ours, lambda o: o.served_offloaded):
-            slowdowns = [_median(o, lambda o: o.mean_offloaded_slowdown) for o in (ours, lru)]
+        if median(ours, lambda o: o.served_offloaded):
+            slowdowns = [median(o, lambda o: o.mean_offloaded_slowdown) for o in (ours, lru)]
             slow.append(f"{name} {slowdowns[0]:.1f}x against {slowdowns[1]:.1f}x")
     return (
         "\n**Result.** Every model of every incident host is served under every policy. "

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -9,6 +9,8 @@ from types import ModuleType
 import pytest
 
 from tests.gpu_agent.process_tree import IDLE_WORKER, server_with_worker
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture
@@ -19,17 +21,23 @@ def server_and_worker() -> Iterator[tuple[int, int]]:
 
 
 def load_bench_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """bench/<name>.py as module `name` (the scripts import each other by that name)."""
-    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
+    """bench/<name>.py, or a module of bench/simulator/ ("simulator.traces"), imported with
+    bench/ on sys.path, as the scripts import each other."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module(name)
 
 
 @pytest.fixture
 def placement(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The placement simulator, bench/placement.py."""
+    """The placement simulator's command, bench/placement.py."""
     return load_bench_module("placement", monkeypatch)
+
+
+@pytest.fixture
+def simulator(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The placement simulator, bench/simulator/, with every module of it imported
+    (simulator.traces, simulator.policies, ...)."""
+    package = load_bench_module("simulator", monkeypatch)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"simulator.{module.name}")
+    return package

@@ -3,38 +3,33 @@ through the agent's gang placement (no figures asserted)."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.gpu_agent.conftest import load_bench_module
+from warmpath_agent.layouts import Layout
 
 
 @pytest.fixture
 def hosts(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(BENCH))
-    for name in ("placement", "placement_gangs", "placement_hosts"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return importlib.import_module("placement_hosts")
+    return load_bench_module("placement_hosts", monkeypatch)
 
 
 @pytest.fixture
-def gangs(hosts: ModuleType) -> ModuleType:
-    return importlib.import_module("placement_gangs")
+def gangs(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return load_bench_module("placement_gangs", monkeypatch)
 
 
 def test_every_incident_host_serves_every_model_under_every_policy(
-    hosts: ModuleType, gangs: ModuleType
+    hosts: ModuleType, simulator: ModuleType
 ) -> None:
     results = hosts.run_hosts(seeds=1, hours=0.25)
     assert list(results) == [s.name for s in hosts.SCENARIOS]
     assert len(hosts.SCENARIOS) == 5  # one per host the issue names, and a two-GPU variant
     for scenario in hosts.SCENARIOS:
         by_policy = results[scenario.name]
-        assert {gangs.LRU, gangs.BELADY} <= set(by_policy)
+        assert {simulator.policies.LRU, simulator.policies.BELADY} <= set(by_policy)
         assert any(name.startswith("warmpath") for name in by_policy)
         assert any("keep_alive" in name for name in by_policy)
         trace = scenario.trace(0, 0.25)
@@ -61,15 +56,15 @@ def test_placement_is_the_agents_gang_code(
 
     monkeypatch.setattr(gangs, "plan_gang", recording)
     hosts.run_hosts(seeds=1, hours=0.5)
-    assert set(gangs.Layout) <= set(layouts)
+    assert set(Layout) <= set(layouts)
 
 
 def test_a_host_that_cannot_hold_a_model_is_refused_by_the_agents_start_up_check(
-    hosts: ModuleType,
+    hosts: ModuleType, gangs: ModuleType
 ) -> None:
     (scenario,) = [s for s in hosts.SCENARIOS if s.name == "gpt-oss host"]  # 4 GPUs
-    too_wide = hosts.HostModel("wide", 40.0, 0, 10.0, tensor_parallel=8)
-    broken = hosts.host_scenario(
+    too_wide = gangs.HostModel("wide", 40.0, 0, 10.0, tensor_parallel=8)
+    broken = gangs.host_scenario(
         "broken", "", "", scenario.gpu_gb, 64.0, (too_wide,), scenario.make_trace, ""
     )
     with pytest.raises(hosts.NotServed, match=r"models\.0\.tensor_parallel: wide needs 8 GPUs"):
@@ -77,21 +72,21 @@ def test_a_host_that_cannot_hold_a_model_is_refused_by_the_agents_start_up_check
 
 
 def test_ollama_style_policies_evict_before_offloading_and_warmpath_offloads_around(
-    hosts: ModuleType, gangs: ModuleType
+    hosts: ModuleType, gangs: ModuleType, simulator: ModuleType
 ) -> None:
     # A 4 GB model, then the 18 GB one on a 16 GB GPU: Ollama's scheduler unloads the
     # idle small model first and offloads fewer layers; the agent keeps it resident
     # (no eviction would fit the big one on the GPU) and offloads more.
     def trace(rng: object, end: float) -> list[object]:
-        return [hosts.Request(0.0, 0), hosts.Request(60.0, 1)]
+        return [simulator.traces.Request(0.0, 0), simulator.traces.Request(60.0, 1)]
 
-    models = (hosts.ollama("small", 4.0, 32, 2.0), hosts.ollama("big", 18.0, 62, 3.5))
-    small_then_big = hosts.host_scenario("tiny", "", "", (16.0,), 64.0, models, trace, "", 1.0)
+    models = (gangs.ollama("small", 4.0, 32, 2.0), gangs.ollama("big", 18.0, 62, 3.5))
+    small_then_big = gangs.host_scenario("tiny", "", "", (16.0,), 64.0, models, trace, "", 1.0)
     requests = small_then_big.trace(0)
     outcomes = {
         policy.name: gangs.HostSimulation(small_then_big, policy).run(requests)
         for policy in gangs.host_policies(requests)
     }
-    lru, warmpath = outcomes[gangs.LRU], outcomes[gangs.WARMPATH]
+    lru, warmpath = outcomes[simulator.policies.LRU], outcomes[simulator.policies.WARMPATH]
     assert lru.served_offloaded == warmpath.served_offloaded == 1
     assert lru.mean_offloaded_slowdown < warmpath.mean_offloaded_slowdown

@@ -11,15 +11,15 @@ from tests.gpu_agent.conftest import load_bench_module
 
 
 @pytest.fixture
-def warm(placement: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """bench/placement_warm.py, on the placement simulator it extends."""
+def warm(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/placement_warm.py, the warm tier's report."""
     return load_bench_module("placement_warm", monkeypatch)
 
 
 def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
-    warm: ModuleType, placement: ModuleType
+    warm: ModuleType, simulator: ModuleType
 ) -> None:
-    workload = placement.WORKLOADS[0]
+    workload = simulator.workloads.WORKLOADS[0]
     results = warm.run([workload], 1, 0, 0.3, warm.HOST_RAM_PER_GPU_MEMORY)
     by_policy = results[workload.name]
     requests = len(workload.trace(0, 0.3))
@@ -27,9 +27,9 @@ def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
         warm.WARM,
         warm.LRU_WARM,
         warm.BELADY_WARM,
-        placement.WARMPATH,
-        placement.LRU,
-        placement.BELADY,
+        simulator.policies.WARMPATH,
+        simulator.policies.LRU,
+        simulator.policies.BELADY,
     ):
         (outcome,) = by_policy[name]
         assert len(outcome.waits) == requests, "every request is served or counted failed"
@@ -41,8 +41,8 @@ def test_the_warm_tier_wakes_sleepers_and_serves_every_request(
     assert any(warm.WARM in row for row in rows)
 
 
-def test_no_host_ram_means_no_sleep(warm: ModuleType, placement: ModuleType) -> None:
-    workload = placement.WORKLOADS[0]
+def test_no_host_ram_means_no_sleep(warm: ModuleType, simulator: ModuleType) -> None:
+    workload = simulator.workloads.WORKLOADS[0]
     results = warm.run([workload], 1, 0, 0.3, 0.0)
     (tier,) = results[workload.name][warm.WARM]
     assert tier.sleeps == 0
@@ -50,17 +50,17 @@ def test_no_host_ram_means_no_sleep(warm: ModuleType, placement: ModuleType) -> 
 
 
 def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
-    warm: ModuleType, placement: ModuleType
+    warm: ModuleType, simulator: ModuleType
 ) -> None:
-    workload = placement.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
-    simulation = warm.WarmSimulation(
+    workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
+    simulation = simulator.warm_tier.WarmSimulation(
         workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
     )
     cluster = simulation.cluster
     server, page_cache = 9, 10  # 14 GB vLLM-like, 16 GB llama.cpp-like
     empty = cluster.free(0)
     for model in (server, page_cache):
-        simulation.load(model, placement.Load(0, ()), 0.0)
+        simulation.load(model, simulator.policies.Load(0, ()), 0.0)
     kept = cluster.size(server) // 10
     assert cluster.freed_by_eviction(server, 60.0) == pytest.approx(
         cluster.size(server) - kept, abs=1
@@ -82,24 +82,24 @@ def test_a_sleeping_server_keeps_a_tenth_of_its_gpu_until_it_is_unloaded(
 
 @pytest.mark.parametrize(("ready_at", "moves"), [(90.0, True), (20.0, False)])
 def test_a_sleeping_server_blocked_by_loads_in_progress_on_its_gpu_loads_elsewhere(
-    warm: ModuleType, placement: ModuleType, ready_at: float, moves: bool
+    warm: ModuleType, simulator: ModuleType, ready_at: float, moves: bool
 ) -> None:
     """As the agent does: when its GPU has room only after loads in progress there (then
     min_residency), and that wait plus its wake is longer than its load, it moves."""
-    workload = placement.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
-    simulation = warm.WarmSimulation(
+    workload = simulator.workloads.WORKLOADS[3]  # incidents: mixed runtimes on 2 x 32 GB
+    simulation = simulator.warm_tier.WarmSimulation(
         workload, warm.warm_policies([])[0], warm.HOST_RAM_PER_GPU_MEMORY
     )
     cluster = simulation.cluster
     server = 7  # 9 GB vLLM-like: a 56 s load, a 1.4 s wake
-    cluster.asleep[server] = placement.Loaded(server, 0, 0.0, 0.0, 0.0)
+    cluster.asleep[server] = simulator.cluster.Loaded(server, 0, 0.0, 0.0, 0.0)
     for loading in (11, 6):  # 20 GB and 8 GB, both still loading on GPU 0
-        cluster.loaded[loading] = placement.Loaded(loading, 0, ready_at, 0.0, 0.0)
+        cluster.loaded[loading] = simulator.cluster.Loaded(loading, 0, ready_at, 0.0, 0.0)
 
     decision = simulation.decide(server, 0.0, 100.0)
 
     if moves:
-        assert decision == placement.Load(1, ()), "loaded from disk on the empty GPU"
+        assert decision == simulator.policies.Load(1, ()), "loaded from disk on the empty GPU"
         assert server not in cluster.asleep
         assert simulation.outcome.moved == 1
     else:

@@ -1,7 +1,7 @@
 """Where a model goes and what leaves to make room: the agent's placement policy
 (reload cost, the hot set, demand estimates). Pure functions of plain data, so that
-the agent (placement_planner.py) and the placement simulator (bench/placement.py) run
-exactly the same code. Why the policy is what it is: docs/architecture.md, "How the
+the agent (placement_planner.py) and the placement simulator (bench/simulator/policies.py)
+run exactly the same code. Why the policy is what it is: docs/architecture.md, "How the
 policy is derived".
 """
 

@@ -3,7 +3,7 @@ offload to host RAM (the layouts and their arithmetic: layouts.py).
 
 The shared placement code (with eviction.py, whose victim choice, min_residency,
 hot set and waiting rules it reuses), run by the agent (placement_planner.py) and by the
-placement simulator (bench/placement.py). A placement is a set of GPUs on one host
+placement simulator (bench/placement_gangs.py). A placement is a set of GPUs on one host
 (the gang) and a layout, tried in this order:
 
 1. one GPU: the model fits on one GPU once this agent's unpinned models are gone
