@@ -91,7 +91,7 @@ async def router_side_error(adapter: str, url: str, model: str) -> WarmpathError
 def nvml_or_skip() -> ModuleType:
     """pynvml, initialised; called at a module's top, it skips the whole module where no
     NVIDIA GPU answers (no driver, no GPU: this machine cannot run those tests)."""
-    pynvml = pytest.importorskip("pynvml")
+    pynvml: ModuleType = pytest.importorskip("pynvml")
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as error:

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import GEMMA, nvml_or_skip
 from tests.gpu_agent.process_tree import server_with_worker
 from warmpath.v1 import gpu_agent_pb2, gpu_agent_pb2_grpc
-from warmpath_agent.drivers import RunningModel
+from warmpath_agent.drivers import GpuPlacement, RunningModel
 from warmpath_agent.inventory import GpuReading, MemoryBook
 from warmpath_agent.metrics import AgentMetrics
 from warmpath_agent.nvml import NvmlInventory
@@ -137,7 +137,9 @@ class TorchHolderDriver:
         self.mib = mib
         self.processes: dict[str, asyncio.subprocess.Process] = {}
 
-    async def start(self, spec: ModelSpec, gpu: GpuReading) -> RunningModel:
+    async def start(
+        self, spec: ModelSpec, gpu: GpuReading, placement: GpuPlacement | None = None
+    ) -> RunningModel:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
