@@ -121,7 +121,11 @@ class Simulation:
         took = self.workload.load_seconds[model]
         self.outcome.cold_loads += 1
         self.outcome.load_seconds += took
-        resident = Loaded(model, decision.gpu, now + took, now, now)
+        return self.ready_in(model, decision.gpu, took, now)
+
+    def ready_in(self, model: int, gpu: int, took: float, now: float) -> Loaded:
+        """`model` on `gpu`, ready `took` seconds after `now`."""
+        resident = Loaded(model, gpu, now + took, now, now)
         self.cluster.loaded[model] = resident
         return resident
 

@@ -246,9 +246,7 @@ class WarmSimulation(Simulation):
         took = self.cluster.wake[model]
         self.outcome.wakes += 1
         self.outcome.wake_seconds += took
-        resident = Loaded(model, decision.gpu, now + took, now, now)
-        self.cluster.loaded[model] = resident
-        return resident
+        return self.ready_in(model, decision.gpu, took, now)
 
     def demote(self, victim: int, now: float, may_sleep: bool = True) -> None:
         if victim in self.cluster.asleep:  # a sleeper's leftover: it is unloaded
